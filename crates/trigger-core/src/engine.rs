@@ -1,0 +1,560 @@
+//! The decision: one CAD revision in, commands + one explained decision record + owner notices out.
+//! Deterministic given the events, the camera registry and the clock value passed in.
+
+use crate::classify::Classification;
+use crate::geodesy::h3_cell;
+use crate::policy::Policy;
+use crate::reject::{validate, Reject, RejectReason};
+use crate::types::*;
+use chrono::{Datelike, Timelike};
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+/// A camera near an incident, with its distance.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    pub camera: &'a CameraRecord,
+    pub distance_m: f64,
+}
+
+/// Where the engine finds cameras. Implemented by `trigger-index`; a slice of records is a brute-force source.
+pub trait CameraSource {
+    /// Every camera within `radius_m` (great-circle) of `center`, nearest first, ties broken by camera_id.
+    fn within(&self, center: LatLon, radius_m: f64) -> Vec<Candidate<'_>>;
+    fn get(&self, camera_id: &str) -> Option<&CameraRecord>;
+}
+
+/// Sorts candidates into the order the engine relies on: distance, then camera_id.
+pub fn sort_candidates(c: &mut [Candidate<'_>]) {
+    c.sort_by(|a, b| {
+        a.distance_m
+            .total_cmp(&b.distance_m)
+            .then_with(|| a.camera.camera_id.cmp(&b.camera.camera_id))
+    });
+}
+
+impl CameraSource for [CameraRecord] {
+    fn within(&self, center: LatLon, radius_m: f64) -> Vec<Candidate<'_>> {
+        let mut v: Vec<_> = self
+            .iter()
+            .map(|c| Candidate { camera: c, distance_m: crate::geodesy::distance_m(center, c.point()) })
+            .filter(|c| c.distance_m <= radius_m)
+            .collect();
+        sort_candidates(&mut v);
+        v
+    }
+    fn get(&self, camera_id: &str) -> Option<&CameraRecord> {
+        self.iter().find(|c| c.camera_id == camera_id)
+    }
+}
+
+/// What happened to an event, as audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// First cameras of the incident started.
+    Triggered,
+    /// A later revision added cameras.
+    Extended,
+    /// Trigger category, cameras already active, none to add.
+    NoNewCamera,
+    /// Trigger category, no camera passed consent and scope.
+    NoCameraInScope,
+    /// CLOSED / CANCELLED (STOP sent to cameras still recording, if any).
+    Closed,
+    /// Too old since received_at: nothing started.
+    RefusedStale,
+    /// Civil unrest / protest / immigration or a table's blocked type: never triggers.
+    BlockedType,
+    /// A known type that does not trigger.
+    NotTriggerType,
+    /// A trigger category switched off in policy (e.g. alarm-only calls by default).
+    CategoryDisabled,
+    /// The agency is not a partner.
+    NotPartner,
+    /// The incident lies outside the agency's jurisdiction.
+    OutsideJurisdiction,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Triggered => "triggered",
+            Outcome::Extended => "extended",
+            Outcome::NoNewCamera => "no_new_camera",
+            Outcome::NoCameraInScope => "no_camera_in_scope",
+            Outcome::Closed => "closed",
+            Outcome::RefusedStale => "refused_stale",
+            Outcome::BlockedType => "blocked_type",
+            Outcome::NotTriggerType => "not_trigger_type",
+            Outcome::CategoryDisabled => "category_disabled",
+            Outcome::NotPartner => "not_partner",
+            Outcome::OutsideJurisdiction => "outside_jurisdiction",
+        }
+    }
+}
+
+/// Why a camera near an incident was not commanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exclusion {
+    OutsideJurisdiction,
+    OutOfScopeCategory,
+    BeyondOwnerRadius,
+    Offline,
+    QuietHours,
+    DailyCap,
+    KCap,
+}
+
+impl Exclusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exclusion::OutsideJurisdiction => "outside_jurisdiction",
+            Exclusion::OutOfScopeCategory => "out_of_scope_category",
+            Exclusion::BeyondOwnerRadius => "beyond_owner_radius",
+            Exclusion::Offline => "offline",
+            Exclusion::QuietHours => "quiet_hours",
+            Exclusion::DailyCap => "daily_cap",
+            Exclusion::KCap => "k_cap",
+        }
+    }
+}
+
+/// Why a STOP was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    IncidentClosed,
+    Reclassified,
+    ConsentWithdrawn,
+    CameraRemoved,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Commanded {
+    pub camera_id: String,
+    /// Distance at the time of the decision; absent for a STOP to a camera that left the registry.
+    pub distance_m: Option<f64>,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Excluded {
+    pub camera_id: String,
+    pub distance_m: f64,
+    pub reason: Exclusion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Latencies {
+    /// CAD emitted -> decided, on the engine's clock.
+    pub emitted_to_decided_ms: i64,
+    /// Call received -> decided, on the engine's clock.
+    pub received_to_decided_ms: i64,
+}
+
+/// The explained decision for one event: the audit record's content.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    pub decided_at: Millis,
+    pub incident_ref: String,
+    pub agency_id: String,
+    pub revision: u32,
+    pub status: Status,
+    pub priority: u32,
+    pub outcome: Outcome,
+    pub category: Option<Category>,
+    /// The classification rule that matched (or blocked).
+    pub rule: Option<String>,
+    /// Search radius used, after widening by uncertainty and capping.
+    pub radius_m: Option<f64>,
+    /// Coarse area (H3 cell at the policy's area resolution); never the exact location.
+    pub area_h3: Option<String>,
+    pub commanded: Vec<Commanded>,
+    pub excluded: Vec<Excluded>,
+    pub latencies: Latencies,
+}
+
+/// Everything one event causes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub record: DecisionRecord,
+    pub commands: Vec<CameraCommand>,
+    pub notices: Vec<OwnerNotice>,
+}
+
+#[derive(Debug, Clone)]
+struct Started {
+    until: Millis,
+    stopped: bool,
+}
+
+#[derive(Debug, Clone)]
+struct IncidentState {
+    last_revision: u32,
+    last_seen: Millis,
+    category: Option<Category>,
+    /// Every camera ever STARTed for this incident (START happens once per camera per incident).
+    started: BTreeMap<String, Started>,
+}
+
+/// The planner: policy plus incident state and daily-cap counters.
+pub struct Engine {
+    policy: Policy,
+    incidents: HashMap<(String, String), IncidentState>,
+    /// camera_id -> (owner-local day number, STARTs that day)
+    caps: HashMap<String, (i32, u32)>,
+    next_sweep: Millis,
+}
+
+const SWEEP_EVERY_MS: Millis = 60_000;
+
+impl Engine {
+    pub fn new(policy: Policy) -> Self {
+        Self { policy, incidents: HashMap::new(), caps: HashMap::new(), next_sweep: Millis::MIN }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Incidents currently held in state.
+    pub fn incidents_in_state(&self) -> usize {
+        self.incidents.len()
+    }
+
+    /// The opaque incident reference: HMAC-SHA-256(key, agency_id 0x1f incident_id), 96 bits, hex.
+    pub fn incident_ref(&self, agency_id: &str, incident_id: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.policy.config.incident_ref_key.as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(agency_id.as_bytes());
+        mac.update(&[0x1f]);
+        mac.update(incident_id.as_bytes());
+        format!("inc_{}", hex::encode(&mac.finalize().into_bytes()[..12]))
+    }
+
+    /// Forget incidents not updated within the state TTL, and daily-cap counters of past days.
+    pub fn expire(&mut self, now: Millis) {
+        let ttl = self.policy.config.state_ttl_s as i64 * 1000;
+        self.incidents.retain(|_, st| st.last_seen + ttl >= now);
+        let today_utc = day_number(now, chrono_tz::UTC);
+        // Owner-local days are within a day of UTC's: anything older than yesterday is finished.
+        self.caps.retain(|_, (day, _)| *day >= today_utc - 1);
+    }
+
+    /// Decide one event at clock value `now`. `Err` is bad input (to the dead-letter destination).
+    pub fn decide(
+        &mut self,
+        ev: &CallForService,
+        cams: &(impl CameraSource + ?Sized),
+        now: Millis,
+    ) -> Result<Decision, Reject> {
+        validate(ev, now, self.policy.config.max_future_skew_s as i64 * 1000)?;
+        if now >= self.next_sweep {
+            self.expire(now);
+            self.next_sweep = now + SWEEP_EVERY_MS;
+        }
+        let cfg = &self.policy.config;
+        let incident_ref = self.incident_ref(&ev.agency_id, &ev.incident_id);
+        let loc = ev.location.expect("validated");
+        let mut d = Draft {
+            record: DecisionRecord {
+                decided_at: now,
+                incident_ref,
+                agency_id: ev.agency_id.clone(),
+                revision: ev.revision,
+                status: ev.status,
+                priority: ev.priority,
+                outcome: Outcome::NotPartner,
+                category: None,
+                rule: None,
+                radius_m: None,
+                area_h3: h3_cell(loc.point(), self.policy.area_resolution),
+                commanded: vec![],
+                excluded: vec![],
+                latencies: Latencies {
+                    emitted_to_decided_ms: now - ev.emitted_at,
+                    received_to_decided_ms: now - ev.received_at,
+                },
+            },
+            commands: vec![],
+            notices: vec![],
+        };
+        let Some(agency) = self.policy.agencies.get(&ev.agency_id) else {
+            return Ok(d.finish(Outcome::NotPartner));
+        };
+        let class = agency.classifier.classify(&ev.call_type_code, &ev.call_type_text);
+        if class == Classification::Unknown {
+            return Err(Reject::new(
+                RejectReason::UnknownCallType,
+                format!(
+                    "code {:?} / text {:?} is in no code table of agency {}",
+                    ev.call_type_code, ev.call_type_text, ev.agency_id
+                ),
+            ));
+        }
+        let key = (ev.agency_id.clone(), ev.incident_id.clone());
+        if let Some(st) = self.incidents.get(&key) {
+            if ev.revision == st.last_revision {
+                return Err(Reject::new(RejectReason::DuplicateRevision, format!("revision {} again", ev.revision)));
+            }
+            if ev.revision < st.last_revision {
+                return Err(Reject::new(
+                    RejectReason::OutOfOrderRevision,
+                    format!("revision {} after {}", ev.revision, st.last_revision),
+                ));
+            }
+        }
+        let st = self.incidents.entry(key).or_insert_with(|| IncidentState {
+            last_revision: 0,
+            last_seen: now,
+            category: None,
+            started: BTreeMap::new(),
+        });
+        st.last_revision = ev.revision;
+        st.last_seen = now;
+
+        let (category, rule) = match &class {
+            Classification::Trigger { category, rule } => (Some(*category), Some(rule.clone())),
+            Classification::Blocked { rule } | Classification::NotTrigger { rule } => (None, Some(rule.clone())),
+            Classification::Unknown => unreachable!("rejected above"),
+        };
+        d.record.category = category;
+        d.record.rule = rule;
+        let cat_policy = category.and_then(|c| self.policy.category(c)).filter(|p| p.enabled);
+
+        // Terminal statuses and types that must not (or no longer) trigger: stop whatever still records.
+        let stop = if ev.status.is_terminal() {
+            Some((StopReason::IncidentClosed, Outcome::Closed))
+        } else {
+            match (&class, cat_policy) {
+                (Classification::Blocked { .. }, _) => Some((StopReason::Reclassified, Outcome::BlockedType)),
+                (Classification::NotTrigger { .. }, _) => Some((StopReason::Reclassified, Outcome::NotTriggerType)),
+                (_, None) => Some((StopReason::Reclassified, Outcome::CategoryDisabled)),
+                _ => None,
+            }
+        };
+        if let Some((why, outcome)) = stop {
+            let category = category.or(st.category).unwrap_or(Category::Burglary);
+            d.stop_active(st, loc.point(), now, cfg, category, why, cams);
+            return Ok(d.finish(outcome));
+        }
+        let category = category.expect("trigger");
+        let cat_policy = cat_policy.expect("enabled");
+        st.category = Some(category);
+
+        if !agency.jurisdiction.contains(loc.point()) {
+            return Ok(d.finish(Outcome::OutsideJurisdiction));
+        }
+
+        // Active cameras whose owner withdrew consent for this category, or that left the registry: STOP.
+        let withdrawn: Vec<(String, Option<f64>, StopReason)> = st
+            .started
+            .iter()
+            .filter(|(_, s)| !s.stopped && s.until > now)
+            .filter_map(|(id, _)| match cams.get(id) {
+                None => Some((id.clone(), None, StopReason::CameraRemoved)),
+                Some(c) if !c.consent.categories.contains(category) => Some((
+                    id.clone(),
+                    Some(crate::geodesy::distance_m(loc.point(), c.point())),
+                    StopReason::ConsentWithdrawn,
+                )),
+                Some(_) => None,
+            })
+            .collect();
+        for (id, dist, why) in withdrawn {
+            st.started.get_mut(&id).expect("present").stopped = true;
+            d.push_stop(&id, dist, why, now, cfg, category);
+        }
+
+        if now - ev.received_at > cfg.max_age_s as i64 * 1000 {
+            return Ok(d.finish(Outcome::RefusedStale));
+        }
+
+        let radius = (cat_policy.radius_m + loc.uncertainty_m).min(cfg.radius_cap_m);
+        d.record.radius_m = Some(radius);
+        let had_started = !st.started.is_empty();
+        let mut budget = cfg.max_cameras.saturating_sub(st.started.len());
+        for cand in cams.within(loc.point(), radius) {
+            let cam = cand.camera;
+            if st.started.contains_key(&cam.camera_id) {
+                continue;
+            }
+            let reason = if !agency.jurisdiction.contains(cam.point()) {
+                Some(Exclusion::OutsideJurisdiction)
+            } else if !cam.consent.categories.contains(category) {
+                Some(Exclusion::OutOfScopeCategory)
+            } else if cand.distance_m > cam.consent.max_radius_m {
+                Some(Exclusion::BeyondOwnerRadius)
+            } else if !cam.online {
+                Some(Exclusion::Offline)
+            } else if in_quiet_hours(&cam.consent, now) {
+                Some(Exclusion::QuietHours)
+            } else if cap_reached(&self.caps, cam, now) {
+                Some(Exclusion::DailyCap)
+            } else if budget == 0 {
+                Some(Exclusion::KCap)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                d.record.excluded.push(Excluded {
+                    camera_id: cam.camera_id.clone(),
+                    distance_m: cand.distance_m,
+                    reason,
+                });
+                continue;
+            }
+            budget -= 1;
+            bump_cap(&mut self.caps, cam, now);
+            let until = now + cat_policy.record_seconds as i64 * 1000;
+            st.started.insert(cam.camera_id.clone(), Started { until, stopped: false });
+            let live = cat_policy.live_stream && cam.consent.live_stream_allowed;
+            d.push_command(&cam.camera_id, Action::Start, cat_policy.record_seconds, live, now, cfg, category);
+            d.record.commanded.push(Commanded {
+                camera_id: cam.camera_id.clone(),
+                distance_m: Some(cand.distance_m),
+                action: Action::Start,
+                stop_reason: None,
+            });
+            d.notices.push(OwnerNotice {
+                owner_ref: cam.owner_ref.clone(),
+                camera_id: cam.camera_id.clone(),
+                category,
+                area_h3: d.record.area_h3.clone().unwrap_or_default(),
+                at: now,
+                how_to_stop: cfg.how_to_stop.clone(),
+            });
+        }
+        let started_now = d.record.commanded.iter().any(|c| c.action == Action::Start);
+        let outcome = match (started_now, had_started) {
+            (true, false) => Outcome::Triggered,
+            (true, true) => Outcome::Extended,
+            (false, true) => Outcome::NoNewCamera,
+            (false, false) => Outcome::NoCameraInScope,
+        };
+        Ok(d.finish(outcome))
+    }
+}
+
+struct Draft {
+    record: DecisionRecord,
+    commands: Vec<CameraCommand>,
+    notices: Vec<OwnerNotice>,
+}
+
+impl Draft {
+    fn finish(mut self, outcome: Outcome) -> Decision {
+        self.record.outcome = outcome;
+        Decision { record: self.record, commands: self.commands, notices: self.notices }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_command(
+        &mut self,
+        camera_id: &str,
+        action: Action,
+        record_seconds: u32,
+        live_stream: bool,
+        now: Millis,
+        cfg: &crate::policy::PolicyConfig,
+        category: Category,
+    ) {
+        self.commands.push(CameraCommand {
+            command_id: command_id(&self.record.incident_ref, camera_id, action),
+            camera_id: camera_id.to_string(),
+            action,
+            incident_ref: self.record.incident_ref.clone(),
+            category,
+            record_seconds,
+            live_stream,
+            issued_at: now,
+            expires_at: now + cfg.command_ttl_s as i64 * 1000,
+        });
+    }
+
+    fn push_stop(
+        &mut self,
+        camera_id: &str,
+        distance_m: Option<f64>,
+        why: StopReason,
+        now: Millis,
+        cfg: &crate::policy::PolicyConfig,
+        category: Category,
+    ) {
+        self.push_command(camera_id, Action::Stop, 0, false, now, cfg, category);
+        self.record.commanded.push(Commanded {
+            camera_id: camera_id.to_string(),
+            distance_m,
+            action: Action::Stop,
+            stop_reason: Some(why),
+        });
+    }
+
+    /// STOP every camera of the incident that is still recording.
+    #[allow(clippy::too_many_arguments)]
+    fn stop_active(
+        &mut self,
+        st: &mut IncidentState,
+        point: LatLon,
+        now: Millis,
+        cfg: &crate::policy::PolicyConfig,
+        category: Category,
+        why: StopReason,
+        cams: &(impl CameraSource + ?Sized),
+    ) {
+        for (id, s) in st.started.iter_mut().filter(|(_, s)| !s.stopped && s.until > now) {
+            s.stopped = true;
+            let dist = cams.get(id).map(|c| crate::geodesy::distance_m(point, c.point()));
+            self.push_stop(id, dist, why, now, cfg, category);
+        }
+    }
+}
+
+/// Deterministic command id: SHA-256(incident_ref 0x1f camera_id 0x1f action), 128 bits, hex.
+pub fn command_id(incident_ref: &str, camera_id: &str, action: Action) -> String {
+    let mut h = Sha256::new();
+    h.update(incident_ref.as_bytes());
+    h.update([0x1f]);
+    h.update(camera_id.as_bytes());
+    h.update([0x1f]);
+    h.update(action.as_str().as_bytes());
+    format!("cmd_{}", hex::encode(&h.finalize()[..16]))
+}
+
+fn owner_tz(consent: &Consent) -> chrono_tz::Tz {
+    consent.quiet_hours.map_or(chrono_tz::UTC, |q| q.time_zone)
+}
+
+fn day_number(now: Millis, tz: chrono_tz::Tz) -> i32 {
+    chrono::DateTime::from_timestamp_millis(now)
+        .map_or(0, |t| t.with_timezone(&tz).date_naive().num_days_from_ce())
+}
+
+/// Is `now` inside the owner's quiet hours, in the owner's time zone?
+pub fn in_quiet_hours(consent: &Consent, now: Millis) -> bool {
+    let Some(q) = consent.quiet_hours else { return false };
+    let Some(t) = chrono::DateTime::from_timestamp_millis(now) else { return false };
+    let local = t.with_timezone(&q.time_zone);
+    q.contains((local.hour() * 60 + local.minute()) as u16)
+}
+
+fn cap_reached(caps: &HashMap<String, (i32, u32)>, cam: &CameraRecord, now: Millis) -> bool {
+    let today = day_number(now, owner_tz(&cam.consent));
+    let used = caps.get(&cam.camera_id).filter(|(d, _)| *d == today).map_or(0, |(_, n)| *n);
+    used >= cam.consent.daily_cap
+}
+
+fn bump_cap(caps: &mut HashMap<String, (i32, u32)>, cam: &CameraRecord, now: Millis) {
+    let today = day_number(now, owner_tz(&cam.consent));
+    let e = caps.entry(cam.camera_id.clone()).or_insert((today, 0));
+    if e.0 != today {
+        *e = (today, 0);
+    }
+    e.1 += 1;
+}

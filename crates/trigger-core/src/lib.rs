@@ -1,0 +1,25 @@
+//! trigger-core: every decision dispatch-trigger makes, with no I/O.
+//!
+//! Given a call-for-service revision, the camera registry (through [`CameraSource`]) and a clock value, the
+//! [`Engine`] classifies the call type, checks the agency and its jurisdiction, applies the latency budget,
+//! selects cameras within the category radius (nearest first, at most k) whose owners' consent covers the
+//! event, and plans START / STOP commands against the incident's state. Each event yields a [`Decision`]:
+//! commands, owner notices and one [`DecisionRecord`] that explains it. Bad input yields a [`Reject`].
+//!
+//! Nothing here reads files, sockets or clocks; callers pass text and time in.
+
+pub mod classify;
+pub mod engine;
+pub mod geodesy;
+pub mod policy;
+pub mod reject;
+pub mod types;
+
+pub use classify::{Classification, Classifier, CodeTable};
+pub use engine::{
+    command_id, Candidate, CameraSource, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion, Outcome,
+    StopReason,
+};
+pub use policy::{Jurisdiction, Policy, PolicyConfig, PolicyError};
+pub use reject::{Reject, RejectReason};
+pub use types::*;

@@ -1,0 +1,285 @@
+//! Policy: partner agencies and their jurisdictions, per-category radius and recording, the latency budget.
+//! Parsed from TOML text handed in by the caller (this crate reads no files).
+
+use crate::classify::{Classifier, CodeTable};
+use crate::types::{Category, LatLon};
+use geo::{BoundingRect, Intersects};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryPolicy {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Search radius around the incident, metres, before widening by location uncertainty.
+    pub radius_m: f64,
+    /// How long a STARTed camera records.
+    pub record_seconds: u32,
+    /// Whether this category may ask for a live stream (still only where the owner allowed it).
+    #[serde(default)]
+    pub live_stream: bool,
+    /// Higher goes first under backlog.
+    #[serde(default)]
+    pub priority: u8,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// Code tables consulted for this agency, in order (by table `name`). Empty = the policy's defaults.
+    #[serde(default)]
+    pub code_tables: Vec<String>,
+    /// Path of a GeoJSON file (Polygon / MultiPolygon, Feature or FeatureCollection), relative to the
+    /// policy file. Resolved and read by the caller.
+    pub jurisdiction: String,
+}
+
+/// The policy file (`config/policy.toml`). Every field but `agency` and `categories` has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// An event older than this (now - received_at) triggers nothing and is audited as refused_stale.
+    #[serde(default = "d_max_age")]
+    pub max_age_s: u64,
+    /// Timestamps further ahead of the clock than this are rejected.
+    #[serde(default = "d_skew")]
+    pub max_future_skew_s: u64,
+    /// Incident state is forgotten this long after its last revision.
+    #[serde(default = "d_ttl")]
+    pub state_ttl_s: u64,
+    /// Most cameras commanded per incident (nearest first).
+    #[serde(default = "d_k")]
+    pub max_cameras: usize,
+    /// Widening by location uncertainty never takes the radius past this.
+    #[serde(default = "d_cap")]
+    pub radius_cap_m: f64,
+    /// A command not received by the camera within this many seconds is void.
+    #[serde(default = "d_cmd_ttl")]
+    pub command_ttl_s: u64,
+    /// H3 resolution of the coarse area in audit records and owner notices (7 ~ 5 km²).
+    #[serde(default = "d_res")]
+    pub area_resolution: u8,
+    /// Key for the opaque incident reference (HMAC-SHA-256 of agency + incident id). Set it per deployment.
+    #[serde(default = "d_key")]
+    pub incident_ref_key: String,
+    /// Text in every owner notice.
+    #[serde(default = "d_stop")]
+    pub how_to_stop: String,
+    #[serde(default)]
+    pub default_code_tables: Vec<String>,
+    pub categories: BTreeMap<Category, CategoryPolicy>,
+    #[serde(rename = "agency")]
+    pub agencies: Vec<AgencyConfig>,
+}
+
+fn d_max_age() -> u64 {
+    120
+}
+fn d_skew() -> u64 {
+    300
+}
+fn d_ttl() -> u64 {
+    6 * 3600
+}
+fn d_k() -> usize {
+    8
+}
+fn d_cap() -> f64 {
+    600.0
+}
+fn d_cmd_ttl() -> u64 {
+    30
+}
+fn d_res() -> u8 {
+    7
+}
+/// The development key; `Policy::warnings` says so when it is in use.
+pub const DEV_INCIDENT_REF_KEY: &str = "dev-only-incident-ref-key";
+fn d_key() -> String {
+    DEV_INCIDENT_REF_KEY.into()
+}
+fn d_stop() -> String {
+    "Reply STOP in the app, or open Settings > Community program > Leave, to stop this and all future activations."
+        .into()
+}
+
+impl PolicyConfig {
+    pub fn from_toml(s: &str) -> Result<Self, PolicyError> {
+        toml::from_str(s).map_err(|e| PolicyError(vec![format!("policy is not valid: {e}")]))
+    }
+}
+
+/// Every problem found in a policy, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid policy:\n  - {}", .0.join("\n  - "))]
+pub struct PolicyError(pub Vec<String>);
+
+/// A partner agency's jurisdiction polygon.
+#[derive(Debug, Clone)]
+pub struct Jurisdiction {
+    shape: geo::MultiPolygon<f64>,
+    bbox: Option<geo::Rect<f64>>,
+}
+
+impl Jurisdiction {
+    pub fn from_geojson(text: &str) -> Result<Self, String> {
+        let gj: geojson::GeoJson = text.parse().map_err(|e| format!("not GeoJSON: {e}"))?;
+        let geoms: Vec<geojson::Geometry> = match gj {
+            geojson::GeoJson::Geometry(g) => vec![g],
+            geojson::GeoJson::Feature(f) => f.geometry.into_iter().collect(),
+            geojson::GeoJson::FeatureCollection(fc) => {
+                fc.features.into_iter().filter_map(|f| f.geometry).collect()
+            }
+        };
+        let mut polys = Vec::new();
+        for g in geoms {
+            let g: geo::Geometry<f64> = g.try_into().map_err(|e| format!("bad geometry: {e}"))?;
+            match g {
+                geo::Geometry::Polygon(p) => polys.push(p),
+                geo::Geometry::MultiPolygon(mp) => polys.extend(mp.0),
+                other => return Err(format!("jurisdiction must be polygons, found {other:?}")),
+            }
+        }
+        if polys.is_empty() {
+            return Err("no polygon in the jurisdiction file".into());
+        }
+        Ok(Self::from_polygons(polys))
+    }
+
+    pub fn from_polygons(polys: Vec<geo::Polygon<f64>>) -> Self {
+        let shape = geo::MultiPolygon(polys);
+        let bbox = shape.bounding_rect();
+        Self { shape, bbox }
+    }
+
+    /// True when the point lies inside or on the boundary.
+    pub fn contains(&self, p: LatLon) -> bool {
+        let pt = geo::Point::new(p.lon, p.lat);
+        match self.bbox {
+            Some(b) if !b.intersects(&pt) => false,
+            _ => self.shape.intersects(&pt),
+        }
+    }
+}
+
+pub(crate) struct Agency {
+    pub classifier: Classifier,
+    pub jurisdiction: Jurisdiction,
+}
+
+/// A validated policy, ready for the engine.
+pub struct Policy {
+    pub config: PolicyConfig,
+    pub(crate) agencies: BTreeMap<String, Agency>,
+    pub(crate) area_resolution: h3o::Resolution,
+}
+
+impl Policy {
+    /// `tables`: every loaded code table. `jurisdictions`: agency id -> GeoJSON text.
+    pub fn new(
+        config: PolicyConfig,
+        tables: &[CodeTable],
+        jurisdictions: &BTreeMap<String, String>,
+    ) -> Result<Self, PolicyError> {
+        let mut errs = Vec::new();
+        let area_resolution = h3o::Resolution::try_from(config.area_resolution).unwrap_or_else(|_| {
+            errs.push(format!("area_resolution {} is not an H3 resolution (0..=15)", config.area_resolution));
+            h3o::Resolution::Seven
+        });
+        if config.max_cameras == 0 {
+            errs.push("max_cameras must be at least 1".into());
+        }
+        if !(config.radius_cap_m.is_finite() && config.radius_cap_m > 0.0) {
+            errs.push(format!("radius_cap_m {} must be > 0", config.radius_cap_m));
+        }
+        for (cat, cp) in &config.categories {
+            if !(cp.radius_m.is_finite() && cp.radius_m > 0.0 && cp.radius_m <= config.radius_cap_m) {
+                errs.push(format!(
+                    "categories.{cat}.radius_m {} must be in (0, radius_cap_m = {}]",
+                    cp.radius_m, config.radius_cap_m
+                ));
+            }
+            if cp.record_seconds == 0 {
+                errs.push(format!("categories.{cat}.record_seconds must be > 0"));
+            }
+        }
+        if config.agencies.is_empty() {
+            errs.push("no [[agency]]: at least one partner agency is needed".into());
+        }
+        let find = |name: &str, errs: &mut Vec<String>, who: &str| {
+            let t = tables.iter().find(|t| t.name == name).cloned();
+            if t.is_none() {
+                let known: Vec<_> = tables.iter().map(|t| t.name.as_str()).collect();
+                errs.push(format!("{who}: code table {name:?} is not loaded (loaded: {known:?})"));
+            }
+            t
+        };
+        let defaults: Vec<CodeTable> = config
+            .default_code_tables
+            .iter()
+            .filter_map(|n| find(n, &mut errs, "default_code_tables"))
+            .collect();
+        let mut agencies = BTreeMap::new();
+        for a in &config.agencies {
+            let who = format!("agency {:?}", a.id);
+            if agencies.contains_key(&a.id) {
+                errs.push(format!("{who} is listed twice"));
+            }
+            let mut ts: Vec<CodeTable> =
+                a.code_tables.iter().filter_map(|n| find(n, &mut errs, &who)).collect();
+            if a.code_tables.is_empty() {
+                ts = defaults.clone();
+            }
+            if ts.is_empty() {
+                errs.push(format!("{who} has no code tables and there are no default_code_tables"));
+            }
+            let jurisdiction = match jurisdictions.get(&a.id).map(|t| Jurisdiction::from_geojson(t)) {
+                Some(Ok(j)) => j,
+                Some(Err(e)) => {
+                    errs.push(format!("{who}: jurisdiction {}: {e}", a.jurisdiction));
+                    continue;
+                }
+                None => {
+                    errs.push(format!("{who}: jurisdiction {} was not provided", a.jurisdiction));
+                    continue;
+                }
+            };
+            agencies.insert(a.id.clone(), Agency { classifier: Classifier::new(&ts), jurisdiction });
+        }
+        if errs.is_empty() {
+            Ok(Self { config, agencies, area_resolution })
+        } else {
+            Err(PolicyError(errs))
+        }
+    }
+
+    /// Things that are allowed but that an operator should hear about.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.config.incident_ref_key == DEV_INCIDENT_REF_KEY {
+            w.push("incident_ref_key is the development default: set a secret per deployment".into());
+        }
+        w
+    }
+
+    pub fn category(&self, c: Category) -> Option<&CategoryPolicy> {
+        self.config.categories.get(&c)
+    }
+
+    pub fn is_partner(&self, agency_id: &str) -> bool {
+        self.agencies.contains_key(agency_id)
+    }
+
+    /// Priority of a category under backlog (higher first); unknown or non-trigger = 0.
+    pub fn priority_of(&self, c: Option<Category>) -> u8 {
+        c.and_then(|c| self.category(c)).map_or(0, |p| p.priority)
+    }
+}

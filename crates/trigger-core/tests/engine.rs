@@ -1,0 +1,490 @@
+//! Behaviour of the planner: consent, scope, incident lifecycle, latency budget, rejects.
+
+use proptest::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use trigger_core::*;
+
+const T0: Millis = 1_720_000_000_000; // 2024-07-03T09:46:40Z (04:46 in Chicago)
+const LAT: f64 = 36.16;
+const LON: f64 = -86.78;
+
+fn policy_with(extra: &str) -> Policy {
+    let cfg = PolicyConfig::from_toml(&format!(
+        r#"
+max_cameras = 3
+radius_cap_m = 400
+incident_ref_key = "test-key"
+{extra}
+[categories.burglary]
+radius_m = 200
+record_seconds = 600
+live_stream = true
+[categories.robbery]
+radius_m = 300
+record_seconds = 300
+[categories.alarm]
+enabled = false
+radius_m = 100
+record_seconds = 60
+[[agency]]
+id = "metro"
+code_tables = ["t"]
+jurisdiction = "square.geojson"
+"#
+    ))
+    .unwrap();
+    let table = CodeTable::from_toml(
+        r#"
+name = "t"
+[alarm]
+text = ["ALARM"]
+[[rule]]
+code = "70"
+category = "burglary"
+[[rule]]
+code = "53"
+category = "robbery"
+[[rule]]
+code = "93"
+category = "none"
+"#,
+    )
+    .unwrap();
+    // A square of about 22 km around the test point.
+    let square = r#"{"type":"Polygon","coordinates":[[[-86.9,36.06],[-86.66,36.06],[-86.66,36.26],[-86.9,36.26],[-86.9,36.06]]]}"#;
+    let j = BTreeMap::from([("metro".to_string(), square.to_string())]);
+    Policy::new(cfg, &[table], &j).unwrap()
+}
+
+fn engine() -> Engine {
+    Engine::new(policy_with(""))
+}
+
+fn consent(cats: &[Category]) -> Consent {
+    Consent {
+        categories: cats.iter().copied().collect(),
+        max_radius_m: 500.0,
+        quiet_hours: None,
+        daily_cap: 10,
+        live_stream_allowed: false,
+    }
+}
+
+/// A camera `north_m` metres north of the incident.
+fn cam(id: &str, north_m: f64) -> CameraRecord {
+    CameraRecord {
+        camera_id: id.into(),
+        owner_ref: format!("owner-{id}"),
+        lat: LAT + north_m / 111_195.0,
+        lon: LON,
+        consent: consent(&[Category::Burglary, Category::Robbery]),
+        online: true,
+        updated_at: 0,
+    }
+}
+
+fn ev(rev: u32, status: Status, code: &str, at: Millis) -> CallForService {
+    CallForService {
+        incident_id: "PD1".into(),
+        agency_id: "metro".into(),
+        revision: rev,
+        status,
+        call_type_code: code.into(),
+        call_type_text: String::new(),
+        priority: 1,
+        location: Some(Location { lat: LAT, lon: LON, uncertainty_m: 0.0 }),
+        received_at: T0,
+        emitted_at: at,
+    }
+}
+
+fn starts(d: &Decision) -> Vec<&str> {
+    d.commands.iter().filter(|c| c.action == Action::Start).map(|c| c.camera_id.as_str()).collect()
+}
+fn stops(d: &Decision) -> Vec<&str> {
+    d.commands.iter().filter(|c| c.action == Action::Stop).map(|c| c.camera_id.as_str()).collect()
+}
+fn excluded(d: &Decision) -> Vec<(&str, Exclusion)> {
+    d.record.excluded.iter().map(|e| (e.camera_id.as_str(), e.reason)).collect()
+}
+
+#[test]
+fn triggers_nearest_consenting_cameras_and_explains_every_exclusion() {
+    let mut e = engine();
+    let mut cams = vec![cam("a", 50.0), cam("b", 100.0), cam("c", 150.0), cam("d", 170.0), cam("far", 250.0)];
+    cams.push(CameraRecord { consent: consent(&[Category::Robbery]), ..cam("scope", 20.0) });
+    cams.push(CameraRecord { consent: Consent { max_radius_m: 30.0, ..consent(&[Category::Burglary]) }, ..cam("radius", 40.0) });
+    cams.push(CameraRecord { online: false, ..cam("off", 60.0) });
+    let d = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(d.record.outcome, Outcome::Triggered);
+    assert_eq!(d.record.category, Some(Category::Burglary));
+    assert_eq!(d.record.rule.as_deref(), Some("t:code:70"));
+    assert_eq!(d.record.radius_m, Some(200.0));
+    assert_eq!(starts(&d), ["a", "b", "c"], "nearest first, at most k = 3");
+    assert_eq!(
+        excluded(&d),
+        [
+            ("scope", Exclusion::OutOfScopeCategory),
+            ("radius", Exclusion::BeyondOwnerRadius),
+            ("off", Exclusion::Offline),
+            ("d", Exclusion::KCap)
+        ]
+    );
+    assert!(!d.record.excluded.iter().any(|x| x.camera_id == "far"), "outside the radius is not a candidate");
+    assert_eq!(d.notices.len(), 3);
+    assert!(d.notices.iter().all(|n| n.area_h3 == d.record.area_h3.clone().unwrap()));
+    // Live stream: category allows it, these owners did not.
+    assert!(d.commands.iter().all(|c| !c.live_stream && c.record_seconds == 600));
+    assert!(d.commands.iter().all(|c| c.expires_at == T0 + 30_000));
+}
+
+#[test]
+fn live_stream_only_where_owner_allowed() {
+    let mut e = engine();
+    let mut yes = cam("yes", 10.0);
+    yes.consent.live_stream_allowed = true;
+    let cams = vec![yes, cam("no", 20.0)];
+    let d = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    let live: Vec<_> = d.commands.iter().map(|c| (c.camera_id.as_str(), c.live_stream)).collect();
+    assert_eq!(live, [("yes", true), ("no", false)]);
+    // Robbery policy has no live stream: even a willing owner gets none.
+    let mut e = engine();
+    let d = e.decide(&ev(1, Status::New, "53", T0), cams.as_slice(), T0).unwrap();
+    assert!(d.commands.iter().all(|c| !c.live_stream));
+}
+
+#[test]
+fn quiet_hours_follow_the_owner_time_zone() {
+    let mut e = engine();
+    // T0 is 04:46 in Chicago and 09:46 in UTC.
+    let mut chicago = cam("chi", 10.0);
+    chicago.consent.quiet_hours = Some(QuietHours {
+        start: MinuteOfDay::parse("22:00").unwrap(),
+        end: MinuteOfDay::parse("07:00").unwrap(),
+        time_zone: chrono_tz::America::Chicago,
+    });
+    let mut utc = chicago.clone();
+    utc.camera_id = "utc".into();
+    utc.consent.quiet_hours.as_mut().unwrap().time_zone = chrono_tz::UTC;
+    let cams = vec![chicago, utc];
+    let d = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(starts(&d), ["utc"]);
+    assert_eq!(excluded(&d), [("chi", Exclusion::QuietHours)]);
+}
+
+#[test]
+fn daily_cap_counts_starts_per_owner_day() {
+    let mut e = engine();
+    let mut c = cam("c", 10.0);
+    c.consent.daily_cap = 2;
+    let cams = vec![c];
+    for (i, expect) in [(1, true), (2, true), (3, false)] {
+        let mut x = ev(1, Status::New, "70", T0 + i);
+        x.incident_id = format!("PD{i}");
+        let d = e.decide(&x, cams.as_slice(), T0 + i).unwrap();
+        assert_eq!(!starts(&d).is_empty(), expect, "incident {i}");
+        if !expect {
+            assert_eq!(excluded(&d), [("c", Exclusion::DailyCap)]);
+        }
+    }
+    // Next UTC day (no quiet-hours zone): the cap resets.
+    let day = 86_400_000;
+    let mut x = ev(1, Status::New, "70", T0 + day);
+    x.incident_id = "PD4".into();
+    x.received_at = T0 + day;
+    assert_eq!(starts(&e.decide(&x, cams.as_slice(), T0 + day).unwrap()), ["c"]);
+}
+
+#[test]
+fn later_revisions_only_add_cameras_and_close_stops_active_ones() {
+    let mut e = engine();
+    let mut cams = vec![cam("a", 50.0)];
+    let d1 = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(starts(&d1), ["a"]);
+    cams.push(cam("b", 60.0));
+    let d2 = e.decide(&ev(2, Status::Dispatched, "70", T0 + 10_000), cams.as_slice(), T0 + 10_000).unwrap();
+    assert_eq!(d2.record.outcome, Outcome::Extended);
+    assert_eq!(starts(&d2), ["b"], "a is not started twice");
+    let d3 = e.decide(&ev(3, Status::OnScene, "70", T0 + 20_000), cams.as_slice(), T0 + 20_000).unwrap();
+    assert_eq!(d3.record.outcome, Outcome::NoNewCamera);
+    assert!(d3.commands.is_empty());
+    let d4 = e.decide(&ev(4, Status::Closed, "70", T0 + 30_000), cams.as_slice(), T0 + 30_000).unwrap();
+    assert_eq!(d4.record.outcome, Outcome::Closed);
+    assert_eq!(stops(&d4), ["a", "b"]);
+    assert!(d4.record.commanded.iter().all(|c| c.stop_reason == Some(StopReason::IncidentClosed)));
+}
+
+#[test]
+fn close_after_recording_ended_sends_nothing() {
+    let mut e = engine();
+    let cams = vec![cam("a", 50.0)];
+    e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    let later = T0 + 601_000;
+    let d = e.decide(&ev(2, Status::Closed, "70", later), cams.as_slice(), later).unwrap();
+    assert!(d.commands.is_empty());
+}
+
+#[test]
+fn reclassification_into_a_trigger_category_triggers_on_that_revision() {
+    let mut e = engine();
+    let cams = vec![cam("a", 50.0)];
+    let d1 = e.decide(&ev(1, Status::New, "93", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(d1.record.outcome, Outcome::NotTriggerType);
+    let d2 = e.decide(&ev(2, Status::Updated, "53", T0 + 5_000), cams.as_slice(), T0 + 5_000).unwrap();
+    assert_eq!(d2.record.outcome, Outcome::Triggered);
+    assert_eq!(d2.record.category, Some(Category::Robbery));
+    assert_eq!(starts(&d2), ["a"]);
+}
+
+#[test]
+fn reclassification_out_of_scope_stops_cameras() {
+    let mut e = engine();
+    let mut robbery_only = cam("r", 10.0);
+    robbery_only.consent = consent(&[Category::Robbery]);
+    let cams = vec![cam("a", 50.0), robbery_only];
+    let d1 = e.decide(&ev(1, Status::New, "53", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(starts(&d1), ["r", "a"]);
+    // Robbery -> burglary: "r" consented to robbery only and must stop.
+    let d2 = e.decide(&ev(2, Status::Updated, "70", T0 + 1000), cams.as_slice(), T0 + 1000).unwrap();
+    assert_eq!(stops(&d2), ["r"]);
+    assert_eq!(d2.record.commanded[0].stop_reason, Some(StopReason::ConsentWithdrawn));
+    // -> a blocked type: everything stops.
+    let mut x = ev(3, Status::Updated, "", T0 + 2000);
+    x.call_type_text = "CIVIL UNREST".into();
+    let d3 = e.decide(&x, cams.as_slice(), T0 + 2000).unwrap();
+    assert_eq!(d3.record.outcome, Outcome::BlockedType);
+    assert_eq!(stops(&d3), ["a"]);
+}
+
+#[test]
+fn blocked_types_never_trigger() {
+    let mut e = engine();
+    let cams = vec![cam("a", 50.0)];
+    for (i, text) in ["CIVIL UNREST; REQUEST MUTUAL AID", "PROTEST", "IMMIGRATION ENFORCEMENT ASSIST"].iter().enumerate() {
+        let mut x = ev(1, Status::New, "70", T0);
+        x.incident_id = format!("B{i}");
+        x.call_type_text = text.to_string();
+        let d = e.decide(&x, cams.as_slice(), T0).unwrap();
+        assert_eq!(d.record.outcome, Outcome::BlockedType, "{text}");
+        assert!(d.commands.is_empty());
+    }
+}
+
+#[test]
+fn alarm_calls_are_their_own_category_and_off_by_default() {
+    let mut e = engine();
+    let cams = vec![cam("a", 50.0)];
+    let mut x = ev(1, Status::New, "70", T0);
+    x.call_type_text = "BURGLARY - RESIDENCE / ALARM".into();
+    let d = e.decide(&x, cams.as_slice(), T0).unwrap();
+    assert_eq!(d.record.category, Some(Category::Alarm));
+    assert_eq!(d.record.outcome, Outcome::CategoryDisabled);
+    assert!(d.commands.is_empty());
+}
+
+#[test]
+fn stale_events_trigger_nothing_but_closes_still_stop() {
+    let mut e = engine();
+    let cams = vec![cam("a", 50.0)];
+    let late = T0 + 121_000;
+    let d = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), late).unwrap();
+    assert_eq!(d.record.outcome, Outcome::RefusedStale);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.record.latencies.received_to_decided_ms, 121_000);
+    let ok = T0 + 120_000;
+    let mut x = ev(1, Status::New, "70", T0);
+    x.incident_id = "fresh".into();
+    assert_eq!(e.decide(&x, cams.as_slice(), ok).unwrap().record.outcome, Outcome::Triggered);
+    let d = e.decide(&ev(2, Status::Closed, "70", T0 + 200_000), cams.as_slice(), T0 + 200_000).unwrap();
+    assert!(d.commands.is_empty(), "PD1 never started anything");
+    let mut c = ev(2, Status::Closed, "70", T0 + 200_000);
+    c.incident_id = "fresh".into();
+    assert_eq!(stops(&e.decide(&c, cams.as_slice(), T0 + 200_000).unwrap()), ["a"]);
+}
+
+#[test]
+fn radius_widens_with_uncertainty_up_to_the_cap() {
+    let mut e = engine();
+    let cams = vec![cam("a", 290.0), cam("b", 390.0), cam("c", 450.0)];
+    let mut x = ev(1, Status::New, "70", T0);
+    x.location.as_mut().unwrap().uncertainty_m = 100.0;
+    let d = e.decide(&x, cams.as_slice(), T0).unwrap();
+    assert_eq!(d.record.radius_m, Some(300.0));
+    assert_eq!(starts(&d), ["a"]);
+    let mut x = ev(1, Status::New, "70", T0);
+    x.incident_id = "wide".into();
+    x.location.as_mut().unwrap().uncertainty_m = 5000.0;
+    let d = e.decide(&x, cams.as_slice(), T0).unwrap();
+    assert_eq!(d.record.radius_m, Some(400.0), "capped");
+    assert_eq!(starts(&d), ["a", "b"]);
+}
+
+#[test]
+fn jurisdiction_and_partnership() {
+    let mut e = engine();
+    // A camera just across the jurisdiction's northern edge, near an incident just inside it.
+    let edge = 36.26;
+    let inside = CameraRecord { lat: edge - 0.0005, ..cam("in", 0.0) };
+    let outside = CameraRecord { lat: edge + 0.0005, ..cam("out", 0.0) };
+    let cams = vec![inside, outside];
+    let mut x = ev(1, Status::New, "70", T0);
+    x.location = Some(Location { lat: edge - 0.0001, lon: LON, uncertainty_m: 0.0 });
+    let d = e.decide(&x, cams.as_slice(), T0).unwrap();
+    assert_eq!(starts(&d), ["in"]);
+    assert_eq!(excluded(&d), [("out", Exclusion::OutsideJurisdiction)]);
+    let mut x = ev(1, Status::New, "70", T0);
+    x.incident_id = "elsewhere".into();
+    x.location = Some(Location { lat: 40.0, lon: -80.0, uncertainty_m: 0.0 });
+    assert_eq!(e.decide(&x, cams.as_slice(), T0).unwrap().record.outcome, Outcome::OutsideJurisdiction);
+    let mut x = ev(1, Status::New, "70", T0);
+    x.agency_id = "stranger".into();
+    let d = e.decide(&x, cams.as_slice(), T0).unwrap();
+    assert_eq!(d.record.outcome, Outcome::NotPartner);
+    assert!(d.commands.is_empty());
+}
+
+#[test]
+fn bad_revisions_and_unknown_types_are_named_rejects() {
+    let mut e = engine();
+    let cams = vec![cam("a", 50.0)];
+    e.decide(&ev(2, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    let r = |e: &mut Engine, x: CallForService| e.decide(&x, cams.as_slice(), T0 + 1).unwrap_err().reason;
+    assert_eq!(r(&mut e, ev(2, Status::Updated, "70", T0)), RejectReason::DuplicateRevision);
+    assert_eq!(r(&mut e, ev(1, Status::Updated, "70", T0)), RejectReason::OutOfOrderRevision);
+    assert_eq!(r(&mut e, ev(3, Status::Updated, "12345", T0)), RejectReason::UnknownCallType);
+    assert_eq!(r(&mut e, ev(0, Status::Updated, "70", T0)), RejectReason::InvalidRevision);
+    let mut x = ev(5, Status::Updated, "70", T0);
+    x.location = Some(Location { lat: 0.0, lon: 0.0, uncertainty_m: 0.0 });
+    assert_eq!(r(&mut e, x.clone()), RejectReason::NullIsland);
+    x.location = Some(Location { lat: f64::NAN, lon: 1.0, uncertainty_m: 0.0 });
+    assert_eq!(r(&mut e, x.clone()), RejectReason::InvalidCoordinates);
+    x.location = Some(Location { lat: 91.0, lon: 1.0, uncertainty_m: 0.0 });
+    assert_eq!(r(&mut e, x.clone()), RejectReason::InvalidCoordinates);
+    x.location = None;
+    assert_eq!(r(&mut e, x.clone()), RejectReason::MissingLocation);
+    let mut x = ev(5, Status::Updated, "70", T0 + 3_600_000);
+    assert_eq!(r(&mut e, x.clone()), RejectReason::TimestampInFuture);
+    x.incident_id = " ".into();
+    assert_eq!(r(&mut e, x), RejectReason::MissingIncidentId);
+    // The good event after all those rejects is still decided.
+    assert_eq!(e.decide(&ev(3, Status::Updated, "70", T0 + 1), cams.as_slice(), T0 + 1).unwrap().record.revision, 3);
+}
+
+#[test]
+fn removed_camera_is_stopped_and_never_started_again() {
+    let mut e = engine();
+    let mut cams = vec![cam("a", 50.0), cam("b", 60.0)];
+    let d = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(starts(&d), ["a", "b"]);
+    cams.retain(|c| c.camera_id != "a"); // tombstone: owner opted out
+    let d = e.decide(&ev(2, Status::Updated, "70", T0 + 1000), cams.as_slice(), T0 + 1000).unwrap();
+    assert_eq!(stops(&d), ["a"]);
+    assert_eq!(d.record.commanded[0].stop_reason, Some(StopReason::CameraRemoved));
+    let mut x = ev(1, Status::New, "70", T0 + 2000);
+    x.incident_id = "PD2".into();
+    let d = e.decide(&x, cams.as_slice(), T0 + 2000).unwrap();
+    assert_eq!(starts(&d), ["b"]);
+}
+
+#[test]
+fn ids_are_deterministic_and_opaque() {
+    let a = engine();
+    let b = engine();
+    let r = a.incident_ref("metro", "PD1");
+    assert_eq!(r, b.incident_ref("metro", "PD1"));
+    assert!(!r.contains("PD1"));
+    assert_ne!(r, a.incident_ref("metro", "PD2"));
+    assert_ne!(r, Engine::new(policy_with("")).incident_ref("other", "PD1"));
+    assert_eq!(command_id(&r, "cam", Action::Start), command_id(&r, "cam", Action::Start));
+    assert_ne!(command_id(&r, "cam", Action::Start), command_id(&r, "cam", Action::Stop));
+}
+
+#[test]
+fn state_expires_after_ttl() {
+    let mut e = Engine::new(policy_with("state_ttl_s = 3600"));
+    let cams = vec![cam("a", 50.0)];
+    e.decide(&ev(5, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(e.incidents_in_state(), 1);
+    e.expire(T0 + 3_600_001);
+    assert_eq!(e.incidents_in_state(), 0);
+}
+
+#[test]
+fn policy_errors_are_reported_together() {
+    let cfg = PolicyConfig::from_toml(
+        r#"
+max_cameras = 0
+area_resolution = 20
+[categories.burglary]
+radius_m = -1
+record_seconds = 0
+[[agency]]
+id = "x"
+code_tables = ["missing"]
+jurisdiction = "x.geojson"
+"#,
+    )
+    .unwrap();
+    let err = Policy::new(cfg, &[], &BTreeMap::new()).err().unwrap();
+    assert!(err.0.len() >= 5, "{err}");
+    assert!(PolicyConfig::from_toml("unknown_key = 1\n[categories]\n[[agency]]\nid='a'\njurisdiction='j'").is_err());
+}
+
+proptest! {
+    /// Whatever the registry and the events (within the incident-state TTL), no START ever exceeds the owner's
+    /// consent or the policy, and a camera is started at most once per incident.
+    #[test]
+    fn consent_is_never_exceeded(
+        cams in prop::collection::vec((0.0f64..600.0, 0.0f64..6.3, 0u16..256, 0.0f64..600.0, any::<bool>(), 0u32..3, prop::option::of((0u16..1440, 0u16..1440))), 0..40),
+        events in prop::collection::vec((0u8..4, prop::sample::select(vec!["70", "53", "93"]), 0i64..21_000_000, 0.0f64..300.0), 1..30),
+    ) {
+        let registry: Vec<CameraRecord> = cams.iter().enumerate().map(|(i, (r, bearing, cats, max_r, online, cap, quiet))| {
+            let mut c = cam(&format!("c{i:02}"), 0.0);
+            c.lat = LAT + r * bearing.cos() / 111_195.0;
+            c.lon = LON + r * bearing.sin() / (111_195.0 * LAT.to_radians().cos());
+            c.consent = Consent {
+                categories: Category::ALL.into_iter().filter(|k| cats & (1 << *k as u16) != 0).collect(),
+                max_radius_m: *max_r,
+                quiet_hours: quiet.map(|(s, e)| QuietHours { start: MinuteOfDay(s), end: MinuteOfDay(e), time_zone: chrono_tz::America::Chicago }),
+                daily_cap: *cap,
+                live_stream_allowed: i % 2 == 0,
+            };
+            c.online = *online;
+            c
+        }).collect();
+        let mut e = engine();
+        let mut per_incident: HashMap<String, usize> = HashMap::new();
+        let mut per_day: HashMap<(String, String), u32> = HashMap::new();
+        let mut once = std::collections::HashSet::new();
+        let mut sorted = events.clone();
+        sorted.sort_by_key(|x| x.2);
+        for (n, (inc, code, t, unc)) in sorted.into_iter().enumerate() {
+            let now = T0 + t;
+            let mut x = ev(n as u32 + 1, Status::Updated, code, now);
+            x.incident_id = format!("I{inc}");
+            x.received_at = now;
+            x.location.as_mut().unwrap().uncertainty_m = unc;
+            let Ok(d) = e.decide(&x, registry.as_slice(), now) else { continue };
+            for c in d.commands.iter().filter(|c| c.action == Action::Start) {
+                let cam = registry.iter().find(|k| k.camera_id == c.camera_id).unwrap();
+                let dist = trigger_core::geodesy::distance_m(cam.point(), LatLon::new(LAT, LON));
+                prop_assert!(cam.consent.categories.contains(c.category));
+                prop_assert!(dist <= cam.consent.max_radius_m);
+                prop_assert!(dist <= 400.0);
+                prop_assert!(cam.online);
+                prop_assert!(!trigger_core::engine::in_quiet_hours(&cam.consent, now));
+                prop_assert!(!c.live_stream || cam.consent.live_stream_allowed);
+                prop_assert!(c.category != Category::Alarm);
+                *per_incident.entry(c.incident_ref.clone()).or_default() += 1;
+                prop_assert!(once.insert((c.incident_ref.clone(), c.camera_id.clone())), "START twice");
+                let day = chrono::DateTime::from_timestamp_millis(now).unwrap()
+                    .with_timezone(&cam.consent.quiet_hours.map_or(chrono_tz::UTC, |q| q.time_zone))
+                    .date_naive().to_string();
+                let used = per_day.entry((cam.camera_id.clone(), day)).or_default();
+                *used += 1;
+                prop_assert!(*used <= cam.consent.daily_cap);
+            }
+        }
+        prop_assert!(per_incident.values().all(|n| *n <= 3));
+    }
+}
