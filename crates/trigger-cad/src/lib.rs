@@ -1,1 +1,131 @@
-//! stub
+//! trigger-cad: CAD input formats and replay ordering.
+//!
+//! Every decoder turns bytes into [`DecodedEvent`]s and [`Rejected`] inputs. A reject names its reason
+//! (the closed set in `trigger_core::RejectReason`), says where it was, and keeps the original bytes. A bad
+//! record never stops a decoder: the records around it are still decoded.
+//!
+//! Caller, person, callback, vehicle and narrative data are dropped here: decoders read only the fields a
+//! `CallForService` has, and there is nowhere else to put anything.
+
+pub mod csv_profile;
+pub mod eido;
+pub mod jsonl;
+pub mod pb;
+pub mod replay;
+
+use std::sync::Arc;
+use trigger_core::{CallForService, Reject, RejectReason};
+
+pub use csv_profile::CsvProfile;
+
+/// Default largest accepted message (one protobuf message, JSON line, EIDO document or CSV row).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// City CSV export, read through a [`CsvProfile`].
+    Csv,
+    /// NENA EIDO JSON: one document, a JSON array of documents, or one document per line.
+    Eido,
+    /// One `CallForService` as JSON per line.
+    Jsonl,
+    /// Length-delimited protobuf `CallForService` messages.
+    Pb,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "eido" => Ok(Format::Eido),
+            "jsonl" => Ok(Format::Jsonl),
+            "pb" => Ok(Format::Pb),
+            _ => Err(format!("unknown format {s:?}: expected csv, eido, jsonl or pb")),
+        }
+    }
+}
+
+/// Where an event came from, with the exact bytes (kept for dead-lettering).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// "row 17", "line 3", "message 5 at byte 1234", "document 2".
+    pub position: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecodedEvent {
+    pub event: CallForService,
+    pub source: Arc<Source>,
+}
+
+/// A refused input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub position: String,
+    pub reason: RejectReason,
+    pub detail: String,
+    pub original: Vec<u8>,
+}
+
+impl Rejected {
+    pub fn new(source: &Source, reject: Reject) -> Self {
+        Self {
+            position: source.position.clone(),
+            reason: reject.reason,
+            detail: reject.detail,
+            original: source.bytes.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub events: Vec<DecodedEvent>,
+    pub rejects: Vec<Rejected>,
+}
+
+impl Decoded {
+    fn push(&mut self, source: Source, r: Result<Vec<CallForService>, Reject>) {
+        let source = Arc::new(source);
+        match r {
+            Ok(evs) => self.events.extend(evs.into_iter().map(|event| DecodedEvent { event, source: source.clone() })),
+            Err(e) => self.rejects.push(Rejected::new(&source, e)),
+        }
+    }
+}
+
+/// Options shared by the decoders.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    pub max_message_bytes: usize,
+    /// Overrides the agency for formats that carry one (EIDO, JSONL, protobuf); CSV uses its profile's.
+    pub agency_id: Option<String>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self { max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES, agency_id: None }
+    }
+}
+
+pub(crate) fn oversized(len: usize, max: usize) -> Reject {
+    Reject::new(RejectReason::OversizedMessage, format!("{len} bytes, limit {max}"))
+}
+
+/// Decode a whole input in any format. CSV needs a profile.
+pub fn decode(
+    format: Format,
+    data: &[u8],
+    profile: Option<&CsvProfile>,
+    opts: &DecodeOptions,
+) -> Result<Decoded, String> {
+    Ok(match format {
+        Format::Csv => csv_profile::decode(data, profile.ok_or("--format csv needs a profile (--profile)")?, opts)?,
+        Format::Eido => eido::decode(data, opts),
+        Format::Jsonl => jsonl::decode(data, opts),
+        Format::Pb => pb::decode_stream(data, opts),
+    })
+}

@@ -200,16 +200,8 @@ impl Classifier {
             .map(|t| Compiled {
                 name: t.name.clone(),
                 unknown: t.unknown,
-                codes: t
-                    .rules
-                    .iter()
-                    .filter_map(|r| r.code.as_deref().map(|c| (norm(c), r.category)))
-                    .collect(),
-                texts: t
-                    .rules
-                    .iter()
-                    .filter_map(|r| r.text.as_deref().map(|c| (norm(c), r.category)))
-                    .collect(),
+                codes: t.rules.iter().filter_map(|r| r.code.as_deref().map(|c| (norm(c), r.category))).collect(),
+                texts: t.rules.iter().filter_map(|r| r.text.as_deref().map(|c| (norm(c), r.category))).collect(),
                 alarm_codes: t.alarm.codes.iter().map(|s| norm(s)).collect(),
                 alarm_text: t.alarm.text.iter().map(|s| norm(s)).collect(),
                 blocked_codes: t.blocked.codes.iter().map(|s| norm(s)).collect(),
@@ -300,7 +292,10 @@ category = "shots_fired"
             c.classify("70", "whatever"),
             Classification::Trigger { category: Category::Burglary, rule: "t:code:70".into() }
         );
-        assert!(matches!(c.classify("", "Shots Fired near park"), Classification::Trigger { category: Category::ShotsFired, .. }));
+        assert!(matches!(
+            c.classify("", "Shots Fired near park"),
+            Classification::Trigger { category: Category::ShotsFired, .. }
+        ));
         assert_eq!(c.classify("99", "SUSPICIOUS PERSON"), Classification::Unknown, "PERSON must not match ARSON");
     }
 

@@ -28,11 +28,7 @@ pub trait CameraSource {
 
 /// Sorts candidates into the order the engine relies on: distance, then camera_id.
 pub fn sort_candidates(c: &mut [Candidate<'_>]) {
-    c.sort_by(|a, b| {
-        a.distance_m
-            .total_cmp(&b.distance_m)
-            .then_with(|| a.camera.camera_id.cmp(&b.camera.camera_id))
-    });
+    c.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then_with(|| a.camera.camera_id.cmp(&b.camera.camera_id)));
 }
 
 impl CameraSource for [CameraRecord] {
@@ -532,8 +528,7 @@ fn owner_tz(consent: &Consent) -> chrono_tz::Tz {
 }
 
 fn day_number(now: Millis, tz: chrono_tz::Tz) -> i32 {
-    chrono::DateTime::from_timestamp_millis(now)
-        .map_or(0, |t| t.with_timezone(&tz).date_naive().num_days_from_ce())
+    chrono::DateTime::from_timestamp_millis(now).map_or(0, |t| t.with_timezone(&tz).date_naive().num_days_from_ce())
 }
 
 /// Is `now` inside the owner's quiet hours, in the owner's time zone?

@@ -17,7 +17,7 @@ pub mod types;
 
 pub use classify::{Classification, Classifier, CodeTable};
 pub use engine::{
-    command_id, Candidate, CameraSource, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion, Outcome,
+    command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion, Outcome,
     StopReason,
 };
 pub use policy::{Jurisdiction, Policy, PolicyConfig, PolicyError};

@@ -135,9 +135,7 @@ impl Jurisdiction {
         let geoms: Vec<geojson::Geometry> = match gj {
             geojson::GeoJson::Geometry(g) => vec![g],
             geojson::GeoJson::Feature(f) => f.geometry.into_iter().collect(),
-            geojson::GeoJson::FeatureCollection(fc) => {
-                fc.features.into_iter().filter_map(|f| f.geometry).collect()
-            }
+            geojson::GeoJson::FeatureCollection(fc) => fc.features.into_iter().filter_map(|f| f.geometry).collect(),
         };
         let mut polys = Vec::new();
         for g in geoms {
@@ -222,19 +220,15 @@ impl Policy {
             }
             t
         };
-        let defaults: Vec<CodeTable> = config
-            .default_code_tables
-            .iter()
-            .filter_map(|n| find(n, &mut errs, "default_code_tables"))
-            .collect();
+        let defaults: Vec<CodeTable> =
+            config.default_code_tables.iter().filter_map(|n| find(n, &mut errs, "default_code_tables")).collect();
         let mut agencies = BTreeMap::new();
         for a in &config.agencies {
             let who = format!("agency {:?}", a.id);
             if agencies.contains_key(&a.id) {
                 errs.push(format!("{who} is listed twice"));
             }
-            let mut ts: Vec<CodeTable> =
-                a.code_tables.iter().filter_map(|n| find(n, &mut errs, &who)).collect();
+            let mut ts: Vec<CodeTable> = a.code_tables.iter().filter_map(|n| find(n, &mut errs, &who)).collect();
             if a.code_tables.is_empty() {
                 ts = defaults.clone();
             }

@@ -83,10 +83,7 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-        }
+        Self { reason, detail: detail.into() }
     }
 }
 
@@ -124,10 +121,7 @@ pub fn validate(ev: &CallForService, now: Millis, max_future_skew_ms: Millis) ->
     let limit = now.saturating_add(max_future_skew_ms);
     for (name, t) in [("received_at", ev.received_at), ("emitted_at", ev.emitted_at)] {
         if t > limit {
-            return Err(Reject::new(
-                TimestampInFuture,
-                format!("{name} is {} s ahead of the clock", (t - now) / 1000),
-            ));
+            return Err(Reject::new(TimestampInFuture, format!("{name} is {} s ahead of the clock", (t - now) / 1000)));
         }
     }
     Ok(())
@@ -135,12 +129,8 @@ pub fn validate(ev: &CallForService, now: Millis, max_future_skew_ms: Millis) ->
 
 /// Coordinates must be finite, in range, and not exactly (0, 0).
 pub fn check_coordinates(lat: f64, lon: f64) -> Result<(), Reject> {
-    if !(lat.is_finite() && lon.is_finite() && (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon))
-    {
-        return Err(Reject::new(
-            RejectReason::InvalidCoordinates,
-            format!("lat {lat}, lon {lon} is not a position"),
-        ));
+    if !(lat.is_finite() && lon.is_finite() && (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+        return Err(Reject::new(RejectReason::InvalidCoordinates, format!("lat {lat}, lon {lon} is not a position")));
     }
     if lat == 0.0 && lon == 0.0 {
         return Err(Reject::new(RejectReason::NullIsland, "location is (0, 0)"));

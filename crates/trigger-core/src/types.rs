@@ -208,8 +208,7 @@ impl Serialize for MinuteOfDay {
 impl<'de> Deserialize<'de> for MinuteOfDay {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        MinuteOfDay::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("expected HH:MM, got {s:?}")))
+        MinuteOfDay::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("expected HH:MM, got {s:?}")))
     }
 }
 

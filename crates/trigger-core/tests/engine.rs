@@ -113,7 +113,10 @@ fn triggers_nearest_consenting_cameras_and_explains_every_exclusion() {
     let mut e = engine();
     let mut cams = vec![cam("a", 50.0), cam("b", 100.0), cam("c", 150.0), cam("d", 170.0), cam("far", 250.0)];
     cams.push(CameraRecord { consent: consent(&[Category::Robbery]), ..cam("scope", 20.0) });
-    cams.push(CameraRecord { consent: Consent { max_radius_m: 30.0, ..consent(&[Category::Burglary]) }, ..cam("radius", 40.0) });
+    cams.push(CameraRecord {
+        consent: Consent { max_radius_m: 30.0, ..consent(&[Category::Burglary]) },
+        ..cam("radius", 40.0)
+    });
     cams.push(CameraRecord { online: false, ..cam("off", 60.0) });
     let d = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
     assert_eq!(d.record.outcome, Outcome::Triggered);
@@ -260,7 +263,9 @@ fn reclassification_out_of_scope_stops_cameras() {
 fn blocked_types_never_trigger() {
     let mut e = engine();
     let cams = vec![cam("a", 50.0)];
-    for (i, text) in ["CIVIL UNREST; REQUEST MUTUAL AID", "PROTEST", "IMMIGRATION ENFORCEMENT ASSIST"].iter().enumerate() {
+    for (i, text) in
+        ["CIVIL UNREST; REQUEST MUTUAL AID", "PROTEST", "IMMIGRATION ENFORCEMENT ASSIST"].iter().enumerate()
+    {
         let mut x = ev(1, Status::New, "70", T0);
         x.incident_id = format!("B{i}");
         x.call_type_text = text.to_string();

@@ -1,9 +1,9 @@
 //! Spatial backends. Each proposes a superset of the slots within a radius; `CameraIndex` filters exactly.
 
-use crate::{QPoint, SpatialBackend, Slot};
+use crate::{QPoint, Slot, SpatialBackend};
 use h3o::{CellIndex, LatLng, Resolution};
 use rstar::primitives::GeomWithData;
-use rstar::{RTree, RTreeParams, RStarInsertionStrategy, AABB};
+use rstar::{RStarInsertionStrategy, RTree, RTreeParams, AABB};
 use std::collections::HashMap;
 use std::f64::consts::PI;
 use trigger_core::geodesy::EARTH_RADIUS_M;
@@ -22,7 +22,12 @@ pub fn bounding_boxes(center: LatLon, radius_m: f64) -> Vec<[f64; 4]> {
     let (lat_min, lat_max) = (lat - r, lat + r);
     let deg = |x: f64| x.to_degrees();
     if lat_min <= -PI / 2.0 || lat_max >= PI / 2.0 {
-        return vec![[-180.0, deg(lat_min.max(-PI / 2.0)) - MARGIN_DEG, 180.0, deg(lat_max.min(PI / 2.0)) + MARGIN_DEG]];
+        return vec![[
+            -180.0,
+            deg(lat_min.max(-PI / 2.0)) - MARGIN_DEG,
+            180.0,
+            deg(lat_max.min(PI / 2.0)) + MARGIN_DEG,
+        ]];
     }
     let s = r.sin() / lat.cos();
     if s >= 1.0 {

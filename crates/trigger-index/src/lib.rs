@@ -116,11 +116,7 @@ impl<B: SpatialBackend> CameraIndex<B> {
                 }
             }
         }
-        let items = slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| e.as_ref().map(|e| (i as Slot, e.q)))
-            .collect();
+        let items = slots.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (i as Slot, e.q))).collect();
         let index = Self { backend: B::bulk_load(items), slots, by_id, free: Vec::new() };
         (index, errors)
     }

@@ -10,12 +10,12 @@ use trigger_index::{quantize, CameraIndex, H3Index, RTreeIndex, SpatialBackend};
 
 /// Places where spherical geometry bites, plus an ordinary city.
 const ANCHORS: [(f64, f64); 6] = [
-    (36.16, -86.78),   // Nashville
-    (0.0, 179.9995),   // on the antimeridian, equator
-    (-16.5, -179.999), // Fiji, west of the antimeridian
-    (89.9995, 10.0),   // next to the North Pole
+    (36.16, -86.78),    // Nashville
+    (0.0, 179.9995),    // on the antimeridian, equator
+    (-16.5, -179.999),  // Fiji, west of the antimeridian
+    (89.9995, 10.0),    // next to the North Pole
     (-89.9999, -120.0), // next to the South Pole
-    (0.0001, 0.0001),  // next to (0, 0)
+    (0.0001, 0.0001),   // next to (0, 0)
 ];
 
 fn point() -> impl Strategy<Value = (f64, f64)> {

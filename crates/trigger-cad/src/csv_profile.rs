@@ -1,0 +1,360 @@
+//! City CSV exports, read through a TOML profile: which columns hold the id, the call type (initial and
+//! final), the coordinates (lat/lon columns or a WKT POINT), the lifecycle timestamps, and how times are
+//! written. Each status timestamp present in a row becomes one revision (created -> NEW, dispatched,
+//! on scene, closed, cancelled), in that order. Another city's export needs a profile, not code.
+//!
+//! Columns not named in the profile (caller names, phone numbers, narratives, ...) are never read.
+
+use crate::{oversized, DecodeOptions, Decoded, DecodedEvent, Rejected, Source};
+use chrono::{NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::sync::Arc;
+use trigger_core::{CallForService, Location, Millis, Reject, RejectReason, Status};
+
+/// One column name, or several joined with the profile's `join` separator (empty parts skipped).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(untagged)]
+pub enum Cols {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Cols {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            Cols::None => vec![],
+            Cols::One(s) => vec![s.as_str()],
+            Cols::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    pub incident_id: String,
+    #[serde(default)]
+    pub agency: Option<String>,
+    #[serde(default)]
+    pub type_code: Cols,
+    #[serde(default)]
+    pub type_text: Cols,
+    /// The call type after reclassification, if the export has it; used from the second revision on.
+    #[serde(default)]
+    pub final_type_code: Cols,
+    #[serde(default)]
+    pub final_type_text: Cols,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub latitude: Option<String>,
+    #[serde(default)]
+    pub longitude: Option<String>,
+    /// A WKT `POINT (lon lat)` column, instead of latitude/longitude.
+    #[serde(default)]
+    pub point_wkt: Option<String>,
+}
+
+/// Status timestamp columns. `created` is required; it is also the call's received_at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    pub created: String,
+    #[serde(default)]
+    pub dispatched: Option<String>,
+    #[serde(default)]
+    pub on_scene: Option<String>,
+    #[serde(default)]
+    pub closed: Option<String>,
+    #[serde(default)]
+    pub cancelled: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvProfile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Agency of every row (unless `columns.agency` is set).
+    #[serde(default)]
+    pub agency_id: Option<String>,
+    /// IANA zone of local timestamps (ignored for formats that carry an offset).
+    pub time_zone: Tz,
+    /// chrono strftime format of the timestamps, or "rfc3339".
+    pub timestamp_format: String,
+    #[serde(default = "comma")]
+    pub delimiter: char,
+    #[serde(default = "slash")]
+    pub join: String,
+    /// Uncertainty of the export's coordinates (e.g. 3 decimals ~ 71 m), metres.
+    #[serde(default)]
+    pub coordinate_uncertainty_m: f64,
+    pub columns: Columns,
+    pub lifecycle: Lifecycle,
+}
+
+fn comma() -> char {
+    ','
+}
+fn slash() -> String {
+    " / ".into()
+}
+
+impl CsvProfile {
+    pub fn from_toml(s: &str) -> Result<Self, String> {
+        let p: CsvProfile = toml::from_str(s).map_err(|e| format!("CSV profile is not valid: {e}"))?;
+        let c = &p.columns;
+        let mut errs = vec![];
+        if c.point_wkt.is_none() && (c.latitude.is_none() || c.longitude.is_none()) {
+            errs.push("columns: set latitude and longitude, or point_wkt".to_string());
+        }
+        if c.type_code.names().is_empty() && c.type_text.names().is_empty() {
+            errs.push("columns: set type_code and/or type_text".to_string());
+        }
+        if p.agency_id.is_none() && c.agency.is_none() {
+            errs.push("set agency_id, or columns.agency".to_string());
+        }
+        if !p.delimiter.is_ascii() {
+            errs.push(format!("delimiter {:?} must be one ASCII character", p.delimiter));
+        }
+        if errs.is_empty() {
+            Ok(p)
+        } else {
+            Err(format!("CSV profile {}: {}", p.name, errs.join("; ")))
+        }
+    }
+
+    fn all_columns(&self) -> Vec<&str> {
+        let c = &self.columns;
+        let l = &self.lifecycle;
+        let mut v = vec![c.incident_id.as_str(), l.created.as_str()];
+        for cols in [&c.type_code, &c.type_text, &c.final_type_code, &c.final_type_text] {
+            v.extend(cols.names());
+        }
+        for o in [
+            &c.agency,
+            &c.priority,
+            &c.latitude,
+            &c.longitude,
+            &c.point_wkt,
+            &l.dispatched,
+            &l.on_scene,
+            &l.closed,
+            &l.cancelled,
+        ] {
+            v.extend(o.as_deref());
+        }
+        v
+    }
+
+    /// Parse one timestamp cell. Empty -> None.
+    pub fn parse_time(&self, s: &str) -> Result<Option<Millis>, Reject> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let bad = |e: String| Reject::new(RejectReason::UnparseableTimestamp, format!("{s:?}: {e}"));
+        if self.timestamp_format == "rfc3339" {
+            return chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.timestamp_millis()))
+                .map_err(|e| bad(e.to_string()));
+        }
+        let naive = NaiveDateTime::parse_from_str(s, &self.timestamp_format).map_err(|e| bad(e.to_string()))?;
+        // Ambiguous local times (the autumn DST hour) take the earlier instant; times in the spring gap do not exist.
+        self.time_zone
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|t| Some(t.timestamp_millis()))
+            .ok_or_else(|| bad(format!("does not exist in {}", self.time_zone)))
+    }
+}
+
+fn parse_wkt_point(s: &str) -> Result<Option<(f64, f64)>, Reject> {
+    let t = s.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("POINT EMPTY") {
+        return Ok(None);
+    }
+    let bad = || Reject::new(RejectReason::InvalidCoordinates, format!("{t:?} is not a WKT POINT (lon lat)"));
+    let upper = t.to_ascii_uppercase();
+    let inner = upper.strip_prefix("POINT").ok_or_else(bad)?.trim();
+    let inner = inner.strip_prefix('(').and_then(|x| x.strip_suffix(')')).ok_or_else(bad)?;
+    let mut it = inner.split_whitespace().map(str::parse::<f64>);
+    let lon = it.next().and_then(Result::ok).ok_or_else(bad)?;
+    let lat = it.next().and_then(Result::ok).ok_or_else(bad)?;
+    Ok(Some((lat, lon)))
+}
+
+struct Row<'a> {
+    fields: Vec<&'a str>,
+    idx: &'a std::collections::HashMap<String, usize>,
+    join: &'a str,
+}
+
+impl Row<'_> {
+    fn get(&self, col: &str) -> &str {
+        self.idx.get(col).map_or("", |&i| self.fields[i].trim())
+    }
+    fn joined(&self, cols: &Cols) -> String {
+        cols.names().into_iter().map(|c| self.get(c)).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(self.join)
+    }
+}
+
+fn number(s: &str, what: &str) -> Result<Option<f64>, Reject> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse::<f64>()
+        .map(Some)
+        .map_err(|_| Reject::new(RejectReason::InvalidCoordinates, format!("{what} {s:?} is not a number")))
+}
+
+fn row_events(
+    p: &CsvProfile,
+    row: &Row<'_>,
+    opts: &DecodeOptions,
+) -> Result<(Vec<CallForService>, Vec<Reject>), Reject> {
+    let c = &p.columns;
+    let incident_id = row.get(&c.incident_id).to_string();
+    if incident_id.is_empty() {
+        return Err(Reject::new(RejectReason::MissingIncidentId, format!("column {:?} is empty", c.incident_id)));
+    }
+    let agency_id = opts
+        .agency_id
+        .clone()
+        .or_else(|| c.agency.as_deref().map(|a| row.get(a).to_string()))
+        .or_else(|| p.agency_id.clone())
+        .unwrap_or_default();
+    let location = match &c.point_wkt {
+        Some(w) => parse_wkt_point(row.get(w))?,
+        None => {
+            let lat = number(row.get(c.latitude.as_deref().unwrap_or_default()), "latitude")?;
+            let lon = number(row.get(c.longitude.as_deref().unwrap_or_default()), "longitude")?;
+            match (lat, lon) {
+                (Some(lat), Some(lon)) => Some((lat, lon)),
+                (None, None) => None,
+                _ => return Err(Reject::new(RejectReason::InvalidCoordinates, "only one of latitude / longitude")),
+            }
+        }
+    }
+    .map(|(lat, lon)| Location { lat, lon, uncertainty_m: p.coordinate_uncertainty_m });
+    let priority = c.priority.as_deref().map(|col| row.get(col).parse::<u32>().unwrap_or(0)).unwrap_or(0);
+    let received_at = p.parse_time(row.get(&p.lifecycle.created))?.ok_or_else(|| {
+        Reject::new(RejectReason::MissingTimestamp, format!("column {:?} is empty", p.lifecycle.created))
+    })?;
+    let (code0, text0) = (row.joined(&c.type_code), row.joined(&c.type_text));
+    let (code1, text1) = (row.joined(&c.final_type_code), row.joined(&c.final_type_text));
+    let (code1, text1) =
+        if code1.is_empty() && text1.is_empty() { (code0.clone(), text0.clone()) } else { (code1, text1) };
+    let l = &p.lifecycle;
+    let later = [
+        (Status::Dispatched, &l.dispatched),
+        (Status::OnScene, &l.on_scene),
+        (Status::Closed, &l.closed),
+        (Status::Cancelled, &l.cancelled),
+    ];
+    let mut events = vec![CallForService {
+        incident_id,
+        agency_id,
+        revision: 1,
+        status: Status::New,
+        call_type_code: code0,
+        call_type_text: text0,
+        priority,
+        location,
+        received_at,
+        emitted_at: received_at,
+    }];
+    let mut bad = vec![];
+    for (status, col) in later {
+        let Some(col) = col else { continue };
+        let t = match p.parse_time(row.get(col)) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                bad.push(e);
+                continue;
+            }
+        };
+        let prev = events.last().expect("created").clone();
+        if t < prev.emitted_at {
+            bad.push(Reject::new(
+                RejectReason::OutOfOrderRevision,
+                format!("{} time {col:?} is before the {} time", status.as_str(), prev.status.as_str()),
+            ));
+            continue;
+        }
+        events.push(CallForService {
+            revision: prev.revision + 1,
+            status,
+            call_type_code: code1.clone(),
+            call_type_text: text1.clone(),
+            emitted_at: t,
+            ..prev
+        });
+    }
+    Ok((events, bad))
+}
+
+/// Decode a whole CSV export. `Err` only for a header that does not fit the profile.
+pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decoded, String> {
+    // A UTF-8 byte-order mark, or one that was itself re-encoded as UTF-8 ("ï»¿", as in the MNPD export).
+    let data = data
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .or_else(|| data.strip_prefix("\u{ef}\u{bb}\u{bf}".as_bytes()))
+        .unwrap_or(data);
+    let mut rdr = csv::ReaderBuilder::new().delimiter(p.delimiter as u8).flexible(true).from_reader(data);
+    let header: Vec<String> = rdr
+        .byte_headers()
+        .map_err(|e| format!("CSV header: {e}"))?
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let idx: std::collections::HashMap<String, usize> =
+        header.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
+    let missing: Vec<&str> = p.all_columns().into_iter().filter(|c| !idx.contains_key(*c)).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "profile {} names columns the CSV does not have: {missing:?} (header: {header:?})",
+            p.name
+        ));
+    }
+    let mut out = Decoded::default();
+    let mut rec = csv::ByteRecord::new();
+    let mut row_no = 1usize; // the header is row 1
+    loop {
+        let start = rdr.position().byte() as usize;
+        let more = rdr.read_byte_record(&mut rec);
+        let end = rdr.position().byte() as usize;
+        row_no += 1;
+        let raw = data[start.min(data.len())..end.min(data.len())].trim_ascii_end().to_vec();
+        let source = Source { position: format!("row {row_no}"), bytes: raw };
+        let result = match more {
+            Ok(false) => break,
+            Err(e) => Err(Reject::new(RejectReason::MalformedCsv, e.to_string())),
+            Ok(true) if source.bytes.len() > opts.max_message_bytes => {
+                Err(oversized(source.bytes.len(), opts.max_message_bytes))
+            }
+            Ok(true) if rec.len() != header.len() => Err(Reject::new(
+                RejectReason::MalformedCsv,
+                format!("{} fields, the header has {}", rec.len(), header.len()),
+            )),
+            Ok(true) => match rec.iter().map(std::str::from_utf8).collect::<Result<Vec<_>, _>>() {
+                Err(e) => Err(Reject::new(RejectReason::MalformedCsv, format!("not UTF-8: {e}"))),
+                Ok(fields) => row_events(p, &Row { fields, idx: &idx, join: &p.join }, opts),
+            },
+        };
+        let source = Arc::new(source);
+        match result {
+            Ok((events, bad)) => {
+                out.events.extend(events.into_iter().map(|event| DecodedEvent { event, source: source.clone() }));
+                out.rejects.extend(bad.into_iter().map(|r| Rejected::new(&source, r)));
+            }
+            Err(r) => out.rejects.push(Rejected::new(&source, r)),
+        }
+    }
+    Ok(out)
+}

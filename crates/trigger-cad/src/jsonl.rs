@@ -1,0 +1,63 @@
+//! JSONL: one `CallForService` as JSON per line (the serde form of the domain type). Unknown fields are
+//! ignored, which is how narrative or caller fields a producer adds are dropped at ingest.
+
+use crate::{oversized, DecodeOptions, Decoded, Source};
+use trigger_core::{CallForService, Reject, RejectReason};
+
+pub fn decode_line(line: &[u8], opts: &DecodeOptions) -> Result<CallForService, Reject> {
+    if line.len() > opts.max_message_bytes {
+        return Err(oversized(line.len(), opts.max_message_bytes));
+    }
+    let mut ev: CallForService = serde_json::from_slice(line)
+        .map_err(|e| Reject::new(RejectReason::MalformedJson, format!("{e} (column {})", e.column())))?;
+    if let Some(a) = &opts.agency_id {
+        ev.agency_id = a.clone();
+    }
+    Ok(ev)
+}
+
+pub fn decode(data: &[u8], opts: &DecodeOptions) -> Decoded {
+    let mut out = Decoded::default();
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let src = Source { position: format!("line {}", i + 1), bytes: line.to_vec() };
+        out.push(src, decode_line(line, opts).map(|e| vec![e]));
+    }
+    out
+}
+
+/// Write events as JSONL (one line each).
+pub fn encode<'a>(events: impl IntoIterator<Item = &'a CallForService>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ev in events {
+        serde_json::to_writer(&mut out, ev).expect("serialisable");
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_lines_are_rejected_good_ones_kept_and_extra_fields_dropped() {
+        let data = br#"{"incident_id":"1","agency_id":"a","revision":1,"status":"new","call_type_code":"70","location":{"lat":36.1,"lon":-86.7},"received_at":1,"emitted_at":1,"caller_name":"Jane Roe","narrative":"my neighbour"}
+not json
+{"incident_id":"2","agency_id":"a","revision":1,"status":"exploded","received_at":1,"emitted_at":1}
+
+{"incident_id":"3","agency_id":"a","revision":1,"status":"closed","location":null,"received_at":1,"emitted_at":1}
+"#;
+        let d = decode(data, &DecodeOptions::default());
+        assert_eq!(d.events.len(), 2);
+        assert_eq!(d.rejects.len(), 2);
+        assert_eq!(d.rejects[0].position, "line 2");
+        assert_eq!(d.rejects[0].original, b"not json");
+        assert!(d.rejects.iter().all(|r| r.reason == RejectReason::MalformedJson));
+        let back = String::from_utf8(encode(d.events.iter().map(|e| &e.event))).unwrap();
+        assert!(!back.contains("Jane") && !back.contains("neighbour"));
+    }
+}

@@ -1,0 +1,179 @@
+//! Protobuf `CallForService`: conversion to and from the domain type, and length-delimited streams.
+
+use crate::{oversized, DecodeOptions, Decoded, Source};
+use prost::Message;
+use trigger_core::{CallForService, Location, Reject, RejectReason, Status};
+use trigger_proto::v1 as pb;
+
+pub fn status_from_pb(s: i32) -> Option<Status> {
+    Some(match pb::CfsStatus::try_from(s).ok()? {
+        pb::CfsStatus::Unspecified => return None,
+        pb::CfsStatus::New => Status::New,
+        pb::CfsStatus::Updated => Status::Updated,
+        pb::CfsStatus::Dispatched => Status::Dispatched,
+        pb::CfsStatus::OnScene => Status::OnScene,
+        pb::CfsStatus::Closed => Status::Closed,
+        pb::CfsStatus::Cancelled => Status::Cancelled,
+    })
+}
+
+pub fn status_to_pb(s: Status) -> pb::CfsStatus {
+    match s {
+        Status::New => pb::CfsStatus::New,
+        Status::Updated => pb::CfsStatus::Updated,
+        Status::Dispatched => pb::CfsStatus::Dispatched,
+        Status::OnScene => pb::CfsStatus::OnScene,
+        Status::Closed => pb::CfsStatus::Closed,
+        Status::Cancelled => pb::CfsStatus::Cancelled,
+    }
+}
+
+/// Domain -> wire.
+pub fn to_pb(ev: &CallForService) -> pb::CallForService {
+    pb::CallForService {
+        incident_id: ev.incident_id.clone(),
+        agency_id: ev.agency_id.clone(),
+        revision: ev.revision,
+        status: status_to_pb(ev.status) as i32,
+        call_type_code: ev.call_type_code.clone(),
+        call_type_text: ev.call_type_text.clone(),
+        priority: ev.priority,
+        location: ev.location.map(|l| pb::GeoPoint { lat: l.lat, lon: l.lon, uncertainty_m: l.uncertainty_m }),
+        received_at_ms: ev.received_at,
+        emitted_at_ms: ev.emitted_at,
+    }
+}
+
+/// Wire -> domain. Structural checks happen in the engine; this only refuses what has no domain meaning.
+pub fn from_pb(m: pb::CallForService) -> Result<CallForService, Reject> {
+    let status = status_from_pb(m.status).ok_or_else(|| {
+        Reject::new(RejectReason::InvalidRevision, format!("status {} is not a lifecycle status", m.status))
+    })?;
+    Ok(CallForService {
+        incident_id: m.incident_id,
+        agency_id: m.agency_id,
+        revision: m.revision,
+        status,
+        call_type_code: m.call_type_code,
+        call_type_text: m.call_type_text,
+        priority: m.priority,
+        location: m.location.map(|l| Location { lat: l.lat, lon: l.lon, uncertainty_m: l.uncertainty_m }),
+        received_at: m.received_at_ms,
+        emitted_at: m.emitted_at_ms,
+    })
+}
+
+/// Decode one message (a Kafka record value).
+pub fn decode_one(bytes: &[u8], opts: &DecodeOptions) -> Result<CallForService, Reject> {
+    if bytes.len() > opts.max_message_bytes {
+        return Err(oversized(bytes.len(), opts.max_message_bytes));
+    }
+    let m =
+        pb::CallForService::decode(bytes).map_err(|e| Reject::new(RejectReason::MalformedProtobuf, e.to_string()))?;
+    let mut ev = from_pb(m)?;
+    if let Some(a) = &opts.agency_id {
+        ev.agency_id = a.clone();
+    }
+    Ok(ev)
+}
+
+/// Encode events as a length-delimited stream (what `--format pb` reads).
+pub fn encode_stream<'a>(events: impl IntoIterator<Item = &'a CallForService>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ev in events {
+        to_pb(ev).encode_length_delimited(&mut out).expect("Vec grows");
+    }
+    out
+}
+
+/// Decode a length-delimited stream. A message that does not decode is rejected and the stream goes on at
+/// the next frame; a broken length prefix makes the rest of the stream one reject (framing is lost).
+pub fn decode_stream(data: &[u8], opts: &DecodeOptions) -> Decoded {
+    let mut out = Decoded::default();
+    let mut at = 0usize;
+    let mut n = 0usize;
+    while at < data.len() {
+        n += 1;
+        let mut rest = &data[at..];
+        let before = rest.len();
+        let len = match prost::encoding::decode_varint(&mut rest) {
+            Ok(l) if (l as usize) <= rest.len() => l as usize,
+            Ok(l) => {
+                let src = Source { position: format!("message {n} at byte {at}"), bytes: data[at..].to_vec() };
+                out.push(
+                    src,
+                    Err(Reject::new(
+                        RejectReason::MalformedProtobuf,
+                        format!("length prefix {l} runs past the end of the stream"),
+                    )),
+                );
+                break;
+            }
+            Err(e) => {
+                let src = Source { position: format!("message {n} at byte {at}"), bytes: data[at..].to_vec() };
+                out.push(src, Err(Reject::new(RejectReason::MalformedProtobuf, format!("bad length prefix: {e}"))));
+                break;
+            }
+        };
+        let header = before - rest.len();
+        let body = &rest[..len];
+        let src = Source { position: format!("message {n} at byte {at}"), bytes: body.to_vec() };
+        out.push(src, decode_one(body, opts).map(|e| vec![e]));
+        at += header + len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev() -> CallForService {
+        CallForService {
+            incident_id: "I1".into(),
+            agency_id: "a".into(),
+            revision: 1,
+            status: Status::New,
+            call_type_code: "70".into(),
+            call_type_text: "BURGLARY".into(),
+            priority: 2,
+            location: Some(Location { lat: 36.1, lon: -86.7, uncertainty_m: 10.0 }),
+            received_at: 1_700_000_000_000,
+            emitted_at: 1_700_000_001_000,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_garbage_between_good_messages() {
+        let good = ev();
+        let mut stream = encode_stream([&good]);
+        // A frame whose body is not a CallForService (field 1 declared as varint with a truncated value).
+        stream.extend_from_slice(&[2, 0x08, 0xff]);
+        stream.extend(encode_stream([&CallForService { revision: 2, ..good.clone() }]));
+        let d = decode_stream(&stream, &DecodeOptions::default());
+        assert_eq!(d.events.len(), 2);
+        assert_eq!(d.events[0].event, good);
+        assert_eq!(d.events[1].event.revision, 2);
+        assert_eq!(d.rejects.len(), 1);
+        assert_eq!(d.rejects[0].reason, RejectReason::MalformedProtobuf);
+        assert_eq!(d.rejects[0].original, vec![0x08, 0xff]);
+    }
+
+    #[test]
+    fn truncated_stream_and_oversized_message() {
+        let mut stream = encode_stream([&ev()]);
+        stream.extend_from_slice(&[50, 1, 2]);
+        let d = decode_stream(&stream, &DecodeOptions::default());
+        assert_eq!((d.events.len(), d.rejects.len()), (1, 1));
+        let opts = DecodeOptions { max_message_bytes: 10, agency_id: None };
+        let d = decode_stream(&encode_stream([&ev()]), &opts);
+        assert_eq!(d.rejects[0].reason, RejectReason::OversizedMessage);
+    }
+
+    #[test]
+    fn unspecified_status_is_refused() {
+        let mut m = to_pb(&ev());
+        m.status = 0;
+        assert_eq!(from_pb(m).unwrap_err().reason, RejectReason::InvalidRevision);
+    }
+}

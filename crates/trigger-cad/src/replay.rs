@@ -1,0 +1,56 @@
+//! Replay ordering and pacing. Pure: the caller sleeps.
+
+use crate::DecodedEvent;
+use std::time::Duration;
+use trigger_core::Millis;
+
+/// Event-time order: by `emitted_at`, input order breaking ties (a stable sort), so a replay is
+/// deterministic whatever order the export's rows are in.
+pub fn event_time_order(events: &mut [DecodedEvent]) {
+    events.sort_by_key(|e| e.event.emitted_at);
+}
+
+/// How fast to replay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// No waiting: decide as fast as the engine goes.
+    AsFastAsPossible,
+    /// Recorded gaps divided by this factor (1.0 = real time, 60 = an hour a minute).
+    Speed(f64),
+}
+
+/// Tells the caller how long to wait before the next event to keep the recorded pace.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    pace: Pace,
+    origin: Option<Millis>,
+}
+
+impl Pacer {
+    pub fn new(pace: Pace) -> Self {
+        Self { pace, origin: None }
+    }
+
+    /// `elapsed`: wall time since the replay started. Returns the wait before deciding an event at `event_time`.
+    pub fn wait_before(&mut self, event_time: Millis, elapsed: Duration) -> Duration {
+        let Pace::Speed(speed) = self.pace else { return Duration::ZERO };
+        let origin = *self.origin.get_or_insert(event_time);
+        let due = Duration::from_secs_f64(((event_time - origin).max(0) as f64 / 1000.0) / speed.max(1e-9));
+        due.saturating_sub(elapsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_follows_recorded_gaps_divided_by_speed() {
+        let mut p = Pacer::new(Pace::Speed(10.0));
+        assert_eq!(p.wait_before(1_000_000, Duration::ZERO), Duration::ZERO);
+        assert_eq!(p.wait_before(1_010_000, Duration::from_millis(200)), Duration::from_millis(800));
+        assert_eq!(p.wait_before(1_010_000, Duration::from_secs(5)), Duration::ZERO, "behind: no wait");
+        let mut fast = Pacer::new(Pace::AsFastAsPossible);
+        assert_eq!(fast.wait_before(5_000_000, Duration::ZERO), Duration::ZERO);
+    }
+}
