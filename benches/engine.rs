@@ -1,1 +1,89 @@
-fn main() {}
+//! The engine: decide() for one triggering event, and the replay of the recorded CAD log (events/s).
+//!
+//! Inputs are real: the Metro Nashville 2024 export (../shared, or the bundled week in fixtures/ when
+//! ../shared is absent) with a seeded layout of 50,000 cameras around its events.
+//!
+//! Run: `cargo bench --bench engine`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use dispatch_trigger::{cameras, config};
+use std::hint::black_box;
+use std::path::PathBuf;
+use trigger_cad::replay::event_time_order;
+use trigger_cad::{decode, DecodeOptions, Format};
+use trigger_core::{CallForService, Engine, Location, Status};
+use trigger_index::RTreeIndex;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bench(c: &mut Criterion) {
+    let policy_path = root().join("config/policy.toml");
+    let policy = config::load_policy(&policy_path).expect("policy");
+    let profile = config::load_profile("nashville-mnpd", &policy_path).expect("profile");
+    let full = root().join("../shared/data/cad/nashville_mnpd_calls_2024_sample.csv");
+    let log = if full.exists() { full } else { root().join("fixtures/nashville-mnpd-2024-07-01_07.csv") };
+    let data = std::fs::read(&log).expect("CAD log");
+    let decoded = decode(Format::Csv, &data, Some(&profile), &DecodeOptions::default()).expect("decodes");
+    let points: Vec<_> = decoded.events.iter().filter_map(|e| e.event.location.map(|l| l.point())).collect();
+    let layout = cameras::generate(50_000, 42, &cameras::Placement::Around(points), profile.time_zone).expect("layout");
+    let (index, _) = RTreeIndex::bulk_load(layout);
+
+    // One shots-fired call in a dense part of the city: classify, jurisdiction, query, consent, k-cap, plan.
+    let ev = CallForService {
+        incident_id: "BENCH-1".into(),
+        agency_id: "nashville-mnpd".into(),
+        revision: 1,
+        status: Status::New,
+        call_type_code: "83".into(),
+        call_type_text: "SHOTS FIRED".into(),
+        priority: 1,
+        location: Some(Location { lat: 36.1627, lon: -86.7816, uncertainty_m: 71.0 }),
+        received_at: 1_720_000_000_000,
+        emitted_at: 1_720_000_000_000,
+    };
+    let probe = Engine::new(policy.clone()).decide(&ev, &index, ev.emitted_at).expect("decides");
+    println!(
+        "decide/trigger_event: outcome {:?}, {} cameras commanded, {} excluded",
+        probe.record.outcome,
+        probe.commands.len(),
+        probe.record.excluded.len()
+    );
+    let mut g = c.benchmark_group("decide");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("trigger_event", |b| {
+        b.iter_batched(
+            || Engine::new(policy.clone()),
+            |mut e| black_box(e.decide(&ev, &index, ev.emitted_at).is_ok()),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    let name = log.file_name().and_then(|n| n.to_str()).unwrap_or("log").to_string();
+    let rows = (decoded.events.len() + decoded.rejects.len()) as u64;
+    println!("replay/{name}: {rows} rows, {} events", decoded.events.len());
+    let mut g = c.benchmark_group("replay");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(rows));
+    // Decode + event-time order + decide every event (no output files: that is I/O, not the engine).
+    g.bench_function(format!("decode_and_decide/{name}"), |b| {
+        b.iter(|| {
+            let mut d = decode(Format::Csv, &data, Some(&profile), &DecodeOptions::default()).expect("decodes");
+            event_time_order(&mut d.events);
+            let mut e = Engine::new(policy.clone());
+            let mut commands = 0usize;
+            for de in &d.events {
+                if let Ok(x) = e.decide(&de.event, &index, de.event.emitted_at) {
+                    commands += x.commands.len();
+                }
+            }
+            black_box(commands)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

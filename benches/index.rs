@@ -1,1 +1,222 @@
-fn main() {}
+//! Camera index: radius (250 m) and k-nearest queries at 100k, 1M and 10M cameras, rstar vs H3 vs brute
+//! force; bulk-load time; bytes per camera.
+//!
+//! Layout: cameras in "cities" — discs of 10 km radius at ~100 cameras/km² (about 8% of households in a
+//! US city), city centres spread over the contiguous US. Local density is the same at every size, so the
+//! numbers show how a query scales with fleet size, not with crowding. Queries are centred within 50 m of
+//! a random camera (incidents happen where people live).
+//!
+//! Before any timing, every backend must give the same answer as brute force on the same queries.
+//!
+//! Run: `cargo bench --bench index` (all sizes; ~10 GB RAM at 10M)
+//!      `BENCH_SIZES=100000,1000000 cargo bench --bench index` (quicker)
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use trigger_core::{CameraRecord, Category, Consent, LatLon};
+use trigger_index::{
+    BruteForceIndex, CameraIndex, H3Backend, H3Index, QPoint, RTreeBackend, RTreeIndex, SpatialBackend,
+};
+
+/// Counts live heap bytes, to measure what a structure holds.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n as isize - l.size() as isize, Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const RADIUS_M: f64 = 250.0;
+const K: usize = 8;
+const CITY_RADIUS_M: f64 = 10_000.0;
+const PER_CITY: usize = 31_400; // 100 / km² over pi * 10² km²
+
+fn sizes() -> Vec<usize> {
+    std::env::var("BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').map(|x| x.trim().parse().expect("BENCH_SIZES: numbers")).collect())
+        .unwrap_or_else(|| vec![100_000, 1_000_000, 10_000_000])
+}
+
+fn disc(rng: &mut ChaCha8Rng, c: LatLon, r: f64) -> LatLon {
+    let d = r * rng.random::<f64>().sqrt();
+    let a = rng.random::<f64>() * std::f64::consts::TAU;
+    LatLon::new(c.lat + d * a.cos() / 111_195.0, c.lon + d * a.sin() / (111_195.0 * c.lat.to_radians().cos()))
+}
+
+fn layout(n: usize) -> Vec<CameraRecord> {
+    let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+    let cities: Vec<LatLon> = (0..n.div_ceil(PER_CITY))
+        .map(|_| LatLon::new(rng.random_range(25.0..49.0), rng.random_range(-124.0..-67.0)))
+        .collect();
+    let consent = Consent {
+        categories: Category::ALL.into_iter().collect(),
+        max_radius_m: 300.0,
+        quiet_hours: None,
+        daily_cap: 3,
+        live_stream_allowed: false,
+    };
+    (0..n)
+        .map(|i| {
+            let p = disc(&mut rng, cities[i % cities.len()], CITY_RADIUS_M);
+            CameraRecord {
+                camera_id: format!("cam-{i:08}"),
+                owner_ref: format!("own-{i:08}"),
+                lat: p.lat,
+                lon: p.lon,
+                consent: consent.clone(),
+                online: true,
+                updated_at: 0,
+            }
+        })
+        .collect()
+}
+
+fn queries(cams: &[CameraRecord], n: usize) -> Vec<LatLon> {
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    (0..n)
+        .map(|_| {
+            let c = cams[rng.random_range(0..cams.len())].point();
+            disc(&mut rng, c, 50.0)
+        })
+        .collect()
+}
+
+fn answer<B: SpatialBackend>(ix: &CameraIndex<B>, q: LatLon, k: Option<usize>) -> Vec<(String, u64)> {
+    let hits = match k {
+        Some(k) => ix.nearest(q, k, RADIUS_M),
+        None => ix.within(q, RADIUS_M),
+    };
+    hits.into_iter().map(|h| (h.camera.camera_id.clone(), h.distance_m.to_bits())).collect()
+}
+
+/// Heap bytes held by what `f` builds (and keeps), per camera.
+fn bytes_per<T>(n: usize, f: impl FnOnce() -> T) -> (T, f64) {
+    let before = LIVE.load(Relaxed);
+    let v = f();
+    let after = LIVE.load(Relaxed);
+    (v, (after - before) as f64 / n as f64)
+}
+
+fn bench(c: &mut Criterion) {
+    for n in sizes() {
+        let cams = layout(n);
+        let qs = queries(&cams, 1000);
+        let points: Vec<(u32, QPoint)> =
+            cams.iter().enumerate().map(|(i, c)| (i as u32, QPoint::from_latlon(c.point()))).collect();
+
+        // Memory: the spatial structure alone, and the whole registry (records + id map + structure).
+        let t = Instant::now();
+        let (rtree_only, rtree_b) = bytes_per(n, || RTreeBackend::bulk_load(points.clone()));
+        let rtree_load = t.elapsed();
+        let t = Instant::now();
+        let (h3_only, h3_b) = bytes_per(n, || H3Backend::bulk_load(points.clone()));
+        let h3_load = t.elapsed();
+        drop((rtree_only, h3_only));
+        let (rt, rt_total) = bytes_per(n, || RTreeIndex::bulk_load(cams.clone()).0);
+        let (h3, h3_total) = bytes_per(n, || H3Index::bulk_load(cams.clone()).0);
+        let records_b = {
+            let (v, b) = bytes_per(n, || cams.clone());
+            drop(v);
+            b
+        };
+        println!(
+            "index n={n}: bulk load rstar {:.2}s h3 {:.2}s | spatial bytes/camera rstar {rtree_b:.1} h3 {h3_b:.1} | \
+             registry bytes/camera rstar {rt_total:.1} h3 {h3_total:.1} (of which records alone {records_b:.1})",
+            rtree_load.as_secs_f64(),
+            h3_load.as_secs_f64()
+        );
+
+        // Equal answers before timing: rstar and H3 against brute force.
+        let brute = BruteForceIndex::bulk_load(cams.clone()).0;
+        let checked = if n >= 10_000_000 { 50 } else { 200 };
+        let mut hits = 0;
+        for q in &qs[..checked] {
+            let want = answer(&brute, *q, None);
+            hits += want.len();
+            assert_eq!(answer(&rt, *q, None), want, "rstar disagrees with brute force at {q:?}");
+            assert_eq!(answer(&h3, *q, None), want, "h3 disagrees with brute force at {q:?}");
+            let want_k = answer(&brute, *q, Some(K));
+            assert_eq!(answer(&rt, *q, Some(K)), want_k);
+            assert_eq!(answer(&h3, *q, Some(K)), want_k);
+        }
+        println!(
+            "index n={n}: {checked} queries agree, {:.1} cameras per 250 m query on average",
+            hits as f64 / checked as f64
+        );
+
+        let mut g = c.benchmark_group(format!("radius_250m/{n}"));
+        g.throughput(Throughput::Elements(1));
+        let mut i = 0usize;
+        g.bench_function("rstar", |b| {
+            b.iter(|| {
+                i = (i + 1) % qs.len();
+                black_box(rt.within(qs[i], RADIUS_M).len())
+            })
+        });
+        g.bench_function("h3", |b| {
+            b.iter(|| {
+                i = (i + 1) % qs.len();
+                black_box(h3.within(qs[i], RADIUS_M).len())
+            })
+        });
+        if n <= 1_000_000 {
+            g.sample_size(10).measurement_time(Duration::from_secs(5));
+            g.bench_function("brute_force", |b| {
+                b.iter(|| {
+                    i = (i + 1) % qs.len();
+                    black_box(brute.within(qs[i], RADIUS_M).len())
+                })
+            });
+        }
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("knn_8_within_250m/{n}"));
+        g.bench_function("rstar", |b| {
+            b.iter(|| {
+                i = (i + 1) % qs.len();
+                black_box(rt.nearest(qs[i], K, RADIUS_M).len())
+            })
+        });
+        g.bench_function("h3", |b| {
+            b.iter(|| {
+                i = (i + 1) % qs.len();
+                black_box(h3.nearest(qs[i], K, RADIUS_M).len())
+            })
+        });
+        g.finish();
+
+        if n <= 1_000_000 {
+            let mut g = c.benchmark_group(format!("bulk_load/{n}"));
+            g.sample_size(10);
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_function(BenchmarkId::new("rstar", n), |b| {
+                b.iter_batched(|| points.clone(), RTreeBackend::bulk_load, BatchSize::LargeInput)
+            });
+            g.bench_function(BenchmarkId::new("h3", n), |b| {
+                b.iter_batched(|| points.clone(), H3Backend::bulk_load, BatchSize::LargeInput)
+            });
+            g.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,12 +1,9 @@
 //! dispatch-trigger: turns 911 calls for service into consent-bounded record commands for nearby cameras.
 //! This binary wires the crates together: config, camera layouts, replay.
 
-mod cameras;
-mod config;
-mod replay;
-
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use dispatch_trigger::{cameras, config, replay};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use trigger_cad::replay::Pace;

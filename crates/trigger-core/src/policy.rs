@@ -168,12 +168,14 @@ impl Jurisdiction {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Agency {
     pub classifier: Classifier,
     pub jurisdiction: Jurisdiction,
 }
 
 /// A validated policy, ready for the engine.
+#[derive(Clone)]
 pub struct Policy {
     pub config: PolicyConfig,
     pub(crate) agencies: BTreeMap<String, Agency>,

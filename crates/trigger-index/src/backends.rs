@@ -52,7 +52,19 @@ impl RTreeParams for Params {
     type DefaultInsertionStrategy = RStarInsertionStrategy;
 }
 
-type Item = GeomWithData<[i32; 2], Slot>;
+/// A leaf: [lon, lat] as f32 for the tree's geometry, with the slot and the exact quantised point.
+///
+/// rstar's insertion and bulk-load heuristics square and add coordinates (areas, margins, centres), which
+/// overflows i32 at 1e-7 degree resolution; f32 never overflows. Rounding to f32 is monotonic, so a point
+/// inside a query box (in degrees) is inside the f32-rounded box too: the tree still never misses a
+/// candidate, and the exact filter uses the `QPoint` carried beside it. The leaf (20 bytes) is smaller than
+/// an inner node (a Vec and an AABB), so carrying the point costs no memory per camera.
+type Item = GeomWithData<[f32; 2], (Slot, QPoint)>;
+
+fn leaf(slot: Slot, q: QPoint) -> Item {
+    let p = q.to_latlon();
+    GeomWithData::new([p.lon as f32, p.lat as f32], (slot, q))
+}
 
 /// rstar R-tree over quantised [lon, lat].
 pub struct RTreeBackend {
@@ -63,22 +75,21 @@ impl SpatialBackend for RTreeBackend {
     const NAME: &'static str = "rstar";
 
     fn bulk_load(items: Vec<(Slot, QPoint)>) -> Self {
-        let items = items.into_iter().map(|(s, q)| GeomWithData::new([q.lon, q.lat], s)).collect();
+        let items = items.into_iter().map(|(s, q)| leaf(s, q)).collect();
         Self { tree: RTree::bulk_load_with_params(items) }
     }
 
     fn insert(&mut self, slot: Slot, p: QPoint) {
-        self.tree.insert(GeomWithData::new([p.lon, p.lat], slot));
+        self.tree.insert(leaf(slot, p));
     }
 
     fn remove(&mut self, slot: Slot, p: QPoint) -> bool {
-        self.tree.remove(&GeomWithData::new([p.lon, p.lat], slot)).is_some()
+        self.tree.remove(&leaf(slot, p)).is_some()
     }
 
-    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<Slot>) {
+    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<(Slot, QPoint)>) {
         for [x0, y0, x1, y1] in bounding_boxes(center, radius_m) {
-            let q = |v: f64, f: fn(f64) -> f64| f(v * 1e7).clamp(i32::MIN as f64, i32::MAX as f64) as i32;
-            let env = AABB::from_corners([q(x0, f64::floor), q(y0, f64::floor)], [q(x1, f64::ceil), q(y1, f64::ceil)]);
+            let env = AABB::from_corners([x0 as f32, y0 as f32], [x1 as f32, y1 as f32]);
             out.extend(self.tree.locate_in_envelope(env).map(|i| i.data));
         }
     }
@@ -154,18 +165,18 @@ impl SpatialBackend for H3Backend {
         true
     }
 
-    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<Slot>) {
+    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<(Slot, QPoint)>) {
         let k = self.disk_k(radius_m);
         let disk_cells = 3 * (k as u64) * (k as u64 + 1) + 1;
         let limit = self.scan_threshold.unwrap_or(self.cells.len().max(1)) as u64;
         let Ok(ll) = LatLng::new(center.lat, center.lon) else { return };
         if disk_cells > limit || k > 2000 {
-            out.extend(self.cells.values().flatten().map(|e| e.1));
+            out.extend(self.cells.values().flatten().map(|e| (e.1, e.0)));
             return;
         }
         for c in ll.to_cell(self.res).grid_disk::<Vec<_>>(k) {
             if let Some(v) = self.cells.get(&c) {
-                out.extend(v.iter().map(|e| e.1));
+                out.extend(v.iter().map(|e| (e.1, e.0)));
             }
         }
     }
@@ -174,7 +185,7 @@ impl SpatialBackend for H3Backend {
 /// Every camera is a candidate. The reference implementation and the benches' baseline.
 #[derive(Default)]
 pub struct BruteForce {
-    slots: Vec<Slot>,
+    items: Vec<(Slot, QPoint)>,
     pos: HashMap<Slot, usize>,
 }
 
@@ -188,19 +199,19 @@ impl SpatialBackend for BruteForce {
         }
         b
     }
-    fn insert(&mut self, slot: Slot, _: QPoint) {
-        self.pos.insert(slot, self.slots.len());
-        self.slots.push(slot);
+    fn insert(&mut self, slot: Slot, p: QPoint) {
+        self.pos.insert(slot, self.items.len());
+        self.items.push((slot, p));
     }
     fn remove(&mut self, slot: Slot, _: QPoint) -> bool {
         let Some(i) = self.pos.remove(&slot) else { return false };
-        self.slots.swap_remove(i);
-        if let Some(&moved) = self.slots.get(i) {
+        self.items.swap_remove(i);
+        if let Some(&(moved, _)) = self.items.get(i) {
             self.pos.insert(moved, i);
         }
         true
     }
-    fn candidates(&self, _: LatLon, _: f64, out: &mut Vec<Slot>) {
-        out.extend_from_slice(&self.slots);
+    fn candidates(&self, _: LatLon, _: f64, out: &mut Vec<(Slot, QPoint)>) {
+        out.extend_from_slice(&self.items);
     }
 }

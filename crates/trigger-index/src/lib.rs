@@ -55,8 +55,9 @@ pub trait SpatialBackend {
     fn bulk_load(items: Vec<(Slot, QPoint)>) -> Self;
     fn insert(&mut self, slot: Slot, p: QPoint);
     fn remove(&mut self, slot: Slot, p: QPoint) -> bool;
-    /// Every slot whose point may lie within `radius_m` of `center`.
-    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<Slot>);
+    /// Every (slot, point) whose point may lie within `radius_m` of `center`. The point is the one stored for
+    /// the slot, so the caller can filter exactly without touching the camera's record.
+    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<(Slot, QPoint)>);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -199,13 +200,16 @@ impl<B: SpatialBackend> CameraIndex<B> {
 
     /// Cameras within `radius_m` of `center`, nearest first, ties by camera_id.
     pub fn within(&self, center: LatLon, radius_m: f64) -> Vec<Candidate<'_>> {
-        let mut slots = Vec::new();
-        self.backend.candidates(center, radius_m, &mut slots);
-        let mut out: Vec<Candidate<'_>> = slots
+        let mut cands = Vec::new();
+        self.backend.candidates(center, radius_m, &mut cands);
+        // Filter on the backend's copy of the point first: records are only touched for hits.
+        let mut out: Vec<Candidate<'_>> = cands
             .into_iter()
-            .filter_map(|s| self.slots.get(s as usize)?.as_ref())
-            .map(|e| Candidate { camera: &e.record, distance_m: distance_m(center, e.q.to_latlon()) })
-            .filter(|c| c.distance_m <= radius_m)
+            .map(|(s, q)| (s, distance_m(center, q.to_latlon())))
+            .filter(|(_, d)| *d <= radius_m)
+            .filter_map(|(s, d)| {
+                Some(Candidate { camera: &self.slots.get(s as usize)?.as_ref()?.record, distance_m: d })
+            })
             .collect();
         sort_candidates(&mut out);
         out
