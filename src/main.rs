@@ -1,15 +1,17 @@
 //! dispatch-trigger: turns 911 calls for service into consent-bounded record commands for nearby cameras.
-//! This binary wires the crates together: config, camera layouts, replay.
+//! This binary wires the crates together: config, camera layouts, replay, the Kafka service and its tools.
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use dispatch_trigger::{cameras, config, replay};
+use clap::{Args, Parser, Subcommand};
+use dispatch_trigger::serve::{IndexKind, ServeConfig};
+use dispatch_trigger::{cameras, config, kafka_tools, replay, serve};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use trigger_cad::replay::Pace;
 use trigger_cad::{DecodeOptions, Format};
 use trigger_core::{CameraRecord, Engine, LatLon};
 use trigger_index::{H3Index, RTreeIndex};
+use trigger_kafka::KafkaSettings;
 
 #[derive(Parser)]
 #[command(
@@ -34,12 +36,79 @@ enum Command {
     Replay(ReplayArgs),
     /// Load and validate the policy, code tables and jurisdictions; print warnings.
     CheckConfig,
+    /// Run the Kafka consumer service (layered config: defaults, --config FILE, DT_* environment).
+    Serve(ServeArgs),
+    /// The whole Kafka path with zero setup: an in-process broker, a generated registry, the service, and the
+    /// bundled CAD sample replayed through it; prints the summary with end-to-end latency percentiles.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (see config/serve.toml); every key is optional.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (defaults, file and environment merged) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// CAD log to replay (CSV through --profile).
+    #[arg(long, default_value = "fixtures/nashville-mnpd-2024-07-01_07.csv")]
+    cad: PathBuf,
+    #[arg(long, default_value = "nashville-mnpd")]
+    profile: String,
+    /// Generated cameras around the log's events.
+    #[arg(long, default_value_t = 20_000)]
+    cameras: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Events per second into the CFS topic.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Partitions of the CFS and output topics.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Also write the summary here (JSON).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct KafkaTarget {
+    /// Kafka bootstrap servers.
+    #[arg(long = "to", value_name = "BOOTSTRAP")]
+    bootstrap: String,
+    /// Service config file whose kafka section (topics, security) to use.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl KafkaTarget {
+    fn settings(&self) -> Result<KafkaSettings> {
+        let mut s = ServeConfig::load(self.config.as_deref())?.kafka;
+        s.bootstrap_servers = self.bootstrap.clone();
+        Ok(s)
+    }
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    /// Camera layout (.jsonl, .csv or .geojson).
+    #[arg(long)]
+    cameras: PathBuf,
+    #[command(flatten)]
+    target: KafkaTarget,
 }
 
 #[derive(Subcommand)]
 enum CamerasCmd {
     /// Generate a seeded synthetic layout with a realistic consent mix.
     Generate(GenerateArgs),
+    /// Load a layout into the registry topic (key = camera_id, protobuf CameraRecord).
+    Publish(PublishArgs),
 }
 
 #[derive(Args)]
@@ -74,12 +143,6 @@ struct GenerateArgs {
     out: PathBuf,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum IndexKind {
-    Rtree,
-    H3,
-}
-
 #[derive(Args)]
 struct ReplayArgs {
     /// CAD log to replay.
@@ -90,7 +153,7 @@ struct ReplayArgs {
     #[arg(long)]
     profile: Option<String>,
     /// Camera layout (.jsonl, .csv or .geojson).
-    #[arg(long, conflicts_with = "generate_cameras", required_unless_present = "generate_cameras")]
+    #[arg(long, conflicts_with = "generate_cameras", required_unless_present_any = ["generate_cameras", "to_kafka"])]
     cameras: Option<PathBuf>,
     /// Instead of --cameras: generate this many cameras around the input's events (seeded).
     #[arg(long, value_name = "N")]
@@ -99,14 +162,30 @@ struct ReplayArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Output directory (commands.jsonl, decisions.jsonl, notices.jsonl, rejects.jsonl, summary.json).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "to_kafka")]
+    out: Option<PathBuf>,
+    /// Instead of deciding offline: produce the log into the CFS topic of this Kafka cluster, as protobuf.
+    #[arg(long, value_name = "BOOTSTRAP", conflicts_with_all = ["out", "cameras", "generate_cameras", "index"])]
+    to_kafka: Option<String>,
+    /// With --to-kafka: a fixed rate in events per second instead of the recorded pace.
+    #[arg(long, value_name = "N", conflicts_with = "speed", requires = "to_kafka")]
+    rate: Option<f64>,
+    /// With --to-kafka: keep recorded event times (the service refuses old events as stale). By default each
+    /// event is sent as leaving the CAD now, keeping its recorded received->emitted gap.
+    #[arg(long, requires = "to_kafka")]
+    recorded_times: bool,
+    /// With --to-kafka: also send each record the decoder refused, as its original bytes (dead-letter tests).
+    #[arg(long, requires = "to_kafka")]
+    include_rejects: bool,
+    /// With --to-kafka: service config file whose kafka section (topics, security) to use.
+    #[arg(long, requires = "to_kafka")]
+    config: Option<PathBuf>,
     /// Replay at the recorded pace times X (default: as fast as possible).
     #[arg(long, value_name = "X")]
     speed: Option<f64>,
     /// Spatial index behind the camera registry.
-    #[arg(long, value_enum, default_value = "rtree")]
-    index: IndexKind,
+    #[arg(long, value_enum)]
+    index: Option<IndexKind>,
     /// Leave the wall-clock decide latency out of summary.json, so every output is byte-identical across runs.
     #[arg(long)]
     no_wall_clock: bool,
@@ -136,7 +215,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Cameras(CamerasCmd::Generate(a)) => generate(&cli.policy, a),
+        Command::Cameras(CamerasCmd::Publish(a)) => {
+            let settings = a.target.settings()?;
+            let cams = cameras::load(&a.cameras)?;
+            let n = kafka_tools::publish_cameras(&settings, &cams)?;
+            println!("published {n} cameras to {} at {}", settings.topics.registry, settings.bootstrap_servers);
+            Ok(())
+        }
+        Command::Replay(a) if a.to_kafka.is_some() => replay_to_kafka(&cli.policy, a),
         Command::Replay(a) => replay(&cli.policy, a),
+        Command::Serve(a) => serve_cmd(a),
+        Command::Demo(a) => demo(&cli.policy, a),
     }
 }
 
@@ -177,7 +266,84 @@ fn generate(policy: &Path, a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+fn serve_cmd(a: ServeArgs) -> Result<()> {
+    let cfg = ServeConfig::load(a.config.as_deref())?;
+    if a.print_config {
+        let mut shown = cfg.clone();
+        if shown.kafka.security.sasl_password.is_some() {
+            shown.kafka.security.sasl_password = Some("<redacted>".into());
+        }
+        println!("{}", toml::to_string_pretty(&shown)?);
+        return Ok(());
+    }
+    serve::init_logging(&cfg.log);
+    serve::prometheus()?;
+    let shutdown = serve::shutdown_flag()?;
+    let health = std::sync::Arc::new(trigger_kafka::Health::default());
+    if let Some(addr) = serve::spawn_http(&cfg.http.listen, health.clone())? {
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
+    let stats = serve::run(&cfg, &health, &shutdown)?;
+    tracing::info!(
+        events = stats.events,
+        start_commands = stats.start_commands,
+        stop_commands = stats.stop_commands,
+        dead_letters = stats.dead_letters,
+        "stopped"
+    );
+    Ok(())
+}
+
+fn demo(policy_path: &Path, a: DemoArgs) -> Result<()> {
+    serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
+    let profile = config::load_profile(&a.profile, policy_path)?;
+    let decoded = decode_file(&a.cad, "csv", Some(&profile), &DecodeOptions::default())?;
+    let cams =
+        cameras::generate(a.cameras, a.seed, &cameras::Placement::Around(event_points(&decoded)), profile.time_zone)?;
+    if a.rate.is_nan() || a.rate <= 0.0 {
+        bail!("--rate must be > 0, got {}", a.rate);
+    }
+    let summary = kafka_tools::demo(kafka_tools::DemoOptions {
+        cameras: cams,
+        decoded,
+        cad_log: a.cad.display().to_string(),
+        pace: Pace::Rate(a.rate),
+        partitions: a.partitions,
+        policy: policy_path.to_path_buf(),
+    })?;
+    let json = serde_json::to_string_pretty(&summary)?;
+    println!("{json}");
+    if let Some(out) = &a.out {
+        std::fs::write(out, format!("{json}\n")).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn replay_to_kafka(policy_path: &Path, a: ReplayArgs) -> Result<()> {
+    let mut settings = ServeConfig::load(a.config.as_deref())?.kafka;
+    settings.bootstrap_servers = a.to_kafka.clone().expect("checked by the caller");
+    let profile = a.profile.as_deref().map(|p| config::load_profile(p, policy_path)).transpose()?;
+    let opts = DecodeOptions { max_message_bytes: a.max_message_bytes, agency_id: a.agency.clone() };
+    let decoded = decode_file(&a.file, &a.format, profile.as_ref(), &opts)?;
+    let pace = match (a.speed, a.rate) {
+        (Some(x), _) if x > 0.0 => Pace::Speed(x),
+        (_, Some(r)) if r > 0.0 => Pace::Rate(r),
+        (None, None) => Pace::AsFastAsPossible,
+        _ => bail!("--speed and --rate must be > 0"),
+    };
+    let times = if a.recorded_times { kafka_tools::Times::Recorded } else { kafka_tools::Times::Rebased };
+    let stop = serve::shutdown_flag()?;
+    let r = kafka_tools::send_cad_log(&settings, decoded, pace, times, a.include_rejects, &stop)?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    eprintln!(
+        "sent {} events and {} bad records to {} in {:.1} s",
+        r.events, r.bad_records, settings.topics.cfs, r.seconds
+    );
+    Ok(())
+}
+
 fn replay(policy_path: &Path, a: ReplayArgs) -> Result<()> {
+    let out = a.out.clone().expect("clap requires --out without --to-kafka");
     let policy = config::load_policy(policy_path)?;
     for w in policy.warnings() {
         eprintln!("warning: {w}");
@@ -199,7 +365,7 @@ fn replay(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         None => Pace::AsFastAsPossible,
     };
     let opts = replay::ReplayOptions {
-        out_dir: a.out.clone(),
+        out_dir: out.clone(),
         pace,
         wall_clock: !a.no_wall_clock,
         progress: std::io::stderr().is_terminal(),
@@ -209,7 +375,7 @@ fn replay(policy_path: &Path, a: ReplayArgs) -> Result<()> {
     };
     let mut engine = Engine::new(policy);
     let n = cams.len();
-    let summary = match a.index {
+    let summary = match a.index.unwrap_or_default() {
         IndexKind::Rtree => {
             let (ix, errs) = RTreeIndex::bulk_load(cams);
             report_camera_errors(&errs);
@@ -228,7 +394,7 @@ fn replay(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         summary.rejects_total,
         summary.triggered_incidents,
         summary.commands.values().sum::<u64>(),
-        a.out.display()
+        out.display()
     );
     Ok(())
 }

@@ -151,12 +151,7 @@ pub fn run(
     s.last_event_at = decoded.events.last().and_then(|e| iso(e.event.emitted_at));
 
     let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(decoded.events.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} events {per_sec} eta {eta}")
-                .expect("valid template"),
-        );
-        b
+        crate::progress_bar(decoded.events.len() as u64, "events")
     } else {
         indicatif::ProgressBar::hidden()
     };

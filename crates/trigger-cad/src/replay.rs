@@ -17,6 +17,8 @@ pub enum Pace {
     AsFastAsPossible,
     /// Recorded gaps divided by this factor (1.0 = real time, 60 = an hour a minute).
     Speed(f64),
+    /// A fixed number of events per second, whatever the recorded gaps (load tests).
+    Rate(f64),
 }
 
 /// Tells the caller how long to wait before the next event to keep the recorded pace.
@@ -24,18 +26,25 @@ pub enum Pace {
 pub struct Pacer {
     pace: Pace,
     origin: Option<Millis>,
+    sent: u64,
 }
 
 impl Pacer {
     pub fn new(pace: Pace) -> Self {
-        Self { pace, origin: None }
+        Self { pace, origin: None, sent: 0 }
     }
 
     /// `elapsed`: wall time since the replay started. Returns the wait before deciding an event at `event_time`.
     pub fn wait_before(&mut self, event_time: Millis, elapsed: Duration) -> Duration {
-        let Pace::Speed(speed) = self.pace else { return Duration::ZERO };
-        let origin = *self.origin.get_or_insert(event_time);
-        let due = Duration::from_secs_f64(((event_time - origin).max(0) as f64 / 1000.0) / speed.max(1e-9));
+        let due = match self.pace {
+            Pace::AsFastAsPossible => return Duration::ZERO,
+            Pace::Speed(speed) => {
+                let origin = *self.origin.get_or_insert(event_time);
+                Duration::from_secs_f64(((event_time - origin).max(0) as f64 / 1000.0) / speed.max(1e-9))
+            }
+            Pace::Rate(per_s) => Duration::from_secs_f64(self.sent as f64 / per_s.max(1e-9)),
+        };
+        self.sent += 1;
         due.saturating_sub(elapsed)
     }
 }
@@ -50,6 +59,10 @@ mod tests {
         assert_eq!(p.wait_before(1_000_000, Duration::ZERO), Duration::ZERO);
         assert_eq!(p.wait_before(1_010_000, Duration::from_millis(200)), Duration::from_millis(800));
         assert_eq!(p.wait_before(1_010_000, Duration::from_secs(5)), Duration::ZERO, "behind: no wait");
+        let mut rate = Pacer::new(Pace::Rate(100.0));
+        assert_eq!(rate.wait_before(1, Duration::ZERO), Duration::ZERO);
+        assert_eq!(rate.wait_before(1, Duration::from_millis(4)), Duration::from_millis(6), "ignores event time");
+        assert_eq!(rate.wait_before(9_000_000, Duration::from_millis(20)), Duration::ZERO);
         let mut fast = Pacer::new(Pace::AsFastAsPossible);
         assert_eq!(fast.wait_before(5_000_000, Duration::ZERO), Duration::ZERO);
     }

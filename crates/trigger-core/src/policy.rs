@@ -1,8 +1,8 @@
 //! Policy: partner agencies and their jurisdictions, per-category radius and recording, the latency budget.
 //! Parsed from TOML text handed in by the caller (this crate reads no files).
 
-use crate::classify::{Classifier, CodeTable};
-use crate::types::{Category, LatLon};
+use crate::classify::{Classification, Classifier, CodeTable};
+use crate::types::{CallForService, Category, LatLon};
 use geo::{BoundingRect, Intersects};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -277,5 +277,17 @@ impl Policy {
     /// Priority of a category under backlog (higher first); unknown or non-trigger = 0.
     pub fn priority_of(&self, c: Option<Category>) -> u8 {
         c.and_then(|c| self.category(c)).map_or(0, |p| p.priority)
+    }
+
+    /// Priority of an event under backlog: its agency's classification of the call type, then
+    /// [`Policy::priority_of`]. Non-partner agencies and non-trigger types are 0.
+    pub fn priority_of_event(&self, ev: &CallForService) -> u8 {
+        let category = self.agencies.get(&ev.agency_id).and_then(|a| {
+            match a.classifier.classify(&ev.call_type_code, &ev.call_type_text) {
+                Classification::Trigger { category, .. } => Some(category),
+                _ => None,
+            }
+        });
+        self.priority_of(category)
     }
 }

@@ -1,0 +1,46 @@
+//! The embedded broker: librdkafka's mock cluster, in process. It speaks the real Kafka protocol on
+//! localhost ports (produce, fetch, consumer groups, offsets, transactions), so every client of the service
+//! talks to it exactly as it would to Apache Kafka. For demos and tests; it keeps nothing on disk.
+
+use crate::settings::Topics;
+use crate::KafkaError;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+pub struct EmbeddedCluster {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl EmbeddedCluster {
+    /// Start `brokers` mock brokers.
+    pub fn start(brokers: i32) -> Result<Self, KafkaError> {
+        Ok(Self { cluster: MockCluster::new(brokers)? })
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// Create the service's topics: `partitions` for the CFS topic and its outputs, one for the registry.
+    pub fn create_topics(&self, topics: &Topics, partitions: i32) -> Result<(), KafkaError> {
+        for t in topics.all() {
+            let n = if t == topics.registry { 1 } else { partitions };
+            self.cluster.create_topic(t, n, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Take a broker down (its connections fail) or bring it back, for outage tests.
+    pub fn broker_down(&self, id: i32) -> Result<(), KafkaError> {
+        Ok(self.cluster.broker_down(id)?)
+    }
+
+    pub fn broker_up(&self, id: i32) -> Result<(), KafkaError> {
+        Ok(self.cluster.broker_up(id)?)
+    }
+
+    /// The underlying mock cluster, for fault injection beyond the helpers above.
+    pub fn mock(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        &self.cluster
+    }
+}

@@ -1,0 +1,66 @@
+//! trigger-kafka: the only crate that links librdkafka.
+//!
+//! - [`service`]: the consumer service (CFS in through a consumer group with manual offset storage; commands,
+//!   audit, owner notices and dead letters out; at-least-once delivery).
+//! - [`registry`]: the camera registry follower (whole compacted topic from the beginning, outside the group).
+//! - [`produce`]: output records, acknowledgement handling, publishers for tools and tests.
+//! - [`codec`]: domain types to and from the protobuf contracts.
+//! - [`settings`]: topics, security, low-latency client defaults, raw librdkafka properties with clash checks.
+//! - [`inspect`]: reading topics back (counts, whole-topic reads) for tools, the demo and tests.
+//! - [`embedded`]: librdkafka's in-process mock cluster (real protocol on localhost) for demos and tests.
+
+pub mod codec;
+pub mod embedded;
+pub mod inspect;
+pub mod produce;
+pub mod registry;
+pub mod service;
+pub mod settings;
+
+pub use embedded::EmbeddedCluster;
+pub use produce::{OutRecord, Publisher};
+pub use service::{Health, RunStats, Service, ServiceOptions};
+pub use settings::{Delivery, KafkaSettings, Security, Topics};
+
+/// Errors of the Kafka layer, by whose fault and whether retrying helps.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The configuration is wrong: fix it, retrying will not help.
+    #[error("invalid Kafka settings:\n  - {}", .0.join("\n  - "))]
+    Config(Vec<String>),
+    /// Start-up could not complete (missing topic, registry not readable in time).
+    #[error("{0}")]
+    Setup(String),
+    /// librdkafka reported an error.
+    #[error(transparent)]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// librdkafka's client-level errors, through `tracing`. End-of-partition is expected (the registry follower
+/// asks for it) and transport errors are retried by librdkafka: both are below error level.
+pub(crate) fn log_client_error(client: &str, error: rdkafka::error::KafkaError, reason: &str) {
+    use rdkafka::error::KafkaError as E;
+    match error {
+        E::PartitionEOF(_) | E::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
+            tracing::trace!(client, %reason, "end of partition")
+        }
+        E::Global(rdkafka::types::RDKafkaErrorCode::AllBrokersDown)
+        | E::Global(rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure) => {
+            tracing::warn!(client, %error, %reason, "broker connection lost; librdkafka reconnects")
+        }
+        _ => tracing::error!(client, %error, %reason, "librdkafka error"),
+    }
+}
+
+/// A client context that sends librdkafka's errors to `tracing` (see [`log_client_error`]).
+pub(crate) struct Ctx(pub &'static str);
+impl rdkafka::ClientContext for Ctx {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        log_client_error(self.0, error, reason);
+    }
+}
+impl rdkafka::consumer::ConsumerContext for Ctx {}
+impl rdkafka::producer::ProducerContext for Ctx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}

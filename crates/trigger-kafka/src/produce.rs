@@ -1,0 +1,135 @@
+//! Producing: one owned record type for every output, sending with acknowledgement futures, and the
+//! publishers behind `cameras publish` and `replay --to-kafka`.
+
+use crate::codec::camera_to_pb;
+use crate::settings::{KafkaSettings, Role};
+use crate::KafkaError;
+use futures_executor::block_on;
+use prost::Message;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use std::time::Duration;
+use trigger_core::{CallForService, CameraRecord};
+
+/// One record to produce. `payload: None` is a tombstone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutRecord {
+    pub topic: String,
+    pub key: Vec<u8>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// The key of a call for service: every revision of an incident lands on one partition, in order.
+pub fn cfs_key(ev: &CallForService) -> Vec<u8> {
+    format!("{}/{}", ev.agency_id, ev.incident_id).into_bytes()
+}
+
+pub fn create_producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    Ok(settings.client_config(Role::Producer).create()?)
+}
+
+/// Enqueue one record; waits (serving delivery reports) while librdkafka's queue is full.
+pub fn enqueue(producer: &FutureProducer, r: &OutRecord) -> Result<DeliveryFuture, KafkaError> {
+    let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+    for (k, v) in &r.headers {
+        headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+    }
+    let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic).key(&r.key).headers(headers);
+    if let Some(p) = &r.payload {
+        rec = rec.payload(p.as_slice());
+    }
+    loop {
+        match producer.send_result(rec) {
+            Ok(f) => return Ok(f),
+            Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                producer.poll(Duration::from_millis(10));
+                rec = back;
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Wait for one acknowledgement.
+pub fn acked(f: DeliveryFuture) -> Result<(), KafkaError> {
+    match block_on(f) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(e.into()),
+        Err(_) => Err(KafkaError::Setup("producer closed before the delivery report".into())),
+    }
+}
+
+/// Produces records and waits for acknowledgements: for tools and tests, not the service's hot path.
+pub struct Publisher {
+    producer: FutureProducer,
+    pending: Vec<DeliveryFuture>,
+}
+
+impl Publisher {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        Ok(Self { producer: create_producer(settings)?, pending: Vec::new() })
+    }
+
+    /// Enqueue without waiting; `wait` collects every acknowledgement.
+    pub fn send(&mut self, r: &OutRecord) -> Result<(), KafkaError> {
+        let f = enqueue(&self.producer, r)?;
+        self.pending.push(f);
+        Ok(())
+    }
+
+    /// Wait for every record sent so far; the first failure is returned.
+    pub fn wait(&mut self) -> Result<usize, KafkaError> {
+        let n = self.pending.len();
+        let mut first_err = None;
+        for f in self.pending.drain(..) {
+            if let Err(e) = acked(f) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(n), Err)
+    }
+
+    pub fn camera(&mut self, topic: &str, c: &CameraRecord) -> Result<(), KafkaError> {
+        self.send(&OutRecord {
+            topic: topic.to_string(),
+            key: c.camera_id.clone().into_bytes(),
+            payload: Some(camera_to_pb(c).encode_to_vec()),
+            headers: vec![],
+        })
+    }
+
+    /// A tombstone: the camera leaves the registry (removed or opted out).
+    pub fn remove_camera(&mut self, topic: &str, camera_id: &str) -> Result<(), KafkaError> {
+        self.send(&OutRecord {
+            topic: topic.to_string(),
+            key: camera_id.as_bytes().to_vec(),
+            payload: None,
+            headers: vec![],
+        })
+    }
+
+    pub fn cfs(&mut self, topic: &str, ev: &CallForService) -> Result<(), KafkaError> {
+        self.send(&OutRecord {
+            topic: topic.to_string(),
+            key: cfs_key(ev),
+            payload: Some(trigger_cad::pb::to_pb(ev).encode_to_vec()),
+            headers: vec![],
+        })
+    }
+
+    /// Arbitrary bytes on a topic (a bad message, for dead-letter tests and demos).
+    pub fn raw(&mut self, topic: &str, key: &[u8], bytes: &[u8]) -> Result<(), KafkaError> {
+        self.send(&OutRecord {
+            topic: topic.to_string(),
+            key: key.to_vec(),
+            payload: Some(bytes.to_vec()),
+            headers: vec![],
+        })
+    }
+
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        Ok(self.producer.flush(timeout)?)
+    }
+}

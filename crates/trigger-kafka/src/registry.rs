@@ -1,0 +1,187 @@
+//! The camera registry follower: every instance reads the whole compacted registry topic from the beginning,
+//! outside the consumer group, and keeps following it. The index it feeds is what the engine decides with.
+
+use crate::codec::camera_from_pb;
+use crate::settings::{KafkaSettings, Role};
+use crate::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use trigger_index::{CameraIndex, SpatialBackend};
+
+/// A registry record that could not be applied.
+#[derive(Debug, Clone)]
+pub struct BadRegistryRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub upserts: u64,
+    pub removals: u64,
+    pub bad: u64,
+}
+
+pub struct RegistryFollower {
+    consumer: BaseConsumer<crate::Ctx>,
+    /// A second client that only asks for end offsets: on the follower's own connection the request would
+    /// queue behind its fetch long-poll (up to fetch.wait.max.ms).
+    offsets: BaseConsumer<crate::Ctx>,
+    topic: String,
+    partitions: Vec<i32>,
+    /// Next offset to read per partition, as far as this follower has applied.
+    position: HashMap<i32, i64>,
+}
+
+impl RegistryFollower {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let consumer: BaseConsumer<crate::Ctx> =
+            settings.client_config(Role::RegistryFollower).create_with_context(crate::Ctx("registry-follower"))?;
+        let topic = settings.topics.registry.clone();
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(KafkaError::Setup(format!("registry topic {topic:?} does not exist or has no partitions")));
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition_offset(&topic, *p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        let offsets =
+            settings.client_config(Role::RegistryFollower).create_with_context(crate::Ctx("registry-offsets"))?;
+        Ok(Self { consumer, offsets, topic, partitions, position: HashMap::new() })
+    }
+
+    /// The registry's current end offsets (high watermarks): one ListOffsets request per broker.
+    pub fn end_offsets(&self, timeout: Duration) -> Result<HashMap<i32, i64>, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in &self.partitions {
+            tpl.add_partition_offset(&self.topic, *p, Offset::End)?;
+        }
+        let got = self.offsets.offsets_for_times(tpl, timeout)?;
+        let mut ends = HashMap::new();
+        for e in got.elements_for_topic(&self.topic) {
+            match e.offset() {
+                Offset::Offset(o) => {
+                    ends.insert(e.partition(), o);
+                }
+                _ => {
+                    let (_, high) = self.offsets.fetch_watermarks(&self.topic, e.partition(), timeout)?;
+                    ends.insert(e.partition(), high);
+                }
+            }
+        }
+        Ok(ends)
+    }
+
+    fn caught_up(&self, target: &HashMap<i32, i64>) -> bool {
+        target.iter().all(|(p, end)| self.position.get(p).copied().unwrap_or(0) >= *end)
+    }
+
+    /// Apply everything up to `target` (end offsets taken before the call), or until `deadline`.
+    /// Returns whether the target was reached.
+    pub fn catch_up<B: SpatialBackend>(
+        &mut self,
+        index: &mut CameraIndex<B>,
+        target: &HashMap<i32, i64>,
+        deadline: Instant,
+        applied: &mut Applied,
+        bad: &mut Vec<BadRegistryRecord>,
+    ) -> Result<bool, KafkaError> {
+        while !self.caught_up(target) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            self.poll_one(index, left.min(Duration::from_millis(100)), applied, bad)?;
+        }
+        Ok(true)
+    }
+
+    /// Apply what has already arrived, without waiting.
+    pub fn drain<B: SpatialBackend>(
+        &mut self,
+        index: &mut CameraIndex<B>,
+        applied: &mut Applied,
+        bad: &mut Vec<BadRegistryRecord>,
+    ) -> Result<(), KafkaError> {
+        while self.poll_one(index, Duration::ZERO, applied, bad)? {}
+        Ok(())
+    }
+
+    /// Returns whether anything was received.
+    fn poll_one<B: SpatialBackend>(
+        &mut self,
+        index: &mut CameraIndex<B>,
+        timeout: Duration,
+        applied: &mut Applied,
+        bad: &mut Vec<BadRegistryRecord>,
+    ) -> Result<bool, KafkaError> {
+        let Some(r) = self.consumer.poll(timeout) else { return Ok(false) };
+        let m = match r {
+            Ok(m) => m,
+            Err(RdError::PartitionEOF(p)) => {
+                // At the end: the position is the end offset (compaction and control records leave gaps).
+                if let Ok(pos) = self.consumer.position() {
+                    for e in pos.elements_for_topic(&self.topic) {
+                        if e.partition() == p {
+                            if let Offset::Offset(o) = e.offset() {
+                                self.position.insert(p, o);
+                            }
+                        }
+                    }
+                }
+                return Ok(true);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %self.topic, "registry consumer error (librdkafka retries)");
+                return Ok(true);
+            }
+        };
+        self.position.insert(m.partition(), m.offset() + 1);
+        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+        let result = match m.payload() {
+            // Tombstone: the camera left the registry (removed or opted out).
+            None => {
+                if index.remove(&key).is_some() {
+                    applied.removals += 1;
+                }
+                Ok(())
+            }
+            Some(bytes) => camera_from_pb(bytes)
+                .and_then(|rec| {
+                    if rec.camera_id != key {
+                        return Err(format!("key {key:?} is not the record's camera_id {:?}", rec.camera_id));
+                    }
+                    index.upsert(rec).map_err(|e| e.to_string())
+                })
+                .map(|()| applied.upserts += 1),
+        };
+        if let Err(reason) = result {
+            // An unreadable update must not leave the camera under the consent it was meant to replace.
+            index.remove(&key);
+            applied.bad += 1;
+            bad.push(BadRegistryRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                reason,
+            });
+        }
+        Ok(true)
+    }
+}

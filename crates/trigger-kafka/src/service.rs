@@ -1,0 +1,571 @@
+//! The consumer service: CFS in (consumer group, manual offsets), the engine in the middle, commands, audit,
+//! owner notices and dead letters out; the camera registry followed live.
+//!
+//! At-least-once: a batch of polled events is decided, every output is produced, and only when every
+//! acknowledgement is in are the batch's offsets stored (librdkafka commits stored offsets in the
+//! background, on revocation and at shutdown). Processing happens on the polling thread, so when a rebalance
+//! callback runs inside `poll`, the previous batch is already acknowledged and stored: nothing is in flight.
+//! A failed delivery is retried with backoff, holding the batch, until it succeeds or the service is asked
+//! to stop (then the batch's offsets are not stored, and whoever owns the partition next decides it again;
+//! command ids are deterministic, so a camera can drop the duplicate).
+
+use crate::produce::{acked, create_producer, enqueue, OutRecord};
+use crate::registry::{Applied, BadRegistryRecord, RegistryFollower};
+use crate::settings::{KafkaSettings, Role};
+use crate::{codec, KafkaError};
+use hdrhistogram::Histogram;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::ClientContext;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use trigger_cad::DecodeOptions;
+use trigger_core::{Action, Engine, Outcome, Reject};
+use trigger_index::{CameraIndex, SpatialBackend};
+
+/// Dead-letter headers: why the record was refused and where it came from. The payload is the original bytes.
+pub const H_REASON: &str = "dt.reject.reason";
+pub const H_DETAIL: &str = "dt.reject.detail";
+pub const H_TOPIC: &str = "dt.source.topic";
+pub const H_PARTITION: &str = "dt.source.partition";
+pub const H_OFFSET: &str = "dt.source.offset";
+
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Most events decided per batch (one produce-acknowledge round per batch).
+    pub max_batch: usize,
+    /// How long one poll waits for the first event of a batch.
+    pub poll_timeout: Duration,
+    pub max_message_bytes: usize,
+    /// How long start-up may take to read the registry to its end before it gives up.
+    pub registry_bootstrap_timeout: Duration,
+    /// Before each batch, read the registry to the end offsets it has at that moment (one ListOffsets round
+    /// trip), so an opt-out acknowledged before an event was polled applies to that event. Waits at most this
+    /// long; `None`: apply only what has already arrived (lower latency, consent changes lag by a fetch).
+    pub registry_sync_timeout: Option<Duration>,
+    /// No CFS for this long is logged and exported (`dispatch_trigger_cad_silent`).
+    pub cad_silence: Duration,
+    /// Longest pause between delivery retries.
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 256,
+            poll_timeout: Duration::from_millis(100),
+            max_message_bytes: trigger_cad::DEFAULT_MAX_MESSAGE_BYTES,
+            registry_bootstrap_timeout: Duration::from_secs(120),
+            registry_sync_timeout: Some(Duration::from_secs(2)),
+            cad_silence: Duration::from_secs(600),
+            retry_backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the health endpoints and the demo read while the service runs.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The registry has been read to its end at start-up and the CFS consumer is subscribed.
+    pub ready: AtomicBool,
+    /// CFS partitions currently assigned to this instance by the consumer group.
+    pub assigned_partitions: AtomicI64,
+    /// Events taken from the CFS topic and fully handled (outputs acknowledged, offsets stored).
+    pub handled: AtomicU64,
+    /// Wall clock of the last CFS event, Unix ms (0: none yet).
+    pub last_cfs_ms: AtomicI64,
+    pub cad_silent: AtomicBool,
+}
+
+/// Counts and latencies of one run, returned when the service stops.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    pub events: u64,
+    pub decisions: HashMap<&'static str, u64>,
+    pub rejects: HashMap<&'static str, u64>,
+    pub start_commands: u64,
+    pub stop_commands: u64,
+    pub owner_notices: u64,
+    pub dead_letters: u64,
+    pub registry: Applied,
+    pub delivery_retries: u64,
+    /// CFS record timestamp (when it was produced) -> every output acknowledged, microseconds.
+    pub end_to_end_us: Histogram<u64>,
+    /// Wall-clock time of `Engine::decide`, microseconds.
+    pub decide_us: Histogram<u64>,
+}
+
+impl Default for RunStats {
+    fn default() -> Self {
+        let h = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        Self {
+            events: 0,
+            decisions: HashMap::new(),
+            rejects: HashMap::new(),
+            start_commands: 0,
+            stop_commands: 0,
+            owner_notices: 0,
+            dead_letters: 0,
+            registry: Applied::default(),
+            delivery_retries: 0,
+            end_to_end_us: h(),
+            decide_us: h(),
+        }
+    }
+}
+
+/// Commits stored offsets before partitions are taken away, so the next owner starts after what this
+/// instance has finished (nothing is in flight when the callback runs: see the module docs).
+struct CfsContext {
+    assigned: Arc<AtomicI64>,
+}
+impl ClientContext for CfsContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::log_client_error("cfs-consumer", error, reason);
+    }
+}
+impl ConsumerContext for CfsContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked: committing stored offsets");
+                commit(consumer);
+                self.assigned.store(0, Relaxed);
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.assigned.store(tpl.count() as i64, Relaxed);
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn commit(consumer: &BaseConsumer<CfsContext>) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last commit.
+        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(error = %e, "offset commit failed (the events will be decided again)"),
+    }
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn wall_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+fn stage(name: &'static str, seconds: f64) {
+    metrics::histogram!("dispatch_trigger_stage_seconds", "stage" => name).record(seconds.max(0.0));
+}
+
+/// The dead-letter record for a refused input: original key and bytes, reason and origin in headers.
+pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str) -> OutRecord {
+    OutRecord {
+        topic: topic.to_string(),
+        key: m.key().unwrap_or_default().to_vec(),
+        payload: Some(m.payload().unwrap_or_default().to_vec()),
+        headers: vec![
+            (H_REASON, reason.as_bytes().to_vec()),
+            (H_DETAIL, detail.as_bytes().to_vec()),
+            (H_TOPIC, m.topic().as_bytes().to_vec()),
+            (H_PARTITION, m.partition().to_string().into_bytes()),
+            (H_OFFSET, m.offset().to_string().into_bytes()),
+        ],
+    }
+}
+
+pub struct Service<'a, B> {
+    settings: KafkaSettings,
+    opts: ServiceOptions,
+    engine: &'a mut Engine,
+    index: &'a mut CameraIndex<B>,
+    health: &'a Health,
+    stats: RunStats,
+}
+
+impl<'a, B: SpatialBackend> Service<'a, B> {
+    pub fn new(
+        settings: KafkaSettings,
+        opts: ServiceOptions,
+        engine: &'a mut Engine,
+        index: &'a mut CameraIndex<B>,
+        health: &'a Health,
+    ) -> Self {
+        Self { settings, opts, engine, index, health, stats: RunStats::default() }
+    }
+
+    /// Run until `shutdown` is set: finish the batch in hand, commit, return the run's counts.
+    pub fn run(mut self, shutdown: &AtomicBool) -> Result<RunStats, KafkaError> {
+        let errs = self.settings.validate();
+        if !errs.is_empty() {
+            return Err(KafkaError::Config(errs));
+        }
+        let producer = create_producer(&self.settings)?;
+        let mut registry = RegistryFollower::new(&self.settings)?;
+        if !self.bootstrap_registry(&mut registry, &producer, shutdown)? {
+            return Ok(self.stats);
+        }
+        let assigned = Arc::new(AtomicI64::new(0));
+        let consumer: BaseConsumer<CfsContext> = self
+            .settings
+            .client_config(Role::CfsConsumer)
+            .create_with_context(CfsContext { assigned: assigned.clone() })?;
+        consumer.subscribe(&[&self.settings.topics.cfs])?;
+        self.health.ready.store(true, Relaxed);
+        metrics::gauge!("dispatch_trigger_ready").set(1.0);
+        tracing::info!(
+            cameras = self.index.len(),
+            topic = %self.settings.topics.cfs,
+            group = %self.settings.group_id,
+            "ready: registry caught up, consuming calls for service"
+        );
+
+        let mut last_cfs = Instant::now();
+        let mut batch: Vec<OwnedMessage> = Vec::with_capacity(self.opts.max_batch);
+        while !shutdown.load(Relaxed) {
+            batch.clear();
+            let mut timeout = self.opts.poll_timeout;
+            while batch.len() < self.opts.max_batch {
+                match consumer.poll(timeout) {
+                    None => break,
+                    Some(Ok(m)) => batch.push(m.detach()),
+                    Some(Err(e)) => {
+                        metrics::counter!("dispatch_trigger_consumer_errors_total").increment(1);
+                        tracing::warn!(error = %e, "CFS consumer error (librdkafka retries)");
+                    }
+                }
+                timeout = Duration::ZERO;
+            }
+            self.health.assigned_partitions.store(assigned.load(Relaxed), Relaxed);
+            self.watchdog(&mut last_cfs, !batch.is_empty());
+            if batch.is_empty() {
+                self.apply_registry(&mut registry, &producer, None)?;
+                continue;
+            }
+            let t0 = Instant::now();
+            self.apply_registry(&mut registry, &producer, self.opts.registry_sync_timeout)?;
+            let t1 = Instant::now();
+            if !self.process(&batch, &producer, shutdown)? {
+                break;
+            }
+            tracing::debug!(
+                events = batch.len(),
+                registry_sync_us = (t1 - t0).as_micros() as u64,
+                decide_and_deliver_us = t1.elapsed().as_micros() as u64,
+                "batch"
+            );
+            let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+            for m in &batch {
+                let o = last.entry((m.topic(), m.partition())).or_insert(m.offset());
+                *o = (*o).max(m.offset());
+            }
+            for ((topic, partition), offset) in last {
+                consumer.store_offset(topic, partition, offset)?;
+            }
+            self.health.handled.fetch_add(batch.len() as u64, Relaxed);
+        }
+        tracing::info!("stopping: committing offsets");
+        commit(&consumer);
+        consumer.unsubscribe();
+        self.health.ready.store(false, Relaxed);
+        metrics::gauge!("dispatch_trigger_ready").set(0.0);
+        Ok(self.stats)
+    }
+
+    /// Read the registry to the end offsets it has now. Returns false when asked to stop first.
+    fn bootstrap_registry(
+        &mut self,
+        registry: &mut RegistryFollower,
+        producer: &FutureProducer,
+        shutdown: &AtomicBool,
+    ) -> Result<bool, KafkaError> {
+        let started = Instant::now();
+        let target = registry.end_offsets(Duration::from_secs(30))?;
+        let total: i64 = target.values().sum();
+        tracing::info!(topic = %self.settings.topics.registry, records = total, "reading the camera registry");
+        let mut bad = Vec::new();
+        loop {
+            let step = Instant::now() + Duration::from_secs(1);
+            let mut applied = Applied::default();
+            let done = registry.catch_up(self.index, &target, step, &mut applied, &mut bad)?;
+            self.count_registry(applied);
+            self.dead_letter_registry(producer, &mut bad)?;
+            if done {
+                tracing::info!(
+                    cameras = self.index.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "camera registry loaded"
+                );
+                return Ok(true);
+            }
+            if shutdown.load(Relaxed) {
+                return Ok(false);
+            }
+            if started.elapsed() > self.opts.registry_bootstrap_timeout {
+                return Err(KafkaError::Setup(format!(
+                    "the camera registry ({}) was not read to its end within {:?}",
+                    self.settings.topics.registry, self.opts.registry_bootstrap_timeout
+                )));
+            }
+            tracing::info!(cameras = self.index.len(), "still reading the camera registry");
+        }
+    }
+
+    fn apply_registry(
+        &mut self,
+        registry: &mut RegistryFollower,
+        producer: &FutureProducer,
+        sync: Option<Duration>,
+    ) -> Result<(), KafkaError> {
+        let mut applied = Applied::default();
+        let mut bad = Vec::new();
+        match sync {
+            None => registry.drain(self.index, &mut applied, &mut bad)?,
+            Some(wait) => {
+                let caught_up = match registry.end_offsets(wait) {
+                    Ok(target) => {
+                        registry.catch_up(self.index, &target, Instant::now() + wait, &mut applied, &mut bad)?
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "registry end offsets unavailable");
+                        false
+                    }
+                };
+                if !caught_up {
+                    registry.drain(self.index, &mut applied, &mut bad)?;
+                    metrics::counter!("dispatch_trigger_registry_sync_timeouts_total").increment(1);
+                    tracing::warn!("registry not confirmed current before a batch (deciding with what has arrived)");
+                }
+            }
+        }
+        self.count_registry(applied);
+        self.dead_letter_registry(producer, &mut bad)
+    }
+
+    fn count_registry(&mut self, a: Applied) {
+        let r = &mut self.stats.registry;
+        (r.upserts, r.removals, r.bad) = (r.upserts + a.upserts, r.removals + a.removals, r.bad + a.bad);
+        for (kind, n) in [("upsert", a.upserts), ("removal", a.removals), ("bad", a.bad)] {
+            if n > 0 {
+                metrics::counter!("dispatch_trigger_registry_updates_total", "kind" => kind).increment(n);
+            }
+        }
+        metrics::gauge!("dispatch_trigger_cameras").set(self.index.len() as f64);
+    }
+
+    fn dead_letter_registry(
+        &mut self,
+        producer: &FutureProducer,
+        bad: &mut Vec<BadRegistryRecord>,
+    ) -> Result<(), KafkaError> {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let topic = &self.settings.topics;
+        let records: Vec<OutRecord> = bad
+            .drain(..)
+            .map(|b| {
+                tracing::warn!(partition = b.partition, offset = b.offset, reason = %b.reason, "bad registry record");
+                OutRecord {
+                    topic: topic.dead_letter.clone(),
+                    key: b.key.unwrap_or_default(),
+                    payload: Some(b.payload),
+                    headers: vec![
+                        (H_REASON, b"invalid_camera_record".to_vec()),
+                        (H_DETAIL, b.reason.into_bytes()),
+                        (H_TOPIC, topic.registry.as_bytes().to_vec()),
+                        (H_PARTITION, b.partition.to_string().into_bytes()),
+                        (H_OFFSET, b.offset.to_string().into_bytes()),
+                    ],
+                }
+            })
+            .collect();
+        self.stats.dead_letters += records.len() as u64;
+        metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "registry")
+            .increment(records.len() as u64);
+        self.deliver(producer, &records, &AtomicBool::new(false)).map(|_| ())
+    }
+
+    fn watchdog(&self, last_cfs: &mut Instant, got: bool) {
+        if got {
+            *last_cfs = Instant::now();
+            self.health.last_cfs_ms.store(wall_ms(), Relaxed);
+            if self.health.cad_silent.swap(false, Relaxed) {
+                tracing::info!("calls for service are arriving again");
+                metrics::gauge!("dispatch_trigger_cad_silent").set(0.0);
+            }
+        } else if last_cfs.elapsed() >= self.opts.cad_silence && !self.health.cad_silent.swap(true, Relaxed) {
+            tracing::warn!(
+                silent_s = last_cfs.elapsed().as_secs(),
+                topic = %self.settings.topics.cfs,
+                "no call for service received: is the CAD feed down?"
+            );
+            metrics::gauge!("dispatch_trigger_cad_silent").set(1.0);
+        }
+        metrics::gauge!("dispatch_trigger_seconds_since_last_cfs").set(last_cfs.elapsed().as_secs_f64());
+    }
+
+    /// Decide a batch and deliver its outputs. Returns false when stopped before every output was acknowledged.
+    fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        producer: &FutureProducer,
+        shutdown: &AtomicBool,
+    ) -> Result<bool, KafkaError> {
+        let polled_ms = wall_ms();
+        let opts = DecodeOptions { max_message_bytes: self.opts.max_message_bytes, agency_id: None };
+        let decoded: Vec<Result<trigger_core::CallForService, Reject>> =
+            batch.iter().map(|m| trigger_cad::pb::decode_one(m.payload().unwrap_or_default(), &opts)).collect();
+
+        // Under backlog, higher-priority incidents first; an incident's revisions stay together and in order.
+        let mut incident_priority: HashMap<(&str, &str), u8> = HashMap::new();
+        for ev in decoded.iter().flatten() {
+            let p = self.engine.policy().priority_of_event(ev);
+            let e = incident_priority.entry((&ev.agency_id, &ev.incident_id)).or_default();
+            *e = (*e).max(p);
+        }
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| match &decoded[i] {
+            Ok(ev) => std::cmp::Reverse(incident_priority[&(ev.agency_id.as_str(), ev.incident_id.as_str())]),
+            Err(_) => std::cmp::Reverse(0),
+        });
+
+        let topics = self.settings.topics.clone();
+        let mut out = Vec::new();
+        for i in order {
+            let m = &batch[i];
+            self.stats.events += 1;
+            metrics::counter!("dispatch_trigger_events_total").increment(1);
+            let result = decoded[i].clone().and_then(|ev| {
+                stage("cad_to_poll", (polled_ms - ev.emitted_at) as f64 / 1e3);
+                let t = Instant::now();
+                let d = self.engine.decide(&ev, &*self.index, wall_ms());
+                let us = t.elapsed().as_secs_f64() * 1e6;
+                stage("decide", us / 1e6);
+                let _ = self.stats.decide_us.record(us.ceil() as u64);
+                d
+            });
+            match result {
+                Err(r) => {
+                    *self.stats.rejects.entry(r.reason.as_str()).or_default() += 1;
+                    self.stats.dead_letters += 1;
+                    metrics::counter!("dispatch_trigger_rejects_total", "reason" => r.reason.as_str()).increment(1);
+                    metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "cfs").increment(1);
+                    tracing::debug!(
+                        reason = r.reason.as_str(),
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        "refused"
+                    );
+                    out.push(dead_letter(&topics.dead_letter, m, r.reason.as_str(), &r.detail));
+                }
+                Ok(d) => {
+                    let rec = &d.record;
+                    *self.stats.decisions.entry(rec.outcome.as_str()).or_default() += 1;
+                    metrics::counter!("dispatch_trigger_decisions_total", "outcome" => rec.outcome.as_str())
+                        .increment(1);
+                    if rec.outcome == Outcome::RefusedStale {
+                        metrics::counter!("dispatch_trigger_refused_stale_total").increment(1);
+                    }
+                    for x in &rec.excluded {
+                        metrics::counter!("dispatch_trigger_exclusions_total", "reason" => x.reason.as_str())
+                            .increment(1);
+                    }
+                    for c in &d.commands {
+                        match c.action {
+                            Action::Start => self.stats.start_commands += 1,
+                            Action::Stop => self.stats.stop_commands += 1,
+                        }
+                        metrics::counter!("dispatch_trigger_commands_total", "action" => c.action.as_str())
+                            .increment(1);
+                        out.push(OutRecord {
+                            topic: topics.commands.clone(),
+                            key: c.camera_id.clone().into_bytes(),
+                            payload: Some(codec::command(c).encode_to_vec()),
+                            headers: vec![],
+                        });
+                    }
+                    out.push(OutRecord {
+                        topic: topics.audit.clone(),
+                        key: rec.incident_ref.clone().into_bytes(),
+                        payload: Some(codec::activation(rec).encode_to_vec()),
+                        headers: vec![],
+                    });
+                    self.stats.owner_notices += d.notices.len() as u64;
+                    metrics::counter!("dispatch_trigger_owner_notices_total").increment(d.notices.len() as u64);
+                    for n in &d.notices {
+                        out.push(OutRecord {
+                            topic: topics.notices.clone(),
+                            key: n.owner_ref.clone().into_bytes(),
+                            payload: Some(codec::notice(n).encode_to_vec()),
+                            headers: vec![],
+                        });
+                    }
+                }
+            }
+        }
+        metrics::gauge!("dispatch_trigger_incidents_in_state").set(self.engine.incidents_in_state() as f64);
+
+        let sent = Instant::now();
+        if !self.deliver(producer, &out, shutdown)? {
+            return Ok(false);
+        }
+        stage("produce_ack", sent.elapsed().as_secs_f64());
+        let (acked_ms, acked_us) = (wall_ms(), wall_us());
+        for (m, ev) in batch.iter().zip(&decoded) {
+            if let Some(ts) = m.timestamp().to_millis() {
+                let us = (acked_us - ts * 1000).max(0);
+                stage("end_to_end", us as f64 / 1e6);
+                let _ = self.stats.end_to_end_us.record(us.max(1) as u64);
+            }
+            if let Ok(ev) = ev {
+                stage("cad_emitted_to_ack", (acked_ms - ev.emitted_at) as f64 / 1e3);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Produce every record and wait for every acknowledgement, retrying failures with backoff.
+    /// Returns false if asked to stop while some records were still unacknowledged.
+    fn deliver(
+        &mut self,
+        producer: &FutureProducer,
+        records: &[OutRecord],
+        shutdown: &AtomicBool,
+    ) -> Result<bool, KafkaError> {
+        let mut pending: Vec<usize> = (0..records.len()).collect();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let futures = pending
+                .iter()
+                .map(|&i| enqueue(producer, &records[i]).map(|f| (i, f)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut failed = Vec::new();
+            for (i, f) in futures {
+                if let Err(e) = acked(f) {
+                    tracing::warn!(error = %e, topic = %records[i].topic, "delivery failed; will retry");
+                    failed.push(i);
+                }
+            }
+            if failed.is_empty() {
+                return Ok(true);
+            }
+            if shutdown.load(Relaxed) {
+                return Ok(false);
+            }
+            self.stats.delivery_retries += failed.len() as u64;
+            metrics::counter!("dispatch_trigger_delivery_retries_total").increment(failed.len() as u64);
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(self.opts.retry_backoff_max);
+            pending = failed;
+        }
+    }
+}

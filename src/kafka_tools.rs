@@ -1,0 +1,226 @@
+//! Kafka-facing tools: `cameras publish`, `replay --to-kafka`, and `demo` (the whole Kafka path on an
+//! in-process broker).
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use trigger_cad::replay::{event_time_order, Pace, Pacer};
+use trigger_cad::Decoded;
+use trigger_core::{CallForService, CameraRecord};
+use trigger_kafka::{EmbeddedCluster, Health, KafkaSettings, Publisher, RunStats};
+
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Publish a camera layout into the registry topic; returns how many were acknowledged.
+pub fn publish_cameras(settings: &KafkaSettings, cams: &[CameraRecord]) -> Result<usize> {
+    let mut p = Publisher::new(settings)?;
+    for c in cams {
+        p.camera(&settings.topics.registry, c)?;
+    }
+    p.wait().context("publishing cameras")
+}
+
+/// How `send_cad_log` treats event times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    /// As recorded (a service would refuse old events as stale).
+    Recorded,
+    /// Each event leaves "now": emitted_at = send time, received_at keeps its recorded distance before it.
+    Rebased,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SendReport {
+    pub events: u64,
+    /// Records the decoder refused, sent as their original bytes (`include_rejects`).
+    pub bad_records: u64,
+    pub seconds: f64,
+}
+
+/// Produce a decoded CAD log into the CFS topic in event-time order, as protobuf, at `pace`.
+/// With `include_rejects`, each refused input record is sent too, as its original bytes, where it stood in
+/// the log (the service dead-letters it).
+pub fn send_cad_log(
+    settings: &KafkaSettings,
+    mut decoded: Decoded,
+    pace: Pace,
+    times: Times,
+    include_rejects: bool,
+    stop: &AtomicBool,
+) -> Result<SendReport> {
+    let mut p = Publisher::new(settings)?;
+    event_time_order(&mut decoded.events);
+    let topic = &settings.topics.cfs;
+    let mut pacer = Pacer::new(pace);
+    let started = Instant::now();
+    let mut report = SendReport::default();
+    let mut rejects = decoded.rejects.iter().peekable();
+    let bar = crate::progress_bar(decoded.events.len() as u64, "events sent");
+    for (i, de) in decoded.events.iter().enumerate() {
+        if stop.load(Relaxed) {
+            break;
+        }
+        let wait = pacer.wait_before(de.event.emitted_at, started.elapsed());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let mut ev: CallForService = de.event.clone();
+        if times == Times::Rebased {
+            let now = wall_ms();
+            ev.received_at = now - (ev.emitted_at - ev.received_at).max(0);
+            ev.emitted_at = now;
+        }
+        p.cfs(topic, &ev)?;
+        report.events += 1;
+        // Spread the bad records through the stream, so good events surround them.
+        if include_rejects && (i % 8 == 7) {
+            if let Some(r) = rejects.next() {
+                p.raw(topic, r.position.as_bytes(), &r.original)?;
+                report.bad_records += 1;
+            }
+        }
+        if i % 64 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    if include_rejects {
+        for r in rejects {
+            p.raw(topic, r.position.as_bytes(), &r.original)?;
+            report.bad_records += 1;
+        }
+    }
+    bar.finish_and_clear();
+    p.wait().context("producing the CAD log")?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram of microseconds, in `scale` units (1e3: milliseconds).
+    pub fn of(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Option<Self> {
+        (!h.is_empty()).then(|| {
+            let q = |x: f64| (h.value_at_quantile(x) as f64 / scale * 1000.0).round() / 1000.0;
+            Self {
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: (h.max() as f64 / scale * 1000.0).round() / 1000.0,
+            }
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoSummary {
+    pub broker: String,
+    pub cameras_published: usize,
+    pub cad_log: String,
+    pub sent: SendReport,
+    pub events_handled: u64,
+    pub decisions: BTreeMap<&'static str, u64>,
+    pub rejects: BTreeMap<&'static str, u64>,
+    pub start_commands: u64,
+    pub stop_commands: u64,
+    pub owner_notices: u64,
+    pub dead_letters: u64,
+    /// Records on each output topic, read back from the broker.
+    pub topics: BTreeMap<String, i64>,
+    /// CFS produced -> every output acknowledged, milliseconds.
+    pub end_to_end_ms: Option<Percentiles>,
+    /// Engine::decide, microseconds.
+    pub decide_us: Option<Percentiles>,
+}
+
+pub struct DemoOptions {
+    pub cameras: Vec<CameraRecord>,
+    pub decoded: Decoded,
+    pub cad_log: String,
+    pub pace: Pace,
+    pub partitions: i32,
+    pub policy: std::path::PathBuf,
+}
+
+/// The whole Kafka path with zero setup: an in-process broker, the registry published, the service running
+/// on a thread, the CAD log produced into it, then the service stopped the way SIGTERM stops it.
+pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
+    let cluster = EmbeddedCluster::start(1)?;
+    let mut settings = KafkaSettings { bootstrap_servers: cluster.bootstrap_servers(), ..KafkaSettings::default() };
+    settings.group_id = "dispatch-trigger-demo".into();
+    cluster.create_topics(&settings.topics, o.partitions)?;
+    eprintln!("embedded broker at {} ({} partitions)", settings.bootstrap_servers, o.partitions);
+
+    let published = publish_cameras(&settings, &o.cameras)?;
+    eprintln!("published {published} cameras to {}", settings.topics.registry);
+
+    // The service section (and log) honour DT_* variables, as `serve` does; Kafka is the embedded broker.
+    let mut cfg = crate::serve::ServeConfig::load(None)?;
+    cfg.policy = o.policy.clone();
+    cfg.kafka = settings.clone();
+    cfg.http.listen = String::new();
+    let health = Health::default();
+    let stop = AtomicBool::new(false);
+    let (sent, stats) = std::thread::scope(|s| -> Result<(SendReport, RunStats)> {
+        let service = s.spawn(|| crate::serve::run(&cfg, &health, &stop));
+        let ready_by = Instant::now() + Duration::from_secs(60);
+        // Ready (registry loaded) and holding partitions (the consumer group has formed).
+        while !health.ready.load(Relaxed) || health.assigned_partitions.load(Relaxed) == 0 {
+            if service.is_finished() || Instant::now() > ready_by {
+                stop.store(true, Relaxed);
+                return match service.join().expect("service thread") {
+                    Err(e) => Err(e.context("the service did not start")),
+                    Ok(_) => anyhow::bail!("the service did not become ready within 60 s"),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The group has formed; give the consumer a moment to fetch its starting offsets, so the latency
+        // reported is the steady state rather than the first fetch after a rebalance.
+        std::thread::sleep(Duration::from_secs(1));
+        eprintln!("service ready: replaying {} into {}", o.cad_log, settings.topics.cfs);
+        let sent = send_cad_log(&settings, o.decoded, o.pace, Times::Rebased, true, &AtomicBool::new(false));
+        let expected = sent.as_ref().map_or(0, |r| r.events + r.bad_records);
+        let done_by = Instant::now() + Duration::from_secs(120);
+        while health.handled.load(Relaxed) < expected && Instant::now() < done_by && !service.is_finished() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Relaxed);
+        let stats = service.join().expect("service thread")?;
+        Ok((sent?, stats))
+    })?;
+
+    let mut topics = BTreeMap::new();
+    for t in [&settings.topics.commands, &settings.topics.audit, &settings.topics.notices, &settings.topics.dead_letter]
+    {
+        topics.insert(t.clone(), trigger_kafka::inspect::topic_record_count(&settings, t)?);
+    }
+    Ok(DemoSummary {
+        broker: "embedded (librdkafka mock cluster, real Kafka protocol on localhost)".into(),
+        cameras_published: published,
+        cad_log: o.cad_log,
+        sent,
+        events_handled: health.handled.load(Relaxed),
+        decisions: stats.decisions.iter().map(|(k, v)| (*k, *v)).collect(),
+        rejects: stats.rejects.iter().map(|(k, v)| (*k, *v)).collect(),
+        start_commands: stats.start_commands,
+        stop_commands: stats.stop_commands,
+        owner_notices: stats.owner_notices,
+        dead_letters: stats.dead_letters,
+        topics,
+        end_to_end_ms: Percentiles::of(&stats.end_to_end_us, 1e3),
+        decide_us: Percentiles::of(&stats.decide_us, 1.0),
+    })
+}

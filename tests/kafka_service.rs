@@ -1,0 +1,339 @@
+//! The Kafka service against librdkafka's mock cluster: the real protocol on localhost ports, real consumer
+//! groups and offsets, broker faults. The Kafka client is never mocked.
+
+use dispatch_trigger::serve::{self, ServeConfig};
+use prost::Message as _;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use trigger_core::{Action, CallForService, CameraCommand, CameraRecord, Category, Consent, Engine, Location, Status};
+use trigger_kafka::service::{H_OFFSET, H_REASON, H_TOPIC};
+use trigger_kafka::{codec, inspect, EmbeddedCluster, Health, KafkaSettings, Publisher, RunStats};
+use trigger_proto::v1 as pb;
+
+const SPOT: (f64, f64) = (36.1627, -86.7816); // downtown Nashville, inside the MNPD jurisdiction
+
+static GROUP: AtomicUsize = AtomicUsize::new(0);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn setup(partitions: i32) -> (EmbeddedCluster, KafkaSettings) {
+    let cluster = EmbeddedCluster::start(1).expect("mock cluster");
+    let settings = KafkaSettings {
+        bootstrap_servers: cluster.bootstrap_servers(),
+        group_id: format!("test-{}-{}", std::process::id(), GROUP.fetch_add(1, Relaxed)),
+        ..KafkaSettings::default()
+    };
+    cluster.create_topics(&settings.topics, partitions).expect("topics");
+    (cluster, settings)
+}
+
+fn config(settings: &KafkaSettings) -> ServeConfig {
+    let mut c = ServeConfig { kafka: settings.clone(), ..ServeConfig::default() };
+    c.service.poll_timeout_ms = 20;
+    c.service.registry_sync_timeout_ms = 5000;
+    c.http.listen = String::new();
+    c
+}
+
+/// A camera `north_m` metres north of the spot, consenting to every category within 500 m, always.
+fn camera(id: &str, north_m: f64) -> CameraRecord {
+    CameraRecord {
+        camera_id: id.into(),
+        owner_ref: format!("own-{id}"),
+        lat: SPOT.0 + north_m / 111_195.0,
+        lon: SPOT.1,
+        consent: Consent {
+            categories: Category::ALL.into_iter().collect(),
+            max_radius_m: 500.0,
+            quiet_hours: None,
+            daily_cap: 1000,
+            live_stream_allowed: false,
+        },
+        online: true,
+        updated_at: 0,
+    }
+}
+
+fn shots_fired(incident: &str, revision: u32, status: Status) -> CallForService {
+    let t = now_ms();
+    CallForService {
+        incident_id: incident.into(),
+        agency_id: "nashville-mnpd".into(),
+        revision,
+        status,
+        call_type_code: "83".into(),
+        call_type_text: "SHOTS FIRED".into(),
+        priority: 1,
+        location: Some(Location { lat: SPOT.0, lon: SPOT.1, uncertainty_m: 10.0 }),
+        received_at: t - 5_000,
+        emitted_at: t,
+    }
+}
+
+fn publish(settings: &KafkaSettings, f: impl FnOnce(&mut Publisher, &KafkaSettings)) {
+    let mut p = Publisher::new(settings).unwrap();
+    f(&mut p, settings);
+    p.wait().expect("acknowledged");
+}
+
+/// The service on a thread; stopped (as by SIGTERM) when dropped or by `stop()`.
+struct Running<'s> {
+    stop: &'s AtomicBool,
+    health: &'s Health,
+    handle: Option<std::thread::ScopedJoinHandle<'s, anyhow::Result<RunStats>>>,
+}
+
+impl Running<'_> {
+    fn wait_handled(&self, n: u64) {
+        let t = Instant::now();
+        while self.health.handled.load(Relaxed) < n {
+            assert!(!self.handle.as_ref().unwrap().is_finished(), "the service stopped early: {:?}", self.health);
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "handled {} of {n} events",
+                self.health.handled.load(Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(mut self) -> RunStats {
+        self.stop.store(true, Relaxed);
+        self.handle.take().unwrap().join().expect("service thread").expect("service ran")
+    }
+}
+
+fn start<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    cfg: &'s ServeConfig,
+    health: &'s Health,
+    stop: &'s AtomicBool,
+) -> Running<'s> {
+    let handle = s.spawn(move || serve::run(cfg, health, stop));
+    let t = Instant::now();
+    while !health.ready.load(Relaxed) {
+        assert!(!handle.is_finished(), "service ended before ready: {:?}", handle.join().unwrap().err());
+        assert!(t.elapsed() < Duration::from_secs(60), "not ready in 60 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Running { stop, health, handle: Some(handle) }
+}
+
+fn commands(settings: &KafkaSettings) -> Vec<CameraCommand> {
+    inspect::read_topic(settings, &settings.topics.commands, false, Duration::from_secs(30))
+        .unwrap()
+        .iter()
+        .map(|m| codec::command_from_pb(pb::CameraCommand::decode(m.payload.as_deref().unwrap()).unwrap()).unwrap())
+        .collect()
+}
+
+fn audit(settings: &KafkaSettings) -> Vec<pb::ActivationRecord> {
+    inspect::read_topic(settings, &settings.topics.audit, false, Duration::from_secs(30))
+        .unwrap()
+        .iter()
+        .map(|m| pb::ActivationRecord::decode(m.payload.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+fn incident_ref(incident: &str) -> String {
+    let policy = dispatch_trigger::config::load_policy(std::path::Path::new("config/policy.toml")).unwrap();
+    Engine::new(policy).incident_ref("nashville-mnpd", incident)
+}
+
+fn cameras_of(cmds: &[CameraCommand], incident: &str, action: Action) -> BTreeSet<String> {
+    let r = incident_ref(incident);
+    cmds.iter().filter(|c| c.incident_ref == r && c.action == action).map(|c| c.camera_id.clone()).collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn full_loop_dead_letters_bad_input_and_keeps_the_good_events_around_it() {
+    let (_cluster, settings) = setup(3);
+    let cfg = config(&settings);
+    publish(&settings, |p, s| {
+        for (i, d) in [40.0, 90.0, 160.0].into_iter().enumerate() {
+            p.camera(&s.topics.registry, &camera(&format!("cam-{i}"), d)).unwrap();
+        }
+        // A registry record that is not a camera: dead-lettered, never indexed.
+        p.raw(&s.topics.registry, b"cam-bad", b"\x08\xff\xff not a camera").unwrap();
+    });
+    let (health, stop) = (Health::default(), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        let mut null_island = shots_fired("INC-0", 1, Status::New);
+        null_island.location = Some(Location { lat: 0.0, lon: 0.0, uncertainty_m: 0.0 });
+        let oversized = vec![b'x'; trigger_cad::DEFAULT_MAX_MESSAGE_BYTES + 1];
+        publish(&settings, |p, s| {
+            let t = &s.topics.cfs;
+            p.cfs(t, &shots_fired("INC-1", 1, Status::New)).unwrap();
+            p.raw(t, b"garbage", b"\xff\xfe this is not protobuf").unwrap();
+            p.cfs(t, &shots_fired("INC-2", 1, Status::New)).unwrap();
+            p.cfs(t, &null_island).unwrap();
+            p.raw(t, b"big", &oversized).unwrap();
+            p.cfs(t, &shots_fired("INC-1", 2, Status::Closed)).unwrap();
+            p.cfs(t, &shots_fired("INC-1", 2, Status::Closed)).unwrap(); // duplicate revision
+        });
+        svc.wait_handled(7);
+        let stats = svc.stop();
+        assert_eq!(stats.events, 7);
+        assert_eq!(stats.registry.upserts, 3);
+        assert_eq!(stats.registry.bad, 1);
+    });
+
+    let cmds = commands(&settings);
+    let all = set(&["cam-0", "cam-1", "cam-2"]);
+    assert_eq!(cameras_of(&cmds, "INC-1", Action::Start), all, "good events before the bad ones still trigger");
+    assert_eq!(cameras_of(&cmds, "INC-2", Action::Start), all, "good events between bad ones still trigger");
+    assert_eq!(cameras_of(&cmds, "INC-1", Action::Stop), all, "closing the incident stops its cameras");
+    assert_eq!(cmds.len(), 9);
+    let outcomes: Vec<String> = audit(&settings).into_iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes.iter().filter(|o| *o == "triggered").count(), 2);
+    assert_eq!(outcomes.iter().filter(|o| *o == "closed").count(), 1);
+    assert_eq!(outcomes.len(), 3, "one audit record per decided event: {outcomes:?}");
+
+    let dlq = inspect::read_topic(&settings, &settings.topics.dead_letter, false, Duration::from_secs(30)).unwrap();
+    let mut by_reason: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for m in &dlq {
+        let get = |k: &str| m.header(k).map(|v| String::from_utf8_lossy(v).into_owned());
+        let topic = get(H_TOPIC).unwrap();
+        assert!(get(H_OFFSET).unwrap().parse::<i64>().is_ok());
+        let reason = get(H_REASON).unwrap();
+        if reason == "invalid_camera_record" {
+            assert_eq!(topic, settings.topics.registry);
+        } else {
+            assert_eq!(topic, settings.topics.cfs);
+        }
+        by_reason.insert(reason, m.payload.clone().unwrap_or_default());
+    }
+    assert_eq!(
+        by_reason.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["duplicate_revision", "invalid_camera_record", "malformed_protobuf", "null_island", "oversized_message"]
+    );
+    assert_eq!(by_reason["malformed_protobuf"], b"\xff\xfe this is not protobuf", "original bytes kept");
+    assert_eq!(by_reason["oversized_message"].len(), trigger_cad::DEFAULT_MAX_MESSAGE_BYTES + 1);
+    assert_eq!(by_reason["invalid_camera_record"], b"\x08\xff\xff not a camera");
+}
+
+#[test]
+fn an_opt_out_applies_to_the_very_next_event_even_under_load() {
+    let (_cluster, settings) = setup(3);
+    let cfg = config(&settings);
+    publish(&settings, |p, s| {
+        for (i, d) in [30.0, 60.0, 90.0].into_iter().enumerate() {
+            p.camera(&s.topics.registry, &camera(&format!("cam-{i}"), d)).unwrap();
+        }
+    });
+    let (health, stop) = (Health::default(), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        publish(&settings, |p, s| p.cfs(&s.topics.cfs, &shots_fired("BEFORE", 1, Status::New)).unwrap());
+        svc.wait_handled(1);
+        // cam-0 opts out (tombstone); cam-1 narrows its consent to burglary only. Both acknowledged before
+        // any later event is produced.
+        publish(&settings, |p, s| {
+            p.remove_camera(&s.topics.registry, "cam-0").unwrap();
+            let mut narrowed = camera("cam-1", 60.0);
+            narrowed.consent.categories = [Category::Burglary].into_iter().collect();
+            p.camera(&s.topics.registry, &narrowed).unwrap();
+        });
+        // A burst of events right after: none of them may command cam-0, nor cam-1 for shots fired.
+        publish(&settings, |p, s| {
+            for i in 0..100 {
+                p.cfs(&s.topics.cfs, &shots_fired(&format!("AFTER-{i}"), 1, Status::New)).unwrap();
+            }
+        });
+        svc.wait_handled(101);
+        svc.stop();
+    });
+    let cmds = commands(&settings);
+    assert_eq!(cameras_of(&cmds, "BEFORE", Action::Start), set(&["cam-0", "cam-1", "cam-2"]));
+    for i in 0..100 {
+        assert_eq!(cameras_of(&cmds, &format!("AFTER-{i}"), Action::Start), set(&["cam-2"]), "event {i}");
+    }
+}
+
+#[test]
+fn a_broker_outage_loses_no_event() {
+    let (cluster, settings) = setup(2);
+    let cfg = config(&settings);
+    publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap());
+    let (health, stop) = (Health::default(), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        publish(&settings, |p, s| {
+            for i in 0..20 {
+                p.cfs(&s.topics.cfs, &shots_fired(&format!("PRE-{i}"), 1, Status::New)).unwrap();
+            }
+        });
+        svc.wait_handled(20);
+        // Down while more events are produced and the service is polling; back after 3 s. The producer below
+        // (librdkafka) holds its records until the broker returns, as the service holds its outputs.
+        cluster.broker_down(1).unwrap();
+        let sender = s.spawn(|| {
+            publish(&settings, |p, s| {
+                for i in 0..20 {
+                    p.cfs(&s.topics.cfs, &shots_fired(&format!("DURING-{i}"), 1, Status::New)).unwrap();
+                }
+            })
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        cluster.broker_up(1).unwrap();
+        sender.join().unwrap();
+        svc.wait_handled(40);
+        svc.stop();
+    });
+    let decided: BTreeSet<String> = audit(&settings).into_iter().map(|a| a.incident_ref).collect();
+    for i in 0..20 {
+        for phase in ["PRE", "DURING"] {
+            assert!(decided.contains(&incident_ref(&format!("{phase}-{i}"))), "{phase}-{i} was not decided");
+        }
+    }
+    let cmds = commands(&settings);
+    assert_eq!(cmds.iter().filter(|c| c.action == Action::Start).count(), 40, "one START per incident");
+}
+
+#[test]
+fn two_instances_share_the_partitions_through_a_rebalance_and_decide_every_event() {
+    let (_cluster, settings) = setup(4);
+    let cfg = config(&settings);
+    publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap());
+    let (h1, h2) = (Health::default(), Health::default());
+    let (stop1, stop2) = (AtomicBool::new(false), AtomicBool::new(false));
+    let n = 200;
+    let (s1, s2) = std::thread::scope(|s| {
+        let first = start(s, &cfg, &h1, &stop1);
+        let sender = s.spawn(|| {
+            let mut p = Publisher::new(&settings).unwrap();
+            for i in 0..n {
+                p.cfs(&settings.topics.cfs, &shots_fired(&format!("R-{i}"), 1, Status::New)).unwrap();
+                p.wait().unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        // A second instance joins the group mid-stream: the partitions are split between the two.
+        std::thread::sleep(Duration::from_millis(500));
+        let second = start(s, &cfg, &h2, &stop2);
+        sender.join().unwrap();
+        let t = Instant::now();
+        while h1.handled.load(Relaxed) + h2.handled.load(Relaxed) < n {
+            assert!(t.elapsed() < Duration::from_secs(60), "not every event handled");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (first.stop(), second.stop())
+    });
+    assert!(s2.events > 0, "the second instance took over some partitions");
+    assert!(s1.events > 0);
+    let decided: BTreeMap<String, usize> = audit(&settings).into_iter().fold(BTreeMap::new(), |mut m, a| {
+        *m.entry(a.incident_ref).or_default() += 1;
+        m
+    });
+    for i in 0..n {
+        assert!(decided.contains_key(&incident_ref(&format!("R-{i}"))), "R-{i} was not decided");
+    }
+}
