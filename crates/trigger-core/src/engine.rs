@@ -8,7 +8,7 @@ use crate::reject::{validate, Reject, RejectReason};
 use crate::types::*;
 use chrono::{Datelike, Timelike};
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 
@@ -184,19 +184,34 @@ pub struct Decision {
     pub notices: Vec<OwnerNotice>,
 }
 
-#[derive(Debug, Clone)]
-struct Started {
-    until: Millis,
-    stopped: bool,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    pub until: Millis,
+    pub stopped: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct IncidentState {
     last_revision: u32,
     last_seen: Millis,
     category: Option<Category>,
     /// Every camera ever STARTed for this incident (START happens once per camera per incident).
     started: BTreeMap<String, Started>,
+}
+
+/// One incident's planner state, for a changelog: enough to resume deciding its later revisions exactly
+/// as this engine would (which cameras it started, until when, its last revision), plus the daily-cap
+/// counters of those cameras at the time, so caps survive a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSnapshot {
+    pub agency_id: String,
+    pub incident_id: String,
+    pub last_revision: u32,
+    pub last_seen: Millis,
+    pub category: Option<Category>,
+    pub started: BTreeMap<String, Started>,
+    /// camera_id -> (owner-local day number, STARTs that day).
+    pub caps: BTreeMap<String, (i32, u32)>,
 }
 
 /// The planner: policy plus incident state and daily-cap counters.
@@ -232,6 +247,45 @@ impl Engine {
         mac.update(&[0x1f]);
         mac.update(incident_id.as_bytes());
         format!("inc_{}", hex::encode(&mac.finalize().into_bytes()[..12]))
+    }
+
+    /// The state of one incident, if the engine holds it.
+    pub fn snapshot_incident(&self, agency_id: &str, incident_id: &str) -> Option<IncidentSnapshot> {
+        let st = self.incidents.get(&(agency_id.to_string(), incident_id.to_string()))?;
+        Some(IncidentSnapshot {
+            agency_id: agency_id.to_string(),
+            incident_id: incident_id.to_string(),
+            last_revision: st.last_revision,
+            last_seen: st.last_seen,
+            category: st.category,
+            started: st.started.clone(),
+            caps: st.started.keys().filter_map(|id| self.caps.get(id).map(|c| (id.clone(), *c))).collect(),
+        })
+    }
+
+    /// Take over an incident's state (from a changelog). Cap counters only ever grow within a day: the
+    /// larger count of the same day wins, a later day replaces an earlier one.
+    pub fn restore_incident(&mut self, s: IncidentSnapshot) {
+        for (id, (day, n)) in s.caps {
+            let e = self.caps.entry(id).or_insert((day, n));
+            if day > e.0 || (day == e.0 && n > e.1) {
+                *e = (day, n);
+            }
+        }
+        self.incidents.insert(
+            (s.agency_id, s.incident_id),
+            IncidentState {
+                last_revision: s.last_revision,
+                last_seen: s.last_seen,
+                category: s.category,
+                started: s.started,
+            },
+        );
+    }
+
+    /// Drop an incident's state (its partition moved to another instance).
+    pub fn forget_incident(&mut self, agency_id: &str, incident_id: &str) {
+        self.incidents.remove(&(agency_id.to_string(), incident_id.to_string()));
     }
 
     /// Forget incidents not updated within the state TTL, and daily-cap counters of past days.

@@ -17,8 +17,8 @@ pub mod types;
 
 pub use classify::{Classification, Classifier, CodeTable};
 pub use engine::{
-    command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion, Outcome,
-    StopReason,
+    command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion,
+    IncidentSnapshot, Outcome, Started, StopReason,
 };
 pub use policy::{Jurisdiction, Policy, PolicyConfig, PolicyError};
 pub use reject::{Reject, RejectReason};

@@ -493,3 +493,39 @@ proptest! {
         prop_assert!(per_incident.values().all(|n| *n <= 3));
     }
 }
+
+#[test]
+fn a_restored_snapshot_decides_later_revisions_as_the_original_would() {
+    let cams = vec![cam("a", 50.0), cam("b", 60.0)];
+    let mut c = cam("c", 10.0);
+    c.consent.daily_cap = 1;
+    let cams_with_capped: Vec<CameraRecord> = cams.iter().cloned().chain([c]).collect();
+    let mut original = engine();
+    original.decide(&ev(1, Status::New, "70", T0), cams_with_capped.as_slice(), T0).unwrap();
+    let snap = original.snapshot_incident("metro", "PD1").expect("held");
+    assert_eq!(snap.last_revision, 1);
+    assert_eq!(snap.caps.get("c"), Some(&(snap.caps["c"].0, 1)), "cap counters travel with the snapshot");
+    // Through JSON, as a changelog would carry it.
+    let snap: IncidentSnapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();
+
+    let mut restored = engine();
+    restored.restore_incident(snap);
+    for (rev, status) in [(2, Status::Dispatched), (3, Status::Closed)] {
+        let at = T0 + rev as i64 * 10_000;
+        let a = original.decide(&ev(rev, status, "70", at), cams_with_capped.as_slice(), at).unwrap();
+        let b = restored.decide(&ev(rev, status, "70", at), cams_with_capped.as_slice(), at).unwrap();
+        assert_eq!(a, b, "revision {rev}");
+    }
+    // The restored cap still binds: c started once today, a second incident may not start it.
+    let mut other = ev(1, Status::New, "70", T0 + 40_000);
+    other.incident_id = "PD2".into();
+    let d = restored.decide(&other, cams_with_capped.as_slice(), T0 + 40_000).unwrap();
+    assert!(excluded(&d).contains(&("c", Exclusion::DailyCap)));
+    // A duplicate of an already-decided revision is still refused after a restore.
+    let mut again = engine();
+    again.restore_incident(original.snapshot_incident("metro", "PD1").unwrap());
+    let r = again.decide(&ev(3, Status::Closed, "70", T0 + 50_000), cams.as_slice(), T0 + 50_000).unwrap_err();
+    assert_eq!(r.reason, RejectReason::DuplicateRevision);
+    again.forget_incident("metro", "PD1");
+    assert!(again.snapshot_incident("metro", "PD1").is_none());
+}

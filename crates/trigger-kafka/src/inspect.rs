@@ -60,9 +60,34 @@ pub fn read_topic(
 ) -> Result<Vec<Record>, KafkaError> {
     let c = reader(settings, read_committed)?;
     let parts = partitions(&c, topic)?;
+    read(&c, topic, &parts, timeout)
+}
+
+/// Every record of some partitions of `topic`, as [`read_topic`] does for all of them.
+pub fn read_partitions(
+    settings: &KafkaSettings,
+    topic: &str,
+    parts: &[i32],
+    read_committed: bool,
+    timeout: Duration,
+) -> Result<Vec<Record>, KafkaError> {
+    read(&reader(settings, read_committed)?, topic, parts, timeout)
+}
+
+/// Partition count of a topic (0: no such topic).
+pub fn partition_count(settings: &KafkaSettings, topic: &str) -> Result<usize, KafkaError> {
+    Ok(partitions(&reader(settings, false)?, topic)?.len())
+}
+
+fn read(
+    c: &BaseConsumer<crate::Ctx>,
+    topic: &str,
+    parts: &[i32],
+    timeout: Duration,
+) -> Result<Vec<Record>, KafkaError> {
     let mut tpl = TopicPartitionList::new();
     let mut open: HashSet<i32> = HashSet::new();
-    for p in &parts {
+    for p in parts {
         let (lo, hi) = c.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
         if hi > lo {
             open.insert(*p);
@@ -94,7 +119,7 @@ pub fn read_topic(
             Some(Err(RdError::PartitionEOF(p))) => {
                 open.remove(&p);
             }
-            Some(Err(e)) => tracing::debug!(error = %e, topic, "read_topic"),
+            Some(Err(e)) => tracing::debug!(error = %e, topic, "read"),
         }
     }
     Ok(out)

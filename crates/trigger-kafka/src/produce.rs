@@ -16,9 +16,18 @@ use trigger_core::{CallForService, CameraRecord};
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {
     pub topic: String,
+    /// None: the partitioner chooses by key.
+    pub partition: Option<i32>,
     pub key: Vec<u8>,
     pub payload: Option<Vec<u8>>,
     pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl OutRecord {
+    /// A record partitioned by key, without headers.
+    pub fn keyed(topic: &str, key: impl Into<Vec<u8>>, payload: Option<Vec<u8>>) -> Self {
+        Self { topic: topic.to_string(), partition: None, key: key.into(), payload, headers: vec![] }
+    }
 }
 
 /// The key of a call for service: every revision of an incident lands on one partition, in order.
@@ -39,6 +48,9 @@ pub fn enqueue(producer: &FutureProducer, r: &OutRecord) -> Result<DeliveryFutur
     let mut rec = FutureRecord::<[u8], [u8]>::to(&r.topic).key(&r.key).headers(headers);
     if let Some(p) = &r.payload {
         rec = rec.payload(p.as_slice());
+    }
+    if let Some(p) = r.partition {
+        rec = rec.partition(p);
     }
     loop {
         match producer.send_result(rec) {
@@ -69,7 +81,10 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
-        Ok(Self { producer: create_producer(settings)?, pending: Vec::new() })
+        // Never transactional, whatever the service's delivery mode.
+        let plain =
+            KafkaSettings { delivery: crate::Delivery::AtLeastOnce, transactional_id: None, ..settings.clone() };
+        Ok(Self { producer: create_producer(&plain)?, pending: Vec::new() })
     }
 
     /// Enqueue without waiting; `wait` collects every acknowledgement.
@@ -92,41 +107,21 @@ impl Publisher {
     }
 
     pub fn camera(&mut self, topic: &str, c: &CameraRecord) -> Result<(), KafkaError> {
-        self.send(&OutRecord {
-            topic: topic.to_string(),
-            key: c.camera_id.clone().into_bytes(),
-            payload: Some(camera_to_pb(c).encode_to_vec()),
-            headers: vec![],
-        })
+        self.send(&OutRecord::keyed(topic, c.camera_id.as_bytes(), Some(camera_to_pb(c).encode_to_vec())))
     }
 
     /// A tombstone: the camera leaves the registry (removed or opted out).
     pub fn remove_camera(&mut self, topic: &str, camera_id: &str) -> Result<(), KafkaError> {
-        self.send(&OutRecord {
-            topic: topic.to_string(),
-            key: camera_id.as_bytes().to_vec(),
-            payload: None,
-            headers: vec![],
-        })
+        self.send(&OutRecord::keyed(topic, camera_id.as_bytes(), None))
     }
 
     pub fn cfs(&mut self, topic: &str, ev: &CallForService) -> Result<(), KafkaError> {
-        self.send(&OutRecord {
-            topic: topic.to_string(),
-            key: cfs_key(ev),
-            payload: Some(trigger_cad::pb::to_pb(ev).encode_to_vec()),
-            headers: vec![],
-        })
+        self.send(&OutRecord::keyed(topic, cfs_key(ev), Some(trigger_cad::pb::to_pb(ev).encode_to_vec())))
     }
 
     /// Arbitrary bytes on a topic (a bad message, for dead-letter tests and demos).
     pub fn raw(&mut self, topic: &str, key: &[u8], bytes: &[u8]) -> Result<(), KafkaError> {
-        self.send(&OutRecord {
-            topic: topic.to_string(),
-            key: key.to_vec(),
-            payload: Some(bytes.to_vec()),
-            headers: vec![],
-        })
+        self.send(&OutRecord::keyed(topic, key, Some(bytes.to_vec())))
     }
 
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {

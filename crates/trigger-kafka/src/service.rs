@@ -11,21 +11,32 @@
 
 use crate::produce::{acked, create_producer, enqueue, OutRecord};
 use crate::registry::{Applied, BadRegistryRecord, RegistryFollower};
-use crate::settings::{KafkaSettings, Role};
+use crate::settings::{Delivery, KafkaSettings, Role};
 use crate::{codec, KafkaError};
 use hdrhistogram::Histogram;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
-use rdkafka::ClientContext;
+use rdkafka::producer::Producer as _;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use trigger_cad::DecodeOptions;
-use trigger_core::{Action, Engine, Outcome, Reject};
+use trigger_core::{Action, Engine, IncidentSnapshot, Outcome, Reject};
 use trigger_index::{CameraIndex, SpatialBackend};
+
+/// The last offset of each topic-partition in a batch.
+fn last_offsets(batch: &[OwnedMessage]) -> HashMap<(&str, i32), i64> {
+    let mut last: HashMap<(&str, i32), i64> = HashMap::new();
+    for m in batch {
+        let o = last.entry((m.topic(), m.partition())).or_insert(m.offset());
+        *o = (*o).max(m.offset());
+    }
+    last
+}
 
 /// Dead-letter headers: why the record was refused and where it came from. The payload is the original bytes.
 pub const H_REASON: &str = "dt.reject.reason";
@@ -118,29 +129,62 @@ impl Default for RunStats {
     }
 }
 
-/// Commits stored offsets before partitions are taken away, so the next owner starts after what this
-/// instance has finished (nothing is in flight when the callback runs: see the module docs).
-struct CfsContext {
-    assigned: Arc<AtomicI64>,
+/// A rebalance seen by the consumer, handled by the service loop right after the poll that ran it.
+#[derive(Debug)]
+enum Rebalanced {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
 }
+
+/// Records rebalances for the service loop. At-least-once: commits stored offsets before partitions are
+/// taken away, so the next owner starts after what this instance has finished (nothing is in flight when
+/// the callback runs: see the module docs). Exactly-once: offsets only move inside transactions.
+struct CfsContext {
+    delivery: Delivery,
+    assigned: Arc<AtomicI64>,
+    events: Mutex<Vec<Rebalanced>>,
+}
+
+impl CfsContext {
+    fn take_events(&self) -> Vec<Rebalanced> {
+        std::mem::take(&mut *self.events.lock().expect("not poisoned"))
+    }
+    fn has_events(&self) -> bool {
+        !self.events.lock().expect("not poisoned").is_empty()
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
 impl ClientContext for CfsContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         crate::log_client_error("cfs-consumer", error, reason);
     }
 }
+
 impl ConsumerContext for CfsContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions revoked: committing stored offsets");
-                commit(consumer);
+                tracing::info!(partitions = ?partitions_of(tpl), "partitions revoked");
+                if self.delivery == Delivery::AtLeastOnce {
+                    commit(consumer);
+                }
                 self.assigned.store(0, Relaxed);
+                self.events.lock().expect("not poisoned").push(Rebalanced::Revoked(partitions_of(tpl)));
             }
-            Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
-                self.assigned.store(tpl.count() as i64, Relaxed);
-            }
+            Rebalance::Assign(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(partitions = ?partitions_of(tpl), "partitions assigned");
+            self.assigned.store(tpl.count() as i64, Relaxed);
+            self.events.lock().expect("not poisoned").push(Rebalanced::Assigned(partitions_of(tpl)));
         }
     }
 }
@@ -170,6 +214,7 @@ fn stage(name: &'static str, seconds: f64) {
 pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str) -> OutRecord {
     OutRecord {
         topic: topic.to_string(),
+        partition: None,
         key: m.key().unwrap_or_default().to_vec(),
         payload: Some(m.payload().unwrap_or_default().to_vec()),
         headers: vec![
@@ -189,6 +234,8 @@ pub struct Service<'a, B> {
     index: &'a mut CameraIndex<B>,
     health: &'a Health,
     stats: RunStats,
+    /// Which CFS partition each incident in the engine's state came from (to forget it on revocation).
+    incident_partition: HashMap<(String, String), i32>,
 }
 
 impl<'a, B: SpatialBackend> Service<'a, B> {
@@ -199,7 +246,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         index: &'a mut CameraIndex<B>,
         health: &'a Health,
     ) -> Self {
-        Self { settings, opts, engine, index, health, stats: RunStats::default() }
+        Self { settings, opts, engine, index, health, stats: RunStats::default(), incident_partition: HashMap::new() }
     }
 
     /// Run until `shutdown` is set: finish the batch in hand, commit, return the run's counts.
@@ -208,16 +255,24 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         if !errs.is_empty() {
             return Err(KafkaError::Config(errs));
         }
+        let eos = self.settings.delivery == Delivery::ExactlyOnce;
         let producer = create_producer(&self.settings)?;
+        if eos {
+            self.check_co_partitioned()?;
+            // Fences an earlier instance with the same transactional.id and aborts what it left open.
+            producer.init_transactions(Duration::from_secs(60))?;
+        }
         let mut registry = RegistryFollower::new(&self.settings)?;
         if !self.bootstrap_registry(&mut registry, &producer, shutdown)? {
             return Ok(self.stats);
         }
         let assigned = Arc::new(AtomicI64::new(0));
-        let consumer: BaseConsumer<CfsContext> = self
-            .settings
-            .client_config(Role::CfsConsumer)
-            .create_with_context(CfsContext { assigned: assigned.clone() })?;
+        let consumer: BaseConsumer<CfsContext> =
+            self.settings.client_config(Role::CfsConsumer).create_with_context(CfsContext {
+                delivery: self.settings.delivery,
+                assigned: assigned.clone(),
+                events: Mutex::new(Vec::new()),
+            })?;
         consumer.subscribe(&[&self.settings.topics.cfs])?;
         self.health.ready.store(true, Relaxed);
         metrics::gauge!("dispatch_trigger_ready").set(1.0);
@@ -225,15 +280,17 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             cameras = self.index.len(),
             topic = %self.settings.topics.cfs,
             group = %self.settings.group_id,
+            delivery = ?self.settings.delivery,
             "ready: registry caught up, consuming calls for service"
         );
 
         let mut last_cfs = Instant::now();
+        let mut last_prune = Instant::now();
         let mut batch: Vec<OwnedMessage> = Vec::with_capacity(self.opts.max_batch);
         while !shutdown.load(Relaxed) {
             batch.clear();
             let mut timeout = self.opts.poll_timeout;
-            while batch.len() < self.opts.max_batch {
+            while batch.len() < self.opts.max_batch && !consumer.context().has_events() {
                 match consumer.poll(timeout) {
                     None => break,
                     Some(Ok(m)) => batch.push(m.detach()),
@@ -244,8 +301,24 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 }
                 timeout = Duration::ZERO;
             }
+            for e in consumer.context().take_events() {
+                match e {
+                    // Events of revoked partitions are not decided here: their new owner decides them.
+                    Rebalanced::Revoked(parts) => {
+                        batch.retain(|m| !parts.contains(&m.partition()));
+                        self.forget_partitions(&parts);
+                    }
+                    Rebalanced::Assigned(parts) if eos => self.restore_partitions(&parts)?,
+                    Rebalanced::Assigned(_) => {}
+                }
+            }
             self.health.assigned_partitions.store(assigned.load(Relaxed), Relaxed);
             self.watchdog(&mut last_cfs, !batch.is_empty());
+            if last_prune.elapsed() > Duration::from_secs(60) {
+                let engine = &*self.engine;
+                self.incident_partition.retain(|(a, i), _| engine.snapshot_incident(a, i).is_some());
+                last_prune = Instant::now();
+            }
             if batch.is_empty() {
                 self.apply_registry(&mut registry, &producer, None)?;
                 continue;
@@ -253,31 +326,129 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             let t0 = Instant::now();
             self.apply_registry(&mut registry, &producer, self.opts.registry_sync_timeout)?;
             let t1 = Instant::now();
-            if !self.process(&batch, &producer, shutdown)? {
-                break;
+            let (out, decoded) = self.decide_batch(&batch);
+            let sent = Instant::now();
+            if eos {
+                self.commit_transaction(&producer, &consumer, &batch, &out)?;
+            } else {
+                if !self.deliver(&producer, &out, shutdown)? {
+                    break;
+                }
+                for ((topic, partition), offset) in last_offsets(&batch) {
+                    if let Err(e) = consumer.store_offset(topic, partition, offset) {
+                        // The partition was taken away meanwhile: its new owner decides these events again.
+                        tracing::warn!(error = %e, topic, partition, "offset not stored");
+                    }
+                }
             }
+            stage("produce_ack", sent.elapsed().as_secs_f64());
+            self.record_latencies(&batch, &decoded);
+            self.health.handled.fetch_add(batch.len() as u64, Relaxed);
             tracing::debug!(
                 events = batch.len(),
                 registry_sync_us = (t1 - t0).as_micros() as u64,
                 decide_and_deliver_us = t1.elapsed().as_micros() as u64,
                 "batch"
             );
-            let mut last: HashMap<(&str, i32), i64> = HashMap::new();
-            for m in &batch {
-                let o = last.entry((m.topic(), m.partition())).or_insert(m.offset());
-                *o = (*o).max(m.offset());
-            }
-            for ((topic, partition), offset) in last {
-                consumer.store_offset(topic, partition, offset)?;
-            }
-            self.health.handled.fetch_add(batch.len() as u64, Relaxed);
         }
         tracing::info!("stopping: committing offsets");
-        commit(&consumer);
+        if !eos {
+            commit(&consumer);
+        }
         consumer.unsubscribe();
         self.health.ready.store(false, Relaxed);
         metrics::gauge!("dispatch_trigger_ready").set(0.0);
         Ok(self.stats)
+    }
+
+    /// Exactly-once needs the changelog partitioned as the CFS topic: state is written to the partition of
+    /// the event that changed it, and restored with that partition.
+    fn check_co_partitioned(&self) -> Result<(), KafkaError> {
+        let t = &self.settings.topics;
+        let cfs = crate::inspect::partition_count(&self.settings, &t.cfs)?;
+        let log = crate::inspect::partition_count(&self.settings, &t.changelog)?;
+        if cfs == 0 || cfs != log {
+            return Err(KafkaError::Setup(format!(
+                "exactly-once needs the changelog {:?} with as many partitions as {:?} (has {log}, needs {cfs})",
+                t.changelog, t.cfs
+            )));
+        }
+        Ok(())
+    }
+
+    fn forget_partitions(&mut self, parts: &[i32]) {
+        let engine = &mut *self.engine;
+        self.incident_partition.retain(|(a, i), p| {
+            let gone = parts.contains(p);
+            if gone {
+                engine.forget_incident(a, i);
+            }
+            !gone
+        });
+    }
+
+    /// Take over the incident state of newly assigned partitions from the changelog (committed records only).
+    fn restore_partitions(&mut self, parts: &[i32]) -> Result<(), KafkaError> {
+        let t = Instant::now();
+        let topic = self.settings.topics.changelog.clone();
+        let records = crate::inspect::read_partitions(&self.settings, &topic, parts, true, Duration::from_secs(120))?;
+        let mut restored = 0usize;
+        for r in records {
+            match r.payload.as_deref().map(serde_json::from_slice::<IncidentSnapshot>) {
+                Some(Ok(snap)) => {
+                    self.incident_partition.insert((snap.agency_id.clone(), snap.incident_id.clone()), r.partition);
+                    self.engine.restore_incident(snap);
+                    restored += 1;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "unreadable incident state")
+                }
+                None => {
+                    let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+                    if let Some((a, i)) = key.split_once('/') {
+                        self.engine.forget_incident(a, i);
+                    }
+                }
+            }
+        }
+        tracing::info!(partitions = ?parts, records = restored, seconds = t.elapsed().as_secs_f64(), "incident state restored");
+        Ok(())
+    }
+
+    /// One transaction: the batch's outputs and state changes, and the consumer offsets after it.
+    fn commit_transaction(
+        &mut self,
+        producer: &FutureProducer,
+        consumer: &BaseConsumer<CfsContext>,
+        batch: &[OwnedMessage],
+        out: &[OutRecord],
+    ) -> Result<(), KafkaError> {
+        let result = (|| {
+            producer.begin_transaction()?;
+            for r in out {
+                // The commit waits for every delivery; a failed one fails the commit.
+                drop(enqueue(producer, r)?);
+            }
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), offset) in last_offsets(batch) {
+                tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
+            }
+            let group = consumer
+                .group_metadata()
+                .ok_or_else(|| KafkaError::Setup("the consumer has no group metadata".into()))?;
+            producer.send_offsets_to_transaction(&tpl, &group, Duration::from_secs(30))?;
+            producer.commit_transaction(Duration::from_secs(60))?;
+            Ok::<(), KafkaError>(())
+        })();
+        if let Err(e) = &result {
+            // The engine has already taken the batch into its state: the only consistent way on is to
+            // abort and stop; a restart restores state from the changelog and re-reads the batch.
+            tracing::error!(error = %e, "transaction failed: aborting and stopping");
+            if let Err(abort) = producer.abort_transaction(Duration::from_secs(30)) {
+                tracing::error!(error = %abort, "abort failed");
+            }
+        }
+        result
     }
 
     /// Read the registry to the end offsets it has now. Returns false when asked to stop first.
@@ -376,6 +547,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 tracing::warn!(partition = b.partition, offset = b.offset, reason = %b.reason, "bad registry record");
                 OutRecord {
                     topic: topic.dead_letter.clone(),
+                    partition: None,
                     key: b.key.unwrap_or_default(),
                     payload: Some(b.payload),
                     headers: vec![
@@ -413,13 +585,12 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         metrics::gauge!("dispatch_trigger_seconds_since_last_cfs").set(last_cfs.elapsed().as_secs_f64());
     }
 
-    /// Decide a batch and deliver its outputs. Returns false when stopped before every output was acknowledged.
-    fn process(
+    /// Decide a batch: the records to produce (and, exactly-once, the incident-state changes), and the
+    /// decoded events.
+    fn decide_batch(
         &mut self,
         batch: &[OwnedMessage],
-        producer: &FutureProducer,
-        shutdown: &AtomicBool,
-    ) -> Result<bool, KafkaError> {
+    ) -> (Vec<OutRecord>, Vec<Result<trigger_core::CallForService, Reject>>) {
         let polled_ms = wall_ms();
         let opts = DecodeOptions { max_message_bytes: self.opts.max_message_bytes, agency_id: None };
         let decoded: Vec<Result<trigger_core::CallForService, Reject>> =
@@ -439,15 +610,16 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         });
 
         let topics = self.settings.topics.clone();
+        let eos = self.settings.delivery == Delivery::ExactlyOnce;
         let mut out = Vec::new();
         for i in order {
             let m = &batch[i];
             self.stats.events += 1;
             metrics::counter!("dispatch_trigger_events_total").increment(1);
-            let result = decoded[i].clone().and_then(|ev| {
+            let result = decoded[i].as_ref().map_err(Clone::clone).and_then(|ev| {
                 stage("cad_to_poll", (polled_ms - ev.emitted_at) as f64 / 1e3);
                 let t = Instant::now();
-                let d = self.engine.decide(&ev, &*self.index, wall_ms());
+                let d = self.engine.decide(ev, &*self.index, wall_ms());
                 let us = t.elapsed().as_secs_f64() * 1e6;
                 stage("decide", us / 1e6);
                 let _ = self.stats.decide_us.record(us.ceil() as u64);
@@ -486,41 +658,50 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                         }
                         metrics::counter!("dispatch_trigger_commands_total", "action" => c.action.as_str())
                             .increment(1);
-                        out.push(OutRecord {
-                            topic: topics.commands.clone(),
-                            key: c.camera_id.clone().into_bytes(),
-                            payload: Some(codec::command(c).encode_to_vec()),
-                            headers: vec![],
-                        });
+                        out.push(OutRecord::keyed(
+                            &topics.commands,
+                            c.camera_id.as_bytes(),
+                            Some(codec::command(c).encode_to_vec()),
+                        ));
                     }
-                    out.push(OutRecord {
-                        topic: topics.audit.clone(),
-                        key: rec.incident_ref.clone().into_bytes(),
-                        payload: Some(codec::activation(rec).encode_to_vec()),
-                        headers: vec![],
-                    });
+                    out.push(OutRecord::keyed(
+                        &topics.audit,
+                        rec.incident_ref.as_bytes(),
+                        Some(codec::activation(rec).encode_to_vec()),
+                    ));
                     self.stats.owner_notices += d.notices.len() as u64;
                     metrics::counter!("dispatch_trigger_owner_notices_total").increment(d.notices.len() as u64);
                     for n in &d.notices {
-                        out.push(OutRecord {
-                            topic: topics.notices.clone(),
-                            key: n.owner_ref.clone().into_bytes(),
-                            payload: Some(codec::notice(n).encode_to_vec()),
-                            headers: vec![],
-                        });
+                        out.push(OutRecord::keyed(
+                            &topics.notices,
+                            n.owner_ref.as_bytes(),
+                            Some(codec::notice(n).encode_to_vec()),
+                        ));
+                    }
+                    if let Ok(ev) = &decoded[i] {
+                        let key = (ev.agency_id.clone(), ev.incident_id.clone());
+                        let snap = self.engine.snapshot_incident(&key.0, &key.1);
+                        if eos {
+                            out.push(OutRecord {
+                                topic: topics.changelog.clone(),
+                                partition: Some(m.partition()),
+                                key: crate::produce::cfs_key(ev),
+                                payload: snap.map(|s| serde_json::to_vec(&s).expect("serialisable")),
+                                headers: vec![],
+                            });
+                        }
+                        self.incident_partition.insert(key, m.partition());
                     }
                 }
             }
         }
         metrics::gauge!("dispatch_trigger_incidents_in_state").set(self.engine.incidents_in_state() as f64);
+        (out, decoded)
+    }
 
-        let sent = Instant::now();
-        if !self.deliver(producer, &out, shutdown)? {
-            return Ok(false);
-        }
-        stage("produce_ack", sent.elapsed().as_secs_f64());
+    fn record_latencies(&mut self, batch: &[OwnedMessage], decoded: &[Result<trigger_core::CallForService, Reject>]) {
         let (acked_ms, acked_us) = (wall_ms(), wall_us());
-        for (m, ev) in batch.iter().zip(&decoded) {
+        for (m, ev) in batch.iter().zip(decoded) {
             if let Some(ts) = m.timestamp().to_millis() {
                 let us = (acked_us - ts * 1000).max(0);
                 stage("end_to_end", us as f64 / 1e6);
@@ -530,7 +711,6 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 stage("cad_emitted_to_ack", (acked_ms - ev.emitted_at) as f64 / 1e3);
             }
         }
-        Ok(true)
     }
 
     /// Produce every record and wait for every acknowledgement, retrying failures with backoff.

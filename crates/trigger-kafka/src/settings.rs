@@ -20,6 +20,9 @@ pub struct Topics {
     pub notices: String,
     /// Refused input: the original bytes, the reason in headers.
     pub dead_letter: String,
+    /// Exactly-once mode: incident state (compacted, co-partitioned with `cfs`: same partition count, written
+    /// to the partition of the event that changed it).
+    pub changelog: String,
 }
 
 impl Default for Topics {
@@ -31,13 +34,14 @@ impl Default for Topics {
             audit: "dispatch.audit.v1".into(),
             notices: "owner.notices.v1".into(),
             dead_letter: "cad.cfs.dlq.v1".into(),
+            changelog: "dispatch-trigger.incident-state.v1".into(),
         }
     }
 }
 
 impl Topics {
-    pub fn all(&self) -> [&str; 6] {
-        [&self.cfs, &self.registry, &self.commands, &self.audit, &self.notices, &self.dead_letter]
+    pub fn all(&self) -> [&str; 7] {
+        [&self.cfs, &self.registry, &self.commands, &self.audit, &self.notices, &self.dead_letter, &self.changelog]
     }
 }
 
@@ -48,6 +52,8 @@ pub enum Delivery {
     /// An event's offset is stored only after every output it caused is acknowledged by the brokers.
     #[default]
     AtLeastOnce,
+    /// Outputs, incident-state changelog and consumer offsets of each batch in one Kafka transaction.
+    ExactlyOnce,
 }
 
 /// TLS and SASL. Secrets may come from the environment (`DT_KAFKA__SECURITY__SASL_PASSWORD`).
@@ -71,6 +77,9 @@ pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub group_id: String,
     pub delivery: Delivery,
+    /// Exactly-once: the producer's transactional.id, stable across restarts of one instance so a restart
+    /// fences its predecessor at once (default: `<group_id>-<hostname>`).
+    pub transactional_id: Option<String>,
     pub topics: Topics,
     pub security: Security,
     /// Raw librdkafka properties for every client (after the low-latency defaults).
@@ -87,6 +96,7 @@ impl Default for KafkaSettings {
             bootstrap_servers: "localhost:9092".into(),
             group_id: "dispatch-trigger".into(),
             delivery: Delivery::default(),
+            transactional_id: None,
             topics: Topics::default(),
             security: Security::default(),
             client: BTreeMap::new(),
@@ -146,6 +156,7 @@ impl KafkaSettings {
             ("audit", &t.audit),
             ("notices", &t.notices),
             ("dead_letter", &t.dead_letter),
+            ("changelog", &t.changelog),
         ];
         for (i, (k, v)) in names.iter().enumerate() {
             if v.trim().is_empty() {
@@ -161,6 +172,12 @@ impl KafkaSettings {
                     errs.push(format!("kafka.{section}.{key:?} cannot be set as a raw property: it is set by {owner}"));
                 }
             }
+        }
+        if self.transactional_id.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            errs.push("kafka.transactional_id is empty".to_string());
+        }
+        if self.transactional_id.is_some() && self.delivery != Delivery::ExactlyOnce {
+            errs.push("kafka.transactional_id is set but kafka.delivery is not exactly_once".to_string());
         }
         let s = &self.security;
         let protocol = s.protocol.as_deref().unwrap_or("plaintext").to_ascii_lowercase();
@@ -187,6 +204,19 @@ impl KafkaSettings {
         errs
     }
 
+    /// The transactional.id of this instance (exactly-once mode).
+    pub fn transactional_id(&self) -> String {
+        self.transactional_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "local".into());
+            format!("{}-{host}", self.group_id)
+        })
+    }
+
     /// The librdkafka configuration for one client: low-latency defaults, then the raw properties, then what
     /// the service owns.
     pub fn client_config(&self, role: Role) -> ClientConfig {
@@ -202,6 +232,9 @@ impl KafkaSettings {
             Role::CfsConsumer | Role::RegistryFollower => {
                 c.set("fetch.wait.max.ms", "10");
                 c.set("fetch.error.backoff.ms", "50");
+                // At-least-once: stored offsets are committed every second, so a crash re-decides at most
+                // about a second of events (librdkafka's default is five).
+                c.set("auto.commit.interval.ms", "1000");
             }
         }
         for (k, v) in &self.client {
@@ -229,7 +262,8 @@ impl KafkaSettings {
         match role {
             Role::CfsConsumer => {
                 c.set("group.id", &self.group_id);
-                c.set("enable.auto.commit", "true");
+                // Exactly-once commits offsets inside each transaction, never on its own.
+                c.set("enable.auto.commit", if self.delivery == Delivery::AtLeastOnce { "true" } else { "false" });
                 c.set("enable.auto.offset.store", "false");
                 c.set("auto.offset.reset", "earliest");
                 c.set("isolation.level", "read_committed");
@@ -246,6 +280,9 @@ impl KafkaSettings {
             Role::Producer => {
                 c.set("enable.idempotence", "true");
                 c.set("acks", "all");
+                if self.delivery == Delivery::ExactlyOnce {
+                    c.set("transactional.id", self.transactional_id());
+                }
             }
         }
         c

@@ -1,0 +1,175 @@
+//! Crash test: the service binary as a child process against a mock cluster held by this test; the child is
+//! SIGKILLed at several points while calls for service stream in, and restarted. At-least-once means no
+//! command is lost, and every duplicate carries the same command_id (a camera can drop it). The last child
+//! is stopped with SIGTERM and must exit 0.
+
+use prost::Message as _;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use trigger_core::{Action, CallForService, CameraRecord, Category, Consent, Engine, Location, Status};
+use trigger_kafka::{codec, inspect, EmbeddedCluster, KafkaSettings, Publisher};
+use trigger_proto::v1 as pb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
+const SPOT: (f64, f64) = (36.1627, -86.7816);
+const CAMERAS: usize = 4;
+const EVENTS: usize = 240;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn camera(i: usize) -> CameraRecord {
+    CameraRecord {
+        camera_id: format!("cam-{i}"),
+        owner_ref: format!("own-{i}"),
+        lat: SPOT.0 + (20.0 + 30.0 * i as f64) / 111_195.0,
+        lon: SPOT.1,
+        consent: Consent {
+            categories: Category::ALL.into_iter().collect(),
+            max_radius_m: 500.0,
+            quiet_hours: None,
+            daily_cap: 100_000,
+            live_stream_allowed: false,
+        },
+        online: true,
+        updated_at: 0,
+    }
+}
+
+fn event(i: usize) -> CallForService {
+    let t = now_ms();
+    CallForService {
+        incident_id: format!("CRASH-{i}"),
+        agency_id: "nashville-mnpd".into(),
+        revision: 1,
+        status: Status::New,
+        call_type_code: "83".into(),
+        call_type_text: "SHOTS FIRED".into(),
+        priority: 1,
+        location: Some(Location { lat: SPOT.0, lon: SPOT.1, uncertainty_m: 10.0 }),
+        received_at: t - 1000,
+        emitted_at: t,
+    }
+}
+
+fn spawn(config: &std::path::Path) -> Child {
+    Command::new(BIN)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("service binary starts")
+}
+
+fn commands(settings: &KafkaSettings) -> Vec<trigger_core::CameraCommand> {
+    inspect::read_topic(settings, &settings.topics.commands, false, Duration::from_secs(30))
+        .unwrap()
+        .iter()
+        .map(|m| codec::command_from_pb(pb::CameraCommand::decode(m.payload.as_deref().unwrap()).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id() {
+    let cluster = EmbeddedCluster::start(1).unwrap();
+    let settings = KafkaSettings { bootstrap_servers: cluster.bootstrap_servers(), ..KafkaSettings::default() };
+    cluster.create_topics(&settings.topics, 3).unwrap();
+    let mut p = Publisher::new(&settings).unwrap();
+    for i in 0..CAMERAS {
+        p.camera(&settings.topics.registry, &camera(i)).unwrap();
+    }
+    p.wait().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "policy = \"config/policy.toml\"\n\
+             [kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"crash-test\"\n\
+             [kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+             [service]\npoll_timeout_ms = 20\n[http]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
+            settings.bootstrap_servers
+        ),
+    )
+    .unwrap();
+
+    std::thread::scope(|s| {
+        // Calls stream in at ~80/s for the whole test, across kills and restarts.
+        let sender = s.spawn(|| {
+            let mut p = Publisher::new(&settings).unwrap();
+            for i in 0..EVENTS {
+                p.cfs(&settings.topics.cfs, &event(i)).unwrap();
+                if i % 8 == 7 {
+                    p.wait().unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            p.wait().unwrap();
+        });
+        // Three children killed at different points of their run: mid-stream, just after start-up, later.
+        for (n, wait_for) in [(1, 40_i64), (2, 1), (3, 120)].into_iter() {
+            let mut child = spawn(&config);
+            let base = inspect::topic_record_count(&settings, &settings.topics.commands).unwrap();
+            let t = Instant::now();
+            while inspect::topic_record_count(&settings, &settings.topics.commands).unwrap() < base + wait_for
+                && t.elapsed() < Duration::from_secs(30)
+            {
+                assert!(child.try_wait().unwrap().is_none(), "child {n} exited by itself");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+        sender.join().unwrap();
+    });
+
+    // A last child finishes the stream; then SIGTERM.
+    let policy = dispatch_trigger::config::load_policy(std::path::Path::new("config/policy.toml")).unwrap();
+    let engine = Engine::new(policy);
+    let expected: BTreeSet<(String, String)> = (0..EVENTS)
+        .flat_map(|i| {
+            let r = engine.incident_ref("nashville-mnpd", &format!("CRASH-{i}"));
+            (0..CAMERAS).map(move |c| (r.clone(), format!("cam-{c}")))
+        })
+        .collect();
+    let mut child = spawn(&config);
+    let t = Instant::now();
+    let cmds = loop {
+        let cmds = commands(&settings);
+        let got: BTreeSet<(String, String)> = cmds
+            .iter()
+            .filter(|c| c.action == Action::Start)
+            .map(|c| (c.incident_ref.clone(), c.camera_id.clone()))
+            .collect();
+        if expected.is_subset(&got) {
+            break cmds;
+        }
+        assert!(t.elapsed() < Duration::from_secs(90), "{} of {} STARTs after restarts", got.len(), expected.len());
+        assert!(child.try_wait().unwrap().is_none(), "the last child exited by itself");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "SIGTERM: finish the batch, commit, exit 0 (got {exit:?})");
+
+    // No command lost (checked above); every duplicate is the same command.
+    let mut ids: BTreeMap<(String, String, Action), BTreeSet<String>> = BTreeMap::new();
+    for c in &cmds {
+        ids.entry((c.incident_ref.clone(), c.camera_id.clone(), c.action)).or_default().insert(c.command_id.clone());
+    }
+    for (k, v) in &ids {
+        assert_eq!(v.len(), 1, "{k:?} was commanded under different ids: {v:?}");
+    }
+    assert!(cmds.iter().all(|c| c.action == Action::Start));
+    eprintln!(
+        "{} commands for {} distinct (incident, camera): {} duplicates",
+        cmds.len(),
+        ids.len(),
+        cmds.len() - ids.len()
+    );
+}
