@@ -36,11 +36,61 @@ enum Command {
     Replay(ReplayArgs),
     /// Load and validate the policy, code tables and jurisdictions; print warnings.
     CheckConfig,
+    /// Kafka topics of the service.
+    #[command(subcommand)]
+    Topics(TopicsCmd),
     /// Run the Kafka consumer service (layered config: defaults, --config FILE, DT_* environment).
     Serve(ServeArgs),
     /// The whole Kafka path with zero setup: an in-process broker, a generated registry, the service, and the
     /// bundled CAD sample replayed through it; prints the summary with end-to-end latency percentiles.
     Demo(DemoArgs),
+    /// Benchmark: a bare consume->produce relay and the engine on one in-process broker, at fixed rates and
+    /// flat out; end-to-end percentiles and sustained rate (see BENCHMARKS.md).
+    BenchKafka(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Offered rates, events per second.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
+    rates: Vec<f64>,
+    /// Seconds per fixed-rate run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Events in the flat-out run.
+    #[arg(long, default_value_t = 20_000)]
+    max_events: usize,
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// CAD log whose events are replayed (cycled), CSV through --profile.
+    #[arg(long, default_value = "../shared/data/cad/nashville_mnpd_calls_2024_sample.csv")]
+    cad: PathBuf,
+    #[arg(long, default_value = "nashville-mnpd")]
+    profile: String,
+    #[arg(long, default_value_t = 50_000)]
+    cameras: usize,
+    /// Also write the rows here (JSON).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TopicsCmd {
+    /// Create every topic the service uses (registry and changelog compacted, dead letters kept 7 days).
+    Create(TopicsCreateArgs),
+}
+
+#[derive(Args)]
+struct TopicsCreateArgs {
+    #[command(flatten)]
+    target: KafkaTarget,
+    /// Partitions of the CFS topic, its outputs and the changelog (they must match for exactly-once).
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    #[arg(long, default_value_t = 3)]
+    registry_partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    replication: i32,
 }
 
 #[derive(Args)]
@@ -225,7 +275,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) if a.to_kafka.is_some() => replay_to_kafka(&cli.policy, a),
         Command::Replay(a) => replay(&cli.policy, a),
         Command::Serve(a) => serve_cmd(a),
+        Command::Topics(TopicsCmd::Create(a)) => {
+            let settings = a.target.settings()?;
+            let created = trigger_kafka::admin::create_topics(
+                &settings,
+                &settings.topics,
+                a.partitions,
+                a.registry_partitions,
+                a.replication,
+            )?;
+            println!("created {} topics at {}: {}", created.len(), settings.bootstrap_servers, created.join(", "));
+            Ok(())
+        }
         Command::Demo(a) => demo(&cli.policy, a),
+        Command::BenchKafka(a) => bench_kafka(&cli.policy, a),
     }
 }
 
@@ -315,6 +378,48 @@ fn demo(policy_path: &Path, a: DemoArgs) -> Result<()> {
     println!("{json}");
     if let Some(out) = &a.out {
         std::fs::write(out, format!("{json}\n")).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn bench_kafka(policy_path: &Path, a: BenchArgs) -> Result<()> {
+    serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
+    let profile = config::load_profile(&a.profile, policy_path)?;
+    let cad = if a.cad.exists() { a.cad.clone() } else { PathBuf::from("fixtures/nashville-mnpd-2024-07-01_07.csv") };
+    let mut decoded = decode_file(&cad, "csv", Some(&profile), &DecodeOptions::default())?;
+    trigger_cad::replay::event_time_order(&mut decoded.events);
+    let cams =
+        cameras::generate(a.cameras, 42, &cameras::Placement::Around(event_points(&decoded)), profile.time_zone)?;
+    eprintln!("{}: {} events, {} cameras", cad.display(), decoded.events.len(), cams.len());
+    let rows = kafka_tools::bench_kafka(&kafka_tools::BenchOptions {
+        rates: a.rates,
+        seconds: a.seconds,
+        max_events: a.max_events,
+        partitions: a.partitions,
+        cameras: cams,
+        events: decoded.events.into_iter().map(|e| e.event).collect(),
+        policy: policy_path.to_path_buf(),
+    })?;
+    println!("| processor | offered (events/s) | events | achieved (events/s) | p50 ms | p99 ms | p99.9 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let p = r.end_to_end_ms.as_ref();
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.processor,
+            r.offered,
+            r.events,
+            r.achieved_per_s,
+            f(p.map(|p| p.p50)),
+            f(p.map(|p| p.p99)),
+            f(p.map(|p| p.p999)),
+            f(p.map(|p| p.max))
+        );
+    }
+    if let Some(out) = &a.out {
+        std::fs::write(out, serde_json::to_string_pretty(&rows)? + "\n")
+            .with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())
 }

@@ -4,16 +4,20 @@
 //!   audit, owner notices and dead letters out; at-least-once delivery).
 //! - [`registry`]: the camera registry follower (whole compacted topic from the beginning, outside the group).
 //! - [`produce`]: output records, acknowledgement handling, publishers for tools and tests.
+//! - [`relay`]: a bare consume -> produce relay, the baseline the service is benchmarked against.
+//! - [`admin`]: creating the service's topics (compacted registry and changelog, bounded dead-letter retention).
 //! - [`codec`]: domain types to and from the protobuf contracts.
 //! - [`settings`]: topics, security, low-latency client defaults, raw librdkafka properties with clash checks.
 //! - [`inspect`]: reading topics back (counts, whole-topic reads) for tools, the demo and tests.
 //! - [`embedded`]: librdkafka's in-process mock cluster (real protocol on localhost) for demos and tests.
 
+pub mod admin;
 pub mod codec;
 pub mod embedded;
 pub mod inspect;
 pub mod produce;
 pub mod registry;
+pub mod relay;
 pub mod service;
 pub mod settings;
 

@@ -90,6 +90,9 @@ pub struct Health {
     /// Wall clock of the last CFS event, Unix ms (0: none yet).
     pub last_cfs_ms: AtomicI64,
     pub cad_silent: AtomicBool,
+    /// Only records produced at or after this instant (Unix ms) are counted in `RunStats::end_to_end_us`
+    /// (benchmarks leave their warm-up out).
+    pub measure_from_ms: AtomicI64,
 }
 
 /// Counts and latencies of one run, returned when the service stops.
@@ -261,6 +264,13 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             self.check_co_partitioned()?;
             // Fences an earlier instance with the same transactional.id and aborts what it left open.
             producer.init_transactions(Duration::from_secs(60))?;
+        }
+        // Learn every output topic's metadata now, so the first record to each does not wait for it.
+        let t = &self.settings.topics;
+        for topic in [&t.commands, &t.audit, &t.notices, &t.dead_letter] {
+            if let Err(e) = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10)) {
+                tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
+            }
         }
         let mut registry = RegistryFollower::new(&self.settings)?;
         if !self.bootstrap_registry(&mut registry, &producer, shutdown)? {
@@ -701,11 +711,14 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
 
     fn record_latencies(&mut self, batch: &[OwnedMessage], decoded: &[Result<trigger_core::CallForService, Reject>]) {
         let (acked_ms, acked_us) = (wall_ms(), wall_us());
+        let from = self.health.measure_from_ms.load(Relaxed);
         for (m, ev) in batch.iter().zip(decoded) {
             if let Some(ts) = m.timestamp().to_millis() {
                 let us = (acked_us - ts * 1000).max(0);
                 stage("end_to_end", us as f64 / 1e6);
-                let _ = self.stats.end_to_end_us.record(us.max(1) as u64);
+                if ts >= from {
+                    let _ = self.stats.end_to_end_us.record(us.max(1) as u64);
+                }
             }
             if let Ok(ev) = ev {
                 stage("cad_emitted_to_ack", (acked_ms - ev.emitted_at) as f64 / 1e3);

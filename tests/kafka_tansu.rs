@@ -1,0 +1,170 @@
+//! End to end against a second, independent Kafka implementation: the `tansu` broker (installed from
+//! crates.io by .ci/run). Topics are created through the Kafka admin API, cameras published, the service run
+//! at-least-once, good and bad calls for service produced; commands and dead letters are read back.
+//!
+//! Without a tansu binary (TANSU_BIN, or `tansu` on PATH or in ~/.cargo/bin) the test says so and passes,
+//! unless DT_REQUIRE_TANSU=1 (CI sets it), where a missing broker fails it.
+
+use dispatch_trigger::serve::{self, ServeConfig};
+use prost::Message as _;
+use std::collections::BTreeSet;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use trigger_core::{Action, CallForService, CameraRecord, Category, Consent, Location, Status};
+use trigger_kafka::{codec, inspect, Health, KafkaSettings, Publisher};
+use trigger_proto::v1 as pb;
+
+const SPOT: (f64, f64) = (36.1627, -86.7816);
+
+fn tansu_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu")).ok();
+    let on_path = std::env::var("PATH")
+        .ok()
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).find(|f| f.is_file()));
+    on_path.or(home.filter(|h| h.is_file()))
+}
+
+struct Broker(Child);
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_tansu(bin: &PathBuf) -> (Broker, String) {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tansu starts");
+    let broker = Broker(child);
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(30), "tansu is not listening on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (broker, format!("127.0.0.1:{port}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn camera(i: usize) -> CameraRecord {
+    CameraRecord {
+        camera_id: format!("cam-{i}"),
+        owner_ref: format!("own-{i}"),
+        lat: SPOT.0 + (30.0 + 40.0 * i as f64) / 111_195.0,
+        lon: SPOT.1,
+        consent: Consent {
+            categories: Category::ALL.into_iter().collect(),
+            max_radius_m: 500.0,
+            quiet_hours: None,
+            daily_cap: 1000,
+            live_stream_allowed: false,
+        },
+        online: true,
+        updated_at: 0,
+    }
+}
+
+fn event(i: usize) -> CallForService {
+    let t = now_ms();
+    CallForService {
+        incident_id: format!("T-{i}"),
+        agency_id: "nashville-mnpd".into(),
+        revision: 1,
+        status: Status::New,
+        call_type_code: "83".into(),
+        call_type_text: "SHOTS FIRED".into(),
+        priority: 1,
+        location: Some(Location { lat: SPOT.0, lon: SPOT.1, uncertainty_m: 10.0 }),
+        received_at: t - 1000,
+        emitted_at: t,
+    }
+}
+
+#[test]
+fn at_least_once_end_to_end_on_tansu() {
+    let Some(bin) = tansu_bin() else {
+        assert!(std::env::var("DT_REQUIRE_TANSU").is_err(), "DT_REQUIRE_TANSU is set but no tansu binary was found");
+        eprintln!("tansu is not installed (cargo install tansu --features dynostore,libsql): not run here");
+        return;
+    };
+    let (_broker, bootstrap) = start_tansu(&bin);
+    let settings =
+        KafkaSettings { bootstrap_servers: bootstrap, group_id: "tansu-e2e".into(), ..KafkaSettings::default() };
+    let created = trigger_kafka::admin::create_topics(&settings, &settings.topics, 3, 1, 1).expect("topics created");
+    assert_eq!(created.len(), 7, "{created:?}");
+
+    let mut p = Publisher::new(&settings).unwrap();
+    for i in 0..3 {
+        p.camera(&settings.topics.registry, &camera(i)).unwrap();
+    }
+    p.wait().unwrap();
+
+    let mut cfg = ServeConfig { kafka: settings.clone(), ..ServeConfig::default() };
+    cfg.http.listen = String::new();
+    cfg.service.poll_timeout_ms = 20;
+    let (health, stop) = (Health::default(), AtomicBool::new(false));
+    let n = 30;
+    let stats = std::thread::scope(|s| {
+        let svc = s.spawn(|| serve::run(&cfg, &health, &stop));
+        let t = Instant::now();
+        while !health.ready.load(Relaxed) {
+            assert!(!svc.is_finished(), "the service stopped: {:?}", svc.join().unwrap().err());
+            assert!(t.elapsed() < Duration::from_secs(60), "not ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut p = Publisher::new(&settings).unwrap();
+        for i in 0..n {
+            p.cfs(&settings.topics.cfs, &event(i)).unwrap();
+            if i % 10 == 5 {
+                p.raw(&settings.topics.cfs, b"bad", b"\xff\xff not protobuf").unwrap();
+            }
+        }
+        p.wait().unwrap();
+        let t = Instant::now();
+        while health.handled.load(Relaxed) < (n + 3) as u64 {
+            assert!(t.elapsed() < Duration::from_secs(90), "handled {} of {}", health.handled.load(Relaxed), n + 3);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Relaxed);
+        svc.join().unwrap().expect("service ran")
+    });
+    assert_eq!(stats.events, (n + 3) as u64);
+    assert_eq!(stats.rejects.get("malformed_protobuf"), Some(&3));
+
+    let cmds: Vec<_> = inspect::read_topic(&settings, &settings.topics.commands, false, Duration::from_secs(30))
+        .unwrap()
+        .iter()
+        .map(|m| codec::command_from_pb(pb::CameraCommand::decode(m.payload.as_deref().unwrap()).unwrap()).unwrap())
+        .collect();
+    let started: BTreeSet<(String, String)> = cmds
+        .iter()
+        .filter(|c| c.action == Action::Start)
+        .map(|c| (c.incident_ref.clone(), c.camera_id.clone()))
+        .collect();
+    assert_eq!(started.len(), n * 3, "every incident started all three cameras");
+    let dlq = inspect::read_topic(&settings, &settings.topics.dead_letter, false, Duration::from_secs(30)).unwrap();
+    assert_eq!(dlq.len(), 3);
+    assert!(dlq.iter().all(|m| m.payload.as_deref() == Some(&b"\xff\xff not protobuf"[..])));
+}
