@@ -170,7 +170,7 @@ struct Placement {
     #[arg(long, default_value = "csv", requires = "around")]
     around_format: String,
     /// Place cameras uniformly in MIN_LAT,MIN_LON,MAX_LAT,MAX_LON.
-    #[arg(long, value_delimiter = ',', num_args = 4, allow_hyphen_values = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     bbox: Option<Vec<f64>>,
 }
 
@@ -320,7 +320,10 @@ fn generate(policy: &Path, a: GenerateArgs) -> Result<()> {
             let d = decode_file(f, &a.placement.around_format, profile.as_ref(), &DecodeOptions::default())?;
             cameras::Placement::Around(event_points(&d))
         }
-        (None, Some(b)) => cameras::Placement::BBox([b[0], b[1], b[2], b[3]]),
+        (None, Some(b)) => match b[..] {
+            [min_lat, min_lon, max_lat, max_lon] => cameras::Placement::BBox([min_lat, min_lon, max_lat, max_lon]),
+            _ => bail!("--bbox takes four numbers, MIN_LAT,MIN_LON,MAX_LAT,MAX_LON (got {})", b.len()),
+        },
         (None, None) => bail!("say where: --around CAD_FILE --profile P, or --bbox MIN_LAT,MIN_LON,MAX_LAT,MAX_LON"),
     };
     let cams = cameras::generate(a.count, a.seed, &placement, tz)?;
@@ -377,6 +380,7 @@ fn demo(policy_path: &Path, a: DemoArgs) -> Result<()> {
     let json = serde_json::to_string_pretty(&summary)?;
     println!("{json}");
     if let Some(out) = &a.out {
+        create_parent(out)?;
         std::fs::write(out, format!("{json}\n")).with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())
@@ -418,6 +422,7 @@ fn bench_kafka(policy_path: &Path, a: BenchArgs) -> Result<()> {
         );
     }
     if let Some(out) = &a.out {
+        create_parent(out)?;
         std::fs::write(out, serde_json::to_string_pretty(&rows)? + "\n")
             .with_context(|| format!("cannot write {}", out.display()))?;
     }
@@ -502,6 +507,15 @@ fn replay(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+fn create_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn report_camera_errors(errs: &[trigger_index::IndexError]) {

@@ -37,7 +37,7 @@ fn config(settings: &KafkaSettings) -> ServeConfig {
     c.http.listen = String::new();
     // Rebalances within a test's time: members learn of a joining member at their next heartbeat.
     c.kafka.consumer.insert("heartbeat.interval.ms".into(), "100".into());
-    c.kafka.consumer.insert("session.timeout.ms".into(), "6000".into());
+    c.kafka.consumer.insert("session.timeout.ms".into(), "15000".into());
     c
 }
 
@@ -414,9 +414,73 @@ fn exactly_once_through_a_rebalance_decides_every_revision_once_and_commands_not
         let r = incident_ref(&format!("X-{i}"));
         for cam in ["cam-0", "cam-1"] {
             for a in [Action::Start, Action::Stop] {
-                assert_eq!(seen.get(&(r.clone(), cam.to_string(), a)), Some(&1), "X-{i} {cam} {a:?}");
+                assert_eq!(
+                    seen.get(&(r.clone(), cam.to_string(), a)),
+                    Some(&1),
+                    "X-{i} {cam} {a:?}; instance 1 {:?} {:?}, instance 2 {:?} {:?}",
+                    s1.decisions,
+                    s1.rejects,
+                    s2.decisions,
+                    s2.rejects
+                );
             }
         }
     }
     assert_eq!(cmds.len(), incidents as usize * 4, "exactly the expected commands");
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let code = body.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body)
+}
+
+#[test]
+fn telemetry_endpoints_and_the_cad_silence_watchdog() {
+    let (_cluster, settings) = setup(1);
+    let mut cfg = config(&settings);
+    cfg.service.cad_silence_s = 1;
+    publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap());
+    let health = std::sync::Arc::new(Health::default());
+    let addr = serve::spawn_http("127.0.0.1:0", health.clone()).unwrap().unwrap();
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    assert_eq!(http_get(addr, "/readyz").0, 503, "not ready before the registry is read");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        assert_eq!(http_get(addr, "/readyz").0, 200);
+        // No CFS for longer than cad_silence_s: flagged and exported.
+        let t = Instant::now();
+        while !health.cad_silent.load(Relaxed) {
+            assert!(t.elapsed() < Duration::from_secs(10), "the watchdog did not fire");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(http_get(addr, "/metrics").1.contains("dispatch_trigger_cad_silent 1"));
+        let mut bad = shots_fired("M-1", 1, Status::New);
+        bad.location = None;
+        publish(&settings, |p, s| {
+            p.cfs(&s.topics.cfs, &shots_fired("M-0", 1, Status::New)).unwrap();
+            p.cfs(&s.topics.cfs, &bad).unwrap();
+        });
+        svc.wait_handled(2);
+        assert!(!health.cad_silent.load(Relaxed), "events arrived: no longer silent");
+        let metrics = http_get(addr, "/metrics").1;
+        for want in [
+            "dispatch_trigger_cad_silent 0",
+            "dispatch_trigger_decisions_total{outcome=\"triggered\"}",
+            "dispatch_trigger_rejects_total{reason=\"missing_location\"}",
+            "dispatch_trigger_commands_total{action=\"start\"}",
+            "dispatch_trigger_stage_seconds_bucket{stage=\"end_to_end\"",
+            "dispatch_trigger_stage_seconds_bucket{stage=\"decide\"",
+            "dispatch_trigger_cameras 1",
+        ] {
+            assert!(metrics.contains(want), "{want} missing from /metrics:\n{metrics}");
+        }
+        svc.stop();
+    });
+    assert_eq!(http_get(addr, "/readyz").0, 503, "not ready once stopped");
 }
