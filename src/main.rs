@@ -36,6 +36,9 @@ enum Command {
     Replay(ReplayArgs),
     /// Load and validate the policy, code tables and jurisdictions; print warnings.
     CheckConfig,
+    /// The tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Kafka topics of the service.
     #[command(subcommand)]
     Topics(TopicsCmd),
@@ -72,6 +75,33 @@ struct BenchArgs {
     /// Also write the rows here (JSON).
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain: an audit file (replay's audit.pb, or its folder) or every partition of the audit
+    /// topic. Names the first altered, unreadable, missing or reordered record; exits 1 if the chain is broken.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// audit.pb, or a replay output folder holding one.
+    #[arg(required_unless_present = "from_kafka", conflicts_with = "from_kafka")]
+    path: Option<PathBuf>,
+    /// Read the audit topic of this Kafka cluster instead.
+    #[arg(long, value_name = "BOOTSTRAP")]
+    from_kafka: Option<String>,
+    /// With --from-kafka: service config file whose topic names and security to use.
+    #[arg(long, requires = "from_kafka")]
+    config: Option<PathBuf>,
+    /// Accept a stream that starts mid-chain (older records deleted by retention); by default the first record
+    /// must start a chain.
+    #[arg(long)]
+    any_start: bool,
+    /// Require the first record to follow this hash (a head published earlier).
+    #[arg(long, conflicts_with = "any_start")]
+    after: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -275,6 +305,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) if a.to_kafka.is_some() => replay_to_kafka(&cli.policy, a),
         Command::Replay(a) => replay(&cli.policy, a),
         Command::Serve(a) => serve_cmd(a),
+        Command::Audit(AuditCmd::Verify(a)) => audit_verify(a),
         Command::Topics(TopicsCmd::Create(a)) => {
             let settings = a.target.settings()?;
             let created = trigger_kafka::admin::create_topics(
@@ -329,6 +360,52 @@ fn generate(policy: &Path, a: GenerateArgs) -> Result<()> {
     let cams = cameras::generate(a.count, a.seed, &placement, tz)?;
     cameras::save(&a.out, &cams)?;
     println!("wrote {} cameras to {}", cams.len(), a.out.display());
+    Ok(())
+}
+
+fn audit_verify(a: VerifyArgs) -> Result<()> {
+    let start = match (&a.after, a.any_start) {
+        (Some(h), _) => Some(h.as_str()),
+        (None, true) => None,
+        (None, false) => Some(trigger_audit::GENESIS),
+    };
+    let mut streams: Vec<(String, Vec<Result<trigger_proto::v1::ActivationRecord, String>>)> = Vec::new();
+    if let Some(b) = &a.from_kafka {
+        let mut settings = ServeConfig::load(a.config.as_deref())?.kafka;
+        settings.bootstrap_servers = b.clone();
+        let topic = settings.topics.audit.clone();
+        let records = trigger_kafka::inspect::read_topic(&settings, &topic, true, std::time::Duration::from_secs(120))?;
+        let mut by_partition: std::collections::BTreeMap<i32, Vec<_>> = Default::default();
+        for r in records {
+            let rec = <trigger_proto::v1::ActivationRecord as prost::Message>::decode(
+                r.payload.unwrap_or_default().as_slice(),
+            )
+            .map_err(|e| format!("offset {}: {e}", r.offset));
+            by_partition.entry(r.partition).or_default().push(rec);
+        }
+        streams.extend(by_partition.into_iter().map(|(p, v)| (format!("{topic} partition {p}"), v)));
+    } else {
+        let mut path = a.path.clone().expect("clap requires a path without --from-kafka");
+        if path.is_dir() {
+            path = path.join("audit.pb");
+        }
+        let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        streams.push((path.display().to_string(), trigger_audit::decode_stream(&data)));
+    }
+    let mut broken = 0;
+    for (name, records) in &streams {
+        match trigger_audit::verify(records, start) {
+            Ok(v) => println!("{name}: ok, {} records, head {}", v.records, v.head),
+            Err(b) => {
+                broken += 1;
+                println!("{name}: BROKEN: {b}");
+            }
+        }
+    }
+    if broken > 0 {
+        eprintln!("{broken} of {} audit streams are broken", streams.len());
+        std::process::exit(1);
+    }
     Ok(())
 }
 

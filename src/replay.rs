@@ -60,6 +60,10 @@ pub struct Summary {
     pub exclusions: BTreeMap<&'static str, u64>,
     pub rejects_total: u64,
     pub rejects: BTreeMap<&'static str, u64>,
+    /// Records in audit.pb (one per decision) and the hash of the last: publish it, and anyone can check
+    /// later with `audit verify` that the file was not rewritten.
+    pub audit_records: u64,
+    pub audit_head: String,
     /// Wall-clock time of `Engine::decide` per event, microseconds (null with --no-wall-clock).
     pub decide_latency_us: Option<Latency>,
 }
@@ -109,6 +113,8 @@ pub fn run(
     let mut decisions = writer(&opts.out_dir, "decisions.jsonl")?;
     let mut notices = writer(&opts.out_dir, "notices.jsonl")?;
     let mut rejects = writer(&opts.out_dir, "rejects.jsonl")?;
+    let mut audit = writer(&opts.out_dir, "audit.pb")?;
+    let mut chain = trigger_audit::Chain::new();
 
     let mut s = Summary {
         input: opts.input_name.clone(),
@@ -128,6 +134,8 @@ pub fn run(
         exclusions: BTreeMap::new(),
         rejects_total: 0,
         rejects: BTreeMap::new(),
+        audit_records: 0,
+        audit_head: String::new(),
         decide_latency_us: None,
     };
     let mut reject = |r: &Rejected, s: &mut Summary| -> Result<()> {
@@ -194,6 +202,8 @@ pub fn run(
                 }
                 s.owner_notices += d.notices.len() as u64;
                 json_line(&mut decisions, rec)?;
+                let sealed = chain.seal(trigger_audit::activation(rec));
+                audit.write_all(&prost::Message::encode_length_delimited_to_vec(&sealed))?;
             }
         }
         if i % 256 == 0 {
@@ -211,7 +221,9 @@ pub fn run(
             max: r(lat_us.last().copied().unwrap_or(0.0)),
         });
     }
-    for mut w in [commands, decisions, notices, rejects] {
+    s.audit_records = s.decisions;
+    s.audit_head = chain.head().to_string();
+    for mut w in [commands, decisions, notices, rejects, audit] {
         w.flush()?;
     }
     let mut sw = writer(&opts.out_dir, "summary.json")?;

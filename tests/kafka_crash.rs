@@ -166,6 +166,22 @@ fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id() {
         assert_eq!(v.len(), 1, "{k:?} was commanded under different ids: {v:?}");
     }
     assert!(cmds.iter().all(|c| c.action == Action::Start));
+
+    // The audit chain of every partition survived the kills: each restart resumed it from the last record
+    // that reached the broker.
+    let audit = inspect::read_topic(&settings, &settings.topics.audit, false, Duration::from_secs(30)).unwrap();
+    let mut parts: BTreeMap<i32, Vec<Result<pb::ActivationRecord, String>>> = BTreeMap::new();
+    for r in audit {
+        parts
+            .entry(r.partition)
+            .or_default()
+            .push(Ok(pb::ActivationRecord::decode(r.payload.as_deref().unwrap()).unwrap()));
+    }
+    assert_eq!(parts.len(), 3);
+    for (p, recs) in &parts {
+        let v = trigger_audit::verify(recs, Some(trigger_audit::GENESIS));
+        assert!(v.is_ok(), "audit partition {p}: {v:?}");
+    }
     eprintln!(
         "{} commands for {} distinct (incident, camera): {} duplicates",
         cmds.len(),

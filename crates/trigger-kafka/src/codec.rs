@@ -1,9 +1,7 @@
 //! Wire forms of what crosses Kafka: domain types to and from the protobuf contracts.
 
 use prost::Message;
-use trigger_core::{
-    Action, CameraCommand, CameraRecord, Category, Consent, DecisionRecord, MinuteOfDay, OwnerNotice, QuietHours,
-};
+use trigger_core::{Action, CameraCommand, CameraRecord, Category, Consent, MinuteOfDay, OwnerNotice, QuietHours};
 use trigger_proto::v1 as pb;
 
 fn action(a: Action) -> pb::CommandAction {
@@ -47,44 +45,8 @@ pub fn command_from_pb(m: pb::CameraCommand) -> Result<CameraCommand, String> {
     })
 }
 
-/// The audit form of a decision. The hash chain (`prev_hash`, `hash`) is filled by the audit writer.
-pub fn activation(r: &DecisionRecord) -> pb::ActivationRecord {
-    pb::ActivationRecord {
-        incident_ref: r.incident_ref.clone(),
-        agency_id: r.agency_id.clone(),
-        category: r.category.map(|c| c.as_str().to_string()).unwrap_or_default(),
-        rule: r.rule.clone().unwrap_or_default(),
-        revision: r.revision,
-        outcome: r.outcome.as_str().to_string(),
-        commanded: r
-            .commanded
-            .iter()
-            .map(|c| pb::CommandedCamera {
-                camera_id: c.camera_id.clone(),
-                distance_m: c.distance_m.unwrap_or(0.0),
-                action: action(c.action) as i32,
-            })
-            .collect(),
-        excluded: r
-            .excluded
-            .iter()
-            .map(|x| pb::ExcludedCamera {
-                camera_id: x.camera_id.clone(),
-                distance_m: x.distance_m,
-                reason: x.reason.as_str().to_string(),
-            })
-            .collect(),
-        area_h3: r.area_h3.clone().unwrap_or_default(),
-        latencies: Some(pb::StageLatencies {
-            emitted_to_decided_ms: r.latencies.emitted_to_decided_ms,
-            received_to_decided_ms: r.latencies.received_to_decided_ms,
-        }),
-        radius_m: r.radius_m.unwrap_or(0.0),
-        decided_at_ms: r.decided_at,
-        prev_hash: String::new(),
-        hash: String::new(),
-    }
-}
+/// The audit form of a decision: see `trigger_audit` (conversion and hash chain).
+pub use trigger_audit::activation;
 
 pub fn notice(n: &OwnerNotice) -> pb::OwnerNotice {
     pb::OwnerNotice {

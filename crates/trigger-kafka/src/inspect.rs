@@ -60,7 +60,7 @@ pub fn read_topic(
 ) -> Result<Vec<Record>, KafkaError> {
     let c = reader(settings, read_committed)?;
     let parts = partitions(&c, topic)?;
-    read(&c, topic, &parts, timeout)
+    read(&c, topic, &parts, Offset::Beginning, timeout)
 }
 
 /// Every record of some partitions of `topic`, as [`read_topic`] does for all of them.
@@ -71,7 +71,7 @@ pub fn read_partitions(
     read_committed: bool,
     timeout: Duration,
 ) -> Result<Vec<Record>, KafkaError> {
-    read(&reader(settings, read_committed)?, topic, parts, timeout)
+    read(&reader(settings, read_committed)?, topic, parts, Offset::Beginning, timeout)
 }
 
 /// Partition count of a topic (0: no such topic).
@@ -83,6 +83,7 @@ fn read(
     c: &BaseConsumer<crate::Ctx>,
     topic: &str,
     parts: &[i32],
+    from: Offset,
     timeout: Duration,
 ) -> Result<Vec<Record>, KafkaError> {
     let mut tpl = TopicPartitionList::new();
@@ -92,7 +93,7 @@ fn read(
         if hi > lo {
             open.insert(*p);
         }
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+        tpl.add_partition_offset(topic, *p, from)?;
     }
     c.assign(&tpl)?;
     let deadline = Instant::now() + timeout;
@@ -123,4 +124,30 @@ fn read(
         }
     }
     Ok(out)
+}
+
+/// The last record of one partition (None: the partition is empty).
+pub fn last_record(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    read_committed: bool,
+) -> Result<Option<Record>, KafkaError> {
+    let c = reader(settings, read_committed)?;
+    let (lo, hi) = c.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    if hi <= lo {
+        return Ok(None);
+    }
+    // Control records (transaction markers) take offsets too: step back until a data record is found.
+    let mut from = hi - 1;
+    loop {
+        let recs = read(&c, topic, &[partition], Offset::Offset(from), Duration::from_secs(30))?;
+        if let Some(last) = recs.into_iter().rfind(|r| r.offset >= from) {
+            return Ok(Some(last));
+        }
+        if from == lo {
+            return Ok(None);
+        }
+        from = (from - 8).max(lo);
+    }
 }

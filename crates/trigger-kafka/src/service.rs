@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use trigger_cad::DecodeOptions;
 use trigger_core::{Action, Engine, IncidentSnapshot, Outcome, Reject};
 use trigger_index::{CameraIndex, SpatialBackend};
+use trigger_proto::v1 as pb;
 
 /// The last offset of each topic-partition in a batch.
 fn last_offsets(batch: &[OwnedMessage]) -> HashMap<(&str, i32), i64> {
@@ -239,6 +240,9 @@ pub struct Service<'a, B> {
     stats: RunStats,
     /// Which CFS partition each incident in the engine's state came from (to forget it on revocation).
     incident_partition: HashMap<(String, String), i32>,
+    /// One audit hash chain per CFS partition, written to the audit partition of the same number; resumed
+    /// from that partition's last record when first needed.
+    chains: HashMap<i32, trigger_audit::Chain>,
 }
 
 impl<'a, B: SpatialBackend> Service<'a, B> {
@@ -249,7 +253,16 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         index: &'a mut CameraIndex<B>,
         health: &'a Health,
     ) -> Self {
-        Self { settings, opts, engine, index, health, stats: RunStats::default(), incident_partition: HashMap::new() }
+        Self {
+            settings,
+            opts,
+            engine,
+            index,
+            health,
+            stats: RunStats::default(),
+            incident_partition: HashMap::new(),
+            chains: HashMap::new(),
+        }
     }
 
     /// Run until `shutdown` is set: finish the batch in hand, commit, return the run's counts.
@@ -260,6 +273,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         }
         let eos = self.settings.delivery == Delivery::ExactlyOnce;
         let producer = create_producer(&self.settings)?;
+        self.check_audit_partitions()?;
         if eos {
             self.check_co_partitioned()?;
             // Fences an earlier instance with the same transactional.id and aborts what it left open.
@@ -317,6 +331,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                     Rebalanced::Revoked(parts) => {
                         batch.retain(|m| !parts.contains(&m.partition()));
                         self.forget_partitions(&parts);
+                        self.chains.retain(|p, _| !parts.contains(p));
                     }
                     Rebalanced::Assigned(parts) if eos => self.restore_partitions(&parts)?,
                     Rebalanced::Assigned(_) => {}
@@ -336,7 +351,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             let t0 = Instant::now();
             self.apply_registry(&mut registry, &producer, self.opts.registry_sync_timeout)?;
             let t1 = Instant::now();
-            let (out, decoded) = self.decide_batch(&batch);
+            let (out, decoded) = self.decide_batch(&batch)?;
             let sent = Instant::now();
             if eos {
                 self.commit_transaction(&producer, &consumer, &batch, &out)?;
@@ -369,6 +384,41 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         self.health.ready.store(false, Relaxed);
         metrics::gauge!("dispatch_trigger_ready").set(0.0);
         Ok(self.stats)
+    }
+
+    /// The audit chain of CFS partition p is written to audit partition p.
+    fn check_audit_partitions(&self) -> Result<(), KafkaError> {
+        let t = &self.settings.topics;
+        let cfs = crate::inspect::partition_count(&self.settings, &t.cfs)?;
+        let audit = crate::inspect::partition_count(&self.settings, &t.audit)?;
+        if audit < cfs {
+            return Err(KafkaError::Setup(format!(
+                "the audit topic {:?} needs at least as many partitions as {:?} (has {audit}, needs {cfs})",
+                t.audit, t.cfs
+            )));
+        }
+        Ok(())
+    }
+
+    /// The audit chain of a CFS partition, resumed from the last record of its audit partition.
+    fn chain(&mut self, partition: i32) -> Result<&mut trigger_audit::Chain, KafkaError> {
+        if !self.chains.contains_key(&partition) {
+            let eos = self.settings.delivery == Delivery::ExactlyOnce;
+            let last = crate::inspect::last_record(&self.settings, &self.settings.topics.audit, partition, eos)?;
+            let head = match last.and_then(|r| r.payload) {
+                Some(bytes) => {
+                    pb::ActivationRecord::decode(bytes.as_slice())
+                        .map_err(|e| {
+                            KafkaError::Setup(format!("audit partition {partition}: unreadable last record: {e}"))
+                        })?
+                        .hash
+                }
+                None => trigger_audit::GENESIS.to_string(),
+            };
+            tracing::info!(partition, head = %head, "audit chain resumed");
+            self.chains.insert(partition, trigger_audit::Chain::resume(head));
+        }
+        Ok(self.chains.get_mut(&partition).expect("inserted"))
     }
 
     /// Exactly-once needs the changelog partitioned as the CFS topic: state is written to the partition of
@@ -597,10 +647,11 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
 
     /// Decide a batch: the records to produce (and, exactly-once, the incident-state changes), and the
     /// decoded events.
+    #[allow(clippy::type_complexity)]
     fn decide_batch(
         &mut self,
         batch: &[OwnedMessage],
-    ) -> (Vec<OutRecord>, Vec<Result<trigger_core::CallForService, Reject>>) {
+    ) -> Result<(Vec<OutRecord>, Vec<Result<trigger_core::CallForService, Reject>>), KafkaError> {
         let polled_ms = wall_ms();
         let opts = DecodeOptions { max_message_bytes: self.opts.max_message_bytes, agency_id: None };
         let decoded: Vec<Result<trigger_core::CallForService, Reject>> =
@@ -674,11 +725,14 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                             Some(codec::command(c).encode_to_vec()),
                         ));
                     }
-                    out.push(OutRecord::keyed(
-                        &topics.audit,
-                        rec.incident_ref.as_bytes(),
-                        Some(codec::activation(rec).encode_to_vec()),
-                    ));
+                    let sealed = self.chain(m.partition())?.seal(codec::activation(rec));
+                    out.push(OutRecord {
+                        topic: topics.audit.clone(),
+                        partition: Some(m.partition()),
+                        key: rec.incident_ref.clone().into_bytes(),
+                        payload: Some(sealed.encode_to_vec()),
+                        headers: vec![],
+                    });
                     self.stats.owner_notices += d.notices.len() as u64;
                     metrics::counter!("dispatch_trigger_owner_notices_total").increment(d.notices.len() as u64);
                     for n in &d.notices {
@@ -706,7 +760,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             }
         }
         metrics::gauge!("dispatch_trigger_incidents_in_state").set(self.engine.incidents_in_state() as f64);
-        (out, decoded)
+        Ok((out, decoded))
     }
 
     fn record_latencies(&mut self, batch: &[OwnedMessage], decoded: &[Result<trigger_core::CallForService, Reject>]) {

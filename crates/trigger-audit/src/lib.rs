@@ -1,0 +1,179 @@
+//! trigger-audit: the audit trail, tamper-evident. No I/O.
+//!
+//! Every decision becomes one `ActivationRecord` ([`activation`]). Records of one audit stream (one replay
+//! run; one CFS partition in the service) are hash-chained by [`Chain`]: each carries the previous record's
+//! hash (`prev_hash`) and its own (`hash` = SHA-256 of the record's protobuf encoding with `hash` empty, so
+//! the link to the previous record is covered too). [`verify`] walks a stream and names the first record
+//! that was altered, is unreadable, follows a missing record, or stands out of order.
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use trigger_core::{Action, DecisionRecord};
+use trigger_proto::v1 as pb;
+
+/// The `prev_hash` of a stream's first record.
+pub const GENESIS: &str = "";
+
+/// The audit form of a decision (without its place in the chain).
+pub fn activation(r: &DecisionRecord) -> pb::ActivationRecord {
+    let action = |a: Action| match a {
+        Action::Start => pb::CommandAction::Start,
+        Action::Stop => pb::CommandAction::Stop,
+    } as i32;
+    pb::ActivationRecord {
+        incident_ref: r.incident_ref.clone(),
+        agency_id: r.agency_id.clone(),
+        category: r.category.map(|c| c.as_str().to_string()).unwrap_or_default(),
+        rule: r.rule.clone().unwrap_or_default(),
+        revision: r.revision,
+        outcome: r.outcome.as_str().to_string(),
+        commanded: r
+            .commanded
+            .iter()
+            .map(|c| pb::CommandedCamera {
+                camera_id: c.camera_id.clone(),
+                distance_m: c.distance_m.unwrap_or(0.0),
+                action: action(c.action),
+            })
+            .collect(),
+        excluded: r
+            .excluded
+            .iter()
+            .map(|x| pb::ExcludedCamera {
+                camera_id: x.camera_id.clone(),
+                distance_m: x.distance_m,
+                reason: x.reason.as_str().to_string(),
+            })
+            .collect(),
+        area_h3: r.area_h3.clone().unwrap_or_default(),
+        latencies: Some(pb::StageLatencies {
+            emitted_to_decided_ms: r.latencies.emitted_to_decided_ms,
+            received_to_decided_ms: r.latencies.received_to_decided_ms,
+        }),
+        radius_m: r.radius_m.unwrap_or(0.0),
+        decided_at_ms: r.decided_at,
+        prev_hash: String::new(),
+        hash: String::new(),
+    }
+}
+
+/// SHA-256 (hex) of the record's encoding with `hash` empty. prost encodes fields in number order and keeps
+/// repeated fields in order, so equal records give equal bytes.
+pub fn record_hash(r: &pb::ActivationRecord) -> String {
+    let mut unsealed = r.clone();
+    unsealed.hash.clear();
+    hex::encode(Sha256::digest(unsealed.encode_to_vec()))
+}
+
+/// The writer's side of one audit stream.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    head: String,
+}
+
+impl Chain {
+    /// A new stream.
+    pub fn new() -> Self {
+        Self { head: GENESIS.to_string() }
+    }
+
+    /// Continue a stream whose last record has this hash.
+    pub fn resume(head: impl Into<String>) -> Self {
+        Self { head: head.into() }
+    }
+
+    /// Link the record to the stream and seal it.
+    pub fn seal(&mut self, mut r: pb::ActivationRecord) -> pb::ActivationRecord {
+        r.prev_hash = std::mem::take(&mut self.head);
+        r.hash = record_hash(&r);
+        self.head = r.hash.clone();
+        r
+    }
+
+    /// Hash of the last sealed record (GENESIS before any).
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+}
+
+/// Where and how a chain is broken. Indexes count records from 0 in the order they were read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Break {
+    #[error("record {index} cannot be read: {error}")]
+    Unreadable { index: usize, error: String },
+    #[error("record {index} was altered: its content does not match its hash")]
+    Altered { index: usize },
+    #[error("record {index} follows a record that is missing (its predecessor is not in the stream)")]
+    Missing { index: usize },
+    #[error("record {index} is out of order: its predecessor is record {predecessor_at}")]
+    Reordered { index: usize, predecessor_at: usize },
+    #[error("the stream does not start at the beginning of a chain: records are missing before record 0")]
+    NotAtGenesis,
+}
+
+/// A chain that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub records: usize,
+    /// Hash of the last record: publish it, and anyone can check later that nothing was rewritten since.
+    pub head: String,
+}
+
+/// Walk one stream. `start`: the `prev_hash` the first record must carry (GENESIS for a whole stream; a
+/// known earlier head to check a continuation; None to accept any starting point, e.g. a topic whose oldest
+/// records were deleted by retention).
+pub fn verify(records: &[Result<pb::ActivationRecord, String>], start: Option<&str>) -> Result<Verified, Break> {
+    let position: HashMap<&str, usize> =
+        records.iter().enumerate().filter_map(|(i, r)| r.as_ref().ok().map(|r| (r.hash.as_str(), i))).collect();
+    let mut prev: Option<&str> = start;
+    for (index, r) in records.iter().enumerate() {
+        let r = r.as_ref().map_err(|e| Break::Unreadable { index, error: e.clone() })?;
+        if record_hash(r) != r.hash {
+            return Err(Break::Altered { index });
+        }
+        if let Some(p) = prev {
+            if r.prev_hash != p {
+                return Err(match position.get(r.prev_hash.as_str()) {
+                    Some(&at) => Break::Reordered { index, predecessor_at: at },
+                    None if index == 0 => Break::NotAtGenesis,
+                    None => Break::Missing { index },
+                });
+            }
+        }
+        prev = Some(&r.hash);
+    }
+    Ok(Verified { records: records.len(), head: prev.unwrap_or(GENESIS).to_string() })
+}
+
+/// Records as a length-delimited protobuf stream (the audit file format of `replay`).
+pub fn encode_stream<'a>(records: impl IntoIterator<Item = &'a pb::ActivationRecord>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        r.encode_length_delimited(&mut out).expect("a Vec grows");
+    }
+    out
+}
+
+/// Read a length-delimited stream. A record that does not decode is kept as an error in its place; a
+/// broken length prefix ends the stream with one error.
+pub fn decode_stream(mut data: &[u8]) -> Vec<Result<pb::ActivationRecord, String>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let len = match prost::encoding::decode_varint(&mut data) {
+            Ok(n) if (n as usize) <= data.len() => n as usize,
+            Ok(n) => {
+                out.push(Err(format!("length {n} runs past the end of the stream ({} bytes left)", data.len())));
+                break;
+            }
+            Err(e) => {
+                out.push(Err(format!("bad length prefix: {e}")));
+                break;
+            }
+        };
+        let (msg, rest) = data.split_at(len);
+        out.push(pb::ActivationRecord::decode(msg).map_err(|e| e.to_string()));
+        data = rest;
+    }
+    out
+}
