@@ -1,0 +1,236 @@
+//! No caller data leaves ingest. Inputs that carry caller names, phone numbers, narratives, person and
+//! callback components (the example city's CSV export; the NENA EIDO call-transfer sample) go through the
+//! offline replay and through the Kafka service (as a child process, JSON logs at debug level, /metrics), and
+//! no byte of any output may contain them: commands, decisions, audit, owner notices, dead-letter headers,
+//! logs, metric labels. The CAD incident numbers must not appear in commands, audit or notices either (they
+//! carry an opaque reference).
+//!
+//! By design, dead-letter payloads (and a replay's rejects.jsonl) keep the refused input's original bytes:
+//! README, "Bad input and personal data", says how long they are kept.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use trigger_kafka::{inspect, EmbeddedCluster, KafkaSettings, Topics};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
+const CSV: &str = "fixtures/example-city.csv";
+const EIDO: &str = "../shared/data/eido/sample-call-transfer.json";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(BIN).current_dir(root()).args(args).output().unwrap();
+    assert!(out.status.success(), "dispatch-trigger {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Caller data in the inputs, read from them: every caller name, phone number and narrative of the CSV, and
+/// the identifying values of the EIDO sample's person, callback and agent components.
+fn caller_data() -> Vec<String> {
+    let mut r = csv::Reader::from_path(root().join(CSV)).unwrap();
+    let h = r.headers().unwrap().clone();
+    let cols: Vec<usize> =
+        ["caller_name", "caller_phone", "narrative"].iter().map(|c| h.iter().position(|x| x == *c).unwrap()).collect();
+    let mut v: Vec<String> = r
+        .records()
+        .flat_map(|rec| {
+            let rec = rec.unwrap();
+            cols.iter().map(|&i| rec[i].to_string()).collect::<Vec<_>>()
+        })
+        .filter(|s| s.len() >= 6)
+        .collect();
+    // The EIDO sample: the caller's number, the call and person identifiers, the call-taker's address.
+    let eido = std::fs::read_to_string(root().join(EIDO)).unwrap();
+    for s in ["8195551212", "a56e556d871", "123e4567-abcd-12d3-a456-426614174000", "tjones.atroop", "conferenceid3053"]
+    {
+        assert!(eido.contains(s), "the sample carries {s}");
+        v.push(s.to_string());
+    }
+    v
+}
+
+fn cad_numbers() -> Vec<String> {
+    let mut r = csv::Reader::from_path(root().join(CSV)).unwrap();
+    r.records().map(|x| x.unwrap()[0].to_string()).collect()
+}
+
+fn assert_clean(what: &str, bytes: &[u8], forbidden: &[String]) {
+    let text = String::from_utf8_lossy(bytes);
+    for f in forbidden {
+        assert!(!text.contains(f.as_str()), "{what} contains {f:?}");
+    }
+}
+
+/// A policy with the shipped agencies plus the example city's, in `dir`.
+fn policy(dir: &Path) -> PathBuf {
+    for sub in ["codes", "jurisdictions"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for f in std::fs::read_dir(root().join("config").join(sub)).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(sub).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.join("jurisdictions/example.geojson"),
+        r#"{"type":"Polygon","coordinates":[[[-122.1,37.2],[-121.7,37.2],[-121.7,37.5],[-122.1,37.5],[-122.1,37.2]]]}"#,
+    )
+    .unwrap();
+    let mut p = std::fs::read_to_string(root().join("config/policy.toml")).unwrap();
+    p.push_str("\n[[agency]]\nid = \"example-pd\"\ncode_tables = [\"california\"]\njurisdiction = \"jurisdictions/example.geojson\"\n");
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, p).unwrap();
+    path
+}
+
+fn cameras(dir: &Path) -> PathBuf {
+    let line = |id: &str, lat: f64, lon: f64| {
+        format!(
+            r#"{{"camera_id":"{id}","owner_ref":"own-{id}","lat":{lat},"lon":{lon},"consent":{{"categories":["burglary","robbery","shooting","shots_fired"],"max_radius_m":500,"daily_cap":50,"live_stream_allowed":true}},"online":true}}"#
+        )
+    };
+    let p = dir.join("cams.jsonl");
+    std::fs::write(&p, [line("a", 37.3383, -121.8863), line("b", 37.3391, -121.8871)].join("\n")).unwrap();
+    p
+}
+
+#[test]
+fn offline_replay_outputs_carry_no_caller_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, cams) = (policy(dir.path()), cameras(dir.path()));
+    let forbidden = caller_data();
+    let mut with_numbers = forbidden.clone();
+    with_numbers.extend(cad_numbers());
+    let profile = root().join("config/profiles/example-city.toml");
+    for (input, format, profile) in [(CSV, "csv", Some(profile.to_str().unwrap())), (EIDO, "eido", None)] {
+        let out = dir.path().join(format);
+        let mut args = vec!["replay", input, "--format", format, "--cameras", cams.to_str().unwrap()];
+        args.extend(["--policy", policy.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        if let Some(p) = profile {
+            args.extend(["--profile", p]);
+        }
+        run(&args);
+        // Refused records keep their original bytes (base64) by design; what the replay says about them may
+        // not repeat caller data.
+        for line in std::fs::read_to_string(out.join("rejects.jsonl")).unwrap().lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            let said = format!("{} {} {}", r["position"], r["reason"], r["detail"]);
+            assert_clean(&format!("{input}: a reject's position, reason and detail"), said.as_bytes(), &forbidden);
+        }
+        for f in ["commands.jsonl", "notices.jsonl", "audit.pb"] {
+            assert_clean(&format!("{input}: {f}"), &std::fs::read(out.join(f)).unwrap(), &with_numbers);
+        }
+        for f in ["decisions.jsonl", "summary.json"] {
+            assert_clean(&format!("{input}: {f}"), &std::fs::read(out.join(f)).unwrap(), &forbidden);
+        }
+    }
+    let commands = std::fs::read_to_string(dir.path().join("csv/commands.jsonl")).unwrap();
+    assert!(commands.contains("\"start\""), "the example city's burglary triggered: the check saw real outputs");
+    // The EIDO call transfer names no incident type: refused, with its bytes, and nothing else said.
+    let rejects = std::fs::read_to_string(dir.path().join("eido/rejects.jsonl")).unwrap();
+    assert_eq!(rejects.lines().count(), 1);
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, cams) = (policy(dir.path()), cameras(dir.path()));
+    let cluster = EmbeddedCluster::start(1).unwrap();
+    let b = cluster.bootstrap_servers();
+    let t = Topics::default();
+    cluster.create_topics(&t, 3).unwrap();
+    let settings = KafkaSettings { bootstrap_servers: b.clone(), ..KafkaSettings::default() };
+    run(&["cameras", "publish", "--cameras", cams.to_str().unwrap(), "--to", &b]);
+
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "policy = \"{}\"\n[kafka]\nbootstrap_servers = \"{b}\"\n[service]\npoll_timeout_ms = 20\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("service.log");
+    let mut child = Command::new(BIN)
+        .current_dir(root())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !http_get(port, "/readyz").is_some_and(|r| r.contains(" 200 ")) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the service did not become ready");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the service exited: {}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let csv_args =
+        ["replay", CSV, "--format", "csv", "--profile", "example-city", "--to-kafka", &b, "--include-rejects"];
+    run(&csv_args);
+    run(&["replay", EIDO, "--format", "eido", "--to-kafka", &b, "--include-rejects"]);
+    let sent = inspect::topic_record_count(&settings, &t.cfs).unwrap();
+    let t0 = Instant::now();
+    let metrics = loop {
+        let m = http_get(port, "/metrics").unwrap_or_default();
+        let handled: f64 = m
+            .lines()
+            .find(|l| l.starts_with("dispatch_trigger_events_total "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if handled >= sent as f64 {
+            break m;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "handled {handled} of {sent}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+
+    let forbidden = caller_data();
+    let mut with_numbers = forbidden.clone();
+    with_numbers.extend(cad_numbers());
+    let read = |topic: &str| inspect::read_topic(&settings, topic, false, Duration::from_secs(30)).unwrap();
+    let commands = read(&t.commands);
+    assert!(!commands.is_empty(), "the example city's burglary triggered: the check saw real outputs");
+    for (topic, recs) in [(&t.commands, commands), (&t.audit, read(&t.audit)), (&t.notices, read(&t.notices))] {
+        for r in recs {
+            assert_clean(topic, r.payload.as_deref().unwrap_or_default(), &with_numbers);
+            assert_clean(topic, r.key.as_deref().unwrap_or_default(), &with_numbers);
+        }
+    }
+    let dlq = read(&t.dead_letter);
+    assert!(!dlq.is_empty(), "refused rows were dead-lettered");
+    assert!(
+        dlq.iter().any(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or_default()).contains("Cy Moe")),
+        "dead letters keep the original bytes (documented retention)"
+    );
+    for r in &dlq {
+        for (k, v) in &r.headers {
+            assert_clean(&format!("dead-letter header {k}"), v, &forbidden);
+        }
+    }
+    let logs = std::fs::read(&log_path).unwrap();
+    assert!(logs.len() > 1000, "debug logs were written");
+    assert_clean("the service's logs", &logs, &forbidden);
+    assert_clean("/metrics", metrics.as_bytes(), &with_numbers);
+}
