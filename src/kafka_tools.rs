@@ -15,6 +15,23 @@ fn wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The event as if it left the CAD now, keeping its recorded received -> emitted gap (the service refuses
+/// events older than `max_age_s`, so a recorded log replayed later must be rebased).
+fn leaving_now(ev: &CallForService) -> CallForService {
+    let now = wall_ms();
+    CallForService { received_at: now - (ev.emitted_at - ev.received_at).max(0), emitted_at: now, ..ev.clone() }
+}
+
+/// The service configuration for an in-process run against `settings`: the service section (and log)
+/// honour DT_* variables, as `serve` does; no HTTP endpoint.
+fn embedded_service_config(settings: &KafkaSettings, policy: &std::path::Path) -> Result<crate::serve::ServeConfig> {
+    let mut cfg = crate::serve::ServeConfig::load(None)?;
+    cfg.policy = policy.to_path_buf();
+    cfg.kafka = settings.clone();
+    cfg.http.listen = String::new();
+    Ok(cfg)
+}
+
 /// Publish a camera layout into the registry topic; returns how many were acknowledged.
 pub fn publish_cameras(settings: &KafkaSettings, cams: &[CameraRecord]) -> Result<usize> {
     let mut p = Publisher::new(settings)?;
@@ -68,13 +85,10 @@ pub fn send_cad_log(
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
-        let mut ev: CallForService = de.event.clone();
-        if times == Times::Rebased {
-            let now = wall_ms();
-            ev.received_at = now - (ev.emitted_at - ev.received_at).max(0);
-            ev.emitted_at = now;
+        match times {
+            Times::Rebased => p.cfs(topic, &leaving_now(&de.event))?,
+            Times::Recorded => p.cfs(topic, &de.event)?,
         }
-        p.cfs(topic, &ev)?;
         report.events += 1;
         // Spread the bad records through the stream, so good events surround them.
         if include_rejects && (i % 8 == 7) {
@@ -166,11 +180,7 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
     let published = publish_cameras(&settings, &o.cameras)?;
     eprintln!("published {published} cameras to {}", settings.topics.registry);
 
-    // The service section (and log) honour DT_* variables, as `serve` does; Kafka is the embedded broker.
-    let mut cfg = crate::serve::ServeConfig::load(None)?;
-    cfg.policy = o.policy.clone();
-    cfg.kafka = settings.clone();
-    cfg.http.listen = String::new();
+    let cfg = embedded_service_config(&settings, &o.policy)?;
     let health = Health::default();
     let stop = AtomicBool::new(false);
     let (sent, stats) = std::thread::scope(|s| -> Result<(SendReport, RunStats)> {
@@ -312,10 +322,7 @@ fn measure(
     if p == Processor::Engine {
         publish_cameras(&settings, &o.cameras)?;
     }
-    let mut cfg = crate::serve::ServeConfig::load(None)?;
-    cfg.policy = o.policy.clone();
-    cfg.kafka = settings.clone();
-    cfg.http.listen = String::new();
+    let cfg = embedded_service_config(&settings, &o.policy)?;
     let health = Health::default();
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| -> Result<BenchRow> {
@@ -337,11 +344,8 @@ fn measure(
         let mut publisher = Publisher::new(&settings)?;
         const WARM_UP: usize = 100;
         let send = |publisher: &mut Publisher, k: usize| -> Result<()> {
-            let mut ev = o.events[k % o.events.len()].clone();
+            let mut ev = leaving_now(&o.events[k % o.events.len()]);
             ev.incident_id = format!("{}#{}", ev.incident_id, k / o.events.len());
-            let now = wall_ms();
-            ev.received_at = now - (ev.emitted_at - ev.received_at).max(0);
-            ev.emitted_at = now;
             Ok(publisher.cfs(&settings.topics.cfs, &ev)?)
         };
         for k in 0..WARM_UP {

@@ -3,55 +3,26 @@
 //! command is lost, and every duplicate carries the same command_id (a camera can drop it). The last child
 //! is stopped with SIGTERM and must exit 0.
 
+mod common;
+
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use trigger_core::{Action, CallForService, CameraRecord, Category, Consent, Engine, Location, Status};
-use trigger_kafka::{codec, inspect, EmbeddedCluster, KafkaSettings, Publisher};
+use trigger_core::{Action, CallForService, CameraRecord, Engine, Status};
+use trigger_kafka::{inspect, EmbeddedCluster, KafkaSettings, Publisher};
 use trigger_proto::v1 as pb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
-const SPOT: (f64, f64) = (36.1627, -86.7816);
 const CAMERAS: usize = 4;
 const EVENTS: usize = 240;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
 fn camera(i: usize) -> CameraRecord {
-    CameraRecord {
-        camera_id: format!("cam-{i}"),
-        owner_ref: format!("own-{i}"),
-        lat: SPOT.0 + (20.0 + 30.0 * i as f64) / 111_195.0,
-        lon: SPOT.1,
-        consent: Consent {
-            categories: Category::ALL.into_iter().collect(),
-            max_radius_m: 500.0,
-            quiet_hours: None,
-            daily_cap: 100_000,
-            live_stream_allowed: false,
-        },
-        online: true,
-        updated_at: 0,
-    }
+    common::camera(&format!("cam-{i}"), 20.0 + 30.0 * i as f64)
 }
 
 fn event(i: usize) -> CallForService {
-    let t = now_ms();
-    CallForService {
-        incident_id: format!("CRASH-{i}"),
-        agency_id: "nashville-mnpd".into(),
-        revision: 1,
-        status: Status::New,
-        call_type_code: "83".into(),
-        call_type_text: "SHOTS FIRED".into(),
-        priority: 1,
-        location: Some(Location { lat: SPOT.0, lon: SPOT.1, uncertainty_m: 10.0 }),
-        received_at: t - 1000,
-        emitted_at: t,
-    }
+    common::shots_fired(&format!("CRASH-{i}"), 1, Status::New)
 }
 
 fn spawn(config: &std::path::Path) -> Child {
@@ -62,14 +33,6 @@ fn spawn(config: &std::path::Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("service binary starts")
-}
-
-fn commands(settings: &KafkaSettings) -> Vec<trigger_core::CameraCommand> {
-    inspect::read_topic(settings, &settings.topics.commands, false, Duration::from_secs(30))
-        .unwrap()
-        .iter()
-        .map(|m| codec::command_from_pb(pb::CameraCommand::decode(m.payload.as_deref().unwrap()).unwrap()).unwrap())
-        .collect()
 }
 
 #[test]
@@ -139,7 +102,7 @@ fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id() {
     let mut child = spawn(&config);
     let t = Instant::now();
     let cmds = loop {
-        let cmds = commands(&settings);
+        let cmds = common::commands(&settings, false);
         let got: BTreeSet<(String, String)> = cmds
             .iter()
             .filter(|c| c.action == Action::Start)

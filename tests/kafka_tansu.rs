@@ -5,19 +5,17 @@
 //! Without a tansu binary (TANSU_BIN, or `tansu` on PATH or in ~/.cargo/bin) the test says so and passes,
 //! unless DT_REQUIRE_TANSU=1 (CI sets it), where a missing broker fails it.
 
+mod common;
+
 use dispatch_trigger::serve::{self, ServeConfig};
-use prost::Message as _;
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use trigger_core::{Action, CallForService, CameraRecord, Category, Consent, Location, Status};
-use trigger_kafka::{codec, inspect, Health, KafkaSettings, Publisher};
-use trigger_proto::v1 as pb;
-
-const SPOT: (f64, f64) = (36.1627, -86.7816);
+use trigger_core::{Action, Status};
+use trigger_kafka::{inspect, Health, KafkaSettings, Publisher};
 
 fn tansu_bin() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("TANSU_BIN") {
@@ -64,44 +62,6 @@ fn start_tansu(bin: &PathBuf) -> (Broker, String) {
     (broker, format!("127.0.0.1:{port}"))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn camera(i: usize) -> CameraRecord {
-    CameraRecord {
-        camera_id: format!("cam-{i}"),
-        owner_ref: format!("own-{i}"),
-        lat: SPOT.0 + (30.0 + 40.0 * i as f64) / 111_195.0,
-        lon: SPOT.1,
-        consent: Consent {
-            categories: Category::ALL.into_iter().collect(),
-            max_radius_m: 500.0,
-            quiet_hours: None,
-            daily_cap: 1000,
-            live_stream_allowed: false,
-        },
-        online: true,
-        updated_at: 0,
-    }
-}
-
-fn event(i: usize) -> CallForService {
-    let t = now_ms();
-    CallForService {
-        incident_id: format!("T-{i}"),
-        agency_id: "nashville-mnpd".into(),
-        revision: 1,
-        status: Status::New,
-        call_type_code: "83".into(),
-        call_type_text: "SHOTS FIRED".into(),
-        priority: 1,
-        location: Some(Location { lat: SPOT.0, lon: SPOT.1, uncertainty_m: 10.0 }),
-        received_at: t - 1000,
-        emitted_at: t,
-    }
-}
-
 #[test]
 fn at_least_once_end_to_end_on_tansu() {
     let Some(bin) = tansu_bin() else {
@@ -117,7 +77,7 @@ fn at_least_once_end_to_end_on_tansu() {
 
     let mut p = Publisher::new(&settings).unwrap();
     for i in 0..3 {
-        p.camera(&settings.topics.registry, &camera(i)).unwrap();
+        p.camera(&settings.topics.registry, &common::camera(&format!("cam-{i}"), 30.0 + 40.0 * i as f64)).unwrap();
     }
     p.wait().unwrap();
 
@@ -136,7 +96,7 @@ fn at_least_once_end_to_end_on_tansu() {
         }
         let mut p = Publisher::new(&settings).unwrap();
         for i in 0..n {
-            p.cfs(&settings.topics.cfs, &event(i)).unwrap();
+            p.cfs(&settings.topics.cfs, &common::shots_fired(&format!("T-{i}"), 1, Status::New)).unwrap();
             if i % 10 == 5 {
                 p.raw(&settings.topics.cfs, b"bad", b"\xff\xff not protobuf").unwrap();
             }
@@ -153,11 +113,7 @@ fn at_least_once_end_to_end_on_tansu() {
     assert_eq!(stats.events, (n + 3) as u64);
     assert_eq!(stats.rejects.get("malformed_protobuf"), Some(&3));
 
-    let cmds: Vec<_> = inspect::read_topic(&settings, &settings.topics.commands, false, Duration::from_secs(30))
-        .unwrap()
-        .iter()
-        .map(|m| codec::command_from_pb(pb::CameraCommand::decode(m.payload.as_deref().unwrap()).unwrap()).unwrap())
-        .collect();
+    let cmds = common::commands(&settings, false);
     let started: BTreeSet<(String, String)> = cmds
         .iter()
         .filter(|c| c.action == Action::Start)

@@ -1,0 +1,60 @@
+//! Shared by the Kafka tests: cameras and calls around one spot in Nashville, and reading commands back.
+#![allow(dead_code)] // each test file uses its own subset
+
+use prost::Message as _;
+use std::time::Duration;
+use trigger_core::{CallForService, CameraCommand, CameraRecord, Category, Consent, Location, Status};
+use trigger_kafka::{codec, inspect, KafkaSettings};
+use trigger_proto::v1 as pb;
+
+/// Downtown Nashville, inside the MNPD jurisdiction.
+pub const SPOT: (f64, f64) = (36.1627, -86.7816);
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A camera `north_m` metres north of the spot, consenting to every category within 500 m, at any hour.
+pub fn camera(id: &str, north_m: f64) -> CameraRecord {
+    CameraRecord {
+        camera_id: id.into(),
+        owner_ref: format!("own-{id}"),
+        lat: SPOT.0 + north_m / 111_195.0,
+        lon: SPOT.1,
+        consent: Consent {
+            categories: Category::ALL.into_iter().collect(),
+            max_radius_m: 500.0,
+            quiet_hours: None,
+            daily_cap: 100_000,
+            live_stream_allowed: false,
+        },
+        online: true,
+        updated_at: 0,
+    }
+}
+
+/// A shots-fired call at the spot, leaving the CAD now, received 5 s ago.
+pub fn shots_fired(incident: &str, revision: u32, status: Status) -> CallForService {
+    let t = now_ms();
+    CallForService {
+        incident_id: incident.into(),
+        agency_id: "nashville-mnpd".into(),
+        revision,
+        status,
+        call_type_code: "83".into(),
+        call_type_text: "SHOTS FIRED".into(),
+        priority: 1,
+        location: Some(Location { lat: SPOT.0, lon: SPOT.1, uncertainty_m: 10.0 }),
+        received_at: t - 5_000,
+        emitted_at: t,
+    }
+}
+
+/// Every command on the commands topic (read_committed: skip aborted and open transactions).
+pub fn commands(settings: &KafkaSettings, read_committed: bool) -> Vec<CameraCommand> {
+    inspect::read_topic(settings, &settings.topics.commands, read_committed, Duration::from_secs(30))
+        .unwrap()
+        .iter()
+        .map(|m| codec::command_from_pb(pb::CameraCommand::decode(m.payload.as_deref().unwrap()).unwrap()).unwrap())
+        .collect()
+}
