@@ -3,7 +3,7 @@
 //! at-least-once, good and bad calls for service produced; commands and dead letters are read back.
 //!
 //! Without a tansu binary (TANSU_BIN, or `tansu` on PATH or in ~/.cargo/bin) the test says so and passes,
-//! unless DT_REQUIRE_TANSU=1 (CI sets it), where a missing broker fails it.
+//! unless TANSU_REQUIRED=1 (CI sets it), where a missing broker fails it.
 
 mod common;
 
@@ -65,7 +65,7 @@ fn start_tansu(bin: &PathBuf) -> (Broker, String) {
 #[test]
 fn at_least_once_end_to_end_on_tansu() {
     let Some(bin) = tansu_bin() else {
-        assert!(std::env::var("DT_REQUIRE_TANSU").is_err(), "DT_REQUIRE_TANSU is set but no tansu binary was found");
+        assert!(std::env::var("TANSU_REQUIRED").is_err(), "TANSU_REQUIRED is set but no tansu binary was found");
         eprintln!("tansu is not installed (cargo install tansu --features dynostore,libsql): not run here");
         return;
     };
