@@ -41,6 +41,8 @@ pub struct ServiceSection {
     pub registry_sync: RegistrySync,
     pub registry_sync_timeout_ms: u64,
     pub cad_silence_s: u64,
+    /// What a dead letter keeps of the refused record: original | redacted | digest.
+    pub dead_letter_payload: trigger_kafka::DeadLetterPayload,
 }
 
 impl Default for ServiceSection {
@@ -54,6 +56,7 @@ impl Default for ServiceSection {
             registry_sync: RegistrySync::Strict,
             registry_sync_timeout_ms: 2000,
             cad_silence_s: d.cad_silence.as_secs(),
+            dead_letter_payload: d.dead_letter_payload,
         }
     }
 }
@@ -70,6 +73,7 @@ impl ServiceSection {
                 RegistrySync::Eventual => None,
             },
             cad_silence: Duration::from_secs(self.cad_silence_s),
+            dead_letter_payload: self.dead_letter_payload,
             ..ServiceOptions::default()
         }
     }

@@ -465,3 +465,49 @@ fn telemetry_endpoints_and_the_cad_silence_watchdog() {
     });
     assert_eq!(http_get(addr, "/readyz").0, 503, "not ready once stopped");
 }
+
+#[test]
+fn redacted_dead_letters_keep_only_the_contract_fields_and_a_digest() {
+    use trigger_kafka::service::{H_ORIGINAL_BYTES, H_ORIGINAL_SHA256};
+    let (_cluster, settings) = setup(1);
+    let mut cfg = config(&settings);
+    cfg.service.dead_letter_payload = trigger_kafka::DeadLetterPayload::Redacted;
+    let secret = "Jane Roe 408-555-0199";
+    // A CallForService refused for its location, with an extra field a producer added (field 99).
+    let mut ev = shots_fired("R-1", 1, Status::New);
+    ev.location = Some(Location { lat: 0.0, lon: 0.0, uncertainty_m: 0.0 });
+    let mut with_extra = trigger_cad::pb::to_pb(&ev).encode_to_vec();
+    prost::encoding::string::encode(99, &secret.to_string(), &mut with_extra);
+    let csv_row = format!("24-0001,example-pd,459,,,{secret},neighbour saw two men");
+    publish(&settings, |p, s| {
+        p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap();
+        p.raw(&s.topics.registry, b"cam-1", format!("\x08\x01{secret}").as_bytes()).unwrap();
+    });
+    let (health, stop) = (Health::default(), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        publish(&settings, |p, s| {
+            p.raw(&s.topics.cfs, b"R-1", &with_extra).unwrap();
+            p.raw(&s.topics.cfs, b"row 2", csv_row.as_bytes()).unwrap();
+        });
+        svc.wait_handled(2);
+        svc.stop();
+    });
+    let dlq = inspect::read_topic(&settings, &settings.topics.dead_letter, false, Duration::from_secs(30)).unwrap();
+    assert_eq!(dlq.len(), 3);
+    for r in &dlq {
+        let payload = r.payload.clone().unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&payload).contains("Jane Roe"), "redacted: {:?}", r.header(H_REASON));
+        assert_eq!(r.header(H_ORIGINAL_SHA256).map(<[u8]>::len), Some(64));
+        let original_len: usize = String::from_utf8_lossy(r.header(H_ORIGINAL_BYTES).unwrap()).parse().unwrap();
+        match String::from_utf8_lossy(r.header(H_REASON).unwrap()).as_ref() {
+            "null_island" => {
+                assert_eq!(original_len, with_extra.len());
+                let kept = pb::CallForService::decode(payload.as_slice()).unwrap();
+                assert_eq!(kept, trigger_cad::pb::to_pb(&ev), "the contract's fields are kept, the extra one is not");
+            }
+            "invalid_camera_record" | "malformed_protobuf" => assert!(payload.is_empty(), "no bytes kept"),
+            other => panic!("unexpected dead letter {other}"),
+        }
+    }
+}

@@ -23,7 +23,7 @@ pub mod settings;
 
 pub use embedded::EmbeddedCluster;
 pub use produce::{OutRecord, Publisher};
-pub use service::{Health, RunStats, Service, ServiceOptions};
+pub use service::{DeadLetterPayload, Health, RunStats, Service, ServiceOptions};
 pub use settings::{Delivery, KafkaSettings, Security, Topics};
 
 /// Errors of the Kafka layer, by whose fault and whether retrying helps.

@@ -45,6 +45,23 @@ pub const H_DETAIL: &str = "dt.reject.detail";
 pub const H_TOPIC: &str = "dt.source.topic";
 pub const H_PARTITION: &str = "dt.source.partition";
 pub const H_OFFSET: &str = "dt.source.offset";
+/// With a redacted or digest payload: SHA-256 (hex) and length of the original bytes.
+pub const H_ORIGINAL_SHA256: &str = "dt.original.sha256";
+pub const H_ORIGINAL_BYTES: &str = "dt.original.bytes";
+
+/// What a dead letter carries of the refused record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterPayload {
+    /// The original bytes (to inspect and replay them). They may hold whatever a producer put there.
+    #[default]
+    Original,
+    /// Only the fields of the `CallForService` contract, re-encoded (anything else a producer added is
+    /// dropped); a record that is not a `CallForService` at all keeps no bytes. Digest headers either way.
+    Redacted,
+    /// No bytes: only the digest headers (a record can still be matched against the source's own copy).
+    Digest,
+}
 
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
@@ -63,6 +80,7 @@ pub struct ServiceOptions {
     pub cad_silence: Duration,
     /// Longest pause between delivery retries.
     pub retry_backoff_max: Duration,
+    pub dead_letter_payload: DeadLetterPayload,
 }
 
 impl Default for ServiceOptions {
@@ -75,6 +93,7 @@ impl Default for ServiceOptions {
             registry_sync_timeout: Some(Duration::from_secs(2)),
             cad_silence: Duration::from_secs(600),
             retry_backoff_max: Duration::from_secs(5),
+            dead_letter_payload: DeadLetterPayload::Original,
         }
     }
 }
@@ -214,20 +233,45 @@ fn stage(name: &'static str, seconds: f64) {
     metrics::histogram!("dispatch_trigger_stage_seconds", "stage" => name).record(seconds.max(0.0));
 }
 
-/// The dead-letter record for a refused input: original key and bytes, reason and origin in headers.
-pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str) -> OutRecord {
+/// What a dead letter keeps of `original` under `mode` (adding the digest headers when it is not all of it).
+/// `cfs`: the record is meant to be a `CallForService`, whose contract fields a redacted letter keeps.
+fn kept_bytes(
+    original: &[u8],
+    mode: DeadLetterPayload,
+    cfs: bool,
+    headers: &mut Vec<(&'static str, Vec<u8>)>,
+) -> Vec<u8> {
+    if mode == DeadLetterPayload::Original {
+        return original.to_vec();
+    }
+    use sha2::Digest as _;
+    headers.push((H_ORIGINAL_SHA256, hex::encode(sha2::Sha256::digest(original)).into_bytes()));
+    headers.push((H_ORIGINAL_BYTES, original.len().to_string().into_bytes()));
+    match pb::CallForService::decode(original) {
+        // prost keeps only the contract's fields: anything else is gone once re-encoded.
+        Ok(m) if cfs && mode == DeadLetterPayload::Redacted => m.encode_to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// The dead-letter record for a refused input: original key, the payload as `mode` says, reason and origin
+/// in headers.
+pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str, mode: DeadLetterPayload) -> OutRecord {
+    let original = m.payload().unwrap_or_default();
+    let mut headers = vec![
+        (H_REASON, reason.as_bytes().to_vec()),
+        (H_DETAIL, detail.as_bytes().to_vec()),
+        (H_TOPIC, m.topic().as_bytes().to_vec()),
+        (H_PARTITION, m.partition().to_string().into_bytes()),
+        (H_OFFSET, m.offset().to_string().into_bytes()),
+    ];
+    let payload = kept_bytes(original, mode, true, &mut headers);
     OutRecord {
         topic: topic.to_string(),
         partition: None,
         key: m.key().unwrap_or_default().to_vec(),
-        payload: Some(m.payload().unwrap_or_default().to_vec()),
-        headers: vec![
-            (H_REASON, reason.as_bytes().to_vec()),
-            (H_DETAIL, detail.as_bytes().to_vec()),
-            (H_TOPIC, m.topic().as_bytes().to_vec()),
-            (H_PARTITION, m.partition().to_string().into_bytes()),
-            (H_OFFSET, m.offset().to_string().into_bytes()),
-        ],
+        payload: Some(payload),
+        headers,
     }
 }
 
@@ -605,18 +649,21 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             .drain(..)
             .map(|b| {
                 tracing::warn!(partition = b.partition, offset = b.offset, reason = %b.reason, "bad registry record");
+                let mut headers = vec![
+                    (H_REASON, b"invalid_camera_record".to_vec()),
+                    (H_DETAIL, b.reason.into_bytes()),
+                    (H_TOPIC, topic.registry.as_bytes().to_vec()),
+                    (H_PARTITION, b.partition.to_string().into_bytes()),
+                    (H_OFFSET, b.offset.to_string().into_bytes()),
+                ];
+                // A registry record holds an owner's home location: redacted letters keep none of it.
+                let payload = kept_bytes(&b.payload, self.opts.dead_letter_payload, false, &mut headers);
                 OutRecord {
                     topic: topic.dead_letter.clone(),
                     partition: None,
                     key: b.key.unwrap_or_default(),
-                    payload: Some(b.payload),
-                    headers: vec![
-                        (H_REASON, b"invalid_camera_record".to_vec()),
-                        (H_DETAIL, b.reason.into_bytes()),
-                        (H_TOPIC, topic.registry.as_bytes().to_vec()),
-                        (H_PARTITION, b.partition.to_string().into_bytes()),
-                        (H_OFFSET, b.offset.to_string().into_bytes()),
-                    ],
+                    payload: Some(payload),
+                    headers,
                 }
             })
             .collect();
@@ -698,7 +745,8 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                         offset = m.offset(),
                         "refused"
                     );
-                    out.push(dead_letter(&topics.dead_letter, m, r.reason.as_str(), &r.detail));
+                    let mode = self.opts.dead_letter_payload;
+                    out.push(dead_letter(&topics.dead_letter, m, r.reason.as_str(), &r.detail, mode));
                 }
                 Ok(d) => {
                     let rec = &d.record;
