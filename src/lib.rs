@@ -6,6 +6,7 @@ pub mod cameras;
 pub mod config;
 pub mod kafka_tools;
 pub mod replay;
+pub mod report;
 pub mod serve;
 
 use std::io::IsTerminal;

@@ -39,6 +39,9 @@ enum Command {
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Reports built from the audit trail.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Kafka topics of the service.
     #[command(subcommand)]
     Topics(TopicsCmd),
@@ -102,6 +105,27 @@ struct VerifyArgs {
     /// Require the first record to follow this hash (a head published earlier).
     #[arg(long, conflicts_with = "any_start")]
     after: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// The full history of one owner's cameras: every START and STOP (time, camera, category, coarse area,
+    /// distance) and the times they were near an incident but not used, by reason. Built from a verified
+    /// audit trail and the camera layout (which cameras are the owner's).
+    Owner(OwnerArgs),
+}
+
+#[derive(Args)]
+struct OwnerArgs {
+    /// The owner's opaque reference.
+    #[arg(long)]
+    owner: String,
+    /// audit.pb, or a replay output folder holding one.
+    #[arg(long)]
+    audit: PathBuf,
+    /// Camera layout (.jsonl, .csv or .geojson) that says which cameras are the owner's.
+    #[arg(long)]
+    cameras: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -306,6 +330,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => replay(&cli.policy, a),
         Command::Serve(a) => serve_cmd(a),
         Command::Audit(AuditCmd::Verify(a)) => audit_verify(a),
+        Command::Report(ReportCmd::Owner(a)) => {
+            let cams = cameras::load(&a.cameras)?;
+            let r = dispatch_trigger::report::owner(&a.owner, &cams, &a.audit)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
         Command::Topics(TopicsCmd::Create(a)) => {
             let settings = a.target.settings()?;
             let created = trigger_kafka::admin::create_topics(

@@ -62,3 +62,72 @@ fn audit_verify_catches_a_flipped_byte_a_deleted_record_and_a_swap() {
     let (ok, text) = verify(&write("swapped.pb", &swapped));
     assert!(!ok && text.contains("record 80 is out of order"), "{text}");
 }
+
+#[test]
+fn an_owners_history_matches_the_notices_they_were_sent_and_needs_an_intact_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cams, out) = (dir.path().join("cams.jsonl"), dir.path().join("run"));
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    run(&["cameras", "generate", "--count", "20000", "--seed", "7", "--profile", "nashville-mnpd"]
+        .iter()
+        .copied()
+        .chain(["--around", "fixtures/nashville-mnpd-2024-07-01_07.csv", "--out", cams.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    run(&["replay", "fixtures/nashville-mnpd-2024-07-01_07.csv", "--format", "csv", "--profile", "nashville-mnpd"]
+        .iter()
+        .copied()
+        .chain(["--cameras", cams.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    // The owner who was notified most often.
+    let notices: Vec<serde_json::Value> = std::fs::read_to_string(out.join("notices.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut per_owner = std::collections::BTreeMap::<String, usize>::new();
+    for n in &notices {
+        *per_owner.entry(n["owner_ref"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let (owner, sent) = per_owner.iter().max_by_key(|(_, n)| **n).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&run(&[
+        "report",
+        "owner",
+        "--owner",
+        owner,
+        "--audit",
+        out.to_str().unwrap(),
+        "--cameras",
+        cams.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["starts"].as_u64().unwrap() as usize, *sent, "one START per notice sent");
+    let theirs: Vec<&str> = report["cameras"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    for a in report["activations"].as_array().unwrap() {
+        assert!(theirs.contains(&a["camera_id"].as_str().unwrap()), "only the owner's own cameras");
+        assert!(a["area_h3"].as_str().unwrap().len() == 15, "a coarse H3 cell, not a location");
+    }
+    // A tampered trail yields no report.
+    let data = std::fs::read(out.join("audit.pb")).unwrap();
+    let mut records: Vec<_> = trigger_audit::decode_stream(&data).into_iter().map(Result::unwrap).collect();
+    records.remove(3);
+    std::fs::write(out.join("audit.pb"), trigger_audit::encode_stream(&records)).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "report",
+            "owner",
+            "--owner",
+            owner,
+            "--audit",
+            out.to_str().unwrap(),
+            "--cameras",
+            cams.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the audit chain is broken"));
+}
