@@ -113,6 +113,25 @@ enum ReportCmd {
     /// distance) and the times they were near an incident but not used, by reason. Built from a verified
     /// audit trail and the camera layout (which cameras are the owner's).
     Owner(OwnerArgs),
+    /// The public transparency report (CSV, JSON, self-contained HTML with charts) from a verified audit trail:
+    /// per agency x category x month, incidents that triggered, cameras activated, refusals by reason.
+    Transparency(TransparencyArgs),
+}
+
+#[derive(Args)]
+struct TransparencyArgs {
+    /// audit.pb, or a replay output folder holding one.
+    #[arg(long)]
+    audit: PathBuf,
+    /// Output folder (transparency.csv, transparency.json, transparency.html).
+    #[arg(long)]
+    out: PathBuf,
+    /// H3 resolution of the area table (at most the audit's, 7 by default).
+    #[arg(long, default_value_t = 7)]
+    resolution: u8,
+    /// Cells with fewer triggered incidents than this get no count.
+    #[arg(long, default_value_t = 3)]
+    min_count: u64,
 }
 
 #[derive(Args)]
@@ -330,6 +349,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => replay(&cli.policy, a),
         Command::Serve(a) => serve_cmd(a),
         Command::Audit(AuditCmd::Verify(a)) => audit_verify(a),
+        Command::Report(ReportCmd::Transparency(a)) => {
+            let r = dispatch_trigger::transparency::build(&a.audit, a.resolution, a.min_count)?;
+            dispatch_trigger::transparency::write(&r, &a.out)?;
+            println!(
+                "{} rows, {} areas from {} audit records -> {}/transparency.{{csv,json,html}}",
+                r.rows.len(),
+                r.areas.len(),
+                r.audit_records,
+                a.out.display()
+            );
+            Ok(())
+        }
         Command::Report(ReportCmd::Owner(a)) => {
             let cams = cameras::load(&a.cameras)?;
             let r = dispatch_trigger::report::owner(&a.owner, &cams, &a.audit)?;

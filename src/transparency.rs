@@ -1,0 +1,240 @@
+//! The public transparency report, from the audit trail alone: per agency x category x month, incidents that
+//! triggered, cameras activated (total, median and max per incident) and refusals by reason; activations per
+//! coarse H3 cell. Counts only: no camera, owner or incident identifier leaves this module.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Row {
+    pub agency: String,
+    /// Trigger category; empty for calls that have none (blocked or non-trigger types).
+    pub category: String,
+    /// YYYY-MM (UTC) of the decision; an incident counts in the month it first triggered.
+    pub month: String,
+    pub incidents_triggered: u64,
+    pub cameras_activated: u64,
+    pub cameras_per_incident_median: f64,
+    pub cameras_per_incident_max: u64,
+    pub refused_blocked_type: u64,
+    pub refused_stale: u64,
+    pub refused_outside_jurisdiction: u64,
+    /// Scope-widening overrides used (break-glass is not built yet: always 0).
+    pub break_glass_uses: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Area {
+    pub h3_cell: String,
+    /// Incidents that triggered in the cell; None when fewer than the report's minimum count.
+    pub incidents_triggered: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub audit_records: usize,
+    /// Head hash of the verified audit trail the report was built from.
+    pub audit_head: String,
+    pub h3_resolution: u8,
+    /// Cells with fewer triggered incidents than this are not given a count.
+    pub min_count: u64,
+    pub rows: Vec<Row>,
+    pub areas: Vec<Area>,
+}
+
+/// (agency, category, month): one row of the report.
+type RowKey = (String, String, String);
+
+fn month(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m").to_string()).unwrap_or_default()
+}
+
+/// Build the report from a verified audit trail.
+pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
+    let res =
+        h3o::Resolution::try_from(resolution).map_err(|_| anyhow::anyhow!("resolution {resolution} is not 0..=15"))?;
+    let (records, head) = crate::report::read_verified_audit(audit)?;
+    let mut rows: BTreeMap<RowKey, Row> = BTreeMap::new();
+    // incident_ref -> (row of its first trigger, STARTs over its life, its coarse cell)
+    let mut incidents: HashMap<&str, (RowKey, u64, Option<String>)> = HashMap::new();
+    for r in &records {
+        let key = (r.agency_id.clone(), r.category.clone(), month(r.decided_at_ms));
+        let row = rows.entry(key.clone()).or_insert_with(|| Row {
+            agency: key.0.clone(),
+            category: key.1.clone(),
+            month: key.2.clone(),
+            ..Row::default()
+        });
+        match r.outcome.as_str() {
+            "blocked_type" => row.refused_blocked_type += 1,
+            "refused_stale" => row.refused_stale += 1,
+            "outside_jurisdiction" => row.refused_outside_jurisdiction += 1,
+            _ => {}
+        }
+        let starts =
+            r.commanded.iter().filter(|c| c.action == trigger_proto::v1::CommandAction::Start as i32).count() as u64;
+        if starts > 0 {
+            let cell = r
+                .area_h3
+                .parse::<h3o::CellIndex>()
+                .ok()
+                .map(|c| if c.resolution() > res { c.parent(res).unwrap_or(c) } else { c })
+                .map(|c| c.to_string());
+            let e = incidents.entry(&r.incident_ref).or_insert((key, 0, cell));
+            e.1 += starts;
+        }
+    }
+    let mut per_row: BTreeMap<RowKey, Vec<u64>> = BTreeMap::new();
+    let mut per_cell: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, starts, cell) in incidents.into_values() {
+        per_row.entry(key).or_default().push(starts);
+        if let Some(c) = cell {
+            *per_cell.entry(c).or_default() += 1;
+        }
+    }
+    for (key, mut v) in per_row {
+        v.sort_unstable();
+        let row = rows.get_mut(&key).expect("every incident's row exists");
+        row.incidents_triggered = v.len() as u64;
+        row.cameras_activated = v.iter().sum();
+        row.cameras_per_incident_max = *v.last().unwrap_or(&0);
+        row.cameras_per_incident_median = match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2] as f64,
+            n => (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0,
+        };
+    }
+    let areas = per_cell
+        .into_iter()
+        .map(|(h3_cell, n)| Area { h3_cell, incidents_triggered: (n >= min_count).then_some(n) })
+        .collect();
+    Ok(Report {
+        audit_records: records.len(),
+        audit_head: head,
+        h3_resolution: resolution,
+        min_count,
+        rows: rows.into_values().collect(),
+        areas,
+    })
+}
+
+/// A horizontal bar chart as inline SVG (two or three bar charts do not justify a plotting library and the
+/// font stack it needs to measure labels).
+fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
+    let (w, row_h, label_w) = (720.0, 22.0, 170.0);
+    let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
+    let h = 40.0 + row_h * bars.len() as f64;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{title}"><text x="0" y="18" font-size="15" font-weight="bold">{title}</text>"#
+    );
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = 30.0 + row_h * i as f64;
+        let bw = (w - label_w - 60.0) * (*v as f64) / max;
+        let _ = write!(
+            s,
+            r##"<text x="{lx}" y="{ty}" font-size="12" text-anchor="end">{label}</text><rect x="{label_w}" y="{y}" width="{bw:.1}" height="{bh}" fill="#3b6ea5"/><text x="{vx:.1}" y="{ty}" font-size="12">{v}</text>"##,
+            lx = label_w - 6.0,
+            ty = y + 14.0,
+            bh = row_h - 6.0,
+            vx = label_w + bw + 4.0,
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Write transparency.csv, transparency.json and a self-contained transparency.html into `dir`.
+pub fn write(report: &Report, dir: &Path) -> Result<()> {
+    if report.rows.is_empty() {
+        bail!("the audit trail has no records");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut w = csv::Writer::from_path(dir.join("transparency.csv"))?;
+    for r in &report.rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    std::fs::write(dir.join("transparency.json"), serde_json::to_string_pretty(report)? + "\n")?;
+
+    let sum_by = |f: &dyn Fn(&Row) -> (String, u64)| -> Vec<(String, u64)> {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &report.rows {
+            let (k, v) = f(r);
+            *m.entry(k).or_default() += v;
+        }
+        m.into_iter().filter(|(_, v)| *v > 0).collect()
+    };
+    let by_month = sum_by(&|r| (r.month.clone(), r.incidents_triggered));
+    let cams_by_month = sum_by(&|r| (r.month.clone(), r.cameras_activated));
+    let by_category = sum_by(&|r| (r.category.clone(), r.incidents_triggered));
+    let refusals: Vec<(String, u64)> = [
+        ("blocked type", report.rows.iter().map(|r| r.refused_blocked_type).sum::<u64>()),
+        ("stale (over the latency budget)", report.rows.iter().map(|r| r.refused_stale).sum()),
+        ("outside jurisdiction", report.rows.iter().map(|r| r.refused_outside_jurisdiction).sum()),
+        ("break-glass uses", report.rows.iter().map(|r| r.break_glass_uses).sum()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let agencies: BTreeSet<&str> = report.rows.iter().map(|r| r.agency.as_str()).collect();
+
+    let mut html = String::from(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>dispatch-trigger transparency report</title>
+<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}.note{color:#555;font-size:13px}</style></head><body>"#,
+    );
+    let _ = write!(
+        html,
+        "<h1>Camera activations for 911 calls: transparency report</h1><p class=\"note\">Built from the \
+         tamper-evident audit trail only ({} records, chain verified, head <code>{}</code>). Agencies: {}. Counts \
+         only: no camera, owner or incident identifiers; places only as H3 cells at resolution {}, and cells with \
+         fewer than {} triggered incidents are not counted.</p>",
+        report.audit_records,
+        &report.audit_head[..report.audit_head.len().min(16)],
+        esc(&agencies.into_iter().collect::<Vec<_>>().join(", ")),
+        report.h3_resolution,
+        report.min_count
+    );
+    for chart in [
+        bar_chart("Incidents that triggered cameras, by month", &by_month),
+        bar_chart("Cameras activated, by month", &cams_by_month),
+        bar_chart("Incidents that triggered, by category", &by_category),
+        bar_chart("Refusals and overrides", &refusals),
+    ] {
+        let _ = write!(html, "<p>{chart}</p>");
+    }
+    html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>stale</th><th>outside jurisdiction</th><th>break-glass</th></tr>");
+    for r in report.rows.iter().filter(|r| {
+        r.incidents_triggered + r.refused_blocked_type + r.refused_stale + r.refused_outside_jurisdiction > 0
+    }) {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.agency),
+            esc(if r.category.is_empty() { "(none)" } else { &r.category }),
+            r.month,
+            r.incidents_triggered,
+            r.cameras_activated,
+            r.cameras_per_incident_median,
+            r.cameras_per_incident_max,
+            r.refused_blocked_type,
+            r.refused_stale,
+            r.refused_outside_jurisdiction,
+            r.break_glass_uses
+        );
+    }
+    html.push_str("</table><h2>By area (H3 cell)</h2><table><tr><th>H3 cell</th><th>incidents triggered</th></tr>");
+    for a in &report.areas {
+        let n = a.incidents_triggered.map_or(format!("fewer than {}", report.min_count), |n| n.to_string());
+        let _ = write!(html, "<tr><td>{}</td><td>{n}</td></tr>", a.h3_cell);
+    }
+    html.push_str("</table></body></html>\n");
+    std::fs::write(dir.join("transparency.html"), html)?;
+    Ok(())
+}
