@@ -28,9 +28,15 @@ pub fn load_code_tables(dir: &Path) -> Result<Vec<CodeTable>> {
 
 /// The policy with its tables and jurisdictions; every problem is reported at once.
 pub fn load_policy(policy_path: &Path) -> Result<Policy> {
+    load_policy_with(policy_path, |_| {})
+}
+
+/// As [`load_policy`], with the configuration adjusted before it is validated (what-if runs).
+pub fn load_policy_with(policy_path: &Path, adjust: impl FnOnce(&mut PolicyConfig)) -> Result<Policy> {
     let base = policy_path.parent().unwrap_or(Path::new("."));
-    let config =
+    let mut config =
         PolicyConfig::from_toml(&read(policy_path)?).map_err(|e| anyhow::anyhow!("{}: {e}", policy_path.display()))?;
+    adjust(&mut config);
     let tables = load_code_tables(&base.join("codes"))?;
     let mut errs = Vec::new();
     let mut jurisdictions = BTreeMap::new();

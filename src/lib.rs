@@ -8,6 +8,7 @@ pub mod kafka_tools;
 pub mod replay;
 pub mod report;
 pub mod serve;
+pub mod simulate;
 pub mod transparency;
 
 use std::io::IsTerminal;

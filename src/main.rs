@@ -42,6 +42,9 @@ enum Command {
     /// Reports built from the audit trail.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Privacy-impact simulation: replay a CAD log under several settings of one policy knob and report, per
+    /// setting, activations per camera, the share of cameras activated, recordings per incident, and a map.
+    Simulate(SimulateArgs),
     /// Kafka topics of the service.
     #[command(subcommand)]
     Topics(TopicsCmd),
@@ -145,6 +148,29 @@ struct OwnerArgs {
     /// Camera layout (.jsonl, .csv or .geojson) that says which cameras are the owner's.
     #[arg(long)]
     cameras: PathBuf,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// CAD log (CSV through --profile).
+    #[arg(long)]
+    cad: PathBuf,
+    #[arg(long)]
+    profile: String,
+    /// Camera layout (.jsonl, .csv or .geojson).
+    #[arg(long, conflicts_with = "generate_cameras", required_unless_present = "generate_cameras")]
+    cameras: Option<PathBuf>,
+    /// Instead of --cameras: generate this many cameras around the log's events (seeded).
+    #[arg(long, value_name = "N")]
+    generate_cameras: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// KNOB=V1,V2,...: radius (every category, metres), max_cameras, radius_cap.
+    #[arg(long)]
+    vary: String,
+    /// Output folder: simulation.json, simulation.csv, map-KNOB-VALUE.png.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -349,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => replay(&cli.policy, a),
         Command::Serve(a) => serve_cmd(a),
         Command::Audit(AuditCmd::Verify(a)) => audit_verify(a),
+        Command::Simulate(a) => simulate(&cli.policy, a),
         Command::Report(ReportCmd::Transparency(a)) => {
             let r = dispatch_trigger::transparency::build(&a.audit, a.resolution, a.min_count)?;
             dispatch_trigger::transparency::write(&r, &a.out)?;
@@ -421,6 +448,47 @@ fn generate(policy: &Path, a: GenerateArgs) -> Result<()> {
     let cams = cameras::generate(a.count, a.seed, &placement, tz)?;
     cameras::save(&a.out, &cams)?;
     println!("wrote {} cameras to {}", cams.len(), a.out.display());
+    Ok(())
+}
+
+fn simulate(policy_path: &Path, a: SimulateArgs) -> Result<()> {
+    let (knob, values) = dispatch_trigger::simulate::parse_vary(&a.vary)?;
+    let profile = config::load_profile(&a.profile, policy_path)?;
+    let mut decoded = decode_file(&a.cad, "csv", Some(&profile), &DecodeOptions::default())?;
+    let cams = match (&a.cameras, a.generate_cameras) {
+        (Some(f), _) => cameras::load(f)?,
+        (None, Some(n)) => {
+            cameras::generate(n, a.seed, &cameras::Placement::Around(event_points(&decoded)), profile.time_zone)?
+        }
+        (None, None) => bail!("--cameras FILE or --generate-cameras N is required"),
+    };
+    let settings = dispatch_trigger::simulate::run(
+        &mut decoded,
+        cams,
+        &dispatch_trigger::simulate::SimulateOptions {
+            policy: policy_path,
+            knob,
+            values,
+            out: a.out.clone(),
+            progress: std::io::stderr().is_terminal(),
+        },
+    )?;
+    println!("| {:?} | incidents triggered | recordings started | per incident (mean) | activations per camera p99 / max | cameras ever activated | activated per month |", knob);
+    println!("|---|---|---|---|---|---|---|");
+    for s in &settings {
+        println!(
+            "| {} | {} | {} | {} | {} / {} | {:.1}% | {:.2}% |",
+            s.value,
+            s.incidents_triggered,
+            s.recordings_started,
+            s.recordings_per_incident.mean,
+            s.activations_per_camera.p99,
+            s.activations_per_camera.max,
+            100.0 * s.share_of_cameras_ever_activated,
+            100.0 * s.share_of_cameras_activated_per_month
+        );
+    }
+    eprintln!("wrote {}/simulation.{{json,csv}} and {} maps", a.out.display(), settings.len());
     Ok(())
 }
 
