@@ -329,6 +329,9 @@ struct ReplayArgs {
     /// With --to-kafka: service config file whose kafka section (topics, security) to use.
     #[arg(long, requires = "to_kafka")]
     config: Option<PathBuf>,
+    /// Break-glass requests (JSON lines: a request plus "at", Unix ms), decided among the events at their time.
+    #[arg(long, value_name = "FILE", conflicts_with = "to_kafka")]
+    break_glass: Option<PathBuf>,
     /// Replay at the recorded pace times X (default: as fast as possible).
     #[arg(long, value_name = "X")]
     speed: Option<f64>,
@@ -688,6 +691,7 @@ fn replay(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         input_name: a.file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         format: a.format.clone(),
         profile: profile.as_ref().map(|p| p.name.clone()),
+        break_glass: a.break_glass.as_deref().map(replay::load_break_glass).transpose()?.unwrap_or_default(),
     };
     let mut engine = Engine::new(policy);
     let n = cams.len();

@@ -24,6 +24,35 @@ pub struct ReplayOptions {
     pub input_name: String,
     pub format: String,
     pub profile: Option<String>,
+    /// Break-glass requests, each decided at its own time (`at`), among the events.
+    pub break_glass: Vec<TimedBreakGlass>,
+}
+
+/// A break-glass request as it stands in a replay's `--break-glass` file (one JSON object per line).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TimedBreakGlass {
+    /// When the request reaches the engine, Unix ms.
+    pub at: i64,
+    #[serde(flatten)]
+    pub request: trigger_core::BreakGlassRequest,
+}
+
+/// Read a `--break-glass` file; every bad line is reported at once.
+pub fn load_break_glass(path: &Path) -> Result<Vec<TimedBreakGlass>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    let mut errs = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match serde_json::from_str::<TimedBreakGlass>(line) {
+            Ok(r) => out.push(r),
+            Err(e) => errs.push(format!("line {}: {e}", i + 1)),
+        }
+    }
+    if !errs.is_empty() {
+        anyhow::bail!("{}: {}", path.display(), errs.join("; "));
+    }
+    out.sort_by_key(|r| r.at);
+    Ok(out)
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -99,6 +128,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// Where each decision goes: its line in decisions.jsonl and its sealed record in audit.pb.
+struct Trail {
+    decisions: BufWriter<std::fs::File>,
+    audit: BufWriter<std::fs::File>,
+    chain: trigger_audit::Chain,
+}
+
+impl Trail {
+    fn write(&mut self, rec: &trigger_core::DecisionRecord) -> Result<()> {
+        json_line(&mut self.decisions, rec)?;
+        let sealed = self.chain.seal(trigger_audit::activation(rec));
+        self.audit.write_all(&prost::Message::encode_length_delimited_to_vec(&sealed))?;
+        Ok(())
+    }
+}
+
 /// Run a replay. `index_name` is reported in the summary.
 pub fn run(
     engine: &mut Engine,
@@ -110,11 +155,13 @@ pub fn run(
 ) -> Result<Summary> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
     let mut commands = writer(&opts.out_dir, "commands.jsonl")?;
-    let mut decisions = writer(&opts.out_dir, "decisions.jsonl")?;
+    let mut trail = Trail {
+        decisions: writer(&opts.out_dir, "decisions.jsonl")?,
+        audit: writer(&opts.out_dir, "audit.pb")?,
+        chain: trigger_audit::Chain::new(),
+    };
     let mut notices = writer(&opts.out_dir, "notices.jsonl")?;
     let mut rejects = writer(&opts.out_dir, "rejects.jsonl")?;
-    let mut audit = writer(&opts.out_dir, "audit.pb")?;
-    let mut chain = trigger_audit::Chain::new();
 
     let mut s = Summary {
         input: opts.input_name.clone(),
@@ -167,8 +214,19 @@ pub fn run(
     let started = Instant::now();
     let mut lat_us: Vec<f64> = Vec::with_capacity(decoded.events.len());
     let mut triggered: BTreeSet<String> = BTreeSet::new();
+    let mut overrides = opts.break_glass.iter().peekable();
+    // A break-glass decision is recorded like any other: decisions.jsonl, audit.pb, the outcome counts.
+    let decide_break_glass = |engine: &mut Engine, trail: &mut Trail, r: &TimedBreakGlass, s: &mut Summary| {
+        let rec = engine.break_glass(&r.request, r.at);
+        s.decisions += 1;
+        *s.outcomes.entry(rec.outcome.as_str()).or_default() += 1;
+        trail.write(&rec)
+    };
     for (i, de) in decoded.events.iter().enumerate() {
         let ev = &de.event;
+        while let Some(r) = overrides.next_if(|r| r.at <= ev.emitted_at) {
+            decide_break_glass(engine, &mut trail, r, &mut s)?;
+        }
         let wait = pacer.wait_before(ev.emitted_at, started.elapsed());
         if !wait.is_zero() {
             std::thread::sleep(wait);
@@ -201,14 +259,15 @@ pub fn run(
                     json_line(&mut notices, n)?;
                 }
                 s.owner_notices += d.notices.len() as u64;
-                json_line(&mut decisions, rec)?;
-                let sealed = chain.seal(trigger_audit::activation(rec));
-                audit.write_all(&prost::Message::encode_length_delimited_to_vec(&sealed))?;
+                trail.write(rec)?;
             }
         }
         if i % 256 == 0 {
             bar.set_position(i as u64);
         }
+    }
+    for r in overrides {
+        decide_break_glass(engine, &mut trail, r, &mut s)?;
     }
     bar.finish_and_clear();
     s.triggered_incidents = triggered.len() as u64;
@@ -222,8 +281,8 @@ pub fn run(
         });
     }
     s.audit_records = s.decisions;
-    s.audit_head = chain.head().to_string();
-    for mut w in [commands, decisions, notices, rejects, audit] {
+    s.audit_head = trail.chain.head().to_string();
+    for mut w in [commands, trail.decisions, notices, rejects, trail.audit] {
         w.flush()?;
     }
     let mut sw = writer(&opts.out_dir, "summary.json")?;

@@ -22,8 +22,9 @@ pub struct Row {
     pub refused_blocked_type: u64,
     pub refused_stale: u64,
     pub refused_outside_jurisdiction: u64,
-    /// Scope-widening overrides used (break-glass is not built yet: always 0).
+    /// Scope-widening overrides granted, and refused (missing or invalid authorisation, expired, too wide).
     pub break_glass_uses: u64,
+    pub break_glass_refused: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +73,8 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
             "blocked_type" => row.refused_blocked_type += 1,
             "refused_stale" => row.refused_stale += 1,
             "outside_jurisdiction" => row.refused_outside_jurisdiction += 1,
+            "break_glass_granted" => row.break_glass_uses += 1,
+            "break_glass_refused" => row.break_glass_refused += 1,
             _ => {}
         }
         let starts =
@@ -178,7 +181,8 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
         ("blocked type", report.rows.iter().map(|r| r.refused_blocked_type).sum::<u64>()),
         ("stale (over the latency budget)", report.rows.iter().map(|r| r.refused_stale).sum()),
         ("outside jurisdiction", report.rows.iter().map(|r| r.refused_outside_jurisdiction).sum()),
-        ("break-glass uses", report.rows.iter().map(|r| r.break_glass_uses).sum()),
+        ("break-glass granted", report.rows.iter().map(|r| r.break_glass_uses).sum()),
+        ("break-glass refused", report.rows.iter().map(|r| r.break_glass_refused).sum()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -209,13 +213,19 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     ] {
         let _ = write!(html, "<p>{chart}</p>");
     }
-    html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>stale</th><th>outside jurisdiction</th><th>break-glass</th></tr>");
+    html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>stale</th><th>outside jurisdiction</th><th>break-glass granted</th><th>break-glass refused</th></tr>");
     for r in report.rows.iter().filter(|r| {
-        r.incidents_triggered + r.refused_blocked_type + r.refused_stale + r.refused_outside_jurisdiction > 0
+        r.incidents_triggered
+            + r.refused_blocked_type
+            + r.refused_stale
+            + r.refused_outside_jurisdiction
+            + r.break_glass_uses
+            + r.break_glass_refused
+            > 0
     }) {
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.agency),
             esc(if r.category.is_empty() { "(none)" } else { &r.category }),
             r.month,
@@ -226,7 +236,8 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
             r.refused_blocked_type,
             r.refused_stale,
             r.refused_outside_jurisdiction,
-            r.break_glass_uses
+            r.break_glass_uses,
+            r.break_glass_refused
         );
     }
     html.push_str("</table><h2>By area (H3 cell)</h2><table><tr><th>H3 cell</th><th>incidents triggered</th></tr>");

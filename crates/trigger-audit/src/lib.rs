@@ -55,6 +55,7 @@ pub fn activation(r: &DecisionRecord) -> pb::ActivationRecord {
         decided_at_ms: r.decided_at,
         prev_hash: String::new(),
         hash: String::new(),
+        break_glass: r.break_glass,
     }
 }
 

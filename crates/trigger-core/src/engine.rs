@@ -1,6 +1,7 @@
 //! The decision: one CAD revision in, commands + one explained decision record + owner notices out.
 //! Deterministic given the events, the camera registry and the clock value passed in.
 
+use crate::breakglass::Override;
 use crate::classify::Classification;
 use crate::geodesy::h3_cell;
 use crate::policy::Policy;
@@ -72,6 +73,10 @@ pub enum Outcome {
     NotPartner,
     /// The incident lies outside the agency's jurisdiction.
     OutsideJurisdiction,
+    /// A break-glass override was granted for the incident (both authorisations valid).
+    BreakGlassGranted,
+    /// A break-glass override was refused (the rule says why).
+    BreakGlassRefused,
 }
 
 impl Outcome {
@@ -88,6 +93,8 @@ impl Outcome {
             Outcome::CategoryDisabled => "category_disabled",
             Outcome::NotPartner => "not_partner",
             Outcome::OutsideJurisdiction => "outside_jurisdiction",
+            Outcome::BreakGlassGranted => "break_glass_granted",
+            Outcome::BreakGlassRefused => "break_glass_refused",
         }
     }
 }
@@ -174,6 +181,8 @@ pub struct DecisionRecord {
     pub commanded: Vec<Commanded>,
     pub excluded: Vec<Excluded>,
     pub latencies: Latencies,
+    /// Decided under an active break-glass override (wider policy scope; owners' consent unchanged).
+    pub break_glass: bool,
 }
 
 /// Everything one event causes.
@@ -197,6 +206,9 @@ struct IncidentState {
     category: Option<Category>,
     /// Every camera ever STARTed for this incident (START happens once per camera per incident).
     started: BTreeMap<String, Started>,
+    /// A granted break-glass override.
+    #[serde(default)]
+    break_glass: Option<Override>,
 }
 
 /// One incident's planner state, for a changelog: enough to resume deciding its later revisions exactly
@@ -212,6 +224,8 @@ pub struct IncidentSnapshot {
     pub started: BTreeMap<String, Started>,
     /// camera_id -> (owner-local day number, STARTs that day).
     pub caps: BTreeMap<String, (i32, u32)>,
+    #[serde(default)]
+    pub break_glass: Option<Override>,
 }
 
 /// The planner: policy plus incident state and daily-cap counters.
@@ -260,6 +274,7 @@ impl Engine {
             category: st.category,
             started: st.started.clone(),
             caps: st.started.keys().filter_map(|id| self.caps.get(id).map(|c| (id.clone(), *c))).collect(),
+            break_glass: st.break_glass,
         })
     }
 
@@ -279,6 +294,7 @@ impl Engine {
                 last_seen: s.last_seen,
                 category: s.category,
                 started: s.started,
+                break_glass: s.break_glass,
             },
         );
     }
@@ -286,6 +302,63 @@ impl Engine {
     /// Drop an incident's state (its partition moved to another instance).
     pub fn forget_incident(&mut self, agency_id: &str, incident_id: &str) {
         self.incidents.remove(&(agency_id.to_string(), incident_id.to_string()));
+    }
+
+    /// Decide a break-glass request at clock value `now`: granted (the incident's scope widens until the
+    /// request expires) or refused; either way the returned record is audited.
+    pub fn break_glass(&mut self, req: &crate::breakglass::BreakGlassRequest, now: Millis) -> DecisionRecord {
+        let cfg = &self.policy.config;
+        let limits = crate::breakglass::Limits {
+            max_radius_m: cfg.break_glass_max_radius_m,
+            max_cameras: cfg.break_glass_max_cameras,
+            max_duration_ms: cfg.break_glass_max_duration_s as i64 * 1000,
+        };
+        let verdict = if self.policy.is_partner(&req.agency_id) {
+            crate::breakglass::check(req, &cfg.break_glass_keys, limits, now)
+        } else {
+            Err(crate::breakglass::Refusal::NotPartner)
+        };
+        let mut record = DecisionRecord {
+            decided_at: now,
+            incident_ref: self.incident_ref(&req.agency_id, &req.incident_id),
+            agency_id: req.agency_id.clone(),
+            revision: 0,
+            status: Status::Updated,
+            priority: 0,
+            outcome: Outcome::BreakGlassRefused,
+            category: None,
+            rule: None,
+            radius_m: Some(req.radius_m),
+            area_h3: None,
+            commanded: vec![],
+            excluded: vec![],
+            latencies: Latencies { emitted_to_decided_ms: 0, received_to_decided_ms: 0 },
+            break_glass: false,
+        };
+        match verdict {
+            Err(refusal) => record.rule = Some(format!("break_glass:refused:{refusal}")),
+            Ok(()) => {
+                let st = self.incidents.entry((req.agency_id.clone(), req.incident_id.clone())).or_insert_with(|| {
+                    IncidentState {
+                        last_revision: 0,
+                        last_seen: now,
+                        category: None,
+                        started: BTreeMap::new(),
+                        break_glass: None,
+                    }
+                });
+                st.last_seen = now;
+                st.break_glass = Some(crate::breakglass::Override {
+                    radius_m: req.radius_m,
+                    max_cameras: req.max_cameras,
+                    until: req.expires_at,
+                });
+                record.outcome = Outcome::BreakGlassGranted;
+                record.break_glass = true;
+                record.rule = Some(format!("break_glass:granted:{}", req.reason_code));
+            }
+        }
+        record
     }
 
     /// Forget incidents not updated within the state TTL, and daily-cap counters of past days.
@@ -331,6 +404,7 @@ impl Engine {
                     emitted_to_decided_ms: now - ev.emitted_at,
                     received_to_decided_ms: now - ev.received_at,
                 },
+                break_glass: false,
             },
             commands: vec![],
             notices: vec![],
@@ -365,6 +439,7 @@ impl Engine {
             last_seen: now,
             category: None,
             started: BTreeMap::new(),
+            break_glass: None,
         });
         st.last_revision = ev.revision;
         st.last_seen = now;
@@ -426,10 +501,17 @@ impl Engine {
             return Ok(d.finish(Outcome::RefusedStale));
         }
 
-        let radius = (cat_policy.radius_m + loc.uncertainty_m).min(cfg.radius_cap_m);
+        let mut radius = (cat_policy.radius_m + loc.uncertainty_m).min(cfg.radius_cap_m);
+        let mut max_cameras = cfg.max_cameras;
+        // A break-glass override widens the policy's scope while it lasts; each owner's consent still applies.
+        if let Some(ov) = st.break_glass.filter(|o| o.until > now) {
+            radius = radius.max(ov.radius_m);
+            max_cameras = max_cameras.max(ov.max_cameras);
+            d.record.break_glass = true;
+        }
         d.record.radius_m = Some(radius);
         let had_started = !st.started.is_empty();
-        let mut budget = cfg.max_cameras.saturating_sub(st.started.len());
+        let mut budget = max_cameras.saturating_sub(st.started.len());
         for cand in cams.within(loc.point(), radius) {
             let cam = cand.camera;
             if st.started.contains_key(&cam.camera_id) {
@@ -479,6 +561,7 @@ impl Engine {
                 area_h3: d.record.area_h3.clone().unwrap_or_default(),
                 at: now,
                 how_to_stop: cfg.how_to_stop.clone(),
+                break_glass: d.record.break_glass,
             });
         }
         let started_now = d.record.commanded.iter().any(|c| c.action == Action::Start);

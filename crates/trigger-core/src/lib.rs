@@ -8,6 +8,7 @@
 //!
 //! Nothing here reads files, sockets or clocks; callers pass text and time in.
 
+pub mod breakglass;
 pub mod classify;
 pub mod engine;
 pub mod geodesy;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod reject;
 pub mod types;
 
+pub use breakglass::{Authorisation, BreakGlassKey, BreakGlassRequest, Refusal};
 pub use classify::{Classification, Classifier, CodeTable};
 pub use engine::{
     command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion,

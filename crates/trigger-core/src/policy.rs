@@ -78,6 +78,28 @@ pub struct PolicyConfig {
     pub categories: BTreeMap<Category, CategoryPolicy>,
     #[serde(rename = "agency")]
     pub agencies: Vec<AgencyConfig>,
+    /// Keys that may authorise a break-glass override (both an agency and a supervisor key must sign).
+    #[serde(default, rename = "break_glass_key")]
+    pub break_glass_keys: Vec<crate::breakglass::BreakGlassKey>,
+    /// The widest an override may make the search radius, metres.
+    #[serde(default = "d_bg_radius")]
+    pub break_glass_max_radius_m: f64,
+    /// The most cameras an override may allow for one incident.
+    #[serde(default = "d_bg_cameras")]
+    pub break_glass_max_cameras: usize,
+    /// The longest an override may last, seconds.
+    #[serde(default = "d_bg_duration")]
+    pub break_glass_max_duration_s: u64,
+}
+
+fn d_bg_radius() -> f64 {
+    1000.0
+}
+fn d_bg_cameras() -> usize {
+    24
+}
+fn d_bg_duration() -> u64 {
+    3600
 }
 
 fn d_max_age() -> u64 {

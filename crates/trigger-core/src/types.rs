@@ -312,4 +312,7 @@ pub struct OwnerNotice {
     pub area_h3: String,
     pub at: Millis,
     pub how_to_stop: String,
+    /// The camera was started under a break-glass override (wider scope than the policy's usual).
+    #[serde(default)]
+    pub break_glass: bool,
 }

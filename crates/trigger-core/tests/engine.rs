@@ -529,3 +529,125 @@ fn a_restored_snapshot_decides_later_revisions_as_the_original_would() {
     again.forget_incident("metro", "PD1");
     assert!(again.snapshot_incident("metro", "PD1").is_none());
 }
+
+mod break_glass {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    /// An officer (agency) key, a supervisor key, and a supervisor key held by the officer themself.
+    fn policy() -> Policy {
+        let entry = |id: &str, role: &str, identity: &str, seed: u8| {
+            format!(
+                "[[break_glass_key]]\nid = \"{id}\"\nrole = \"{role}\"\nidentity = \"{identity}\"\npublic_key = \"{}\"\nagency_id = \"metro\"\n",
+                hex::encode(key(seed).verifying_key().to_bytes())
+            )
+        };
+        policy_with(
+            &[
+                entry("officer", "agency", "officer-1", 1),
+                entry("supervisor", "supervisor", "sup-7", 2),
+                entry("officer-as-supervisor", "supervisor", "officer-1", 3),
+            ]
+            .concat(),
+        )
+    }
+
+    fn request(radius_m: f64, expires_at: Millis, signers: &[(&str, u8)]) -> BreakGlassRequest {
+        let mut r = BreakGlassRequest {
+            agency_id: "metro".into(),
+            incident_id: "PD1".into(),
+            radius_m,
+            max_cameras: 5,
+            expires_at,
+            reason_code: "armed_suspect_search".into(),
+            authorisations: vec![],
+        };
+        let msg = r.message();
+        r.authorisations = signers
+            .iter()
+            .map(|(id, seed)| Authorisation {
+                key_id: id.to_string(),
+                signature: hex::encode(key(*seed).sign(&msg).to_bytes()),
+            })
+            .collect();
+        r
+    }
+
+    /// near: 50 m; far: 350 m (beyond the burglary radius of 200 m); far_narrow: 380 m, owner allows 300 m.
+    fn cams() -> Vec<CameraRecord> {
+        let mut narrow = cam("far_narrow", 380.0);
+        narrow.consent.max_radius_m = 300.0;
+        vec![cam("near", 50.0), cam("far", 350.0), narrow]
+    }
+
+    #[test]
+    fn two_signatures_widen_the_policy_scope_but_never_an_owners_consent() {
+        let mut e = Engine::new(policy());
+        let granted = e.break_glass(&request(400.0, T0 + 600_000, &[("officer", 1), ("supervisor", 2)]), T0);
+        assert_eq!(granted.outcome, Outcome::BreakGlassGranted);
+        assert!(granted.break_glass);
+        assert_eq!(granted.rule.as_deref(), Some("break_glass:granted:armed_suspect_search"));
+        let d = e.decide(&ev(1, Status::New, "70", T0 + 1000), cams().as_slice(), T0 + 1000).unwrap();
+        assert!(d.record.break_glass);
+        assert_eq!(d.record.radius_m, Some(400.0));
+        assert_eq!(starts(&d), ["near", "far"]);
+        assert_eq!(excluded(&d), [("far_narrow", Exclusion::BeyondOwnerRadius)], "the owner's own radius still binds");
+        assert!(d.notices.iter().all(|n| n.break_glass), "owners are told it was a break-glass activation");
+    }
+
+    #[test]
+    fn without_both_valid_authorisations_it_is_refused_and_audited() {
+        let cases: Vec<(BreakGlassRequest, &str)> = vec![
+            (request(400.0, T0 + 600_000, &[("officer", 1)]), "break_glass:refused:missing_authorisation:supervisor"),
+            (request(400.0, T0 + 600_000, &[("supervisor", 2)]), "break_glass:refused:missing_authorisation:agency"),
+            (
+                request(400.0, T0 + 600_000, &[("officer", 1), ("officer-as-supervisor", 3)]),
+                "break_glass:refused:same_identity_twice",
+            ),
+            (
+                request(400.0, T0 + 600_000, &[("officer", 1), ("supervisor", 9)]),
+                "break_glass:refused:bad_signature:supervisor",
+            ),
+            (
+                request(400.0, T0 + 600_000, &[("officer", 1), ("intruder", 2)]),
+                "break_glass:refused:unknown_key:intruder",
+            ),
+            (request(400.0, T0 - 1, &[("officer", 1), ("supervisor", 2)]), "break_glass:refused:expired"),
+            (
+                request(400.0, T0 + 7_200_000, &[("officer", 1), ("supervisor", 2)]),
+                "break_glass:refused:longer_than_allowed",
+            ),
+            (
+                request(5_000.0, T0 + 600_000, &[("officer", 1), ("supervisor", 2)]),
+                "break_glass:refused:beyond_break_glass_caps",
+            ),
+        ];
+        for (req, rule) in cases {
+            let mut e = Engine::new(policy());
+            let rec = e.break_glass(&req, T0);
+            assert_eq!(rec.outcome, Outcome::BreakGlassRefused, "{rule}");
+            assert_eq!(rec.rule.as_deref(), Some(rule));
+            let d = e.decide(&ev(1, Status::New, "70", T0 + 1000), cams().as_slice(), T0 + 1000).unwrap();
+            assert!(!d.record.break_glass);
+            assert_eq!(starts(&d), ["near"], "{rule}: the usual scope");
+        }
+        // A request altered after it was signed (a wider radius) no longer verifies.
+        let mut altered = request(400.0, T0 + 600_000, &[("officer", 1), ("supervisor", 2)]);
+        altered.radius_m = 900.0;
+        let rec = Engine::new(policy()).break_glass(&altered, T0);
+        assert_eq!(rec.rule.as_deref(), Some("break_glass:refused:bad_signature:officer"));
+    }
+
+    #[test]
+    fn an_override_expires() {
+        let mut e = Engine::new(policy());
+        e.break_glass(&request(400.0, T0 + 60_000, &[("officer", 1), ("supervisor", 2)]), T0);
+        let d = e.decide(&ev(1, Status::New, "70", T0 + 90_000), cams().as_slice(), T0 + 90_000).unwrap();
+        assert!(!d.record.break_glass);
+        assert_eq!(starts(&d), ["near"]);
+    }
+}

@@ -56,6 +56,7 @@ pub fn notice(n: &OwnerNotice) -> pb::OwnerNotice {
         area_h3: n.area_h3.clone(),
         at_ms: n.at,
         how_to_stop: n.how_to_stop.clone(),
+        break_glass: n.break_glass,
     }
 }
 
