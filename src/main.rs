@@ -88,6 +88,24 @@ enum AuditCmd {
     /// Check the hash chain: an audit file (replay's audit.pb, or its folder) or every partition of the audit
     /// topic. Names the first altered, unreadable, missing or reordered record; exits 1 if the chain is broken.
     Verify(VerifyArgs),
+    /// Retention of audit detail: drop the per-camera detail (which cameras, distances, exclusion reasons) of
+    /// records older than N days; counts, outcomes and the chain stay verifiable.
+    Redact(RedactArgs),
+}
+
+#[derive(Args)]
+struct RedactArgs {
+    /// audit.pb, or a replay output folder holding one.
+    path: PathBuf,
+    /// Records decided more than this many days before --now lose their detail.
+    #[arg(long)]
+    older_than_days: u32,
+    /// The reference time, RFC 3339 (default: now).
+    #[arg(long)]
+    now: Option<String>,
+    /// Write here (default: rewrite the file in place, through a temporary file).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -378,6 +396,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => replay(&cli.policy, a),
         Command::Serve(a) => serve_cmd(a),
         Command::Audit(AuditCmd::Verify(a)) => audit_verify(a),
+        Command::Audit(AuditCmd::Redact(a)) => audit_redact(a),
         Command::Simulate(a) => simulate(&cli.policy, a),
         Command::Report(ReportCmd::Transparency(a)) => {
             let r = dispatch_trigger::transparency::build(&a.audit, a.resolution, a.min_count)?;
@@ -495,6 +514,28 @@ fn simulate(policy_path: &Path, a: SimulateArgs) -> Result<()> {
     Ok(())
 }
 
+fn audit_redact(a: RedactArgs) -> Result<()> {
+    let path = if a.path.is_dir() { a.path.join("audit.pb") } else { a.path.clone() };
+    let (mut records, _) = dispatch_trigger::report::read_verified_audit(&path)?;
+    let now = match &a.now {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t).with_context(|| format!("--now {t:?}"))?.timestamp_millis(),
+        None => chrono::Utc::now().timestamp_millis(),
+    };
+    let cutoff = now - a.older_than_days as i64 * 86_400_000;
+    let mut n = 0;
+    for r in records.iter_mut().filter(|r| r.decided_at_ms < cutoff && !r.detail_redacted) {
+        trigger_audit::redact(r);
+        n += 1;
+    }
+    let out = a.out.clone().unwrap_or_else(|| path.clone());
+    let tmp = out.with_extension("pb.tmp");
+    std::fs::write(&tmp, trigger_audit::encode_stream(&records))
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("cannot replace {}", out.display()))?;
+    println!("{n} of {} records lost their per-camera detail -> {}", records.len(), out.display());
+    Ok(())
+}
+
 fn audit_verify(a: VerifyArgs) -> Result<()> {
     let start = match (&a.after, a.any_start) {
         (Some(h), _) => Some(h.as_str()),
@@ -527,7 +568,10 @@ fn audit_verify(a: VerifyArgs) -> Result<()> {
     let mut broken = 0;
     for (name, records) in &streams {
         match trigger_audit::verify(records, start) {
-            Ok(v) => println!("{name}: ok, {} records, head {}", v.records, v.head),
+            Ok(v) => println!(
+                "{name}: ok, {} records ({} without per-camera detail), head {}",
+                v.records, v.redacted, v.head
+            ),
             Err(b) => {
                 broken += 1;
                 println!("{name}: BROKEN: {b}");

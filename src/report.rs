@@ -36,6 +36,8 @@ pub struct OwnerReport {
     /// The audit trail the report was built from: its record count and head hash (verified).
     pub audit_records: usize,
     pub audit_head: String,
+    /// Records whose per-camera detail retention has dropped: the history says nothing about them.
+    pub audit_records_without_detail: usize,
     pub starts: u64,
     pub stops: u64,
     pub starts_by_category: BTreeMap<String, u64>,
@@ -63,6 +65,7 @@ pub fn owner(owner_ref: &str, cameras: &[trigger_core::CameraRecord], audit: &Pa
         cameras: mine.iter().map(|s| s.to_string()).collect(),
         audit_records: records.len(),
         audit_head: head,
+        audit_records_without_detail: records.iter().filter(|r| r.detail_redacted).count(),
         starts: 0,
         stops: 0,
         starts_by_category: BTreeMap::new(),

@@ -77,8 +77,8 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
             "break_glass_refused" => row.break_glass_refused += 1,
             _ => {}
         }
-        let starts =
-            r.commanded.iter().filter(|c| c.action == trigger_proto::v1::CommandAction::Start as i32).count() as u64;
+        // The count, not the per-camera detail: it outlives the detail's retention.
+        let starts = r.cameras_started as u64;
         if starts > 0 {
             let cell = r
                 .area_h3

@@ -131,3 +131,38 @@ fn an_owners_history_matches_the_notices_they_were_sent_and_needs_an_intact_audi
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("the audit chain is broken"));
 }
+
+#[test]
+fn retention_drops_audit_detail_and_the_public_counts_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, r1, r2) = (dir.path().join("run"), dir.path().join("report-before"), dir.path().join("report-after"));
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let o = out.to_str().unwrap();
+    run(&["replay", "fixtures/nashville-mnpd-2024-07-01_07.csv", "--format", "csv", "--profile", "nashville-mnpd"]
+        .into_iter()
+        .chain(["--generate-cameras", "20000", "--seed", "7", "--no-wall-clock", "--out", o])
+        .collect::<Vec<_>>());
+    run(&["report", "transparency", "--audit", o, "--out", r1.to_str().unwrap()]);
+    let before = run(&["audit", "verify", o]);
+    // The bundled week ends 2024-07-08: everything decided before 2024-07-05 loses its detail.
+    let said = run(&["audit", "redact", o, "--older-than-days", "3", "--now", "2024-07-08T00:00:00Z"]);
+    assert!(!said.starts_with("0 of"), "{said}");
+    let after = run(&["audit", "verify", o]);
+    let head = |t: &str| t.split("head ").nth(1).unwrap().trim().to_string();
+    assert_eq!(head(&before), head(&after), "the chain and its head are unchanged");
+    assert!(!after.contains("(0 without"), "{after}");
+    let records: Vec<_> = trigger_audit::decode_stream(&std::fs::read(out.join("audit.pb")).unwrap())
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let cutoff = 1_720_137_600_000; // 2024-07-05T00:00:00Z
+    assert!(records.iter().filter(|r| r.decided_at_ms < cutoff).all(|r| r.detail_redacted && r.excluded.is_empty()));
+    assert!(records.iter().filter(|r| r.decided_at_ms >= cutoff).all(|r| !r.detail_redacted));
+    run(&["report", "transparency", "--audit", o, "--out", r2.to_str().unwrap()]);
+    let json = |d: &std::path::Path| std::fs::read_to_string(d.join("transparency.json")).unwrap();
+    assert_eq!(json(&r1), json(&r2), "the public report is the same after retention");
+}

@@ -5,6 +5,10 @@
 //! hash (`prev_hash`) and its own (`hash` = SHA-256 of the record's protobuf encoding with `hash` empty, so
 //! the link to the previous record is covered too). [`verify`] walks a stream and names the first record
 //! that was altered, is unreadable, follows a missing record, or stands out of order.
+//!
+//! Retention: the per-camera detail (which cameras were commanded or excluded, and why) enters the hash only
+//! through its digest (`detail_digest`). [`redact`] drops the detail of a record and marks it; the chain still
+//! verifies, the counts (`cameras_started`) stay, and detail that is kept cannot be altered unnoticed.
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -56,14 +60,35 @@ pub fn activation(r: &DecisionRecord) -> pb::ActivationRecord {
         prev_hash: String::new(),
         hash: String::new(),
         break_glass: r.break_glass,
+        detail_digest: String::new(),
+        detail_redacted: false,
+        cameras_started: r.commanded.iter().filter(|c| c.action == Action::Start).count() as u32,
     }
 }
 
-/// SHA-256 (hex) of the record's encoding with `hash` empty. prost encodes fields in number order and keeps
-/// repeated fields in order, so equal records give equal bytes.
+/// SHA-256 (hex) of a record's per-camera detail alone.
+pub fn detail_digest(r: &pb::ActivationRecord) -> String {
+    let detail =
+        pb::ActivationRecord { commanded: r.commanded.clone(), excluded: r.excluded.clone(), ..Default::default() };
+    hex::encode(Sha256::digest(detail.encode_to_vec()))
+}
+
+/// Drop a record's per-camera detail (retention); its hash, digest and counts stay, so the chain verifies.
+pub fn redact(r: &mut pb::ActivationRecord) {
+    r.commanded.clear();
+    r.excluded.clear();
+    r.detail_redacted = true;
+}
+
+/// SHA-256 (hex) of the record's encoding with `hash` empty and the detail replaced by its digest (already
+/// in `detail_digest`). prost encodes fields in number order and keeps repeated fields in order, so equal
+/// records give equal bytes.
 pub fn record_hash(r: &pb::ActivationRecord) -> String {
     let mut unsealed = r.clone();
     unsealed.hash.clear();
+    unsealed.commanded.clear();
+    unsealed.excluded.clear();
+    unsealed.detail_redacted = false;
     hex::encode(Sha256::digest(unsealed.encode_to_vec()))
 }
 
@@ -86,6 +111,7 @@ impl Chain {
 
     /// Link the record to the stream and seal it.
     pub fn seal(&mut self, mut r: pb::ActivationRecord) -> pb::ActivationRecord {
+        r.detail_digest = detail_digest(&r);
         r.prev_hash = std::mem::take(&mut self.head);
         r.hash = record_hash(&r);
         self.head = r.hash.clone();
@@ -117,6 +143,8 @@ pub enum Break {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub records: usize,
+    /// Records whose per-camera detail was dropped by retention.
+    pub redacted: usize,
     /// Hash of the last record: publish it, and anyone can check later that nothing was rewritten since.
     pub head: String,
 }
@@ -128,9 +156,16 @@ pub fn verify(records: &[Result<pb::ActivationRecord, String>], start: Option<&s
     let position: HashMap<&str, usize> =
         records.iter().enumerate().filter_map(|(i, r)| r.as_ref().ok().map(|r| (r.hash.as_str(), i))).collect();
     let mut prev: Option<&str> = start;
+    let mut redacted = 0;
     for (index, r) in records.iter().enumerate() {
         let r = r.as_ref().map_err(|e| Break::Unreadable { index, error: e.clone() })?;
-        if record_hash(r) != r.hash {
+        let detail_ok = if r.detail_redacted {
+            redacted += 1;
+            r.commanded.is_empty() && r.excluded.is_empty()
+        } else {
+            detail_digest(r) == r.detail_digest
+        };
+        if !detail_ok || record_hash(r) != r.hash {
             return Err(Break::Altered { index });
         }
         if let Some(p) = prev {
@@ -144,7 +179,7 @@ pub fn verify(records: &[Result<pb::ActivationRecord, String>], start: Option<&s
         }
         prev = Some(&r.hash);
     }
-    Ok(Verified { records: records.len(), head: prev.unwrap_or(GENESIS).to_string() })
+    Ok(Verified { records: records.len(), redacted, head: prev.unwrap_or(GENESIS).to_string() })
 }
 
 /// Records as a length-delimited protobuf stream (the audit file format of `replay`).

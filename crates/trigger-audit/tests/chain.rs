@@ -87,3 +87,25 @@ fn a_record_rewritten_with_a_fresh_hash_breaks_the_next_link() {
     s[5].hash = trigger_audit::record_hash(&s[5]);
     assert_eq!(verify(&ok(&s), Some(GENESIS)), Err(Break::Missing { index: 6 }));
 }
+
+#[test]
+fn retention_drops_detail_but_the_chain_verifies_and_kept_detail_stays_guarded() {
+    let mut s = stream(10);
+    for r in &mut s[..5] {
+        trigger_audit::redact(r);
+    }
+    let v = verify(&ok(&s), Some(GENESIS)).unwrap();
+    assert_eq!((v.records, v.redacted), (10, 5));
+    assert_eq!(v.head, stream(10)[9].hash, "redaction changes no hash");
+    assert!(s[..5].iter().all(|r| r.excluded.is_empty() && r.commanded.is_empty()));
+
+    let mut altered = s.clone();
+    altered[7].excluded[0].reason = "k_cap".into();
+    assert_eq!(verify(&ok(&altered), Some(GENESIS)), Err(Break::Altered { index: 7 }), "kept detail is guarded");
+    let mut marked_but_kept = s.clone();
+    marked_but_kept[8].detail_redacted = true;
+    assert_eq!(verify(&ok(&marked_but_kept), Some(GENESIS)), Err(Break::Altered { index: 8 }));
+    let mut dropped_unmarked = s.clone();
+    dropped_unmarked[9].excluded.clear();
+    assert_eq!(verify(&ok(&dropped_unmarked), Some(GENESIS)), Err(Break::Altered { index: 9 }));
+}
