@@ -48,6 +48,9 @@ enum Command {
     /// Kafka topics of the service.
     #[command(subcommand)]
     Topics(TopicsCmd),
+    /// Break-glass requests.
+    #[command(subcommand)]
+    BreakGlass(BreakGlassCmd),
     /// Run the Kafka consumer service (layered config: defaults, --config FILE, DT_* environment).
     Serve(ServeArgs),
     /// The whole Kafka path with zero setup: an in-process broker, a generated registry, the service, and the
@@ -189,6 +192,21 @@ struct SimulateArgs {
     /// Output folder: simulation.json, simulation.csv, map-KNOB-VALUE.png.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum BreakGlassCmd {
+    /// Send signed requests (JSON, one per line) to the running service: onto the CFS topic, keyed like their
+    /// incident, marked with the header dt.kind = break-glass.
+    Send(BreakGlassSendArgs),
+}
+
+#[derive(Args)]
+struct BreakGlassSendArgs {
+    /// Requests, one JSON object per line (see README, Break-glass).
+    file: PathBuf,
+    #[command(flatten)]
+    target: KafkaTarget,
 }
 
 #[derive(Subcommand)]
@@ -414,6 +432,19 @@ fn run(cli: Cli) -> Result<()> {
             let cams = cameras::load(&a.cameras)?;
             let r = dispatch_trigger::report::owner(&a.owner, &cams, &a.audit)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
+        Command::BreakGlass(BreakGlassCmd::Send(a)) => {
+            let settings = a.target.settings()?;
+            let text = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+            let mut p = trigger_kafka::Publisher::new(&settings)?;
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let req: trigger_core::BreakGlassRequest =
+                    serde_json::from_str(line).with_context(|| format!("{} line {}", a.file.display(), i + 1))?;
+                p.break_glass(&settings.topics.cfs, &req)?;
+            }
+            let n = p.wait()?;
+            println!("sent {n} break-glass requests to {}", settings.topics.cfs);
             Ok(())
         }
         Command::Topics(TopicsCmd::Create(a)) => {

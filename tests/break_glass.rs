@@ -1,7 +1,8 @@
 //! Break-glass in a replay: a signed request for one real incident widens its scope, is audited, shows in the
 //! owner notices and in the transparency report; the same request with one signature is refused.
 
-use ed25519_dalek::{Signer, SigningKey};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,47 +22,15 @@ fn run(args: &[&str]) {
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// The shipped configuration plus two break-glass keys, in `dir`.
-fn policy(dir: &Path) -> PathBuf {
-    for sub in ["codes", "jurisdictions", "profiles"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-        for f in std::fs::read_dir(root().join("config").join(sub)).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, dir.join(sub).join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    let mut p = std::fs::read_to_string(root().join("config/policy.toml")).unwrap();
-    for (id, role, identity, seed) in [("officer", "agency", "staff-114", 1u8), ("sup", "supervisor", "staff-3", 2)] {
-        let pk = hex::encode(SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes());
-        p.push_str(&format!(
-            "\n[[break_glass_key]]\nid = \"{id}\"\nrole = \"{role}\"\nidentity = \"{identity}\"\npublic_key = \"{pk}\"\n"
-        ));
-    }
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, p).unwrap();
-    path
-}
-
 fn request(signers: &[(&str, u8)]) -> String {
-    let (radius, k, expires, reason) = (900.0, 20, CALL_AT + 1_800_000, "armed_suspect_search");
-    let msg =
-        format!("dispatch-trigger/break-glass/v1\nnashville-mnpd\n{INCIDENT}\n{radius}\n{k}\n{expires}\n{reason}");
-    let auths: Vec<String> = signers
-        .iter()
-        .map(|(id, seed)| {
-            let sig = hex::encode(SigningKey::from_bytes(&[*seed; 32]).sign(msg.as_bytes()).to_bytes());
-            format!(r#"{{"key_id":"{id}","signature":"{sig}"}}"#)
-        })
-        .collect();
-    format!(
-        r#"{{"at":{},"agency_id":"nashville-mnpd","incident_id":"{INCIDENT}","radius_m":{radius},"max_cameras":{k},"expires_at":{expires},"reason_code":"{reason}","authorisations":[{}]}}"#,
-        CALL_AT - 60_000,
-        auths.join(",")
-    )
+    let r = common::signed_break_glass(INCIDENT, 900.0, 20, CALL_AT + 1_800_000, signers);
+    let mut v = serde_json::to_value(r).unwrap();
+    v["at"] = serde_json::json!(CALL_AT - 60_000);
+    v.to_string()
 }
 
 fn replay(dir: &Path, name: &str, requests: Option<String>) -> PathBuf {
-    let policy = policy(&dir.join(format!("cfg-{name}")));
+    let policy = common::policy_with_break_glass_keys(&dir.join(format!("cfg-{name}")));
     let out = dir.join(name);
     let mut args: Vec<String> = ["replay", LOG, "--format", "csv", "--profile", "nashville-mnpd"]
         .into_iter()

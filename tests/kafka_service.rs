@@ -511,3 +511,46 @@ fn redacted_dead_letters_keep_only_the_contract_fields_and_a_digest() {
         }
     }
 }
+
+#[test]
+fn a_break_glass_request_on_the_cfs_topic_widens_its_incident_and_is_audited() {
+    let (_cluster, settings) = setup(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&settings);
+    cfg.policy = common::policy_with_break_glass_keys(dir.path());
+    // Ten consenting cameras within 100 m: the shipped k-cap (8) leaves two out.
+    publish(&settings, |p, s| {
+        for i in 0..10 {
+            p.camera(&s.topics.registry, &camera(&format!("cam-{i}"), 5.0 + 9.0 * i as f64)).unwrap();
+        }
+    });
+    let (health, stop) = (Health::default(), AtomicBool::new(false));
+    let expires = common::now_ms() + 600_000;
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        publish(&settings, |p, s| {
+            p.cfs(&s.topics.cfs, &shots_fired("PLAIN", 1, Status::New)).unwrap();
+            // One signature only: refused and audited; then both: granted, then the call itself.
+            p.break_glass(&s.topics.cfs, &common::signed_break_glass("WIDE", 300.0, 12, expires, &[("officer", 1)]))
+                .unwrap();
+            let both = common::signed_break_glass("WIDE", 300.0, 12, expires, &[("officer", 1), ("sup", 2)]);
+            p.break_glass(&s.topics.cfs, &both).unwrap();
+            p.cfs(&s.topics.cfs, &shots_fired("WIDE", 1, Status::New)).unwrap();
+            p.raw(&s.topics.cfs, b"nashville-mnpd/X", b"{not json").unwrap();
+        });
+        // The last record has no break-glass header: a malformed call, dead-lettered.
+        svc.wait_handled(5);
+        svc.stop();
+    });
+    let cmds = commands(&settings);
+    assert_eq!(cameras_of(&cmds, "PLAIN", Action::Start).len(), 8, "the usual k-cap");
+    assert_eq!(cameras_of(&cmds, "WIDE", Action::Start).len(), 10, "the override's k-cap: every consenting camera");
+    let outcomes: Vec<(String, bool)> = audit(&settings).into_iter().map(|a| (a.outcome, a.break_glass)).collect();
+    assert!(outcomes.contains(&("break_glass_refused".into(), false)), "{outcomes:?}");
+    assert!(outcomes.contains(&("break_glass_granted".into(), true)));
+    assert!(outcomes.contains(&("triggered".into(), true)), "the call was decided under the override");
+    let notices = inspect::read_topic(&settings, &settings.topics.notices, false, Duration::from_secs(30)).unwrap();
+    let flagged =
+        notices.iter().filter(|n| pb::OwnerNotice::decode(n.payload.as_deref().unwrap()).unwrap().break_glass);
+    assert_eq!(flagged.count(), 10, "owners are told their camera was started under break-glass");
+}

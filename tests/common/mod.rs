@@ -58,3 +58,56 @@ pub fn commands(settings: &KafkaSettings, read_committed: bool) -> Vec<CameraCom
         .map(|m| codec::command_from_pb(pb::CameraCommand::decode(m.payload.as_deref().unwrap()).unwrap()).unwrap())
         .collect()
 }
+
+/// The shipped configuration, copied into `dir`, plus two break-glass keys: "officer" (agency, seed 1) and
+/// "sup" (supervisor, seed 2), held by two different people.
+pub fn policy_with_break_glass_keys(dir: &std::path::Path) -> std::path::PathBuf {
+    use ed25519_dalek::SigningKey;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["codes", "jurisdictions", "profiles"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for f in std::fs::read_dir(root.join("config").join(sub)).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(sub).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut p = std::fs::read_to_string(root.join("config/policy.toml")).unwrap();
+    for (id, role, identity, seed) in [("officer", "agency", "staff-114", 1u8), ("sup", "supervisor", "staff-3", 2)] {
+        let pk = hex::encode(SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes());
+        p.push_str(&format!(
+            "\n[[break_glass_key]]\nid = \"{id}\"\nrole = \"{role}\"\nidentity = \"{identity}\"\npublic_key = \"{pk}\"\n"
+        ));
+    }
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, p).unwrap();
+    path
+}
+
+/// A break-glass request for a Nashville incident, signed by the given (key id, seed) pairs.
+pub fn signed_break_glass(
+    incident: &str,
+    radius_m: f64,
+    max_cameras: usize,
+    expires_at: i64,
+    signers: &[(&str, u8)],
+) -> trigger_core::BreakGlassRequest {
+    use ed25519_dalek::{Signer, SigningKey};
+    let mut r = trigger_core::BreakGlassRequest {
+        agency_id: "nashville-mnpd".into(),
+        incident_id: incident.into(),
+        radius_m,
+        max_cameras,
+        expires_at,
+        reason_code: "armed_suspect_search".into(),
+        authorisations: vec![],
+    };
+    let msg = r.message();
+    r.authorisations = signers
+        .iter()
+        .map(|(id, seed)| trigger_core::Authorisation {
+            key_id: id.to_string(),
+            signature: hex::encode(SigningKey::from_bytes(&[*seed; 32]).sign(&msg).to_bytes()),
+        })
+        .collect();
+    r
+}

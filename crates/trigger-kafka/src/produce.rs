@@ -119,6 +119,18 @@ impl Publisher {
         self.send(&OutRecord::keyed(topic, cfs_key(ev), Some(trigger_cad::pb::to_pb(ev).encode_to_vec())))
     }
 
+    /// A break-glass request onto the CFS topic, keyed like its incident (the service decides it on the
+    /// incident's partition, in order with the incident's revisions).
+    pub fn break_glass(&mut self, cfs_topic: &str, req: &trigger_core::BreakGlassRequest) -> Result<(), KafkaError> {
+        let mut r = OutRecord::keyed(
+            cfs_topic,
+            format!("{}/{}", req.agency_id, req.incident_id),
+            Some(serde_json::to_vec(req).expect("serialisable")),
+        );
+        r.headers.push((crate::service::H_KIND, crate::service::KIND_BREAK_GLASS.to_vec()));
+        self.send(&r)
+    }
+
     /// Arbitrary bytes on a topic (a bad message, for dead-letter tests and demos).
     pub fn raw(&mut self, topic: &str, key: &[u8], bytes: &[u8]) -> Result<(), KafkaError> {
         self.send(&OutRecord::keyed(topic, key, Some(bytes.to_vec())))

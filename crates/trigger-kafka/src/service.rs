@@ -25,9 +25,18 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use trigger_cad::DecodeOptions;
-use trigger_core::{Action, Engine, IncidentSnapshot, Outcome, Reject};
+use trigger_core::{Action, Engine, IncidentSnapshot, Outcome, Reject, RejectReason};
 use trigger_index::{CameraIndex, SpatialBackend};
 use trigger_proto::v1 as pb;
+
+/// Header that marks a record on the CFS topic as a break-glass request (JSON) rather than a call.
+pub const H_KIND: &str = "dt.kind";
+pub const KIND_BREAK_GLASS: &[u8] = b"break-glass";
+
+fn is_break_glass(m: &OwnedMessage) -> bool {
+    use rdkafka::message::Headers;
+    m.headers().is_some_and(|h| h.iter().any(|x| x.key == H_KIND && x.value == Some(KIND_BREAK_GLASS)))
+}
 
 /// The last offset of each topic-partition in a batch.
 fn last_offsets(batch: &[OwnedMessage]) -> HashMap<(&str, i32), i64> {
@@ -704,17 +713,20 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         let decoded: Vec<Result<trigger_core::CallForService, Reject>> =
             batch.iter().map(|m| trigger_cad::pb::decode_one(m.payload().unwrap_or_default(), &opts)).collect();
 
-        // Under backlog, higher-priority incidents first; an incident's revisions stay together and in order.
-        let mut incident_priority: HashMap<(&str, &str), u8> = HashMap::new();
-        for ev in decoded.iter().flatten() {
-            let p = self.engine.policy().priority_of_event(ev);
-            let e = incident_priority.entry((&ev.agency_id, &ev.incident_id)).or_default();
-            *e = (*e).max(p);
+        // Under backlog, higher-priority incidents first. Records with the same key (an incident's revisions,
+        // and any break-glass request for it) share the priority of the highest among them and keep their
+        // order: the sort is stable.
+        let mut key_priority: HashMap<&[u8], u8> = HashMap::new();
+        for (m, ev) in batch.iter().zip(&decoded) {
+            if let Ok(ev) = ev {
+                let p = self.engine.policy().priority_of_event(ev);
+                let e = key_priority.entry(m.key().unwrap_or_default()).or_default();
+                *e = (*e).max(p);
+            }
         }
         let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| match &decoded[i] {
-            Ok(ev) => std::cmp::Reverse(incident_priority[&(ev.agency_id.as_str(), ev.incident_id.as_str())]),
-            Err(_) => std::cmp::Reverse(0),
+        order.sort_by_key(|&i| {
+            std::cmp::Reverse(key_priority.get(batch[i].key().unwrap_or_default()).copied().unwrap_or(0))
         });
 
         let topics = self.settings.topics.clone();
@@ -724,15 +736,32 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             let m = &batch[i];
             self.stats.events += 1;
             metrics::counter!("dispatch_trigger_events_total").increment(1);
-            let result = decoded[i].as_ref().map_err(Clone::clone).and_then(|ev| {
-                stage("cad_to_poll", (polled_ms - ev.emitted_at) as f64 / 1e3);
-                let t = Instant::now();
-                let d = self.engine.decide(ev, &*self.index, wall_ms());
-                let us = t.elapsed().as_secs_f64() * 1e6;
-                stage("decide", us / 1e6);
-                let _ = self.stats.decide_us.record(us.ceil() as u64);
-                d
-            });
+            // A break-glass request travels on the CFS topic, keyed like the incident it is for, so it lands on
+            // the incident's partition, in order with its revisions (and in its transaction, exactly-once).
+            let (result, incident) = if is_break_glass(m) {
+                match serde_json::from_slice::<trigger_core::BreakGlassRequest>(m.payload().unwrap_or_default()) {
+                    Ok(req) => {
+                        let record = self.engine.break_glass(&req, wall_ms());
+                        let d = trigger_core::Decision { record, commands: vec![], notices: vec![] };
+                        (Ok(d), Some((req.agency_id, req.incident_id)))
+                    }
+                    Err(e) => {
+                        (Err(Reject::new(RejectReason::MalformedJson, format!("break-glass request: {e}"))), None)
+                    }
+                }
+            } else {
+                let incident = decoded[i].as_ref().ok().map(|ev| (ev.agency_id.clone(), ev.incident_id.clone()));
+                let result = decoded[i].as_ref().map_err(Clone::clone).and_then(|ev| {
+                    stage("cad_to_poll", (polled_ms - ev.emitted_at) as f64 / 1e3);
+                    let t = Instant::now();
+                    let d = self.engine.decide(ev, &*self.index, wall_ms());
+                    let us = t.elapsed().as_secs_f64() * 1e6;
+                    stage("decide", us / 1e6);
+                    let _ = self.stats.decide_us.record(us.ceil() as u64);
+                    d
+                });
+                (result, incident)
+            };
             match result {
                 Err(r) => {
                     *self.stats.rejects.entry(r.reason.as_str()).or_default() += 1;
@@ -790,14 +819,13 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                             Some(codec::notice(n).encode_to_vec()),
                         ));
                     }
-                    if let Ok(ev) = &decoded[i] {
-                        let key = (ev.agency_id.clone(), ev.incident_id.clone());
+                    if let Some(key) = incident {
                         let snap = self.engine.snapshot_incident(&key.0, &key.1);
                         if eos {
                             out.push(OutRecord {
                                 topic: topics.changelog.clone(),
                                 partition: Some(m.partition()),
-                                key: crate::produce::cfs_key(ev),
+                                key: format!("{}/{}", key.0, key.1).into_bytes(),
                                 payload: snap.map(|s| serde_json::to_vec(&s).expect("serialisable")),
                                 headers: vec![],
                             });
