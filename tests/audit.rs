@@ -1,11 +1,12 @@
 //! `audit verify` through the binary: a replay's audit file verifies; a flipped byte, a deleted record and
 //! two swapped records are each caught and named, with exit status 1.
 
+mod common;
+
+use common::{replay_week, run, BIN};
 use prost::Message;
 use std::path::Path;
 use std::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
 
 fn verify(path: &Path) -> (bool, String) {
     let out = Command::new(BIN).args(["audit", "verify", path.to_str().unwrap()]).output().unwrap();
@@ -16,13 +17,7 @@ fn verify(path: &Path) -> (bool, String) {
 fn audit_verify_catches_a_flipped_byte_a_deleted_record_and_a_swap() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let status = Command::new(BIN)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["replay", "fixtures/nashville-mnpd-2024-07-01_07.csv", "--format", "csv", "--profile", "nashville-mnpd"])
-        .args(["--generate-cameras", "5000", "--seed", "7", "--no-wall-clock", "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    replay_week(&out, &[]);
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let head = summary["audit_head"].as_str().unwrap().to_string();
     assert_eq!(summary["audit_records"], summary["decisions"], "one audit record per decision");
@@ -67,11 +62,6 @@ fn audit_verify_catches_a_flipped_byte_a_deleted_record_and_a_swap() {
 fn an_owners_history_matches_the_notices_they_were_sent_and_needs_an_intact_audit() {
     let dir = tempfile::tempdir().unwrap();
     let (cams, out) = (dir.path().join("cams.jsonl"), dir.path().join("run"));
-    let run = |args: &[&str]| {
-        let o = Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8(o.stdout).unwrap()
-    };
     run(&["cameras", "generate", "--count", "20000", "--seed", "7", "--profile", "nashville-mnpd"]
         .iter()
         .copied()
@@ -136,16 +126,8 @@ fn an_owners_history_matches_the_notices_they_were_sent_and_needs_an_intact_audi
 fn retention_drops_audit_detail_and_the_public_counts_survive() {
     let dir = tempfile::tempdir().unwrap();
     let (out, r1, r2) = (dir.path().join("run"), dir.path().join("report-before"), dir.path().join("report-after"));
-    let run = |args: &[&str]| {
-        let o = Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8(o.stdout).unwrap()
-    };
     let o = out.to_str().unwrap();
-    run(&["replay", "fixtures/nashville-mnpd-2024-07-01_07.csv", "--format", "csv", "--profile", "nashville-mnpd"]
-        .into_iter()
-        .chain(["--generate-cameras", "20000", "--seed", "7", "--no-wall-clock", "--out", o])
-        .collect::<Vec<_>>());
+    replay_week(&out, &[]);
     run(&["report", "transparency", "--audit", o, "--out", r1.to_str().unwrap()]);
     let before = run(&["audit", "verify", o]);
     // The bundled week ends 2024-07-08: everything decided before 2024-07-05 loses its detail.

@@ -2,17 +2,11 @@
 //! replay --to-kafka (with the decoder's refused records sent as their original bytes). `topics create` needs
 //! the CreateTopics API, which the mock cluster does not serve: tests/kafka_tansu.rs runs it against tansu.
 
-use std::process::Command;
+mod common;
+
+use common::run;
 use std::time::Duration;
 use trigger_kafka::{inspect, EmbeddedCluster, KafkaSettings, Topics};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
-    assert!(out.status.success(), "dispatch-trigger {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn cameras_publish_and_replay_to_kafka() {

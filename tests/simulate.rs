@@ -1,15 +1,8 @@
 //! The privacy-impact simulation agrees with a replay under the same policy, and its knob does what it says.
 
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
-const LOG: &str = "fixtures/nashville-mnpd-2024-07-01_07.csv";
-
-fn run(args: &[&str]) -> String {
-    let o = Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
-}
+use common::{replay_week, run, WEEK as LOG};
 
 #[test]
 fn simulation_matches_a_replay_and_the_knob_binds() {
@@ -31,21 +24,7 @@ fn simulation_matches_a_replay_and_the_knob_binds() {
         sim.to_str().unwrap(),
     ]);
     assert!(table.contains("| 8 |") && table.contains("| 1 |"), "{table}");
-    run(&[
-        "replay",
-        LOG,
-        "--format",
-        "csv",
-        "--profile",
-        "nashville-mnpd",
-        "--generate-cameras",
-        "20000",
-        "--seed",
-        "7",
-        "--no-wall-clock",
-        "--out",
-        rep.to_str().unwrap(),
-    ]);
+    replay_week(&rep, &[]);
     let settings: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sim.join("simulation.json")).unwrap()).unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(rep.join("summary.json")).unwrap()).unwrap();

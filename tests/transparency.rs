@@ -1,23 +1,16 @@
 //! The transparency report from a real replay's audit trail: its counts agree with the replay's own summary,
 //! and no camera or owner identifier appears in any of its files.
 
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
+use common::{replay_week, run};
 
 #[test]
 fn the_transparency_report_agrees_with_the_run_and_names_no_camera_or_owner() {
     let dir = tempfile::tempdir().unwrap();
     let (run_dir, report_dir) = (dir.path().join("run"), dir.path().join("report"));
-    let run = |args: &[&str]| {
-        let o = Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
     let (r, o) = (run_dir.to_str().unwrap(), report_dir.to_str().unwrap());
-    run(&["replay", "fixtures/nashville-mnpd-2024-07-01_07.csv", "--format", "csv", "--profile", "nashville-mnpd"]
-        .into_iter()
-        .chain(["--generate-cameras", "20000", "--seed", "7", "--no-wall-clock", "--out", r])
-        .collect::<Vec<_>>());
+    replay_week(&run_dir, &[]);
     run(&["report", "transparency", "--audit", r, "--out", o, "--min-count", "2"]);
 
     let summary: serde_json::Value =

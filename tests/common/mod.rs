@@ -111,3 +111,21 @@ pub fn signed_break_glass(
         .collect();
     r
 }
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
+pub const WEEK: &str = "fixtures/nashville-mnpd-2024-07-01_07.csv";
+
+/// Run the binary from the repository root; it must succeed. Returns its standard output.
+pub fn run(args: &[&str]) -> String {
+    let o = std::process::Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
+    assert!(o.status.success(), "dispatch-trigger {args:?}:\n{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Replay the bundled real week against the seeded layout of 20,000 cameras into `out`, plus `extra`.
+pub fn replay_week(out: &std::path::Path, extra: &[&str]) {
+    let mut args = vec!["replay", WEEK, "--format", "csv", "--profile", "nashville-mnpd"];
+    args.extend(["--generate-cameras", "20000", "--seed", "7", "--no-wall-clock", "--out", out.to_str().unwrap()]);
+    args.extend(extra);
+    run(&args);
+}
