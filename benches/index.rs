@@ -10,6 +10,8 @@
 //!
 //! Run: `cargo bench --bench index` (all sizes; ~10 GB RAM at 10M)
 //!      `BENCH_SIZES=100000,1000000 cargo bench --bench index` (quicker)
+//!      `BENCH_EXPORT_DIR=out/peer` also writes each size's cameras and queries (`lon lat` per line) for the
+//!      peer comparison in benches/redis_geosearch.sh.
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
@@ -89,6 +91,22 @@ fn layout(n: usize) -> Vec<CameraRecord> {
         .collect()
 }
 
+/// The same cameras and queries, for a peer to load (`lon lat` per line, 7 decimals).
+fn export(dir: &std::path::Path, n: usize, cams: &[CameraRecord], qs: &[LatLon]) {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir).expect("export folder");
+    let mut c = String::with_capacity(cams.len() * 24);
+    for cam in cams {
+        let _ = writeln!(c, "{:.7} {:.7}", cam.lon, cam.lat);
+    }
+    let mut q = String::new();
+    for p in qs {
+        let _ = writeln!(q, "{:.7} {:.7}", p.lon, p.lat);
+    }
+    std::fs::write(dir.join(format!("cameras-{n}.txt")), c).expect("export cameras");
+    std::fs::write(dir.join(format!("queries-{n}.txt")), q).expect("export queries");
+}
+
 fn queries(cams: &[CameraRecord], n: usize) -> Vec<LatLon> {
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     (0..n)
@@ -119,6 +137,9 @@ fn bench(c: &mut Criterion) {
     for n in sizes() {
         let cams = layout(n);
         let qs = queries(&cams, 1000);
+        if let Ok(dir) = std::env::var("BENCH_EXPORT_DIR") {
+            export(std::path::Path::new(&dir), n, &cams, &qs);
+        }
         let points: Vec<(u32, QPoint)> =
             cams.iter().enumerate().map(|(i, c)| (i as u32, QPoint::from_latlon(c.point()))).collect();
 
