@@ -83,17 +83,9 @@ fn an_owners_history_matches_the_notices_they_were_sent_and_needs_an_intact_audi
         *per_owner.entry(n["owner_ref"].as_str().unwrap().to_string()).or_default() += 1;
     }
     let (owner, sent) = per_owner.iter().max_by_key(|(_, n)| **n).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&run(&[
-        "report",
-        "owner",
-        "--owner",
-        owner,
-        "--audit",
-        out.to_str().unwrap(),
-        "--cameras",
-        cams.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let args =
+        ["report", "owner", "--owner", owner, "--audit", out.to_str().unwrap(), "--cameras", cams.to_str().unwrap()];
+    let report: serde_json::Value = serde_json::from_str(&run(&args)).unwrap();
     assert_eq!(report["starts"].as_u64().unwrap() as usize, *sent, "one START per notice sent");
     let theirs: Vec<&str> = report["cameras"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     for a in report["activations"].as_array().unwrap() {
@@ -105,19 +97,7 @@ fn an_owners_history_matches_the_notices_they_were_sent_and_needs_an_intact_audi
     let mut records: Vec<_> = trigger_audit::decode_stream(&data).into_iter().map(Result::unwrap).collect();
     records.remove(3);
     std::fs::write(out.join("audit.pb"), trigger_audit::encode_stream(&records)).unwrap();
-    let o = Command::new(BIN)
-        .args([
-            "report",
-            "owner",
-            "--owner",
-            owner,
-            "--audit",
-            out.to_str().unwrap(),
-            "--cameras",
-            cams.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = Command::new(BIN).args(args).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("the audit chain is broken"));
 }
