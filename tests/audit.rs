@@ -17,7 +17,7 @@ fn verify(path: &Path) -> (bool, String) {
 fn audit_verify_catches_a_flipped_byte_a_deleted_record_and_a_swap() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    replay_week(&out, &[]);
+    replay_week(&out, &["--no-wall-clock"]);
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     let head = summary["audit_head"].as_str().unwrap().to_string();
     assert_eq!(summary["audit_records"], summary["decisions"], "one audit record per decision");
@@ -107,7 +107,7 @@ fn retention_drops_audit_detail_and_the_public_counts_survive() {
     let dir = tempfile::tempdir().unwrap();
     let (out, r1, r2) = (dir.path().join("run"), dir.path().join("report-before"), dir.path().join("report-after"));
     let o = out.to_str().unwrap();
-    replay_week(&out, &[]);
+    replay_week(&out, &["--no-wall-clock"]);
     run(&["report", "transparency", "--audit", o, "--out", r1.to_str().unwrap()]);
     let before = run(&["audit", "verify", o]);
     // The bundled week ends 2024-07-08: everything decided before 2024-07-05 loses its detail.

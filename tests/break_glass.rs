@@ -3,24 +3,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use common::run;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
+use std::path::{Path, PathBuf};
+
 const LOG: &str = "fixtures/nashville-mnpd-2024-07-01_07.csv";
 /// PD202400535975: shots fired, 2024-07-04 20:53:20 America/Chicago, in a dense area: without an override
 /// the k-cap (8) stops dozens of consenting cameras.
 const INCIDENT: &str = "PD202400535975";
 const CALL_AT: i64 = 1_720_144_400_000;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) {
-    let o = Command::new(BIN).current_dir(root()).args(args).output().unwrap();
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
 
 fn request(signers: &[(&str, u8)]) -> String {
     let r = common::signed_break_glass(INCIDENT, 900.0, 20, CALL_AT + 1_800_000, signers);

@@ -8,6 +8,9 @@
 //! By design, dead-letter payloads (and a replay's rejects.jsonl) keep the refused input's original bytes:
 //! README, "Bad input and personal data", says how long they are kept.
 
+mod common;
+
+use common::{run, BIN};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,18 +18,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use trigger_kafka::{inspect, EmbeddedCluster, KafkaSettings, Topics};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
 const CSV: &str = "fixtures/example-city.csv";
 const EIDO: &str = "../shared/data/eido/sample-call-transfer.json";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN).current_dir(root()).args(args).output().unwrap();
-    assert!(out.status.success(), "dispatch-trigger {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Caller data in the inputs, read from them: every caller name, phone number and narrative of the CSV, and

@@ -1,23 +1,19 @@
 //! The offline replay, end to end through the binary: real Nashville data, the NENA EIDO samples, a second
 //! city's export through a profile, every kind of bad input, all four formats, determinism.
 
+mod common;
+
+use common::{replay_week, run, BIN};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
-const FIXTURE: &str = "fixtures/nashville-mnpd-2024-07-01_07.csv";
+const FIXTURE: &str = common::WEEK;
 const FULL_EXPORT: &str = "../shared/data/cad/nashville_mnpd_calls_2024_sample.csv";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN).current_dir(root()).args(args).output().expect("binary runs");
-    assert!(out.status.success(), "dispatch-trigger {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn lines(dir: &Path, name: &str) -> Vec<Value> {
@@ -44,36 +40,16 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Replay the bundled sample with a generated layout.
-fn replay_fixture(out: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "replay",
-        FIXTURE,
-        "--format",
-        "csv",
-        "--profile",
-        "nashville-mnpd",
-        "--generate-cameras",
-        "20000",
-        "--seed",
-        "7",
-        "--out",
-        s(out),
-    ];
-    args.extend_from_slice(extra);
-    run(&args)
-}
-
 #[test]
 fn same_input_gives_byte_identical_outputs() {
     let (a, b) = (tmp(), tmp());
-    replay_fixture(a.path(), &["--no-wall-clock"]);
-    replay_fixture(b.path(), &["--no-wall-clock"]);
+    replay_week(a.path(), &["--no-wall-clock"]);
+    replay_week(b.path(), &["--no-wall-clock"]);
     assert_eq!(all_output_bytes(a.path()), all_output_bytes(b.path()));
     assert!(summary(a.path())["decide_latency_us"].is_null());
     // With the wall clock on, only decide_latency_us may differ.
     let c = tmp();
-    replay_fixture(c.path(), &["--index", "h3"]);
+    replay_week(c.path(), &["--index", "h3"]);
     for f in ["commands.jsonl", "decisions.jsonl", "notices.jsonl", "rejects.jsonl"] {
         assert_eq!(
             std::fs::read(a.path().join(f)).unwrap(),
@@ -93,7 +69,7 @@ fn same_input_gives_byte_identical_outputs() {
 #[test]
 fn bundled_sample_triggers_and_explains() {
     let out = tmp();
-    let stdout = replay_fixture(out.path(), &[]);
+    let stdout = replay_week(out.path(), &[]);
     let sum = summary(out.path());
     assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["decisions"], sum["decisions"], "summary printed");
     let decisions = lines(out.path(), "decisions.jsonl");
@@ -440,7 +416,7 @@ fn all_formats_decide_alike() {
     assert_eq!(outs[0], outs[2], "csv vs protobuf");
     // The generated layout equals the one --generate-cameras builds with the same seed.
     let gen = tmp();
-    replay_fixture(gen.path(), &[]);
+    replay_week(gen.path(), &[]);
     assert_eq!(std::fs::read(gen.path().join("commands.jsonl")).unwrap(), outs[0].1);
 }
 

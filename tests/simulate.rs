@@ -24,7 +24,7 @@ fn simulation_matches_a_replay_and_the_knob_binds() {
         sim.to_str().unwrap(),
     ]);
     assert!(table.contains("| 8 |") && table.contains("| 1 |"), "{table}");
-    replay_week(&rep, &[]);
+    replay_week(&rep, &["--no-wall-clock"]);
     let settings: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sim.join("simulation.json")).unwrap()).unwrap();
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(rep.join("summary.json")).unwrap()).unwrap();

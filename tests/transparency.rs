@@ -10,7 +10,7 @@ fn the_transparency_report_agrees_with_the_run_and_names_no_camera_or_owner() {
     let dir = tempfile::tempdir().unwrap();
     let (run_dir, report_dir) = (dir.path().join("run"), dir.path().join("report"));
     let (r, o) = (run_dir.to_str().unwrap(), report_dir.to_str().unwrap());
-    replay_week(&run_dir, &[]);
+    replay_week(&run_dir, &["--no-wall-clock"]);
     run(&["report", "transparency", "--audit", r, "--out", o, "--min-count", "2"]);
 
     let summary: serde_json::Value =

@@ -123,9 +123,10 @@ pub fn run(args: &[&str]) -> String {
 }
 
 /// Replay the bundled real week against the seeded layout of 20,000 cameras into `out`, plus `extra`.
-pub fn replay_week(out: &std::path::Path, extra: &[&str]) {
+/// Returns the replay's standard output (its summary).
+pub fn replay_week(out: &std::path::Path, extra: &[&str]) -> String {
     let mut args = vec!["replay", WEEK, "--format", "csv", "--profile", "nashville-mnpd"];
-    args.extend(["--generate-cameras", "20000", "--seed", "7", "--no-wall-clock", "--out", out.to_str().unwrap()]);
+    args.extend(["--generate-cameras", "20000", "--seed", "7", "--out", out.to_str().unwrap()]);
     args.extend(extra);
-    run(&args);
+    run(&args)
 }
