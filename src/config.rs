@@ -10,6 +10,77 @@ use trigger_cad::CsvProfile;
 use trigger_core::{CodeTable, Policy, PolicyConfig, PolicyError};
 
 pub const DEFAULT_POLICY: &str = "config/policy.toml";
+/// The bundled sample: one week of real Nashville calls (see fixtures/README.md for its origin).
+pub const BUNDLED_SAMPLE: &str = "fixtures/nashville-mnpd-2024-07-01_07.csv";
+
+static CONFIG_DIR: include_dir::Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/config");
+static SAMPLE: &[u8] = include_bytes!("../fixtures/nashville-mnpd-2024-07-01_07.csv");
+
+/// A file of the source tree (`config/policy.toml`, the bundled sample), as found: in the working directory;
+/// else beside the installation (the executable's folder and its parents, so `target/release/` finds the
+/// repository); else the copy compiled into this binary, written once to a cache folder.
+pub fn installed(rel: &str) -> PathBuf {
+    let rel_path = Path::new(rel);
+    if rel_path.exists() {
+        return rel_path.to_path_buf();
+    }
+    let exe = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    if let Some(found) =
+        exe.iter().flat_map(|e| e.ancestors().skip(1).take(4)).map(|d| d.join(rel)).find(|p| p.exists())
+    {
+        return found;
+    }
+    compiled_in().map(|root| root.join(rel)).unwrap_or_else(|_| rel_path.to_path_buf())
+}
+
+/// The default policy: `config/policy.toml`, found as [`installed`] says.
+pub fn default_policy() -> PathBuf {
+    installed(DEFAULT_POLICY)
+}
+
+/// Write the compiled-in config and sample into a cache folder named after their content (once; files are
+/// written whole and renamed into place, so concurrent runs agree).
+fn compiled_in() -> Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    SAMPLE.hash(&mut h);
+    let mut files: Vec<(PathBuf, &[u8])> = vec![(PathBuf::from(BUNDLED_SAMPLE), SAMPLE)];
+    fn walk<'a>(d: &'a include_dir::Dir<'a>, out: &mut Vec<(PathBuf, &'a [u8])>) {
+        for f in d.files() {
+            out.push((Path::new("config").join(f.path()), f.contents()));
+        }
+        for sub in d.dirs() {
+            walk(sub, out);
+        }
+    }
+    walk(&CONFIG_DIR, &mut files);
+    for (p, c) in &files {
+        p.hash(&mut h);
+        c.hash(&mut h);
+    }
+    let root = std::env::temp_dir().join(format!("dispatch-trigger-{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish()));
+    for (p, c) in files {
+        let dest = root.join(&p);
+        if dest.exists() {
+            continue;
+        }
+        let dir = dest.parent().expect("a file in a folder");
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, c).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    }
+    Ok(root)
+}
+
+/// An input path as given; the bundled sample's own relative path also works outside the repository.
+pub fn input_path(p: &Path) -> PathBuf {
+    if !p.exists() && p == Path::new(BUNDLED_SAMPLE) {
+        installed(BUNDLED_SAMPLE)
+    } else {
+        p.to_path_buf()
+    }
+}
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -67,4 +138,90 @@ pub fn load_profile(name_or_path: &str, policy_path: &Path) -> Result<CsvProfile
         policy_path.parent().unwrap_or(Path::new(".")).join("profiles").join(format!("{name_or_path}.toml"))
     };
     CsvProfile::from_toml(&read(&path)?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// What `check-config` found in the CSV profiles beside a policy.
+#[derive(Debug, Default)]
+pub struct CheckedProfiles {
+    pub profiles: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Load every profile in `profiles/` beside the policy (every problem of every profile is reported at once)
+/// and say where a profile and the code tables of its agency do not fit together.
+pub fn check_profiles(policy_path: &Path, policy: &Policy) -> Result<CheckedProfiles> {
+    let base = policy_path.parent().unwrap_or(Path::new("."));
+    let dir = base.join("profiles");
+    let mut out = CheckedProfiles::default();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    let tables = load_code_tables(&base.join("codes"))?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut errs = Vec::new();
+    for f in files {
+        match read(&f).and_then(|t| CsvProfile::from_toml(&t).map_err(anyhow::Error::msg)) {
+            Err(e) => errs.push(format!("{}: {e:#}", f.display())),
+            Ok(p) => {
+                out.warnings.extend(profile_warnings(&p, policy, &tables));
+                out.profiles.push(p.name);
+            }
+        }
+    }
+    if !errs.is_empty() {
+        bail!("{} of the CSV profiles are invalid:\n  - {}", errs.len(), errs.join("\n  - "));
+    }
+    Ok(out)
+}
+
+/// Where a profile and its agency's code tables do not fit: the columns it maps decide what the hard block and
+/// the tables' rules can see.
+fn profile_warnings(p: &CsvProfile, policy: &Policy, tables: &[CodeTable]) -> Vec<String> {
+    let c = &p.columns;
+    let maps_code = !(c.type_code.names().is_empty() && c.final_type_code.names().is_empty());
+    let maps_text = !(c.type_text.names().is_empty() && c.final_type_text.names().is_empty());
+    let cfg = &policy.config;
+    let names: Vec<&String> = match &p.agency_id {
+        Some(id) => match cfg.agencies.iter().find(|a| &a.id == id) {
+            Some(a) if a.code_tables.is_empty() => cfg.default_code_tables.iter().collect(),
+            Some(a) => a.code_tables.iter().collect(),
+            None => return vec![format!("profile {}: agency_id {id:?} is not a partner agency of the policy", p.name)],
+        },
+        // An agency column: any partner's tables may apply.
+        None => cfg.agencies.iter().flat_map(|a| &a.code_tables).chain(&cfg.default_code_tables).collect(),
+    };
+    let used: Vec<&CodeTable> = tables.iter().filter(|t| names.contains(&&t.name)).collect();
+    let mut w = Vec::new();
+    if maps_code && !maps_text {
+        let code_only: Vec<&str> = used.iter().filter(|t| t.code_only()).map(|t| t.name.as_str()).collect();
+        let with_text: Vec<&str> = used.iter().filter(|t| !t.code_only()).map(|t| t.name.as_str()).collect();
+        let mut msg = format!(
+            "profile {} maps call-type codes but no type text (type_text / final_type_text): the hard block sees \
+             only the codes and the labels of the code tables' rules",
+            p.name
+        );
+        if !code_only.is_empty() {
+            msg += &format!(
+                "; table(s) {} have only code rules, so a protest or immigration code is caught only by its label: \
+                 map the export's description column as type_text",
+                code_only.join(", ")
+            );
+        }
+        if !with_text.is_empty() {
+            msg += &format!("; the text rules of table(s) {} can never match", with_text.join(", "));
+        }
+        w.push(msg);
+    }
+    if maps_text && !maps_code && !used.is_empty() && used.iter().all(|t| t.code_only()) {
+        w.push(format!(
+            "profile {} maps type text but no code, and its tables have only code rules: no event can match a rule",
+            p.name
+        ));
+    }
+    w
 }

@@ -15,11 +15,25 @@ fn wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Sleep for `wait` (which may be very long: a tiny `--speed` over far-apart events), waking early when asked
+/// to stop.
+fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
+    let until = Instant::now().checked_add(wait);
+    while !stop.load(Relaxed) {
+        let left = until.map_or(Duration::from_millis(200), |u| u.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(200)));
+    }
+}
+
 /// The event as if it left the CAD now, keeping its recorded received -> emitted gap (the service refuses
-/// events older than `max_age_s`, so a recorded log replayed later must be rebased).
+/// events that waited longer than `max_lag_s`, so a recorded log replayed later must be rebased).
 fn leaving_now(ev: &CallForService) -> CallForService {
     let now = wall_ms();
-    CallForService { received_at: now - (ev.emitted_at - ev.received_at).max(0), emitted_at: now, ..ev.clone() }
+    let gap = ev.emitted_at.saturating_sub(ev.received_at).max(0);
+    CallForService { received_at: now.saturating_sub(gap), emitted_at: now, ..ev.clone() }
 }
 
 /// The service configuration for an in-process run against `settings`: the service section (and log)
@@ -81,9 +95,9 @@ pub fn send_cad_log(
         if stop.load(Relaxed) {
             break;
         }
-        let wait = pacer.wait_before(de.event.emitted_at, started.elapsed());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
+        sleep_unless_stopped(pacer.wait_before(de.event.emitted_at, started.elapsed()), stop);
+        if stop.load(Relaxed) {
+            break;
         }
         match times {
             Times::Rebased => p.cfs(topic, &leaving_now(&de.event))?,

@@ -20,9 +20,10 @@ use trigger_kafka::KafkaSettings;
     about = "Turns 911 calls for service into consent-bounded record commands for nearby opted-in cameras"
 )]
 struct Cli {
-    /// Policy file; code tables, jurisdictions and profiles are found beside it.
-    #[arg(long, global = true, default_value = config::DEFAULT_POLICY)]
-    policy: PathBuf,
+    /// Policy file; code tables, jurisdictions and profiles are found beside it. Default: config/policy.toml in
+    /// the working directory, else beside the installation, else the copy compiled into this binary.
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,8 +35,12 @@ enum Command {
     Cameras(CamerasCmd),
     /// Replay a CAD log through the engine, offline, in event-time order.
     Replay(ReplayArgs),
-    /// Load and validate the policy, code tables and jurisdictions; print warnings.
+    /// Load and validate the policy, code tables, jurisdictions and every CSV profile beside it; print
+    /// warnings (a development key, a profile whose columns the hard block cannot see through, ...).
     CheckConfig,
+    /// The opaque incident reference of a CAD incident number, for holders of the policy's incident_ref_key
+    /// (the agency, an auditor) joining audit records to their own CAD numbers.
+    Ref(RefArgs),
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -229,6 +234,23 @@ struct TopicsCreateArgs {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["incident", "csv"])))]
+struct RefArgs {
+    /// Agency id of the incident numbers.
+    #[arg(long)]
+    agency: String,
+    /// One CAD incident number.
+    #[arg(long)]
+    incident: Option<String>,
+    /// A CSV file: every row gets an `incident_ref` column computed from --column (printed to stdout).
+    #[arg(long, value_name = "FILE", requires = "column")]
+    csv: Option<PathBuf>,
+    /// The CSV column that holds the incident number.
+    #[arg(long)]
+    column: Option<String>,
+}
+
+#[derive(Args)]
 struct ServeArgs {
     /// TOML configuration file (see config/serve.toml); every key is optional.
     #[arg(long)]
@@ -240,8 +262,8 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// CAD log to replay (CSV through --profile).
-    #[arg(long, default_value = "fixtures/nashville-mnpd-2024-07-01_07.csv")]
+    /// CAD log to replay (CSV through --profile); default: the bundled week of Nashville calls.
+    #[arg(long, default_value = config::BUNDLED_SAMPLE)]
     cad: PathBuf,
     #[arg(long, default_value = "nashville-mnpd")]
     profile: String,
@@ -329,16 +351,19 @@ struct GenerateArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = "Required: FILE and --format; --profile with --format csv; a camera layout \
+    (--cameras FILE or --generate-cameras N) and --out DIR, unless --to-kafka.")]
 struct ReplayArgs {
-    /// CAD log to replay.
+    /// CAD log to replay (required).
     file: PathBuf,
+    /// Input format (required).
     #[arg(long, value_parser = ["csv", "eido", "jsonl", "pb"])]
     format: String,
-    /// CSV profile: a name in config/profiles, or a path.
+    /// CSV profile: a name in config/profiles, or a path (required with --format csv).
     #[arg(long)]
     profile: Option<String>,
-    /// Camera layout (.jsonl, .csv or .geojson).
-    #[arg(long, conflicts_with = "generate_cameras", required_unless_present_any = ["generate_cameras", "to_kafka"])]
+    /// Camera layout (.jsonl, .csv or .geojson). One of --cameras or --generate-cameras is required offline.
+    #[arg(long, conflicts_with = "generate_cameras")]
     cameras: Option<PathBuf>,
     /// Instead of --cameras: generate this many cameras around the input's events (seeded).
     #[arg(long, value_name = "N")]
@@ -346,7 +371,8 @@ struct ReplayArgs {
     /// Seed for --generate-cameras.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Output directory (commands.jsonl, decisions.jsonl, notices.jsonl, rejects.jsonl, summary.json).
+    /// Output directory (commands.jsonl, decisions.jsonl, notices.jsonl, rejects.jsonl, summary.json); required
+    /// unless --to-kafka.
     #[arg(long, required_unless_present = "to_kafka")]
     out: Option<PathBuf>,
     /// Instead of deciding offline: produce the log into the CFS topic of this Kafka cluster, as protobuf.
@@ -393,16 +419,26 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let policy = cli.policy.unwrap_or_else(config::default_policy);
+    let policy = policy.as_path();
     match cli.command {
         Command::CheckConfig => {
-            let p = config::load_policy(&cli.policy)?;
-            for w in p.warnings() {
+            let p = config::load_policy(policy)?;
+            let checked = config::check_profiles(policy, &p)?;
+            for w in p.warnings().iter().chain(&checked.warnings) {
                 eprintln!("warning: {w}");
             }
-            println!("{}: ok ({} agencies)", cli.policy.display(), p.config.agencies.len());
+            println!(
+                "{}: ok ({} agencies, {} CSV profiles: {})",
+                policy.display(),
+                p.config.agencies.len(),
+                checked.profiles.len(),
+                checked.profiles.join(", ")
+            );
             Ok(())
         }
-        Command::Cameras(CamerasCmd::Generate(a)) => generate(&cli.policy, a),
+        Command::Ref(a) => incident_refs(policy, a),
+        Command::Cameras(CamerasCmd::Generate(a)) => generate(policy, a),
         Command::Cameras(CamerasCmd::Publish(a)) => {
             let settings = a.target.settings()?;
             let cams = cameras::load(&a.cameras)?;
@@ -410,12 +446,12 @@ fn run(cli: Cli) -> Result<()> {
             println!("published {n} cameras to {} at {}", settings.topics.registry, settings.bootstrap_servers);
             Ok(())
         }
-        Command::Replay(a) if a.to_kafka.is_some() => replay_to_kafka(&cli.policy, a),
-        Command::Replay(a) => replay(&cli.policy, a),
+        Command::Replay(a) if a.to_kafka.is_some() => replay_to_kafka(policy, a),
+        Command::Replay(a) => replay(policy, a),
         Command::Serve(a) => serve_cmd(a),
         Command::Audit(AuditCmd::Verify(a)) => audit_verify(a),
         Command::Audit(AuditCmd::Redact(a)) => audit_redact(a),
-        Command::Simulate(a) => simulate(&cli.policy, a),
+        Command::Simulate(a) => simulate(policy, a),
         Command::Report(ReportCmd::Transparency(a)) => {
             let r = dispatch_trigger::transparency::build(&a.audit, a.resolution, a.min_count)?;
             dispatch_trigger::transparency::write(&r, &a.out)?;
@@ -459,8 +495,8 @@ fn run(cli: Cli) -> Result<()> {
             println!("created {} topics at {}: {}", created.len(), settings.bootstrap_servers, created.join(", "));
             Ok(())
         }
-        Command::Demo(a) => demo(&cli.policy, a),
-        Command::BenchKafka(a) => bench_kafka(&cli.policy, a),
+        Command::Demo(a) => demo(policy, a),
+        Command::BenchKafka(a) => bench_kafka(policy, a),
     }
 }
 
@@ -470,7 +506,8 @@ fn decode_file(
     profile: Option<&trigger_cad::CsvProfile>,
     opts: &DecodeOptions,
 ) -> Result<trigger_cad::Decoded> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let path = config::input_path(path);
+    let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let format: Format = format.parse().map_err(anyhow::Error::msg)?;
     trigger_cad::decode(format, &data, profile, opts).map_err(anyhow::Error::msg)
 }
@@ -650,14 +687,12 @@ fn demo(policy_path: &Path, a: DemoArgs) -> Result<()> {
     let decoded = decode_file(&a.cad, "csv", Some(&profile), &DecodeOptions::default())?;
     let cams =
         cameras::generate(a.cameras, a.seed, &cameras::Placement::Around(event_points(&decoded)), profile.time_zone)?;
-    if a.rate.is_nan() || a.rate <= 0.0 {
-        bail!("--rate must be > 0, got {}", a.rate);
-    }
+    let pace = Pace::rate(a.rate).map_err(anyhow::Error::msg)?;
     let summary = kafka_tools::demo(kafka_tools::DemoOptions {
         cameras: cams,
         decoded,
         cad_log: a.cad.display().to_string(),
-        pace: Pace::Rate(a.rate),
+        pace,
         partitions: a.partitions,
         policy: policy_path.to_path_buf(),
     })?;
@@ -673,7 +708,7 @@ fn demo(policy_path: &Path, a: DemoArgs) -> Result<()> {
 fn bench_kafka(policy_path: &Path, a: BenchArgs) -> Result<()> {
     serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
     let profile = config::load_profile(&a.profile, policy_path)?;
-    let cad = if a.cad.exists() { a.cad.clone() } else { PathBuf::from("fixtures/nashville-mnpd-2024-07-01_07.csv") };
+    let cad = if a.cad.exists() { a.cad.clone() } else { PathBuf::from(config::BUNDLED_SAMPLE) };
     let mut decoded = decode_file(&cad, "csv", Some(&profile), &DecodeOptions::default())?;
     trigger_cad::replay::event_time_order(&mut decoded.events);
     let cams =
@@ -719,11 +754,15 @@ fn replay_to_kafka(policy_path: &Path, a: ReplayArgs) -> Result<()> {
     let profile = a.profile.as_deref().map(|p| config::load_profile(p, policy_path)).transpose()?;
     let opts = DecodeOptions { max_message_bytes: a.max_message_bytes, agency_id: a.agency.clone() };
     let decoded = decode_file(&a.file, &a.format, profile.as_ref(), &opts)?;
+    // Sending only refused records is what --include-rejects is for (dead-letter tests); otherwise it is a
+    // misconfiguration.
+    if let (Err(why), false) = (replay::check_decoded(&decoded), a.include_rejects) {
+        bail!("{why}\n(nothing sent; --include-rejects sends refused records as their original bytes)");
+    }
     let pace = match (a.speed, a.rate) {
-        (Some(x), _) if x > 0.0 => Pace::Speed(x),
-        (_, Some(r)) if r > 0.0 => Pace::Rate(r),
+        (Some(x), _) => Pace::speed(x).map_err(anyhow::Error::msg)?,
+        (_, Some(r)) => Pace::rate(r).map_err(anyhow::Error::msg)?,
         (None, None) => Pace::AsFastAsPossible,
-        _ => bail!("--speed and --rate must be > 0"),
     };
     let times = if a.recorded_times { kafka_tools::Times::Recorded } else { kafka_tools::Times::Rebased };
     let stop = serve::shutdown_flag()?;
@@ -745,19 +784,20 @@ fn replay(policy_path: &Path, a: ReplayArgs) -> Result<()> {
     let profile = a.profile.as_deref().map(|p| config::load_profile(p, policy_path)).transpose()?;
     let opts = DecodeOptions { max_message_bytes: a.max_message_bytes, agency_id: a.agency.clone() };
     let decoded = decode_file(&a.file, &a.format, profile.as_ref(), &opts)?;
+    let refused_all = replay::check_decoded(&decoded).err();
     let cams: Vec<CameraRecord> = match (&a.cameras, a.generate_cameras) {
         (Some(f), _) => cameras::load(f)?,
+        // Nothing was decoded, so there is nothing to place cameras around (the run fails after its outputs).
+        (None, Some(_)) if refused_all.is_some() => vec![],
         (None, Some(n)) => {
             let tz = profile.as_ref().map_or(chrono_tz::UTC, |p| p.time_zone);
             cameras::generate(n, a.seed, &cameras::Placement::Around(event_points(&decoded)), tz)?
         }
-        (None, None) => bail!("--cameras FILE or --generate-cameras N is required"),
+        (None, None) => {
+            bail!("a camera layout is required: --cameras FILE (.jsonl, .csv or .geojson) or --generate-cameras N")
+        }
     };
-    let pace = match a.speed {
-        Some(x) if x > 0.0 => Pace::Speed(x),
-        Some(x) => bail!("--speed must be > 0, got {x}"),
-        None => Pace::AsFastAsPossible,
-    };
+    let pace = a.speed.map(Pace::speed).transpose().map_err(anyhow::Error::msg)?.unwrap_or(Pace::AsFastAsPossible);
     let opts = replay::ReplayOptions {
         out_dir: out.clone(),
         pace,
@@ -791,6 +831,37 @@ fn replay(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         summary.commands.values().sum::<u64>(),
         out.display()
     );
+    match refused_all {
+        Some(why) => bail!("{why}\n(outputs written to {}; rejects.jsonl has every record)", out.display()),
+        None => Ok(()),
+    }
+}
+
+fn incident_refs(policy: &Path, a: RefArgs) -> Result<()> {
+    let engine = Engine::new(config::load_policy(policy)?);
+    if engine.policy().config.incident_ref_key == trigger_core::policy::DEV_INCIDENT_REF_KEY {
+        eprintln!("warning: incident_ref_key is the development default: these are not your deployment's references");
+    }
+    if let Some(id) = &a.incident {
+        println!("{}", engine.incident_ref(&a.agency, id));
+        return Ok(());
+    }
+    let (path, column) = (a.csv.expect("clap: --incident or --csv"), a.column.expect("clap: --csv needs --column"));
+    let mut r = csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header = r.headers()?.clone();
+    let at = header
+        .iter()
+        .position(|h| h.trim_start_matches('\u{feff}') == column)
+        .with_context(|| format!("{}: no column {column:?} (columns: {:?})", path.display(), header))?;
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    w.write_record(header.iter().chain(["incident_ref"]))?;
+    for (i, row) in r.records().enumerate() {
+        let row = row.with_context(|| format!("{} row {}", path.display(), i + 2))?;
+        let id = row.get(at).unwrap_or_default().trim();
+        let reference = if id.is_empty() { String::new() } else { engine.incident_ref(&a.agency, id) };
+        w.write_record(row.iter().chain([reference.as_str()]))?;
+    }
+    w.flush()?;
     Ok(())
 }
 

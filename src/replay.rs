@@ -55,6 +55,42 @@ pub fn load_break_glass(path: &Path) -> Result<Vec<TimedBreakGlass>> {
     Ok(out)
 }
 
+/// Refused records of a decoded input, commonest reason first: (reason, count, where the first was, its detail).
+fn top_rejects(rejects: &[Rejected]) -> Vec<String> {
+    let mut by: BTreeMap<&str, (usize, &Rejected)> = BTreeMap::new();
+    for r in rejects {
+        by.entry(r.reason.as_str()).or_insert((0, r)).0 += 1;
+    }
+    let mut top: Vec<_> = by.into_iter().collect();
+    top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+    top.iter()
+        .take(3)
+        .map(|(reason, (n, r))| format!("{n} x {reason} (first at {}: {})", r.position, r.detail))
+        .collect()
+}
+
+/// What a decoded input says before it is decided: fallbacks (priorities read as 0), and a warning when more
+/// than half of the records were refused. Returns `Err` with the commonest reasons when every record was: such
+/// a run is a misconfiguration (a wrong `timestamp_format`, the wrong profile), not a result. The caller still
+/// writes its outputs (rejects.jsonl says what each record was) before failing.
+pub fn check_decoded(d: &Decoded) -> std::result::Result<(), String> {
+    let (bad, total) = (d.rejects.len(), d.rejects.len() + d.events.len());
+    for (kind, w) in &d.warnings {
+        eprintln!("warning: {} records: {kind} (e.g. {:?}); see README, \"Adding a city\"", w.count, w.examples);
+    }
+    if bad == 0 {
+        return Ok(());
+    }
+    let top = top_rejects(&d.rejects).join("\n  ");
+    if d.events.is_empty() {
+        return Err(format!("every record was refused ({bad} of {total}):\n  {top}"));
+    }
+    if bad * 2 > total {
+        eprintln!("warning: {bad} of {total} records were refused:\n  {top}");
+    }
+    Ok(())
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct CategoryStats {
     pub events: u64,
@@ -89,6 +125,8 @@ pub struct Summary {
     pub exclusions: BTreeMap<&'static str, u64>,
     pub rejects_total: u64,
     pub rejects: BTreeMap<&'static str, u64>,
+    /// Values read with a documented fallback instead of refused (`unreadable_priority`: read as 0).
+    pub decode_warnings: BTreeMap<&'static str, trigger_cad::Warned>,
     /// Records in audit.pb (one per decision) and the hash of the last: publish it, and anyone can check
     /// later with `audit verify` that the file was not rewritten.
     pub audit_records: u64,
@@ -181,6 +219,7 @@ pub fn run(
         exclusions: BTreeMap::new(),
         rejects_total: 0,
         rejects: BTreeMap::new(),
+        decode_warnings: std::mem::take(&mut decoded.warnings),
         audit_records: 0,
         audit_head: String::new(),
         decide_latency_us: None,

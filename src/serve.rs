@@ -141,6 +141,31 @@ impl Default for ServeConfig {
     }
 }
 
+/// Every key of the merged configuration that the configuration does not have (dotted paths). The known keys
+/// are those of the defaults, serialised; a table that is empty by default (raw librdkafka properties) takes
+/// any key.
+fn unknown_keys(fig: &Figment) -> Vec<String> {
+    fn walk(given: &figment::value::Value, known: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        let (Some(given), Some(known)) = (given.as_dict(), known.as_object()) else { return };
+        if known.is_empty() {
+            return;
+        }
+        for (k, v) in given {
+            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            match known.get(k) {
+                None => out.push(p),
+                Some(kv) => walk(v, kv, &p, out),
+            }
+        }
+    }
+    let known = serde_json::to_value(ServeConfig::default()).unwrap_or_default();
+    let mut out = Vec::new();
+    if let Ok(given) = fig.extract::<figment::value::Value>() {
+        walk(&given, &known, "", &mut out);
+    }
+    out
+}
+
 impl ServeConfig {
     /// Defaults, then `file` (if given), then the environment. Every problem is reported at once.
     pub fn load(file: Option<&Path>) -> Result<Self> {
@@ -155,7 +180,14 @@ impl ServeConfig {
             }
             fig = fig.merge(Toml::file_exact(f));
         }
-        let cfg: ServeConfig = fig.merge(env).extract().map_err(|e| {
+        let fig = fig.merge(env);
+        // serde stops at the first unknown key; name them all first.
+        let unknown = unknown_keys(&fig);
+        if !unknown.is_empty() {
+            let all: Vec<String> = unknown.iter().map(|k| format!("unknown key {k:?}")).collect();
+            bail!("invalid configuration:\n  - {}", all.join("\n  - "));
+        }
+        let cfg: ServeConfig = fig.extract().map_err(|e| {
             let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("invalid configuration:\n  - {}", all.join("\n  - "))
         })?;
@@ -307,6 +339,17 @@ mod tests {
         .unwrap();
         let e = ServeConfig::load_with_env(Some(&f), Env::prefixed("DT_TEST_NOTHING_")).unwrap_err().to_string();
         assert!(e.contains("colour"), "unknown key named: {e}");
+        // Every unknown key at once, at any depth; raw librdkafka properties take any key.
+        std::fs::write(
+            &f,
+            "colour = \"blue\"\n[service]\nmax_bach = 5\n[kafka]\nbootstrap = \"x\"\n[kafka.topics]\ncfs_topic = \"y\"\n[kafka.producer]\n\"linger.ms\" = \"5\"\n",
+        )
+        .unwrap();
+        let e = ServeConfig::load_with_env(Some(&f), Env::prefixed("DT_TEST_NOTHING_")).unwrap_err().to_string();
+        for want in ["\"colour\"", "\"service.max_bach\"", "\"kafka.bootstrap\"", "\"kafka.topics.cfs_topic\""] {
+            assert!(e.contains(want), "{want} missing from: {e}");
+        }
+        assert!(!e.contains("linger"), "{e}");
         std::fs::write(&f, "[service]\nmax_batch = 0\n[http]\nlisten = \"nowhere\"\n[kafka.producer]\nacks = \"1\"\n")
             .unwrap();
         let e = ServeConfig::load_with_env(Some(&f), Env::prefixed("DT_TEST_NOTHING_")).unwrap_err().to_string();

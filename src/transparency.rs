@@ -20,7 +20,10 @@ pub struct Row {
     pub cameras_per_incident_median: f64,
     pub cameras_per_incident_max: u64,
     pub refused_blocked_type: u64,
+    /// Refused by the backlog guard (decided more than `max_lag_s` after the CAD emitted it).
     pub refused_stale: u64,
+    /// Emitted after the category's incident window.
+    pub refused_outside_incident_window: u64,
     pub refused_outside_jurisdiction: u64,
     /// Scope-widening overrides granted, and refused (missing or invalid authorisation, expired, too wide).
     pub break_glass_uses: u64,
@@ -72,6 +75,7 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
         match r.outcome.as_str() {
             "blocked_type" => row.refused_blocked_type += 1,
             "refused_stale" => row.refused_stale += 1,
+            "outside_incident_window" => row.refused_outside_incident_window += 1,
             "outside_jurisdiction" => row.refused_outside_jurisdiction += 1,
             "break_glass_granted" => row.break_glass_uses += 1,
             "break_glass_refused" => row.break_glass_refused += 1,
@@ -179,7 +183,8 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     let by_category = sum_by(&|r| (r.category.clone(), r.incidents_triggered));
     let refusals: Vec<(String, u64)> = [
         ("blocked type", report.rows.iter().map(|r| r.refused_blocked_type).sum::<u64>()),
-        ("stale (over the latency budget)", report.rows.iter().map(|r| r.refused_stale).sum()),
+        ("stale (backlog over max_lag_s)", report.rows.iter().map(|r| r.refused_stale).sum()),
+        ("outside the incident window", report.rows.iter().map(|r| r.refused_outside_incident_window).sum()),
         ("outside jurisdiction", report.rows.iter().map(|r| r.refused_outside_jurisdiction).sum()),
         ("break-glass granted", report.rows.iter().map(|r| r.break_glass_uses).sum()),
         ("break-glass refused", report.rows.iter().map(|r| r.break_glass_refused).sum()),
@@ -213,11 +218,12 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     ] {
         let _ = write!(html, "<p>{chart}</p>");
     }
-    html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>stale</th><th>outside jurisdiction</th><th>break-glass granted</th><th>break-glass refused</th></tr>");
+    html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>stale (backlog)</th><th>outside incident window</th><th>outside jurisdiction</th><th>break-glass granted</th><th>break-glass refused</th></tr>");
     for r in report.rows.iter().filter(|r| {
         r.incidents_triggered
             + r.refused_blocked_type
             + r.refused_stale
+            + r.refused_outside_incident_window
             + r.refused_outside_jurisdiction
             + r.break_glass_uses
             + r.break_glass_refused
@@ -225,7 +231,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     }) {
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.agency),
             esc(if r.category.is_empty() { "(none)" } else { &r.category }),
             r.month,
@@ -235,6 +241,7 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
             r.cameras_per_incident_max,
             r.refused_blocked_type,
             r.refused_stale,
+            r.refused_outside_incident_window,
             r.refused_outside_jurisdiction,
             r.break_glass_uses,
             r.break_glass_refused

@@ -202,6 +202,67 @@ fn full_loop_dead_letters_bad_input_and_keeps_the_good_events_around_it() {
 }
 
 #[test]
+fn a_registry_camera_that_cannot_be_true_is_dead_lettered_named_and_never_commanded() {
+    let (_cluster, settings) = setup(3);
+    let cfg = config(&settings);
+    let mut no_cap = camera("cam-nocap", 10.0);
+    no_cap.consent.daily_cap = 0;
+    let mut off_globe = camera("cam-offglobe", 20.0);
+    off_globe.lat = 129.95;
+    let mut negative = camera("cam-negative", 30.0);
+    negative.consent.max_radius_m = -5.0;
+    publish(&settings, |p, s| {
+        for c in [&no_cap, &off_globe, &negative, &camera("cam-ok", 40.0)] {
+            p.camera(&s.topics.registry, c).unwrap();
+        }
+    });
+    let (health, stop) = (Health::default(), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        publish(&settings, |p, s| p.cfs(&s.topics.cfs, &shots_fired("INC-R", 1, Status::New)).unwrap());
+        svc.wait_handled(1);
+        let stats = svc.stop();
+        assert_eq!((stats.registry.upserts, stats.registry.bad), (1, 3));
+    });
+    assert_eq!(cameras_of(&commands(&settings), "INC-R", Action::Start), set(&["cam-ok"]), "only the valid camera");
+    let dlq = inspect::read_topic(&settings, &settings.topics.dead_letter, false, Duration::from_secs(30)).unwrap();
+    let mut problems: Vec<String> = dlq
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.header(trigger_kafka::service::H_CAMERA_PROBLEM).unwrap()).into_owned())
+        .collect();
+    problems.sort();
+    assert_eq!(problems, ["invalid_coordinates", "invalid_radius", "zero_daily_cap"]);
+}
+
+#[test]
+fn timestamps_off_the_calendar_are_dead_lettered_and_the_service_goes_on() {
+    let (_cluster, settings) = setup(1);
+    let cfg = config(&settings);
+    publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 40.0)).unwrap());
+    let (health, stop) = (Health::default(), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        publish(&settings, |p, s| {
+            let mut ancient = shots_fired("INC-MIN", 1, Status::New);
+            ancient.emitted_at = i64::MIN;
+            let mut far = shots_fired("INC-MAX", 1, Status::New);
+            (far.received_at, far.emitted_at) = (i64::MAX - 1, i64::MAX);
+            p.cfs(&s.topics.cfs, &ancient).unwrap();
+            p.cfs(&s.topics.cfs, &far).unwrap();
+            p.cfs(&s.topics.cfs, &shots_fired("INC-OK", 1, Status::New)).unwrap();
+        });
+        svc.wait_handled(3);
+        let stats = svc.stop();
+        assert_eq!(stats.dead_letters, 2);
+    });
+    assert_eq!(cameras_of(&commands(&settings), "INC-OK", Action::Start), set(&["cam-0"]));
+    let dlq = inspect::read_topic(&settings, &settings.topics.dead_letter, false, Duration::from_secs(30)).unwrap();
+    let reasons: Vec<String> =
+        dlq.iter().map(|m| String::from_utf8_lossy(m.header(H_REASON).unwrap()).into_owned()).collect();
+    assert_eq!(reasons, ["timestamp_out_of_range", "timestamp_out_of_range"]);
+}
+
+#[test]
 fn an_opt_out_applies_to_the_very_next_event_even_under_load() {
     let (_cluster, settings) = setup(3);
     let cfg = config(&settings);

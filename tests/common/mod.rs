@@ -122,6 +122,18 @@ pub fn run(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// Run the binary from `dir`; it must fail. Returns its standard error.
+pub fn run_fails_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let o = std::process::Command::new(BIN).current_dir(dir).args(args).output().unwrap();
+    assert!(!o.status.success(), "dispatch-trigger {args:?} succeeded:\n{}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8(o.stderr).unwrap()
+}
+
+/// Run the binary from the repository root; it must fail. Returns its standard error.
+pub fn run_fails(args: &[&str]) -> String {
+    run_fails_in(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
 /// Replay the bundled real week against the seeded layout of 20,000 cameras into `out`, plus `extra`.
 /// Returns the replay's standard output (its summary).
 pub fn replay_week(out: &std::path::Path, extra: &[&str]) -> String {

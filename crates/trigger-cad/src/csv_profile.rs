@@ -23,7 +23,7 @@ pub enum Cols {
 }
 
 impl Cols {
-    fn names(&self) -> Vec<&str> {
+    pub fn names(&self) -> Vec<&str> {
         match self {
             Cols::None => vec![],
             Cols::One(s) => vec![s.as_str()],
@@ -95,6 +95,10 @@ pub struct CsvProfile {
     pub coordinate_uncertainty_m: f64,
     pub columns: Columns,
     pub lifecycle: Lifecycle,
+    /// Priority words of the export and the number each means (`"1A" = 1`, `"E" = 1`). Keys match the
+    /// trimmed cell, case-insensitively. See [`CsvProfile::priority`] for the whole rule.
+    #[serde(default)]
+    pub priority_map: std::collections::BTreeMap<String, u32>,
 }
 
 fn comma() -> char {
@@ -149,6 +153,18 @@ impl CsvProfile {
             v.extend(o.as_deref());
         }
         v
+    }
+
+    /// The priority of a cell: empty is 0; a key of `priority_map` (trimmed, case-insensitive) is its
+    /// value; a whole number is itself; anything else (`2C` with no map entry) is `None`: read as 0 and
+    /// counted by the caller as `unreadable_priority`.
+    pub fn priority(&self, cell: &str) -> Option<u32> {
+        let cell = cell.trim();
+        if cell.is_empty() {
+            return Some(0);
+        }
+        let mapped = self.priority_map.iter().find(|(k, _)| k.trim().eq_ignore_ascii_case(cell)).map(|(_, v)| *v);
+        mapped.or_else(|| cell.parse::<u32>().ok())
     }
 
     /// Parse one timestamp cell. Empty -> None.
@@ -212,10 +228,12 @@ fn number(s: &str, what: &str) -> Result<Option<f64>, Reject> {
         .map_err(|_| Reject::new(RejectReason::InvalidCoordinates, format!("{what} {s:?} is not a number")))
 }
 
+/// One row's revisions, its bad lifecycle cells, and the priority cells read as 0 (`warnings`).
 fn row_events(
     p: &CsvProfile,
     row: &Row<'_>,
     opts: &DecodeOptions,
+    warnings: &mut Vec<String>,
 ) -> Result<(Vec<CallForService>, Vec<Reject>), Reject> {
     let c = &p.columns;
     let incident_id = row.get(&c.incident_id).to_string();
@@ -241,7 +259,13 @@ fn row_events(
         }
     }
     .map(|(lat, lon)| Location { lat, lon, uncertainty_m: p.coordinate_uncertainty_m });
-    let priority = c.priority.as_deref().map(|col| row.get(col).parse::<u32>().unwrap_or(0)).unwrap_or(0);
+    let priority = match c.priority.as_deref().map(|col| row.get(col)) {
+        None => 0,
+        Some(cell) => p.priority(cell).unwrap_or_else(|| {
+            warnings.push(cell.to_string());
+            0
+        }),
+    };
     let received_at = p.parse_time(row.get(&p.lifecycle.created))?.ok_or_else(|| {
         Reject::new(RejectReason::MissingTimestamp, format!("column {:?} is empty", p.lifecycle.created))
     })?;
@@ -344,7 +368,14 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
             )),
             Ok(true) => match rec.iter().map(std::str::from_utf8).collect::<Result<Vec<_>, _>>() {
                 Err(e) => Err(Reject::new(RejectReason::MalformedCsv, format!("not UTF-8: {e}"))),
-                Ok(fields) => row_events(p, &Row { fields, idx: &idx, join: &p.join }, opts),
+                Ok(fields) => {
+                    let mut unreadable = Vec::new();
+                    let r = row_events(p, &Row { fields, idx: &idx, join: &p.join }, opts, &mut unreadable);
+                    if r.is_ok() {
+                        unreadable.iter().for_each(|v| out.warn("unreadable_priority", v));
+                    }
+                    r
+                }
             },
         };
         let source = Arc::new(source);
@@ -357,4 +388,43 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROFILE: &str = r#"
+name = "p"
+agency_id = "a"
+time_zone = "UTC"
+timestamp_format = "rfc3339"
+[columns]
+incident_id = "id"
+type_code = "code"
+priority = "prio"
+latitude = "lat"
+longitude = "lon"
+[lifecycle]
+created = "at"
+[priority_map]
+"1A" = 1
+E = 1
+"#;
+
+    #[test]
+    fn priorities_follow_the_documented_rule_and_unreadable_ones_are_counted() {
+        let p = CsvProfile::from_toml(PROFILE).unwrap();
+        assert_eq!(p.priority(" 3 "), Some(3));
+        assert_eq!(p.priority(""), Some(0));
+        assert_eq!(p.priority("1a"), Some(1), "map keys match case-insensitively");
+        assert_eq!(p.priority("e"), Some(1));
+        assert_eq!(p.priority("2C"), None);
+        let csv = "id,code,prio,lat,lon,at\n1,70,2C,36.1,-86.7,2024-07-01T00:00:00Z\n2,70,1A,36.1,-86.7,2024-07-01T00:00:00Z\n3,70,2C,36.1,-86.7,2024-07-01T00:00:00Z\n";
+        let d = decode(csv.as_bytes(), &p, &DecodeOptions::default()).unwrap();
+        let prios: Vec<u32> = d.events.iter().map(|e| e.event.priority).collect();
+        assert_eq!(prios, [0, 1, 0]);
+        let w = &d.warnings["unreadable_priority"];
+        assert_eq!((w.count, w.examples.clone()), (2, vec!["2C".to_string()]));
+    }
 }

@@ -11,6 +11,7 @@ pub mod csv_profile;
 pub mod eido;
 pub mod jsonl;
 pub mod pb;
+pub mod registry;
 pub mod replay;
 
 use std::sync::Arc;
@@ -85,6 +86,27 @@ impl Rejected {
 pub struct Decoded {
     pub events: Vec<DecodedEvent>,
     pub rejects: Vec<Rejected>,
+    /// Values read with a fallback rather than refused, by kind (`unreadable_priority`: a priority cell that
+    /// is neither a whole number nor in the profile's `priority_map`, read as 0), with a few examples.
+    pub warnings: std::collections::BTreeMap<&'static str, Warned>,
+}
+
+/// How often one kind of fallback happened, with the first few values that caused it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warned {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+impl Decoded {
+    /// Count a fallback of `kind` caused by `value` (the first five distinct values are kept as examples).
+    pub fn warn(&mut self, kind: &'static str, value: &str) {
+        let w = self.warnings.entry(kind).or_default();
+        w.count += 1;
+        if w.examples.len() < 5 && !w.examples.iter().any(|e| e == value) {
+            w.examples.push(value.to_string());
+        }
+    }
 }
 
 impl Decoded {

@@ -21,6 +21,26 @@ pub enum Pace {
     Rate(f64),
 }
 
+impl Pace {
+    /// `--speed X`: the recorded gaps divided by X, which must be a finite number > 0.
+    pub fn speed(x: f64) -> Result<Pace, String> {
+        Self::positive(x, "--speed").map(Pace::Speed)
+    }
+
+    /// `--rate N`: events per second, a finite number > 0.
+    pub fn rate(x: f64) -> Result<Pace, String> {
+        Self::positive(x, "--rate").map(Pace::Rate)
+    }
+
+    fn positive(x: f64, what: &str) -> Result<f64, String> {
+        if x.is_finite() && x > 0.0 {
+            Ok(x)
+        } else {
+            Err(format!("{what} must be a finite number > 0, got {x}"))
+        }
+    }
+}
+
 /// Tells the caller how long to wait before the next event to keep the recorded pace.
 #[derive(Debug, Clone)]
 pub struct Pacer {
@@ -36,14 +56,17 @@ impl Pacer {
 
     /// `elapsed`: wall time since the replay started. Returns the wait before deciding an event at `event_time`.
     pub fn wait_before(&mut self, event_time: Millis, elapsed: Duration) -> Duration {
-        let due = match self.pace {
+        let due_s = match self.pace {
             Pace::AsFastAsPossible => return Duration::ZERO,
             Pace::Speed(speed) => {
                 let origin = *self.origin.get_or_insert(event_time);
-                Duration::from_secs_f64(((event_time - origin).max(0) as f64 / 1000.0) / speed.max(1e-9))
+                (event_time.saturating_sub(origin).max(0) as f64 / 1000.0) / speed
             }
-            Pace::Rate(per_s) => Duration::from_secs_f64(self.sent as f64 / per_s.max(1e-9)),
+            Pace::Rate(per_s) => self.sent as f64 / per_s,
         };
+        // A tiny speed over far-apart events asks for a wait longer than any Duration: wait "forever" (the
+        // caller's shutdown flag still ends it), never panic.
+        let due = Duration::try_from_secs_f64(due_s).unwrap_or(Duration::MAX);
         self.sent += 1;
         due.saturating_sub(elapsed)
     }
@@ -63,6 +86,12 @@ mod tests {
         assert_eq!(rate.wait_before(1, Duration::ZERO), Duration::ZERO);
         assert_eq!(rate.wait_before(1, Duration::from_millis(4)), Duration::from_millis(6), "ignores event time");
         assert_eq!(rate.wait_before(9_000_000, Duration::from_millis(20)), Duration::ZERO);
+        // A tiny speed over far-apart events: a wait too long for a Duration is the longest one, not a panic.
+        let mut slow = Pacer::new(Pace::Speed(1e-9));
+        assert_eq!(slow.wait_before(0, Duration::ZERO), Duration::ZERO);
+        assert!(slow.wait_before(4_000_000_000_000, Duration::ZERO) > Duration::from_secs(1 << 60));
+        assert_eq!(slow.wait_before(i64::MAX, Duration::ZERO), Duration::MAX);
+        assert!(Pace::speed(0.0).is_err() && Pace::speed(f64::NAN).is_err() && Pace::rate(f64::INFINITY).is_err());
         let mut fast = Pacer::new(Pace::AsFastAsPossible);
         assert_eq!(fast.wait_before(5_000_000, Duration::ZERO), Duration::ZERO);
     }

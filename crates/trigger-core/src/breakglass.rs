@@ -102,7 +102,7 @@ pub fn check(req: &BreakGlassRequest, keys: &[BreakGlassKey], limits: Limits, no
     if req.expires_at <= now {
         return Err(Refusal::Expired);
     }
-    if req.expires_at - now > limits.max_duration_ms {
+    if req.expires_at.saturating_sub(now) > limits.max_duration_ms {
         return Err(Refusal::TooLong);
     }
     if !(req.radius_m.is_finite() && req.radius_m > 0.0 && req.radius_m <= limits.max_radius_m)

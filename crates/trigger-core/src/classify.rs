@@ -15,18 +15,26 @@
 use crate::types::Category;
 use serde::{Deserialize, Serialize};
 
-/// Phrases that hard-block a call type. Matched as whole words, case-insensitively, on code and text.
+/// Phrases that hard-block a call type. Matched as whole words, case-insensitively, on the event's code and
+/// text and on the label of whatever table rule matched.
 pub const HARD_BLOCKED: &[(&str, &str)] = &[
     ("CIVIL UNREST", "civil_unrest"),
     ("CIVIL DISTURBANCE", "civil_unrest"),
+    ("CIVIL DISORDER", "civil_unrest"),
     ("PROTEST", "civil_unrest"),
+    ("PROTESTS", "civil_unrest"),
     ("PROTESTER", "civil_unrest"),
     ("PROTESTERS", "civil_unrest"),
+    ("PROTESTOR", "civil_unrest"),
     ("PROTESTORS", "civil_unrest"),
     ("DEMONSTRATION", "civil_unrest"),
+    ("DEMONSTRATIONS", "civil_unrest"),
     ("DEMONSTRATORS", "civil_unrest"),
     ("RIOT", "civil_unrest"),
+    ("RIOTS", "civil_unrest"),
+    ("RIOTING", "civil_unrest"),
     ("UNLAWFUL ASSEMBLY", "civil_unrest"),
+    ("FAILURE TO DISPERSE", "civil_unrest"),
     ("MASS GATHERING", "civil_unrest"),
     ("IMMIGRATION", "immigration"),
     ("DEPORTATION", "immigration"),
@@ -34,7 +42,39 @@ pub const HARD_BLOCKED: &[(&str, &str)] = &[
     ("ICE ENFORCEMENT", "immigration"),
     ("BORDER PATROL", "immigration"),
     ("UNDOCUMENTED", "immigration"),
+    ("ILLEGAL ALIEN", "immigration"),
+    ("ILLEGAL ALIENS", "immigration"),
 ];
+
+/// Codes of the shipped standards whose types are blocked, whatever a table says: matched exactly
+/// (case-insensitively) on the event's code and on every table rule's code. A city whose own code book reuses
+/// one of these for something else must use another code (or send the type text): the block errs on the side
+/// of never triggering.
+pub const HARD_BLOCKED_CODES: &[(&str, &str, &str)] = &[
+    ("CIVDIS", "civil_unrest", "APCO ANS 2.103 CIVIL DISTURBANCE"),
+    ("ALIEN", "immigration", "APCO ANS 2.103 IMMIGRATION"),
+    ("404", "civil_unrest", "California PC 404 riot"),
+    ("404.6", "civil_unrest", "California PC 404.6 incitement to riot"),
+    ("405", "civil_unrest", "California PC 405 participation in a riot"),
+    ("405A", "civil_unrest", "California PC 405a taking a person from custody during a riot"),
+    ("406", "civil_unrest", "California PC 406 rout"),
+    ("407", "civil_unrest", "California PC 407 unlawful assembly"),
+    ("408", "civil_unrest", "California PC 408 participation in an unlawful assembly"),
+    ("409", "civil_unrest", "California PC 409 remaining present after a dispersal order"),
+];
+
+/// Why a type is hard-blocked (`civil_unrest` or `immigration`), if it is: the code is one of
+/// [`HARD_BLOCKED_CODES`], or the code or any of `texts` holds a phrase of [`HARD_BLOCKED`]. Every input
+/// must already be trimmed and upper-cased.
+pub fn hard_block(code: &str, texts: &[&str]) -> Option<&'static str> {
+    if let Some((_, why, _)) = HARD_BLOCKED_CODES.iter().find(|(c, _, _)| *c == code) {
+        return Some(why);
+    }
+    HARD_BLOCKED
+        .iter()
+        .find(|(phrase, _)| has_phrase(code, phrase) || texts.iter().any(|t| has_phrase(t, phrase)))
+        .map(|(_, why)| *why)
+}
 
 /// What a code or text rule maps to: a trigger category, or `none` (a known type that never triggers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,14 +117,30 @@ pub enum UnknownPolicy {
     Ignore,
 }
 
+/// One rule of a code table.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub code: Option<String>,
+    pub text: Option<String>,
+    /// The type's description in the agency's code book. Required on a code rule whose target is a trigger
+    /// category: the hard block checks it, so a code whose description is a protest or immigration type can
+    /// never be mapped to a trigger, even when events carry only the code.
+    pub label: Option<String>,
+    pub category: Target,
+    /// Line of the rule's `code` / `text` in the table's TOML (1-based), for error messages.
+    pub line: usize,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rule {
+struct RawRule {
     #[serde(default)]
-    pub code: Option<String>,
+    code: Option<toml::Spanned<String>>,
     #[serde(default)]
-    pub text: Option<String>,
-    pub category: Target,
+    text: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    label: Option<String>,
+    category: Target,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,39 +153,164 @@ pub struct Markers {
 }
 
 /// One code table, as written in `config/codes/*.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct CodeTable {
     pub name: String,
-    #[serde(default)]
     pub description: String,
-    #[serde(default)]
     pub unknown: UnknownPolicy,
-    #[serde(default)]
     pub alarm: Markers,
-    #[serde(default)]
     pub blocked: Markers,
-    #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    unknown: UnknownPolicy,
+    #[serde(default)]
+    alarm: Markers,
+    #[serde(default)]
+    blocked: Markers,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RawRule>,
+}
+
+/// One thing wrong with a code table's rule. Each names the table, the line, the code or text, and the label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableProblem {
+    #[error("table {table}, line {line}: a rule needs exactly one of `code` or `text`")]
+    RuleShape { table: String, line: usize },
+    #[error(
+        "table {table}, line {line}: code {code:?} maps to the trigger category {category} but has no `label` \
+         (the code's description from the agency's code book; the hard block checks it)"
+    )]
+    MissingLabel { table: String, line: usize, code: String, category: &'static str },
+    #[error(
+        "table {table}, line {line}: {kind} {value:?} (label {label:?}) maps to the trigger category {category}, \
+         but it is a blocked type ({why}): protests, civil unrest and immigration enforcement never trigger"
+    )]
+    BlockedReachesTrigger {
+        table: String,
+        line: usize,
+        kind: &'static str,
+        value: String,
+        label: String,
+        category: &'static str,
+        why: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("code table is not valid TOML: {0}")]
     Toml(#[from] toml::de::Error),
-    #[error("code table {table}: rule {index} needs exactly one of `code` or `text`")]
-    RuleShape { table: String, index: usize },
+    #[error("code table {table} is refused:\n  - {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
+    Invalid { table: String, problems: Vec<TableProblem> },
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
 impl CodeTable {
+    /// Parse and check a table: every problem is reported at once, and a table in which a blocked type can
+    /// reach a trigger category is refused (see [`CodeTable::problems`]).
     pub fn from_toml(s: &str) -> Result<Self, TableError> {
-        let t: CodeTable = toml::from_str(s)?;
-        for (index, r) in t.rules.iter().enumerate() {
+        let raw: RawTable = toml::from_str(s)?;
+        let mut problems = Vec::new();
+        let mut rules = Vec::with_capacity(raw.rules.len());
+        for r in raw.rules {
+            let span = r.code.as_ref().or(r.text.as_ref()).map_or(0, |x| x.span().start);
+            let line = line_of(s, span);
             if r.code.is_some() == r.text.is_some() {
-                return Err(TableError::RuleShape { table: t.name.clone(), index });
+                problems.push(TableProblem::RuleShape { table: raw.name.clone(), line });
+                continue;
+            }
+            rules.push(Rule {
+                code: r.code.map(toml::Spanned::into_inner),
+                text: r.text.map(toml::Spanned::into_inner),
+                label: r.label,
+                category: r.category,
+                line,
+            });
+        }
+        let t = CodeTable {
+            name: raw.name,
+            description: raw.description,
+            unknown: raw.unknown,
+            alarm: raw.alarm,
+            blocked: raw.blocked,
+            rules,
+        };
+        problems.extend(t.problems(std::slice::from_ref(&t)));
+        if problems.is_empty() {
+            Ok(t)
+        } else {
+            Err(TableError::Invalid { table: t.name.clone(), problems })
+        }
+    }
+
+    /// The rules of this table through which a blocked type could reach a trigger category, given the
+    /// `blocked` markers of every table consulted with it (`with`, which may include this one): a code
+    /// rule without a label; a code that is hard-blocked or blocked by a table; a label or text phrase that
+    /// holds a hard-blocked phrase or a table's blocked phrase.
+    pub fn problems(&self, with: &[CodeTable]) -> Vec<TableProblem> {
+        let blocked_codes: Vec<String> = with.iter().flat_map(|t| t.blocked.codes.iter().map(|c| norm(c))).collect();
+        let blocked_text: Vec<String> = with.iter().flat_map(|t| t.blocked.text.iter().map(|c| norm(c))).collect();
+        let mut out = Vec::new();
+        for r in &self.rules {
+            let Some(category) = r.category.category() else { continue };
+            let (kind, value) = match (&r.code, &r.text) {
+                (Some(c), _) => ("code", c.clone()),
+                (None, Some(t)) => ("text", t.clone()),
+                (None, None) => continue,
+            };
+            if kind == "code" && r.label.as_deref().is_none_or(|l| l.trim().is_empty()) {
+                out.push(TableProblem::MissingLabel {
+                    table: self.name.clone(),
+                    line: r.line,
+                    code: value,
+                    category: category.as_str(),
+                });
+                continue;
+            }
+            let label = r.label.clone().unwrap_or_else(|| value.clone());
+            let (v, l) = (norm(&value), norm(&label));
+            let why = if kind == "code" {
+                hard_block(&v, &[&l])
+                    .map(str::to_string)
+                    .or_else(|| blocked_codes.contains(&v).then(|| "a table's [blocked] code".to_string()))
+            } else {
+                hard_block("", &[&v, &l]).map(str::to_string)
+            }
+            .or_else(|| {
+                blocked_text
+                    .iter()
+                    .find(|p| has_phrase(&l, p) || has_phrase(&v, p))
+                    .map(|p| format!("a table's [blocked] text {p:?}"))
+            });
+            if let Some(why) = why {
+                out.push(TableProblem::BlockedReachesTrigger {
+                    table: self.name.clone(),
+                    line: r.line,
+                    kind,
+                    value,
+                    label,
+                    category: category.as_str(),
+                    why,
+                });
             }
         }
-        Ok(t)
+        out
+    }
+
+    /// True when every rule matches on a code (events that carry only a type text can match nothing).
+    pub fn code_only(&self) -> bool {
+        self.rules.iter().all(|r| r.text.is_none())
     }
 }
 
@@ -157,7 +338,8 @@ pub struct Classifier {
 struct Compiled {
     name: String,
     unknown: UnknownPolicy,
-    codes: Vec<(String, Target)>,
+    /// (code, target, label), upper-cased.
+    codes: Vec<(String, Target, String)>,
     texts: Vec<(String, Target)>,
     alarm_codes: Vec<String>,
     alarm_text: Vec<String>,
@@ -200,7 +382,13 @@ impl Classifier {
             .map(|t| Compiled {
                 name: t.name.clone(),
                 unknown: t.unknown,
-                codes: t.rules.iter().filter_map(|r| r.code.as_deref().map(|c| (norm(c), r.category))).collect(),
+                codes: t
+                    .rules
+                    .iter()
+                    .filter_map(|r| {
+                        r.code.as_deref().map(|c| (norm(c), r.category, norm(r.label.as_deref().unwrap_or_default())))
+                    })
+                    .collect(),
                 texts: t.rules.iter().filter_map(|r| r.text.as_deref().map(|c| (norm(c), r.category))).collect(),
                 alarm_codes: t.alarm.codes.iter().map(|s| norm(s)).collect(),
                 alarm_text: t.alarm.text.iter().map(|s| norm(s)).collect(),
@@ -215,12 +403,16 @@ impl Classifier {
         self.tables.iter().map(|t| t.name.as_str())
     }
 
+    /// Every problem of [`CodeTable::problems`] across these tables together (a code blocked by one table
+    /// and mapped to a trigger by another is found here).
+    pub fn problems(tables: &[CodeTable]) -> Vec<TableProblem> {
+        tables.iter().flat_map(|t| t.problems(tables)).collect()
+    }
+
     pub fn classify(&self, code: &str, text: &str) -> Classification {
         let (code, text) = (norm(code), norm(text));
-        for (phrase, why) in HARD_BLOCKED {
-            if has_phrase(&text, phrase) || has_phrase(&code, phrase) {
-                return Classification::Blocked { rule: format!("builtin:{why}") };
-            }
+        if let Some(why) = hard_block(&code, &[&text]) {
+            return Classification::Blocked { rule: format!("builtin:{why}") };
         }
         for t in &self.tables {
             if t.blocked_codes.contains(&code) || t.blocked_text.iter().any(|p| has_phrase(&text, p)) {
@@ -229,28 +421,38 @@ impl Classifier {
         }
         let found = self.tables.iter().find_map(|t| {
             let by_code = (!code.is_empty())
-                .then(|| t.codes.iter().find(|(c, _)| *c == code))
+                .then(|| t.codes.iter().find(|(c, _, _)| *c == code))
                 .flatten()
-                .map(|(c, target)| (t, format!("{}:code:{c}", t.name), *target));
+                .map(|(c, target, label)| (t, format!("{}:code:{c}", t.name), *target, label.as_str()));
             by_code.or_else(|| {
                 t.texts
                     .iter()
                     .find(|(p, _)| has_phrase(&text, p))
-                    .map(|(p, target)| (t, format!("{}:text:{p}", t.name), *target))
+                    .map(|(p, target)| (t, format!("{}:text:{p}", t.name), *target, p.as_str()))
             })
         });
         match found {
-            Some((t, rule, target)) => match target.category() {
-                None => Classification::NotTrigger { rule },
-                Some(mut category) => {
-                    let alarm = t.alarm_codes.contains(&code) || t.alarm_text.iter().any(|p| has_phrase(&text, p));
-                    if alarm && category != Category::Alarm {
-                        category = Category::Alarm;
-                    }
-                    let rule = if alarm { format!("{rule}+alarm") } else { rule };
-                    Classification::Trigger { category, rule }
+            Some((t, rule, target, label)) => {
+                // The matched rule's label is the type's name in the code book: it passes the same blocks as
+                // the event's own text, so a code-only event cannot slip a protest code past them.
+                if let Some(why) = hard_block("", &[label]) {
+                    return Classification::Blocked { rule: format!("builtin:{why}:{rule}") };
                 }
-            },
+                if self.tables.iter().any(|b| b.blocked_text.iter().any(|p| has_phrase(label, p))) {
+                    return Classification::Blocked { rule: format!("{}:blocked:{rule}", t.name) };
+                }
+                match target.category() {
+                    None => Classification::NotTrigger { rule },
+                    Some(mut category) => {
+                        let alarm = t.alarm_codes.contains(&code) || t.alarm_text.iter().any(|p| has_phrase(&text, p));
+                        if alarm && category != Category::Alarm {
+                            category = Category::Alarm;
+                        }
+                        let rule = if alarm { format!("{rule}+alarm") } else { rule };
+                        Classification::Trigger { category, rule }
+                    }
+                }
+            }
             None => match self.tables.first().map(|t| t.unknown).unwrap_or_default() {
                 UnknownPolicy::Reject => Classification::Unknown,
                 UnknownPolicy::Ignore => Classification::NotTrigger { rule: "unknown:ignored".into() },
@@ -273,6 +475,7 @@ text = ["ALARM"]
 codes = ["CU1"]
 [[rule]]
 code = "70"
+label = "BURGLARY - RESIDENCE"
 category = "burglary"
 [[rule]]
 text = "ARSON"
@@ -322,7 +525,8 @@ category = "shots_fired"
     #[test]
     fn rule_needs_code_or_text() {
         let bad = "name = \"x\"\n[[rule]]\ncategory = \"burglary\"\n";
-        assert!(matches!(CodeTable::from_toml(bad), Err(TableError::RuleShape { .. })));
+        let Err(TableError::Invalid { problems, .. }) = CodeTable::from_toml(bad) else { panic!("accepted") };
+        assert!(matches!(problems[..], [TableProblem::RuleShape { .. }]));
         let unknown_key = "name = \"x\"\nfoo = 1\n";
         assert!(CodeTable::from_toml(unknown_key).is_err());
     }

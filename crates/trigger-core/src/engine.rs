@@ -61,8 +61,10 @@ pub enum Outcome {
     NoCameraInScope,
     /// CLOSED / CANCELLED (STOP sent to cameras still recording, if any).
     Closed,
-    /// Too old since received_at: nothing started.
+    /// The backlog guard: reached the engine more than `max_lag_s` after it left the CAD; nothing started.
     RefusedStale,
+    /// Emitted more than the category's incident window after the call was received; nothing started.
+    OutsideIncidentWindow,
     /// Civil unrest / protest / immigration or a table's blocked type: never triggers.
     BlockedType,
     /// A known type that does not trigger.
@@ -88,6 +90,7 @@ impl Outcome {
             Outcome::NoCameraInScope => "no_camera_in_scope",
             Outcome::Closed => "closed",
             Outcome::RefusedStale => "refused_stale",
+            Outcome::OutsideIncidentWindow => "outside_incident_window",
             Outcome::BlockedType => "blocked_type",
             Outcome::NotTriggerType => "not_trigger_type",
             Outcome::CategoryDisabled => "category_disabled",
@@ -311,7 +314,7 @@ impl Engine {
         let limits = crate::breakglass::Limits {
             max_radius_m: cfg.break_glass_max_radius_m,
             max_cameras: cfg.break_glass_max_cameras,
-            max_duration_ms: cfg.break_glass_max_duration_s as i64 * 1000,
+            max_duration_ms: (cfg.break_glass_max_duration_s as i64).saturating_mul(1000),
         };
         let verdict = if self.policy.is_partner(&req.agency_id) {
             crate::breakglass::check(req, &cfg.break_glass_keys, limits, now)
@@ -363,8 +366,8 @@ impl Engine {
 
     /// Forget incidents not updated within the state TTL, and daily-cap counters of past days.
     pub fn expire(&mut self, now: Millis) {
-        let ttl = self.policy.config.state_ttl_s as i64 * 1000;
-        self.incidents.retain(|_, st| st.last_seen + ttl >= now);
+        let ttl = (self.policy.config.state_ttl_s as i64).saturating_mul(1000);
+        self.incidents.retain(|_, st| st.last_seen.saturating_add(ttl) >= now);
         let today_utc = day_number(now, chrono_tz::UTC);
         // Owner-local days are within a day of UTC's: anything older than yesterday is finished.
         self.caps.retain(|_, (day, _)| *day >= today_utc - 1);
@@ -377,10 +380,10 @@ impl Engine {
         cams: &(impl CameraSource + ?Sized),
         now: Millis,
     ) -> Result<Decision, Reject> {
-        validate(ev, now, self.policy.config.max_future_skew_s as i64 * 1000)?;
+        validate(ev, now, (self.policy.config.max_future_skew_s as i64).saturating_mul(1000))?;
         if now >= self.next_sweep {
             self.expire(now);
-            self.next_sweep = now + SWEEP_EVERY_MS;
+            self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
         }
         let cfg = &self.policy.config;
         let incident_ref = self.incident_ref(&ev.agency_id, &ev.incident_id);
@@ -401,8 +404,8 @@ impl Engine {
                 commanded: vec![],
                 excluded: vec![],
                 latencies: Latencies {
-                    emitted_to_decided_ms: now - ev.emitted_at,
-                    received_to_decided_ms: now - ev.received_at,
+                    emitted_to_decided_ms: now.saturating_sub(ev.emitted_at),
+                    received_to_decided_ms: now.saturating_sub(ev.received_at),
                 },
                 break_glass: false,
             },
@@ -497,8 +500,14 @@ impl Engine {
             d.push_stop(&id, dist, why, now, cfg, category);
         }
 
-        if now - ev.received_at > cfg.max_age_s as i64 * 1000 {
+        // Two clocks. The backlog guard is measured on the engine's clock (how long the revision waited to be
+        // decided); the incident window on the CAD's own (how long after the call this revision was emitted),
+        // so a replay and the service decide the window identically, whatever their wall clocks say.
+        if now.saturating_sub(ev.emitted_at) > (cfg.max_lag_s as i64).saturating_mul(1000) {
             return Ok(d.finish(Outcome::RefusedStale));
+        }
+        if ev.emitted_at.saturating_sub(ev.received_at) > self.policy.window_ms(category) {
+            return Ok(d.finish(Outcome::OutsideIncidentWindow));
         }
 
         let mut radius = (cat_policy.radius_m + loc.uncertainty_m).min(cfg.radius_cap_m);
@@ -544,7 +553,7 @@ impl Engine {
             }
             budget -= 1;
             bump_cap(&mut self.caps, cam, now);
-            let until = now + cat_policy.record_seconds as i64 * 1000;
+            let until = now.saturating_add(cat_policy.record_seconds as i64 * 1000);
             st.started.insert(cam.camera_id.clone(), Started { until, stopped: false });
             let live = cat_policy.live_stream && cam.consent.live_stream_allowed;
             d.push_command(&cam.camera_id, Action::Start, cat_policy.record_seconds, live, now, cfg, category);
@@ -607,7 +616,7 @@ impl Draft {
             record_seconds,
             live_stream,
             issued_at: now,
-            expires_at: now + cfg.command_ttl_s as i64 * 1000,
+            expires_at: now.saturating_add((cfg.command_ttl_s as i64).saturating_mul(1000)),
         });
     }
 

@@ -9,6 +9,7 @@
 //! Nothing here reads files, sockets or clocks; callers pass text and time in.
 
 pub mod breakglass;
+pub mod camera;
 pub mod classify;
 pub mod engine;
 pub mod geodesy;
@@ -17,7 +18,8 @@ pub mod reject;
 pub mod types;
 
 pub use breakglass::{Authorisation, BreakGlassKey, BreakGlassRequest, Refusal};
-pub use classify::{Classification, Classifier, CodeTable};
+pub use camera::{camera_problems, CameraProblem};
+pub use classify::{Classification, Classifier, CodeTable, TableProblem, UnknownPolicy};
 pub use engine::{
     command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion,
     IncidentSnapshot, Outcome, Started, StopReason,

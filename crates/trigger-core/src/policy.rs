@@ -22,6 +22,26 @@ pub struct CategoryPolicy {
     /// Higher goes first under backlog.
     #[serde(default)]
     pub priority: u8,
+    /// Incident window, seconds: a revision emitted more than this after the call was received starts
+    /// nothing (`outside_incident_window`). Default per category: [`default_window_s`].
+    #[serde(default)]
+    pub window_s: Option<u64>,
+}
+
+/// The default incident window of a category, seconds. Cameras record what happens *next*; past these
+/// times a recording is unlikely to show the people involved, while a call reclassified at dispatch (minutes
+/// after it came in) still gets its cameras. Property crime and shots fired: 15 min (a burglar or shooter is
+/// gone within minutes; most reclassifications happen at dispatch). Shooting and stabbing: 30 min (scenes with
+/// injured people and a suspect nearby stay active longer). Hostage: 30 min (an ongoing situation, but a
+/// longer window would keep starting cameras around a standoff long after the call; an override is the tool
+/// for that). Alarm: 15 min.
+pub fn default_window_s(c: Category) -> u64 {
+    match c {
+        Category::Shooting | Category::Stabbing | Category::Hostage => 1800,
+        Category::Burglary | Category::VehicleBreakIn | Category::Robbery | Category::ShotsFired | Category::Alarm => {
+            900
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -46,9 +66,13 @@ pub struct AgencyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// An event older than this (now - received_at) triggers nothing and is audited as refused_stale.
-    #[serde(default = "d_max_age")]
-    pub max_age_s: u64,
+    /// The backlog guard: a revision that reaches the engine more than this after it left the CAD
+    /// (now - emitted_at) starts nothing and is audited as `refused_stale`.
+    #[serde(default = "d_max_lag")]
+    pub max_lag_s: u64,
+    /// Replaced by `max_lag_s` and `categories.*.window_s`; set, it is an error that says so.
+    #[serde(default, rename = "max_age_s")]
+    pub removed_max_age_s: Option<u64>,
     /// Timestamps further ahead of the clock than this are rejected.
     #[serde(default = "d_skew")]
     pub max_future_skew_s: u64,
@@ -102,7 +126,7 @@ fn d_bg_duration() -> u64 {
     3600
 }
 
-fn d_max_age() -> u64 {
+fn d_max_lag() -> u64 {
     120
 }
 fn d_skew() -> u64 {
@@ -216,6 +240,19 @@ impl Policy {
             errs.push(format!("area_resolution {} is not an H3 resolution (0..=15)", config.area_resolution));
             h3o::Resolution::Seven
         });
+        if config.removed_max_age_s.is_some() {
+            errs.push(
+                "max_age_s was split in two: max_lag_s (the backlog guard: now - emitted_at) and \
+                 categories.NAME.window_s (the incident window: emitted_at - received_at); see README"
+                    .into(),
+            );
+        }
+        if config.command_ttl_s == 0 {
+            errs.push("command_ttl_s must be at least 1: 0 would void every command".into());
+        }
+        if config.max_lag_s == 0 {
+            errs.push("max_lag_s must be at least 1".into());
+        }
         if config.max_cameras == 0 {
             errs.push("max_cameras must be at least 1".into());
         }
@@ -231,6 +268,9 @@ impl Policy {
             }
             if cp.record_seconds == 0 {
                 errs.push(format!("categories.{cat}.record_seconds must be > 0"));
+            }
+            if cp.window_s == Some(0) {
+                errs.push(format!("categories.{cat}.window_s must be > 0"));
             }
         }
         if config.agencies.is_empty() {
@@ -259,6 +299,9 @@ impl Policy {
             if ts.is_empty() {
                 errs.push(format!("{who} has no code tables and there are no default_code_tables"));
             }
+            // Tables are checked one by one when loaded; together, one table's blocked code may be another's
+            // trigger rule.
+            errs.extend(Classifier::problems(&ts).into_iter().map(|p| format!("{who}: {p}")));
             let jurisdiction = match jurisdictions.get(&a.id).map(|t| Jurisdiction::from_geojson(t)) {
                 Some(Ok(j)) => j,
                 Some(Err(e)) => {
@@ -286,6 +329,12 @@ impl Policy {
             w.push("incident_ref_key is the development default: set a secret per deployment".into());
         }
         w
+    }
+
+    /// The incident window of a category, milliseconds.
+    pub fn window_ms(&self, c: Category) -> i64 {
+        let s = self.category(c).and_then(|p| p.window_s).unwrap_or_else(|| default_window_s(c));
+        (s as i64).saturating_mul(1000)
     }
 
     pub fn category(&self, c: Category) -> Option<&CategoryPolicy> {

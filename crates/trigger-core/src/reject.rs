@@ -33,6 +33,9 @@ pub enum RejectReason {
     UnparseableTimestamp,
     /// A timestamp further in the future than the allowed clock skew.
     TimestampInFuture,
+    /// A timestamp outside [2000-01-01, 2100-01-01): no CAD system sends one, and arithmetic on it could
+    /// overflow.
+    TimestampOutOfRange,
     /// Revision 0, or a status word that is not one of the lifecycle statuses.
     InvalidRevision,
     /// The same revision of an incident was already decided.
@@ -59,6 +62,7 @@ impl RejectReason {
             RejectReason::MissingTimestamp => "missing_timestamp",
             RejectReason::UnparseableTimestamp => "unparseable_timestamp",
             RejectReason::TimestampInFuture => "timestamp_in_future",
+            RejectReason::TimestampOutOfRange => "timestamp_out_of_range",
             RejectReason::InvalidRevision => "invalid_revision",
             RejectReason::DuplicateRevision => "duplicate_revision",
             RejectReason::OutOfOrderRevision => "out_of_order_revision",
@@ -115,16 +119,40 @@ pub fn validate(ev: &CallForService, now: Millis, max_future_skew_ms: Millis) ->
             format!("uncertainty_m {} not in [0, {MAX_UNCERTAINTY_M}]", loc.uncertainty_m),
         ));
     }
-    if ev.received_at <= 0 || ev.emitted_at <= 0 {
+    if ev.received_at == 0 || ev.emitted_at == 0 {
         return Err(Reject::new(MissingTimestamp, "received_at and emitted_at are required"));
+    }
+    for (name, t) in [("received_at", ev.received_at), ("emitted_at", ev.emitted_at)] {
+        check_timestamp(name, t)?;
     }
     let limit = now.saturating_add(max_future_skew_ms);
     for (name, t) in [("received_at", ev.received_at), ("emitted_at", ev.emitted_at)] {
         if t > limit {
-            return Err(Reject::new(TimestampInFuture, format!("{name} is {} s ahead of the clock", (t - now) / 1000)));
+            return Err(Reject::new(
+                TimestampInFuture,
+                format!("{name} is {} s ahead of the clock", t.saturating_sub(now) / 1000),
+            ));
         }
     }
     Ok(())
+}
+
+/// 2000-01-01T00:00:00Z, Unix ms: the earliest timestamp accepted.
+pub const MIN_TIMESTAMP_MS: Millis = 946_684_800_000;
+/// 2100-01-01T00:00:00Z, Unix ms: every accepted timestamp is before it.
+pub const MAX_TIMESTAMP_MS: Millis = 4_102_444_800_000;
+
+/// A timestamp from outside must lie in [`MIN_TIMESTAMP_MS`, `MAX_TIMESTAMP_MS`): beyond that it is not a
+/// time a CAD system could have sent, and sums on it could overflow.
+pub fn check_timestamp(name: &str, t: Millis) -> Result<(), Reject> {
+    if (MIN_TIMESTAMP_MS..MAX_TIMESTAMP_MS).contains(&t) {
+        Ok(())
+    } else {
+        Err(Reject::new(
+            RejectReason::TimestampOutOfRange,
+            format!("{name} {t} ms is not between 2000-01-01 and 2100-01-01"),
+        ))
+    }
 }
 
 /// Coordinates must be finite, in range, and not exactly (0, 0).

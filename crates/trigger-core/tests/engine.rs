@@ -40,9 +40,11 @@ name = "t"
 text = ["ALARM"]
 [[rule]]
 code = "70"
+label = "BURGLARY - RESIDENCE"
 category = "burglary"
 [[rule]]
 code = "53"
+label = "HOLDUP / ROBBERY"
 category = "robbery"
 [[rule]]
 code = "93"
@@ -649,5 +651,122 @@ mod break_glass {
         let d = e.decide(&ev(1, Status::New, "70", T0 + 90_000), cams().as_slice(), T0 + 90_000).unwrap();
         assert!(!d.record.break_glass);
         assert_eq!(starts(&d), ["near"]);
+    }
+}
+
+mod two_clocks {
+    use super::*;
+
+    /// A call that is not a trigger type when it comes in, reclassified at dispatch `after_ms` later.
+    fn reclassified(e: &mut Engine, id: &str, after_ms: i64, decided_late_ms: i64) -> Decision {
+        let cams = vec![cam("a", 50.0)];
+        let mut first = ev(1, Status::New, "93", T0);
+        first.incident_id = id.into();
+        assert_eq!(e.decide(&first, cams.as_slice(), T0).unwrap().record.outcome, Outcome::NotTriggerType);
+        let mut x = ev(2, Status::Dispatched, "53", T0 + after_ms);
+        x.incident_id = id.into();
+        e.decide(&x, cams.as_slice(), T0 + after_ms + decided_late_ms).unwrap()
+    }
+
+    #[test]
+    fn a_reclassification_at_dispatch_minutes_later_triggers_on_that_revision() {
+        let mut e = engine();
+        // Nine minutes after the call came in, decided at once: inside robbery's 15-minute window.
+        let d = reclassified(&mut e, "R1", 9 * 60_000, 0);
+        assert_eq!(d.record.outcome, Outcome::Triggered);
+        assert_eq!(starts(&d), ["a"]);
+        // Sixteen minutes: outside the incident window, whatever the engine's clock says.
+        let d = reclassified(&mut e, "R2", 16 * 60_000, 0);
+        assert_eq!(d.record.outcome, Outcome::OutsideIncidentWindow);
+        assert!(d.commands.is_empty());
+    }
+
+    #[test]
+    fn the_backlog_guard_is_the_lag_since_the_cad_emitted_the_revision() {
+        let mut e = engine();
+        // Emitted 10 s after the call, decided 120 s after that: at the limit, still decided.
+        assert_eq!(reclassified(&mut e, "L1", 10_000, 120_000).record.outcome, Outcome::Triggered);
+        // One millisecond more: a backlog, refused.
+        assert_eq!(reclassified(&mut e, "L2", 10_000, 120_001).record.outcome, Outcome::RefusedStale);
+    }
+
+    #[test]
+    fn a_revision_at_exactly_the_window_is_decided_the_same_offline_and_over_kafka() {
+        // Offline the clock is emitted_at; the service's wall clock is a few milliseconds later. The window is
+        // measured on the CAD's clock, so both decide the same.
+        let window = 15 * 60_000;
+        let mut offline = engine();
+        let mut service = engine();
+        let a = reclassified(&mut offline, "W", window, 0);
+        let b = reclassified(&mut service, "W", window, 37);
+        assert_eq!(a.record.outcome, Outcome::Triggered);
+        assert_eq!(b.record.outcome, a.record.outcome);
+        assert_eq!(starts(&a), starts(&b));
+        let mut late = engine();
+        assert_eq!(reclassified(&mut late, "W", window + 1, 0).record.outcome, Outcome::OutsideIncidentWindow);
+    }
+
+    #[test]
+    fn stops_are_never_refused_by_either_clock() {
+        let mut e = engine();
+        let cams = vec![cam("a", 50.0)];
+        assert_eq!(starts(&e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap()), ["a"]);
+        // Closed 5 minutes later, decided 4 minutes after that (a backlog): the STOP still goes out.
+        let close = ev(2, Status::Closed, "70", T0 + 300_000);
+        assert_eq!(stops(&e.decide(&close, cams.as_slice(), T0 + 540_000).unwrap()), ["a"]);
+    }
+
+    #[test]
+    fn windows_are_per_category_and_configurable() {
+        let mut e = Engine::new(policy_with(""));
+        assert_eq!(e.policy().window_ms(Category::Burglary), 900_000);
+        assert_eq!(e.policy().window_ms(Category::Hostage), 1_800_000);
+        let custom = policy_with("max_lag_s = 30");
+        assert_eq!(custom.config.max_lag_s, 30);
+        let cams = vec![cam("a", 50.0)];
+        let d = e.decide(&ev(1, Status::New, "70", T0 + 900_001), cams.as_slice(), T0 + 900_001).unwrap();
+        assert_eq!(d.record.outcome, Outcome::OutsideIncidentWindow);
+    }
+}
+
+#[test]
+fn timestamps_off_the_calendar_are_named_rejects_and_nothing_overflows() {
+    let cams = vec![cam("a", 50.0)];
+    for (received, emitted, now) in [
+        (T0, i64::MAX - 5, i64::MAX - 5),
+        (T0, i64::MAX, T0),
+        (i64::MIN, T0, T0),
+        (T0, i64::MIN, T0),
+        (-1, T0, T0),
+        (T0, 4_102_444_800_000, 4_102_444_800_000),
+    ] {
+        let mut e = engine();
+        let mut x = ev(1, Status::New, "70", emitted);
+        x.received_at = received;
+        let r = e.decide(&x, cams.as_slice(), now).unwrap_err();
+        assert_eq!(r.reason, RejectReason::TimestampOutOfRange, "{received} {emitted}: {r}");
+    }
+    // The engine's own clock at an extreme never panics either.
+    let mut e = engine();
+    let _ = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), i64::MAX);
+    let _ = e.decide(&ev(2, Status::New, "70", T0), cams.as_slice(), i64::MIN);
+}
+
+#[test]
+fn settings_that_void_every_command_or_use_the_old_clock_are_refused() {
+    let j = BTreeMap::from([(
+        "metro".to_string(),
+        "{\"type\":\"Polygon\",\"coordinates\":[[[0,0],[1,0],[1,1],[0,0]]]}".to_string(),
+    )]);
+    let table = CodeTable::from_toml("name = \"t\"\n").unwrap();
+    let base = "[categories.burglary]\nradius_m = 100\nrecord_seconds = 60\n[[agency]]\nid = \"metro\"\ncode_tables = [\"t\"]\njurisdiction = \"j\"\n";
+    for (extra, says) in [
+        ("command_ttl_s = 0\n", "command_ttl_s must be at least 1"),
+        ("max_age_s = 120\n", "max_age_s was split in two"),
+        ("max_lag_s = 0\n", "max_lag_s must be at least 1"),
+    ] {
+        let cfg = PolicyConfig::from_toml(&format!("{extra}{base}")).unwrap();
+        let err = Policy::new(cfg, std::slice::from_ref(&table), &j).err().expect("refused").to_string();
+        assert!(err.contains(says), "{extra}: {err}");
     }
 }

@@ -20,7 +20,6 @@ pub use backends::{BruteForce, H3Backend, RTreeBackend};
 use std::collections::HashMap;
 use trigger_core::engine::sort_candidates;
 use trigger_core::geodesy::distance_m;
-use trigger_core::reject::check_coordinates;
 use trigger_core::{CameraRecord, CameraSource, Candidate, Consent, LatLon};
 
 /// Dense handle of a camera inside the index.
@@ -60,10 +59,19 @@ pub trait SpatialBackend {
     fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<(Slot, QPoint)>);
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IndexError {
-    #[error("camera {camera_id}: {reason}")]
-    InvalidCamera { camera_id: String, reason: String },
+    #[error("camera {camera_id:?}: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidCamera { camera_id: String, problems: Vec<trigger_core::CameraProblem> },
+}
+
+impl IndexError {
+    /// The named reason of the first problem (dead-letter headers, metrics labels).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IndexError::InvalidCamera { problems, .. } => problems.first().map_or("invalid_camera", |p| p.reason()),
+        }
+    }
 }
 
 struct Entry {
@@ -83,16 +91,14 @@ pub type RTreeIndex = CameraIndex<RTreeBackend>;
 pub type H3Index = CameraIndex<H3Backend>;
 pub type BruteForceIndex = CameraIndex<BruteForce>;
 
+/// The one validation of every camera entry (`trigger_core::camera`): what fails is never indexed.
 fn check(rec: &CameraRecord) -> Result<(), IndexError> {
-    let bad = |reason: String| IndexError::InvalidCamera { camera_id: rec.camera_id.clone(), reason };
-    if rec.camera_id.is_empty() {
-        return Err(bad("empty camera_id".into()));
+    let problems = trigger_core::camera_problems(rec);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(IndexError::InvalidCamera { camera_id: rec.camera_id.clone(), problems })
     }
-    check_coordinates(rec.lat, rec.lon).map_err(|r| bad(r.to_string()))?;
-    if !(rec.consent.max_radius_m.is_finite() && rec.consent.max_radius_m >= 0.0) {
-        return Err(bad(format!("max_radius_m {} is not a distance", rec.consent.max_radius_m)));
-    }
-    Ok(())
 }
 
 impl<B: SpatialBackend> CameraIndex<B> {

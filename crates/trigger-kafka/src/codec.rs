@@ -1,7 +1,6 @@
 //! Wire forms of what crosses Kafka: domain types to and from the protobuf contracts.
 
-use prost::Message;
-use trigger_core::{Action, CameraCommand, CameraRecord, Category, Consent, MinuteOfDay, OwnerNotice, QuietHours};
+use trigger_core::{Action, CameraCommand, Category, OwnerNotice};
 use trigger_proto::v1 as pb;
 
 fn action(a: Action) -> pb::CommandAction {
@@ -60,78 +59,15 @@ pub fn notice(n: &OwnerNotice) -> pb::OwnerNotice {
     }
 }
 
-pub fn camera_to_pb(c: &CameraRecord) -> pb::CameraRecord {
-    pb::CameraRecord {
-        camera_id: c.camera_id.clone(),
-        owner_ref: c.owner_ref.clone(),
-        location: Some(pb::GeoPoint { lat: c.lat, lon: c.lon, uncertainty_m: 0.0 }),
-        consent: Some(pb::Consent {
-            categories: c.consent.categories.iter().map(|c| c.as_str().to_string()).collect(),
-            max_radius_m: c.consent.max_radius_m,
-            quiet_hours: c.consent.quiet_hours.map(|q| pb::QuietHours {
-                start_minute: q.start.0 as u32,
-                end_minute: q.end.0 as u32,
-                time_zone: q.time_zone.name().to_string(),
-            }),
-            daily_cap: c.consent.daily_cap,
-            live_stream_allowed: c.consent.live_stream_allowed,
-        }),
-        online: c.online,
-        updated_at_ms: c.updated_at,
-    }
-}
-
-/// A registry entry from the wire. Anything that cannot be read as consent is refused: a camera whose
-/// consent is unreadable must not be commanded.
-pub fn camera_from_pb(bytes: &[u8]) -> Result<CameraRecord, String> {
-    let m = pb::CameraRecord::decode(bytes).map_err(|e| format!("not a CameraRecord: {e}"))?;
-    let id = m.camera_id;
-    let loc = m.location.ok_or_else(|| format!("camera {id}: no location"))?;
-    let consent = m.consent.ok_or_else(|| format!("camera {id}: no consent"))?;
-    let mut categories = trigger_core::CategorySet::default();
-    for c in &consent.categories {
-        categories.insert(Category::parse(c).ok_or_else(|| format!("camera {id}: unknown category {c:?}"))?);
-    }
-    let quiet_hours = match consent.quiet_hours {
-        None => None,
-        Some(q) => {
-            let minute = |m: u32| {
-                u16::try_from(m)
-                    .ok()
-                    .filter(|m| *m < 24 * 60)
-                    .map(MinuteOfDay)
-                    .ok_or_else(|| format!("camera {id}: quiet-hours minute {m} is not within a day"))
-            };
-            Some(QuietHours {
-                start: minute(q.start_minute)?,
-                end: minute(q.end_minute)?,
-                time_zone: q
-                    .time_zone
-                    .parse::<chrono_tz::Tz>()
-                    .map_err(|_| format!("camera {id}: unknown time zone {:?}", q.time_zone))?,
-            })
-        }
-    };
-    Ok(CameraRecord {
-        camera_id: id,
-        owner_ref: m.owner_ref,
-        lat: loc.lat,
-        lon: loc.lon,
-        consent: Consent {
-            categories,
-            max_radius_m: consent.max_radius_m,
-            quiet_hours,
-            daily_cap: consent.daily_cap,
-            live_stream_allowed: consent.live_stream_allowed,
-        },
-        online: m.online,
-        updated_at: m.updated_at_ms,
-    })
-}
+// The registry record codec is an input format: it lives with the other decoders (trigger-cad, no librdkafka),
+// where the fuzzer reaches it.
+pub use trigger_cad::registry::{camera_from_pb, camera_to_pb, BadCamera};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
+    use trigger_core::{CameraRecord, Consent, MinuteOfDay, QuietHours};
 
     #[test]
     fn camera_round_trips_and_bad_consent_is_refused() {
@@ -159,10 +95,20 @@ mod tests {
 
         let mut m = camera_to_pb(&cam);
         m.consent.as_mut().unwrap().categories.push("protest".into());
-        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().contains("unknown category"));
+        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().to_string().contains("unknown category"));
         let mut m = camera_to_pb(&cam);
         m.consent.as_mut().unwrap().quiet_hours.as_mut().unwrap().time_zone = "Mars/Olympus".into();
-        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().contains("time zone"));
+        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().to_string().contains("time zone"));
         assert!(camera_from_pb(b"\xff\xff\xff").is_err());
+        // What cannot be true is refused on the wire as in files, with the same named reasons.
+        let mut m = camera_to_pb(&cam);
+        m.consent.as_mut().unwrap().daily_cap = 0;
+        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason == "zero_daily_cap");
+        let mut m = camera_to_pb(&cam);
+        m.location.as_mut().unwrap().lat = 129.95;
+        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason == "invalid_coordinates");
+        let mut m = camera_to_pb(&cam);
+        m.consent.as_mut().unwrap().max_radius_m = -5.0;
+        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason == "invalid_radius");
     }
 }

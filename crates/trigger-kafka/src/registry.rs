@@ -1,7 +1,7 @@
 //! The camera registry follower: every instance reads the whole compacted registry topic from the beginning,
 //! outside the consumer group, and keeps following it. The index it feeds is what the engine decides with.
 
-use crate::codec::camera_from_pb;
+use crate::codec::{camera_from_pb, BadCamera};
 use crate::settings::{KafkaSettings, Role};
 use crate::KafkaError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,7 +19,9 @@ pub struct BadRegistryRecord {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
-    pub reason: String,
+    /// The named reason (`malformed_protobuf`, `key_mismatch`, or a `CameraProblem` reason).
+    pub reason: &'static str,
+    pub detail: String,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -164,13 +166,14 @@ impl RegistryFollower {
             Some(bytes) => camera_from_pb(bytes)
                 .and_then(|rec| {
                     if rec.camera_id != key {
-                        return Err(format!("key {key:?} is not the record's camera_id {:?}", rec.camera_id));
+                        let detail = format!("key {key:?} is not the record's camera_id {:?}", rec.camera_id);
+                        return Err(BadCamera { reason: "key_mismatch", detail });
                     }
-                    index.upsert(rec).map_err(|e| e.to_string())
+                    index.upsert(rec).map_err(|e| BadCamera { reason: e.reason(), detail: e.to_string() })
                 })
                 .map(|()| applied.upserts += 1),
         };
-        if let Err(reason) = result {
+        if let Err(BadCamera { reason, detail }) = result {
             // An unreadable update must not leave the camera under the consent it was meant to replace.
             index.remove(&key);
             applied.bad += 1;
@@ -180,6 +183,7 @@ impl RegistryFollower {
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
                 reason,
+                detail,
             });
         }
         Ok(true)

@@ -59,7 +59,7 @@ pub fn run_relay(
         let mut last: HashMap<i32, i64> = HashMap::new();
         for m in &batch {
             if let Some(ts) = m.timestamp().to_millis().filter(|ts| *ts >= health.measure_from_ms.load(Relaxed)) {
-                let _ = e2e.record((now_us - ts * 1000).max(1) as u64);
+                let _ = e2e.record(now_us.saturating_sub(ts.saturating_mul(1000)).max(1) as u64);
             }
             let o = last.entry(m.partition()).or_insert(m.offset());
             *o = (*o).max(m.offset());

@@ -51,6 +51,8 @@ fn last_offsets(batch: &[OwnedMessage]) -> HashMap<(&str, i32), i64> {
 /// Dead-letter headers: why the record was refused and where it came from. The payload is the original bytes.
 pub const H_REASON: &str = "dt.reject.reason";
 pub const H_DETAIL: &str = "dt.reject.detail";
+/// On a registry dead letter: the named camera problem (`zero_daily_cap`, `invalid_coordinates`, ...).
+pub const H_CAMERA_PROBLEM: &str = "dt.reject.camera_problem";
 pub const H_TOPIC: &str = "dt.source.topic";
 pub const H_PARTITION: &str = "dt.source.partition";
 pub const H_OFFSET: &str = "dt.source.offset";
@@ -657,10 +659,18 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         let records: Vec<OutRecord> = bad
             .drain(..)
             .map(|b| {
-                tracing::warn!(partition = b.partition, offset = b.offset, reason = %b.reason, "bad registry record");
+                tracing::warn!(
+                    partition = b.partition,
+                    offset = b.offset,
+                    reason = b.reason,
+                    detail = %b.detail,
+                    "bad registry record: dead-lettered, the camera is not in the index"
+                );
+                metrics::counter!("dispatch_trigger_registry_rejects_total", "reason" => b.reason).increment(1);
                 let mut headers = vec![
                     (H_REASON, b"invalid_camera_record".to_vec()),
-                    (H_DETAIL, b.reason.into_bytes()),
+                    (H_CAMERA_PROBLEM, b.reason.as_bytes().to_vec()),
+                    (H_DETAIL, b.detail.into_bytes()),
                     (H_TOPIC, topic.registry.as_bytes().to_vec()),
                     (H_PARTITION, b.partition.to_string().into_bytes()),
                     (H_OFFSET, b.offset.to_string().into_bytes()),
@@ -752,7 +762,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             } else {
                 let incident = decoded[i].as_ref().ok().map(|ev| (ev.agency_id.clone(), ev.incident_id.clone()));
                 let result = decoded[i].as_ref().map_err(Clone::clone).and_then(|ev| {
-                    stage("cad_to_poll", (polled_ms - ev.emitted_at) as f64 / 1e3);
+                    stage("cad_to_poll", polled_ms.saturating_sub(ev.emitted_at) as f64 / 1e3);
                     let t = Instant::now();
                     let d = self.engine.decide(ev, &*self.index, wall_ms());
                     let us = t.elapsed().as_secs_f64() * 1e6;
@@ -782,8 +792,12 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                     *self.stats.decisions.entry(rec.outcome.as_str()).or_default() += 1;
                     metrics::counter!("dispatch_trigger_decisions_total", "outcome" => rec.outcome.as_str())
                         .increment(1);
-                    if rec.outcome == Outcome::RefusedStale {
-                        metrics::counter!("dispatch_trigger_refused_stale_total").increment(1);
+                    match rec.outcome {
+                        Outcome::RefusedStale => metrics::counter!("dispatch_trigger_refused_stale_total").increment(1),
+                        Outcome::OutsideIncidentWindow => {
+                            metrics::counter!("dispatch_trigger_outside_incident_window_total").increment(1)
+                        }
+                        _ => {}
                     }
                     for x in &rec.excluded {
                         metrics::counter!("dispatch_trigger_exclusions_total", "reason" => x.reason.as_str())
@@ -844,14 +858,14 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         let from = self.health.measure_from_ms.load(Relaxed);
         for (m, ev) in batch.iter().zip(decoded) {
             if let Some(ts) = m.timestamp().to_millis() {
-                let us = (acked_us - ts * 1000).max(0);
+                let us = acked_us.saturating_sub(ts.saturating_mul(1000)).max(0);
                 stage("end_to_end", us as f64 / 1e6);
                 if ts >= from {
                     let _ = self.stats.end_to_end_us.record(us.max(1) as u64);
                 }
             }
             if let Ok(ev) = ev {
-                stage("cad_emitted_to_ack", (acked_ms - ev.emitted_at) as f64 / 1e3);
+                stage("cad_emitted_to_ack", acked_ms.saturating_sub(ev.emitted_at) as f64 / 1e3);
             }
         }
     }
