@@ -224,7 +224,9 @@ pub(crate) struct Agency {
 #[derive(Clone)]
 pub struct Policy {
     pub config: PolicyConfig,
-    pub(crate) agencies: BTreeMap<String, Agency>,
+    /// Shared: a policy is cloned for every engine (replay, service, simulation settings), and the
+    /// jurisdiction polygons are the large part.
+    pub(crate) agencies: std::sync::Arc<BTreeMap<String, Agency>>,
     pub(crate) area_resolution: h3o::Resolution,
 }
 
@@ -316,7 +318,7 @@ impl Policy {
             agencies.insert(a.id.clone(), Agency { classifier: Classifier::new(&ts), jurisdiction });
         }
         if errs.is_empty() {
-            Ok(Self { config, agencies, area_resolution })
+            Ok(Self { config, agencies: std::sync::Arc::new(agencies), area_resolution })
         } else {
             Err(PolicyError(errs))
         }

@@ -1,0 +1,19 @@
+//! Rows of a city export through its shipped CSV profile (the header is fixed: the rows are fuzzed).
+#![no_main]
+use dispatch_trigger_fuzz::*;
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+fn profile() -> &'static trigger_cad::CsvProfile {
+    static P: OnceLock<trigger_cad::CsvProfile> = OnceLock::new();
+    P.get_or_init(|| trigger_cad::CsvProfile::from_toml(PROFILE_EXAMPLE).expect("shipped profile"))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let header = HEADER_EXAMPLE_CITY;
+    if let Ok(d) = trigger_cad::csv_profile::decode(&csv_with_header(header, data), profile(), &Default::default()) {
+        let mut events: Vec<_> = d.events.into_iter().map(|e| e.event).collect();
+        events.sort_by_key(|e| e.emitted_at);
+        decide_all(&events);
+    }
+});
