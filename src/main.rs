@@ -231,6 +231,9 @@ struct TopicsCreateArgs {
     registry_partitions: i32,
     #[arg(long, default_value_t = 1)]
     replication: i32,
+    /// Retention of the audit topic, days (default: forever; see `audit redact` for dropping detail instead).
+    #[arg(long, value_name = "DAYS")]
+    audit_retention_days: Option<u32>,
 }
 
 #[derive(Args)]
@@ -485,12 +488,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Topics(TopicsCmd::Create(a)) => {
             let settings = a.target.settings()?;
-            let created = trigger_kafka::admin::create_topics(
+            let created = trigger_kafka::admin::create_topics_with(
                 &settings,
                 &settings.topics,
                 a.partitions,
                 a.registry_partitions,
                 a.replication,
+                a.audit_retention_days.map_or(trigger_kafka::admin::AUDIT_RETENTION_MS, |d| i64::from(d) * 86_400_000),
             )?;
             println!("created {} topics at {}: {}", created.len(), settings.bootstrap_servers, created.join(", "));
             Ok(())

@@ -142,3 +142,108 @@ pub fn replay_week(out: &std::path::Path, extra: &[&str]) -> String {
     args.extend(extra);
     run(&args)
 }
+
+/// The broker a Kafka test runs on. Tests written once run on both (`on_every_broker!`): librdkafka's mock
+/// cluster (in process, for fault injection) and Apache Kafka, the reference broker on which a delivery
+/// guarantee counts as proven.
+pub enum Broker {
+    Mock(trigger_kafka::EmbeddedCluster),
+    Apache { bootstrap: String },
+}
+
+static TEST_NO: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Broker {
+    pub fn mock() -> Self {
+        Broker::Mock(trigger_kafka::EmbeddedCluster::start(1).expect("mock cluster"))
+    }
+
+    /// Apache Kafka: `KAFKA_BOOTSTRAP` if set, else `scripts/kafka.sh start` fetches it from Maven Central (once,
+    /// cached) and starts one broker shared by every test binary (it keeps running: `scripts/kafka.sh stop`).
+    /// Without Java or Maven the test is skipped, saying so, unless `KAFKA_REQUIRED=1` (CI), where it fails.
+    pub fn apache() -> Option<Self> {
+        static BOOTSTRAP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let b = BOOTSTRAP.get_or_init(|| {
+            if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
+                return Some(b);
+            }
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+            let out = std::process::Command::new("bash").arg(script).arg("start").output();
+            match out {
+                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("KAFKA_BOOTSTRAP=").map(str::to_string)),
+                Ok(o) => {
+                    let why = String::from_utf8_lossy(&o.stderr).into_owned();
+                    assert!(std::env::var("KAFKA_REQUIRED").is_err(), "Apache Kafka is required: {why}");
+                    eprintln!("skipped on Apache Kafka: scripts/kafka.sh start failed: {why}");
+                    None
+                }
+                Err(e) => {
+                    assert!(std::env::var("KAFKA_REQUIRED").is_err(), "Apache Kafka is required: {e}");
+                    None
+                }
+            }
+        });
+        b.clone().map(|bootstrap| Broker::Apache { bootstrap })
+    }
+
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Broker::Mock(c) => c.bootstrap_servers(),
+            Broker::Apache { bootstrap } => bootstrap.clone(),
+        }
+    }
+
+    pub fn is_apache(&self) -> bool {
+        matches!(self, Broker::Apache { .. })
+    }
+
+    /// Settings for one test, its topics created (`partitions` for the CFS topic and its outputs, one for the
+    /// registry): its own consumer group, and on the shared Apache Kafka its own topic names.
+    pub fn settings(&self, partitions: i32) -> KafkaSettings {
+        let n = TEST_NO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}-{n}", std::process::id());
+        let mut settings = KafkaSettings {
+            bootstrap_servers: self.bootstrap(),
+            group_id: format!("test-{tag}"),
+            ..KafkaSettings::default()
+        };
+        match self {
+            Broker::Mock(c) => c.create_topics(&settings.topics, partitions).expect("topics"),
+            Broker::Apache { .. } => {
+                let t = &mut settings.topics;
+                for name in [
+                    &mut t.cfs,
+                    &mut t.registry,
+                    &mut t.commands,
+                    &mut t.audit,
+                    &mut t.notices,
+                    &mut t.dead_letter,
+                    &mut t.changelog,
+                ] {
+                    *name = format!("{name}.{tag}");
+                }
+                trigger_kafka::admin::create_topics(&settings, &settings.topics, partitions, 1, 1).expect("topics");
+            }
+        }
+        settings
+    }
+}
+
+/// Write each test once; run it on the mock cluster and on Apache Kafka: `on_every_broker! { fn name(b: &Broker)
+/// { ... } }` makes `mock_cluster::name` and `apache_kafka::name`.
+#[macro_export]
+macro_rules! on_every_broker {
+    ($($(#[$m:meta])* fn $name:ident($b:ident: &Broker) $body:block)*) => {
+        $( $(#[$m])* fn $name($b: &$crate::common::Broker) $body )*
+        mod mock_cluster {
+            $( #[test] fn $name() { super::$name(&$crate::common::Broker::mock()) } )*
+        }
+        mod apache_kafka {
+            $( #[test] fn $name() {
+                if let Some(b) = $crate::common::Broker::apache() { super::$name(&b) }
+            } )*
+        }
+    };
+}

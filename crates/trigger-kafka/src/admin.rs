@@ -11,14 +11,31 @@ use std::time::Duration;
 /// Dead letters keep original bytes, which may hold caller data: seven days, no longer.
 pub const DEAD_LETTER_RETENTION_MS: &str = "604800000";
 
+/// The audit trail is the public record: kept forever unless the operator decides otherwise (`audit redact`
+/// drops per-camera detail while the chain still verifies; the topic's own retention removes whole records).
+/// Explicit, because a cluster's default retention (often 7 days) would silently expire it.
+pub const AUDIT_RETENTION_MS: i64 = -1;
+
 /// Create every topic the service uses (existing ones are left as they are). `partitions` is the CFS topic's
-/// (and its outputs'); the registry gets `registry_partitions`.
+/// (and its outputs'); the registry gets `registry_partitions`. The audit topic keeps its records forever.
 pub fn create_topics(
     settings: &KafkaSettings,
     topics: &Topics,
     partitions: i32,
     registry_partitions: i32,
     replication: i32,
+) -> Result<Vec<String>, KafkaError> {
+    create_topics_with(settings, topics, partitions, registry_partitions, replication, AUDIT_RETENTION_MS)
+}
+
+/// [`create_topics`] with the audit topic's `retention.ms` (-1: forever).
+pub fn create_topics_with(
+    settings: &KafkaSettings,
+    topics: &Topics,
+    partitions: i32,
+    registry_partitions: i32,
+    replication: i32,
+    audit_retention_ms: i64,
 ) -> Result<Vec<String>, KafkaError> {
     let mut cfg = settings.client_config(Role::Producer);
     // An admin client is a plain client: no producer-only properties.
@@ -27,11 +44,12 @@ pub fn create_topics(
     }
     let admin: AdminClient<crate::Ctx> = cfg.create_with_context(crate::Ctx("admin"))?;
     let topic = |name, n| NewTopic::new(name, n, TopicReplication::Fixed(replication));
+    let audit_retention = audit_retention_ms.to_string();
     let specs: Vec<NewTopic> = vec![
         topic(&topics.cfs, partitions),
         topic(&topics.registry, registry_partitions).set("cleanup.policy", "compact"),
         topic(&topics.commands, partitions),
-        topic(&topics.audit, partitions),
+        topic(&topics.audit, partitions).set("retention.ms", &audit_retention),
         topic(&topics.notices, partitions),
         topic(&topics.dead_letter, partitions).set("retention.ms", DEAD_LETTER_RETENTION_MS),
         topic(&topics.changelog, partitions).set("cleanup.policy", "compact"),

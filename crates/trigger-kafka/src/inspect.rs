@@ -151,3 +151,26 @@ pub fn last_record(
         from = (from - 8).max(lo);
     }
 }
+
+/// A topic's configuration as the broker reports it (DescribeConfigs), entry name -> value.
+pub fn topic_config(
+    settings: &KafkaSettings,
+    topic: &str,
+) -> Result<std::collections::BTreeMap<String, String>, KafkaError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let mut cfg = settings.client_config(Role::Producer);
+    for k in ["linger.ms", "compression.type", "enable.idempotence", "acks", "transactional.id"] {
+        cfg.remove(k);
+    }
+    let admin: AdminClient<crate::Ctx> = cfg.create_with_context(crate::Ctx("admin"))?;
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let res = futures_executor::block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts))?;
+    let mut out = std::collections::BTreeMap::new();
+    for r in res {
+        let r = r.map_err(|e| KafkaError::Setup(format!("describing {topic}: {e}")))?;
+        for e in r.entries {
+            out.insert(e.name, e.value.unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
