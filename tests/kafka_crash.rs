@@ -1,4 +1,4 @@
-//! Crash test: the service binary as a child process against a mock cluster held by this test; the child is
+//! Crash test, on Apache Kafka and on the mock cluster: the service binary as a child process; the child is
 //! SIGKILLed at several points while calls for service stream in, and restarted. At-least-once means no
 //! command is lost, and every duplicate carries the same command_id (a camera can drop it). The last child
 //! is stopped with SIGTERM and must exit 0.
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use trigger_core::{Action, CallForService, CameraRecord, Engine, Status};
-use trigger_kafka::{inspect, EmbeddedCluster, KafkaSettings, Publisher};
+use trigger_kafka::{inspect, Publisher};
 use trigger_proto::v1 as pb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
@@ -35,11 +35,9 @@ fn spawn(config: &std::path::Path) -> Child {
         .expect("service binary starts")
 }
 
-#[test]
-fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id() {
-    let cluster = EmbeddedCluster::start(1).unwrap();
-    let settings = KafkaSettings { bootstrap_servers: cluster.bootstrap_servers(), ..KafkaSettings::default() };
-    cluster.create_topics(&settings.topics, 3).unwrap();
+crate::on_every_broker! {
+fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id(b: &Broker) {
+    let settings = b.settings(3);
     let mut p = Publisher::new(&settings).unwrap();
     for i in 0..CAMERAS {
         p.camera(&settings.topics.registry, &camera(i)).unwrap();
@@ -51,11 +49,10 @@ fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id() {
     std::fs::write(
         &config,
         format!(
-            "policy = \"config/policy.toml\"\n\
-             [kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"crash-test\"\n\
+            "policy = \"config/policy.toml\"\n{}\
              [kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
              [service]\npoll_timeout_ms = 20\n[http]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
-            settings.bootstrap_servers
+            common::kafka_section(&settings)
         ),
     )
     .unwrap();
@@ -151,4 +148,5 @@ fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id() {
         ids.len(),
         cmds.len() - ids.len()
     );
+}
 }

@@ -16,7 +16,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use trigger_kafka::{inspect, EmbeddedCluster, KafkaSettings, Topics};
+use trigger_kafka::inspect;
 
 const CSV: &str = "fixtures/example-city.csv";
 const EIDO: &str = "../shared/data/eido/sample-call-transfer.json";
@@ -144,28 +144,26 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(body)
 }
 
-#[test]
-fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics() {
+crate::on_every_broker! {
+fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics(broker: &Broker) {
     let dir = tempfile::tempdir().unwrap();
     let (policy, cams) = (policy(dir.path()), cameras(dir.path()));
-    let cluster = EmbeddedCluster::start(1).unwrap();
-    let b = cluster.bootstrap_servers();
-    let t = Topics::default();
-    cluster.create_topics(&t, 3).unwrap();
-    let settings = KafkaSettings { bootstrap_servers: b.clone(), ..KafkaSettings::default() };
-    run(&["cameras", "publish", "--cameras", cams.to_str().unwrap(), "--to", &b]);
-
+    let settings = broker.settings(3);
+    let (b, t) = (settings.bootstrap_servers.clone(), settings.topics.clone());
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = dir.path().join("serve.toml");
     std::fs::write(
         &config,
         format!(
-            "policy = \"{}\"\n[kafka]\nbootstrap_servers = \"{b}\"\n[service]\npoll_timeout_ms = 20\n\
+            "policy = \"{}\"\n{}[service]\npoll_timeout_ms = 20\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
-            policy.display()
+            policy.display(),
+            common::kafka_section(&settings)
         ),
     )
     .unwrap();
+    let cfg = config.to_str().unwrap();
+    run(&["cameras", "publish", "--cameras", cams.to_str().unwrap(), "--to", &b, "--config", cfg]);
     let log_path = dir.path().join("service.log");
     let mut child = Command::new(BIN)
         .current_dir(root())
@@ -184,10 +182,21 @@ fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let csv_args =
-        ["replay", CSV, "--format", "csv", "--profile", "example-city", "--to-kafka", &b, "--include-rejects"];
+    let csv_args = [
+        "replay",
+        CSV,
+        "--format",
+        "csv",
+        "--profile",
+        "example-city",
+        "--to-kafka",
+        &b,
+        "--include-rejects",
+        "--config",
+        cfg,
+    ];
     run(&csv_args);
-    run(&["replay", EIDO, "--format", "eido", "--to-kafka", &b, "--include-rejects"]);
+    run(&["replay", EIDO, "--format", "eido", "--to-kafka", &b, "--include-rejects", "--config", cfg]);
     let sent = inspect::topic_record_count(&settings, &t.cfs).unwrap();
     let t0 = Instant::now();
     let metrics = loop {
@@ -234,4 +243,5 @@ fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics
     assert!(logs.len() > 1000, "debug logs were written");
     assert_clean("the service's logs", &logs, &forbidden);
     assert_clean("/metrics", metrics.as_bytes(), &with_numbers);
+}
 }

@@ -247,3 +247,22 @@ macro_rules! on_every_broker {
         }
     };
 }
+
+/// The `[kafka]` section of a serve.toml for `settings`: bootstrap, group and topic names.
+pub fn kafka_section(settings: &KafkaSettings) -> String {
+    let t = &settings.topics;
+    format!(
+        "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\n\
+         [kafka.topics]\ncfs = \"{}\"\nregistry = \"{}\"\ncommands = \"{}\"\naudit = \"{}\"\nnotices = \"{}\"\n\
+         dead_letter = \"{}\"\nchangelog = \"{}\"\n",
+        settings.bootstrap_servers,
+        settings.group_id,
+        t.cfs,
+        t.registry,
+        t.commands,
+        t.audit,
+        t.notices,
+        t.dead_letter,
+        t.changelog
+    )
+}
