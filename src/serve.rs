@@ -43,6 +43,8 @@ pub struct ServiceSection {
     pub cad_silence_s: u64,
     /// What a dead letter keeps of the refused record: original | redacted | digest.
     pub dead_letter_payload: trigger_kafka::DeadLetterPayload,
+    /// The largest dead letter (payload, key and headers); a larger one keeps only its digest headers.
+    pub dead_letter_max_bytes: usize,
 }
 
 impl Default for ServiceSection {
@@ -57,6 +59,7 @@ impl Default for ServiceSection {
             registry_sync_timeout_ms: 2000,
             cad_silence_s: d.cad_silence.as_secs(),
             dead_letter_payload: d.dead_letter_payload,
+            dead_letter_max_bytes: d.dead_letter_max_bytes,
         }
     }
 }
@@ -74,6 +77,7 @@ impl ServiceSection {
             },
             cad_silence: Duration::from_secs(self.cad_silence_s),
             dead_letter_payload: self.dead_letter_payload,
+            dead_letter_max_bytes: self.dead_letter_max_bytes,
             ..ServiceOptions::default()
         }
     }
@@ -206,6 +210,9 @@ impl ServeConfig {
         }
         if s.max_message_bytes < 64 {
             errs.push(format!("service.max_message_bytes {} is too small", s.max_message_bytes));
+        }
+        if s.dead_letter_max_bytes < 4096 {
+            errs.push(format!("service.dead_letter_max_bytes {} leaves no room for headers", s.dead_letter_max_bytes));
         }
         if s.cad_silence_s == 0 {
             errs.push("service.cad_silence_s must be at least 1".into());

@@ -200,7 +200,7 @@ impl Broker {
     }
 
     /// Settings for one test, its topics created (`partitions` for the CFS topic and its outputs, one for the
-    /// registry): its own consumer group, and on the shared Apache Kafka its own topic names.
+    /// registry): its own consumer group and its own topic names (the Apache Kafka broker is shared).
     pub fn settings(&self, partitions: i32) -> KafkaSettings {
         let n = TEST_NO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("{}-{n}", std::process::id());
@@ -209,21 +209,21 @@ impl Broker {
             group_id: format!("test-{tag}"),
             ..KafkaSettings::default()
         };
+        let t = &mut settings.topics;
+        for name in [
+            &mut t.cfs,
+            &mut t.registry,
+            &mut t.commands,
+            &mut t.audit,
+            &mut t.notices,
+            &mut t.dead_letter,
+            &mut t.changelog,
+        ] {
+            *name = format!("{name}.{tag}");
+        }
         match self {
             Broker::Mock(c) => c.create_topics(&settings.topics, partitions).expect("topics"),
             Broker::Apache { .. } => {
-                let t = &mut settings.topics;
-                for name in [
-                    &mut t.cfs,
-                    &mut t.registry,
-                    &mut t.commands,
-                    &mut t.audit,
-                    &mut t.notices,
-                    &mut t.dead_letter,
-                    &mut t.changelog,
-                ] {
-                    *name = format!("{name}.{tag}");
-                }
                 trigger_kafka::admin::create_topics(&settings, &settings.topics, partitions, 1, 1).expect("topics");
             }
         }

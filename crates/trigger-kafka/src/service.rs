@@ -59,6 +59,13 @@ pub const H_OFFSET: &str = "dt.source.offset";
 /// With a redacted or digest payload: SHA-256 (hex) and length of the original bytes.
 pub const H_ORIGINAL_SHA256: &str = "dt.original.sha256";
 pub const H_ORIGINAL_BYTES: &str = "dt.original.bytes";
+/// Set on a dead letter whose original bytes were left out because they would not fit in one record.
+pub const H_PAYLOAD_DROPPED: &str = "dt.payload.dropped";
+
+/// The largest dead letter (payload, key and headers) the service produces by default: below librdkafka's
+/// default `message.max.bytes` (1,000,000) and Kafka's default topic limit (1,048,588), with room for the
+/// record's own framing. A refused record too large to fit keeps its digest headers instead of its bytes.
+pub const DEAD_LETTER_MAX_BYTES: usize = 900_000;
 
 /// What a dead letter carries of the refused record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -92,6 +99,8 @@ pub struct ServiceOptions {
     /// Longest pause between delivery retries.
     pub retry_backoff_max: Duration,
     pub dead_letter_payload: DeadLetterPayload,
+    /// The largest dead letter (payload + key + headers); a larger one keeps only its digest headers.
+    pub dead_letter_max_bytes: usize,
 }
 
 impl Default for ServiceOptions {
@@ -105,6 +114,7 @@ impl Default for ServiceOptions {
             cad_silence: Duration::from_secs(600),
             retry_backoff_max: Duration::from_secs(5),
             dead_letter_payload: DeadLetterPayload::Original,
+            dead_letter_max_bytes: DEAD_LETTER_MAX_BYTES,
         }
     }
 }
@@ -265,9 +275,45 @@ fn kept_bytes(
     }
 }
 
-/// The dead-letter record for a refused input: original key, the payload as `mode` says, reason and origin
-/// in headers.
-pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str, mode: DeadLetterPayload) -> OutRecord {
+/// The rule for dead letters that cannot fit: when payload, key and headers together exceed `max_bytes`, the
+/// payload is dropped, the digest headers (`dt.original.sha256`, `dt.original.bytes`) are kept, and
+/// `dt.payload.dropped: too_large` says why. A refused record never becomes a record Kafka refuses.
+fn fit(
+    payload: Vec<u8>,
+    original: &[u8],
+    key: &[u8],
+    headers: &mut Vec<(&'static str, Vec<u8>)>,
+    max_bytes: usize,
+) -> Vec<u8> {
+    let size = |h: &Vec<(&'static str, Vec<u8>)>| h.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    if payload.len() + key.len() + size(headers) <= max_bytes {
+        return payload;
+    }
+    if !headers.iter().any(|(k, _)| *k == H_ORIGINAL_SHA256) {
+        use sha2::Digest as _;
+        headers.push((H_ORIGINAL_SHA256, hex::encode(sha2::Sha256::digest(original)).into_bytes()));
+        headers.push((H_ORIGINAL_BYTES, original.len().to_string().into_bytes()));
+    }
+    headers.push((H_PAYLOAD_DROPPED, b"too_large".to_vec()));
+    // The detail is ours and short, but bound it too so headers alone can never exceed the limit.
+    for (k, v) in headers.iter_mut() {
+        if *k == H_DETAIL {
+            v.truncate(1024);
+        }
+    }
+    Vec::new()
+}
+
+/// The dead-letter record for a refused input: original key, the payload as `mode` says (and as [`fit`]
+/// allows), reason and origin in headers.
+pub fn dead_letter(
+    topic: &str,
+    m: &OwnedMessage,
+    reason: &str,
+    detail: &str,
+    mode: DeadLetterPayload,
+    max_bytes: usize,
+) -> OutRecord {
     let original = m.payload().unwrap_or_default();
     let mut headers = vec![
         (H_REASON, reason.as_bytes().to_vec()),
@@ -276,14 +322,10 @@ pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str, mo
         (H_PARTITION, m.partition().to_string().into_bytes()),
         (H_OFFSET, m.offset().to_string().into_bytes()),
     ];
+    let key = m.key().unwrap_or_default().to_vec();
     let payload = kept_bytes(original, mode, true, &mut headers);
-    OutRecord {
-        topic: topic.to_string(),
-        partition: None,
-        key: m.key().unwrap_or_default().to_vec(),
-        payload: Some(payload),
-        headers,
-    }
+    let payload = fit(payload, original, &key, &mut headers, max_bytes);
+    OutRecord { topic: topic.to_string(), partition: None, key, payload: Some(payload), headers }
 }
 
 pub struct Service<'a, B> {
@@ -341,8 +383,15 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
             }
         }
+        // Registry dead letters belong to no CFS transaction: in exactly-once mode a record produced outside a
+        // transaction on the transactional producer is refused ("erroneous state"), and since the registry is
+        // re-read from its start, one bad camera would stop every instance at every start. They go through a
+        // producer of their own (duplicates across restarts carry the same source partition and offset).
+        let side =
+            if eos { Some(self.settings.client_config(Role::SideProducer).create::<FutureProducer>()?) } else { None };
+        let dlq = side.as_ref().unwrap_or(&producer);
         let mut registry = RegistryFollower::new(&self.settings)?;
-        if !self.bootstrap_registry(&mut registry, &producer, shutdown)? {
+        if !self.bootstrap_registry(&mut registry, dlq, shutdown)? {
             return Ok(self.stats);
         }
         let assigned = Arc::new(AtomicI64::new(0));
@@ -400,11 +449,11 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 last_prune = Instant::now();
             }
             if batch.is_empty() {
-                self.apply_registry(&mut registry, &producer, None)?;
+                self.apply_registry(&mut registry, dlq, None)?;
                 continue;
             }
             let t0 = Instant::now();
-            self.apply_registry(&mut registry, &producer, self.opts.registry_sync_timeout)?;
+            self.apply_registry(&mut registry, dlq, self.opts.registry_sync_timeout)?;
             let t1 = Instant::now();
             let (out, decoded) = self.decide_batch(&batch)?;
             let sent = Instant::now();
@@ -677,13 +726,9 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 ];
                 // A registry record holds an owner's home location: redacted letters keep none of it.
                 let payload = kept_bytes(&b.payload, self.opts.dead_letter_payload, false, &mut headers);
-                OutRecord {
-                    topic: topic.dead_letter.clone(),
-                    partition: None,
-                    key: b.key.unwrap_or_default(),
-                    payload: Some(payload),
-                    headers,
-                }
+                let key = b.key.clone().unwrap_or_default();
+                let payload = fit(payload, &b.payload, &key, &mut headers, self.opts.dead_letter_max_bytes);
+                OutRecord { topic: topic.dead_letter.clone(), partition: None, key, payload: Some(payload), headers }
             })
             .collect();
         self.stats.dead_letters += records.len() as u64;
@@ -785,7 +830,8 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                         "refused"
                     );
                     let mode = self.opts.dead_letter_payload;
-                    out.push(dead_letter(&topics.dead_letter, m, r.reason.as_str(), &r.detail, mode));
+                    let max = self.opts.dead_letter_max_bytes;
+                    out.push(dead_letter(&topics.dead_letter, m, r.reason.as_str(), &r.detail, mode, max));
                 }
                 Ok(d) => {
                     let rec = &d.record;

@@ -113,8 +113,11 @@ pub enum Role {
     CfsConsumer,
     /// The registry follower (no group semantics: assigned every partition, from the beginning).
     RegistryFollower,
-    /// The output producer.
+    /// The output producer (transactional in exactly-once mode).
     Producer,
+    /// An idempotent producer that is never transactional: for records that belong to no CFS transaction
+    /// (dead letters of bad registry records in exactly-once mode).
+    SideProducer,
 }
 
 /// Properties the service sets itself because its delivery guarantees depend on them.
@@ -225,7 +228,7 @@ impl KafkaSettings {
         c.set("socket.nagle.disable", "true");
         c.set("client.id", "dispatch-trigger");
         match role {
-            Role::Producer => {
+            Role::Producer | Role::SideProducer => {
                 c.set("linger.ms", "0");
                 c.set("compression.type", "none");
             }
@@ -240,7 +243,7 @@ impl KafkaSettings {
         for (k, v) in &self.client {
             c.set(k, v);
         }
-        let raw = if role == Role::Producer { &self.producer } else { &self.consumer };
+        let raw = if matches!(role, Role::Producer | Role::SideProducer) { &self.producer } else { &self.consumer };
         for (k, v) in raw {
             c.set(k, v);
         }
@@ -277,10 +280,10 @@ impl KafkaSettings {
                 c.set("auto.offset.reset", "earliest");
                 c.set("enable.partition.eof", "true");
             }
-            Role::Producer => {
+            Role::Producer | Role::SideProducer => {
                 c.set("enable.idempotence", "true");
                 c.set("acks", "all");
-                if self.delivery == Delivery::ExactlyOnce {
+                if self.delivery == Delivery::ExactlyOnce && role == Role::Producer {
                     c.set("transactional.id", self.transactional_id());
                 }
             }
