@@ -248,11 +248,19 @@ macro_rules! on_every_broker {
     };
 }
 
-/// The `[kafka]` section of a serve.toml for `settings`: bootstrap, group and topic names.
+/// The `[kafka]` section of a serve.toml for `settings`: bootstrap, group, delivery mode, transactional id and
+/// topic names.
 pub fn kafka_section(settings: &KafkaSettings) -> String {
     let t = &settings.topics;
+    let mut delivery = String::new();
+    if settings.delivery == trigger_kafka::Delivery::ExactlyOnce {
+        delivery += "delivery = \"exactly_once\"\n";
+    }
+    if let Some(id) = &settings.transactional_id {
+        delivery += &format!("transactional_id = \"{id}\"\n");
+    }
     format!(
-        "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\n\
+        "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\n{delivery}\
          [kafka.topics]\ncfs = \"{}\"\nregistry = \"{}\"\ncommands = \"{}\"\naudit = \"{}\"\nnotices = \"{}\"\n\
          dead_letter = \"{}\"\nchangelog = \"{}\"\n",
         settings.bootstrap_servers,
