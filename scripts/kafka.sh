@@ -109,7 +109,6 @@ transaction.state.log.num.partitions=6
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 message.max.bytes=1048588
-log.flush.interval.messages=1
 log.retention.check.interval.ms=60000
 PROPS
   if [ -f "$dir/extra.properties" ]; then cat "$dir/extra.properties" >> "$dir/server.properties"; fi

@@ -260,6 +260,8 @@ pub struct BenchOptions {
     /// Real CAD events, cycled (with a new incident id each cycle) as long as a run needs.
     pub events: Vec<CallForService>,
     pub policy: std::path::PathBuf,
+    /// An external cluster (Apache Kafka) instead of the in-process mock cluster.
+    pub bootstrap: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -281,8 +283,26 @@ enum Processor {
 }
 
 /// A bare consume -> produce relay and the engine, on one in-process broker, at fixed rates and flat out.
+/// Where the benchmark runs: the in-process mock cluster, or an external broker (Apache Kafka).
+enum Target {
+    Embedded(EmbeddedCluster),
+    External(String),
+}
+
+impl Target {
+    fn bootstrap(&self) -> String {
+        match self {
+            Target::Embedded(c) => c.bootstrap_servers(),
+            Target::External(b) => b.clone(),
+        }
+    }
+}
+
 pub fn bench_kafka(o: &BenchOptions) -> Result<Vec<BenchRow>> {
-    let cluster = EmbeddedCluster::start(1)?;
+    let cluster = match &o.bootstrap {
+        Some(b) => Target::External(b.clone()),
+        None => Target::Embedded(EmbeddedCluster::start(1)?),
+    };
     let mut rows = Vec::new();
     let mut runs: Vec<(Option<f64>, Processor)> = Vec::new();
     for r in &o.rates {
@@ -308,17 +328,18 @@ pub fn bench_kafka(o: &BenchOptions) -> Result<Vec<BenchRow>> {
 }
 
 fn measure(
-    cluster: &EmbeddedCluster,
+    cluster: &Target,
     run: usize,
     p: Processor,
     rate: Option<f64>,
     n: usize,
     o: &BenchOptions,
 ) -> Result<BenchRow> {
-    let label = format!("bench{run}");
+    // Names of their own on a shared external broker.
+    let label = format!("bench{run}-{}", wall_ms());
     let t = |what: &str| format!("{label}.{what}");
     let settings = KafkaSettings {
-        bootstrap_servers: cluster.bootstrap_servers(),
+        bootstrap_servers: cluster.bootstrap(),
         group_id: label.clone(),
         topics: trigger_kafka::Topics {
             cfs: t("cfs"),
@@ -331,8 +352,16 @@ fn measure(
         },
         ..KafkaSettings::default()
     };
-    cluster.create_topics(&settings.topics, o.partitions)?;
-    cluster.mock().create_topic(&t("relayed"), o.partitions, 1)?;
+    match cluster {
+        Target::Embedded(c) => {
+            c.create_topics(&settings.topics, o.partitions)?;
+            c.mock().create_topic(&t("relayed"), o.partitions, 1)?;
+        }
+        Target::External(_) => {
+            trigger_kafka::admin::create_topics(&settings, &settings.topics, o.partitions, 1, 1)?;
+            trigger_kafka::admin::create_topic(&settings, &t("relayed"), o.partitions)?;
+        }
+    }
     if p == Processor::Engine {
         publish_cameras(&settings, &o.cameras)?;
     }

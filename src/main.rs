@@ -89,6 +89,9 @@ struct BenchArgs {
     /// Also write the rows here (JSON).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run against this cluster (Apache Kafka: `scripts/kafka.sh bootstrap`) instead of the in-process broker.
+    #[arg(long, value_name = "BOOTSTRAP")]
+    bootstrap: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -726,6 +729,7 @@ fn bench_kafka(policy_path: &Path, a: BenchArgs) -> Result<()> {
         cameras: cams,
         events: decoded.events.into_iter().map(|e| e.event).collect(),
         policy: policy_path.to_path_buf(),
+        bootstrap: a.bootstrap.clone(),
     })?;
     println!("| processor | offered (events/s) | events | achieved (events/s) | p50 ms | p99 ms | p99.9 ms | max ms |");
     println!("|---|---|---|---|---|---|---|---|");

@@ -71,3 +71,21 @@ pub fn create_topics_with(
         Err(KafkaError::Setup(format!("creating topics: {}", errs.join("; "))))
     }
 }
+
+/// Create one plain topic (a benchmark's relay output, for instance); an existing one is left as it is.
+pub fn create_topic(settings: &KafkaSettings, name: &str, partitions: i32) -> Result<(), KafkaError> {
+    let mut cfg = settings.client_config(Role::Producer);
+    for k in ["linger.ms", "compression.type", "enable.idempotence", "acks", "transactional.id"] {
+        cfg.remove(k);
+    }
+    let admin: AdminClient<crate::Ctx> = cfg.create_with_context(crate::Ctx("admin"))?;
+    let spec = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in block_on(admin.create_topics([&spec], &opts))? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(KafkaError::Setup(format!("creating {name}: {code}"))),
+        }
+    }
+    Ok(())
+}
