@@ -23,6 +23,7 @@ fn the_transparency_report_agrees_with_the_run_and_names_no_camera_or_owner() {
     assert_eq!(sum("incidents_triggered"), summary["triggered_incidents"].as_u64().unwrap());
     assert_eq!(sum("cameras_activated"), summary["commands"]["start"].as_u64().unwrap());
     assert_eq!(sum("refused_stale"), outcome("refused_stale"));
+    assert_eq!(sum("refused_outside_incident_window"), outcome("outside_incident_window"));
     assert_eq!(sum("refused_blocked_type"), outcome("blocked_type"));
     assert_eq!(sum("refused_outside_jurisdiction"), outcome("outside_jurisdiction"));
     assert!(sum("incidents_triggered") > 0);

@@ -8,6 +8,16 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 
+/// An admin client with the service's connection and security settings. It is a plain client: none of the
+/// producer-only properties.
+pub(crate) fn admin_client(settings: &KafkaSettings) -> Result<AdminClient<crate::Ctx>, KafkaError> {
+    let mut cfg = settings.client_config(Role::Producer);
+    for k in ["linger.ms", "compression.type", "enable.idempotence", "acks", "transactional.id"] {
+        cfg.remove(k);
+    }
+    Ok(cfg.create_with_context(crate::Ctx("admin"))?)
+}
+
 /// Dead letters keep original bytes, which may hold caller data: seven days, no longer.
 pub const DEAD_LETTER_RETENTION_MS: &str = "604800000";
 
@@ -37,12 +47,7 @@ pub fn create_topics_with(
     replication: i32,
     audit_retention_ms: i64,
 ) -> Result<Vec<String>, KafkaError> {
-    let mut cfg = settings.client_config(Role::Producer);
-    // An admin client is a plain client: no producer-only properties.
-    for k in ["linger.ms", "compression.type", "enable.idempotence", "acks", "transactional.id"] {
-        cfg.remove(k);
-    }
-    let admin: AdminClient<crate::Ctx> = cfg.create_with_context(crate::Ctx("admin"))?;
+    let admin = admin_client(settings)?;
     let topic = |name, n| NewTopic::new(name, n, TopicReplication::Fixed(replication));
     let audit_retention = audit_retention_ms.to_string();
     let specs: Vec<NewTopic> = vec![
@@ -74,11 +79,7 @@ pub fn create_topics_with(
 
 /// Create one plain topic (a benchmark's relay output, for instance); an existing one is left as it is.
 pub fn create_topic(settings: &KafkaSettings, name: &str, partitions: i32) -> Result<(), KafkaError> {
-    let mut cfg = settings.client_config(Role::Producer);
-    for k in ["linger.ms", "compression.type", "enable.idempotence", "acks", "transactional.id"] {
-        cfg.remove(k);
-    }
-    let admin: AdminClient<crate::Ctx> = cfg.create_with_context(crate::Ctx("admin"))?;
+    let admin = admin_client(settings)?;
     let spec = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in block_on(admin.create_topics([&spec], &opts))? {

@@ -157,12 +157,8 @@ pub fn topic_config(
     settings: &KafkaSettings,
     topic: &str,
 ) -> Result<std::collections::BTreeMap<String, String>, KafkaError> {
-    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-    let mut cfg = settings.client_config(Role::Producer);
-    for k in ["linger.ms", "compression.type", "enable.idempotence", "acks", "transactional.id"] {
-        cfg.remove(k);
-    }
-    let admin: AdminClient<crate::Ctx> = cfg.create_with_context(crate::Ctx("admin"))?;
+    use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+    let admin = crate::admin::admin_client(settings)?;
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
     let res = futures_executor::block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts))?;
     let mut out = std::collections::BTreeMap::new();
