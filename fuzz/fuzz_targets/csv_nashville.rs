@@ -9,11 +9,4 @@ fn profile() -> &'static trigger_cad::CsvProfile {
     P.get_or_init(|| trigger_cad::CsvProfile::from_toml(PROFILE_NASHVILLE).expect("shipped profile"))
 }
 
-fuzz_target!(|data: &[u8]| {
-    let header = HEADER_NASHVILLE;
-    if let Ok(d) = trigger_cad::csv_profile::decode(&csv_with_header(header, data), profile(), &Default::default()) {
-        let mut events: Vec<_> = d.events.into_iter().map(|e| e.event).collect();
-        events.sort_by_key(|e| e.emitted_at);
-        decide_all(&events);
-    }
-});
+fuzz_target!(|data: &[u8]| csv_rows(profile(), HEADER_NASHVILLE, data));

@@ -7,8 +7,6 @@ fuzz_target!(|data: &[u8]| {
     let Ok(p) = trigger_cad::CsvProfile::from_toml(text) else { return };
     let head: String = dispatch_trigger_fuzz::SAMPLE.lines().take(40).collect::<Vec<_>>().join("\n");
     if let Ok(d) = trigger_cad::csv_profile::decode(head.as_bytes(), &p, &Default::default()) {
-        let mut events: Vec<_> = d.events.into_iter().map(|e| e.event).collect();
-        events.sort_by_key(|e| e.emitted_at);
-        dispatch_trigger_fuzz::decide_all(&events);
+        dispatch_trigger_fuzz::decide_decoded(d);
     }
 });

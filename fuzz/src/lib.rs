@@ -130,6 +130,20 @@ pub fn sample_events() -> &'static [CallForService] {
     })
 }
 
+/// Decide what a decoder produced, in event-time order (as a replay does).
+pub fn decide_decoded(d: trigger_cad::Decoded) {
+    let mut events: Vec<CallForService> = d.events.into_iter().map(|e| e.event).collect();
+    events.sort_by_key(|e| e.emitted_at);
+    decide_all(&events);
+}
+
+/// Rows of a city export (`body`, after the export's fixed `header`) through `profile`, decoded and decided.
+pub fn csv_rows(profile: &trigger_cad::CsvProfile, header: &str, body: &[u8]) {
+    if let Ok(d) = trigger_cad::csv_profile::decode(&csv_with_header(header, body), profile, &Default::default()) {
+        decide_decoded(d);
+    }
+}
+
 /// The CSV header of a profile's export, so CSV targets fuzz the rows, not the header.
 pub fn csv_with_header(header: &str, body: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(header.len() + 1 + body.len());
