@@ -12,7 +12,10 @@
 #
 # DIR defaults to $KAFKA_DIR or target/apache-kafka. KAFKA_VERSION (default 3.9.1) picks the release;
 # artifacts are cached in ${KAFKA_CACHE:-~/.cache/dispatch-trigger}/kafka-VERSION. Extra broker properties:
-# a file DIR/extra.properties (listeners for TLS/SASL, for instance) is appended when the storage is formatted.
+# a file DIR/extra.properties is appended when the storage is formatted, and FORMAT_ARGS is passed to the storage
+# tool (e.g. --add-scram 'SCRAM-SHA-512=[name=svc,password=...]'). KAFKA_SASL_SSL=1 adds a SASL_SSL listener on
+# a port of its own, written to DIR/sasl_ssl_port; its TLS and SASL settings come from DIR/extra.properties
+# (tests/kafka_security.rs generates them).
 # Needs java (17) and mvn. Concurrent callers (parallel test binaries) are serialised by a lock.
 set -euo pipefail
 
@@ -90,12 +93,19 @@ format_storage() {
   port=$(free_port); cport=$(free_port)
   while [ "$cport" = "$port" ]; do cport=$(free_port); done
   echo "$port" > "$dir/port"
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport" advertised="PLAINTEXT://127.0.0.1:$port"
+  if [ -n "${KAFKA_SASL_SSL:-}" ]; then
+    local sport; sport=$(free_port)
+    while [ "$sport" = "$port" ] || [ "$sport" = "$cport" ]; do sport=$(free_port); done
+    echo "$sport" > "$dir/sasl_ssl_port"
+    listeners="$listeners,SASL_SSL://127.0.0.1:$sport"; advertised="$advertised,SASL_SSL://127.0.0.1:$sport"
+  fi
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL

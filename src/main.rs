@@ -301,10 +301,18 @@ struct KafkaTarget {
 
 impl KafkaTarget {
     fn settings(&self) -> Result<KafkaSettings> {
-        let mut s = ServeConfig::load(self.config.as_deref())?.kafka;
-        s.bootstrap_servers = self.bootstrap.clone();
-        Ok(s)
+        kafka_target(self.config.as_deref(), &self.bootstrap)
     }
+}
+
+/// The kafka section of a service config (or the defaults) pointed at `bootstrap`, after a connection check
+/// with its security settings: a wrong password or an untrusted certificate stops the command at once, with
+/// the broker's reason.
+fn kafka_target(config: Option<&Path>, bootstrap: &str) -> Result<KafkaSettings> {
+    let mut s = ServeConfig::load(config)?.kafka;
+    s.bootstrap_servers = bootstrap.to_string();
+    trigger_kafka::connect::check_connection(&s, std::time::Duration::from_secs(15))?;
+    Ok(s)
 }
 
 #[derive(Args)]
@@ -619,8 +627,7 @@ fn audit_verify(a: VerifyArgs) -> Result<()> {
     };
     let mut streams: Vec<(String, Vec<Result<trigger_proto::v1::ActivationRecord, String>>)> = Vec::new();
     if let Some(b) = &a.from_kafka {
-        let mut settings = ServeConfig::load(a.config.as_deref())?.kafka;
-        settings.bootstrap_servers = b.clone();
+        let settings = kafka_target(a.config.as_deref(), b)?;
         let topic = settings.topics.audit.clone();
         let records = trigger_kafka::inspect::read_topic(&settings, &topic, true, std::time::Duration::from_secs(120))?;
         let mut by_partition: std::collections::BTreeMap<i32, Vec<_>> = Default::default();
@@ -663,11 +670,8 @@ fn audit_verify(a: VerifyArgs) -> Result<()> {
 fn serve_cmd(a: ServeArgs) -> Result<()> {
     let cfg = ServeConfig::load(a.config.as_deref())?;
     if a.print_config {
-        let mut shown = cfg.clone();
-        if shown.kafka.security.sasl_password.is_some() {
-            shown.kafka.security.sasl_password = Some("<redacted>".into());
-        }
-        println!("{}", toml::to_string_pretty(&shown)?);
+        // Secrets serialise as <redacted> (trigger_kafka::settings::Secret).
+        println!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
     serve::init_logging(&cfg.log);
@@ -757,8 +761,7 @@ fn bench_kafka(policy_path: &Path, a: BenchArgs) -> Result<()> {
 }
 
 fn replay_to_kafka(policy_path: &Path, a: ReplayArgs) -> Result<()> {
-    let mut settings = ServeConfig::load(a.config.as_deref())?.kafka;
-    settings.bootstrap_servers = a.to_kafka.clone().expect("checked by the caller");
+    let settings = kafka_target(a.config.as_deref(), a.to_kafka.as_deref().expect("checked by the caller"))?;
     let profile = a.profile.as_deref().map(|p| config::load_profile(p, policy_path)).transpose()?;
     let opts = DecodeOptions { max_message_bytes: a.max_message_bytes, agency_id: a.agency.clone() };
     let decoded = decode_file(&a.file, &a.format, profile.as_ref(), &opts)?;

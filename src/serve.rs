@@ -6,12 +6,12 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use trigger_core::Engine;
 use trigger_index::{H3Index, RTreeIndex};
-use trigger_kafka::{Health, KafkaSettings, RunStats, Service, ServiceOptions};
+use trigger_kafka::{wall_ms, Health, KafkaSettings, RunStats, Service, ServiceOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -45,6 +45,12 @@ pub struct ServiceSection {
     pub dead_letter_payload: trigger_kafka::DeadLetterPayload,
     /// The largest dead letter (payload, key and headers); a larger one keeps only its digest headers.
     pub dead_letter_max_bytes: usize,
+    /// Longest pause between delivery retries.
+    pub retry_backoff_max_ms: u64,
+    /// Rounds a permanent produce error is retried before the service exits with it.
+    pub permanent_attempts: u32,
+    /// /readyz answers 503 once no Kafka broker has answered for this long.
+    pub broker_grace_ms: u64,
 }
 
 impl Default for ServiceSection {
@@ -60,6 +66,9 @@ impl Default for ServiceSection {
             cad_silence_s: d.cad_silence.as_secs(),
             dead_letter_payload: d.dead_letter_payload,
             dead_letter_max_bytes: d.dead_letter_max_bytes,
+            retry_backoff_max_ms: d.retry_backoff_max.as_millis() as u64,
+            permanent_attempts: d.permanent_attempts,
+            broker_grace_ms: d.broker_grace.as_millis() as u64,
         }
     }
 }
@@ -78,7 +87,9 @@ impl ServiceSection {
             cad_silence: Duration::from_secs(self.cad_silence_s),
             dead_letter_payload: self.dead_letter_payload,
             dead_letter_max_bytes: self.dead_letter_max_bytes,
-            ..ServiceOptions::default()
+            retry_backoff_max: Duration::from_millis(self.retry_backoff_max_ms),
+            permanent_attempts: self.permanent_attempts,
+            broker_grace: Duration::from_millis(self.broker_grace_ms),
         }
     }
 }
@@ -211,6 +222,9 @@ impl ServeConfig {
         if s.max_message_bytes < 64 {
             errs.push(format!("service.max_message_bytes {} is too small", s.max_message_bytes));
         }
+        if s.permanent_attempts == 0 {
+            errs.push("service.permanent_attempts must be at least 1".to_string());
+        }
         if s.dead_letter_max_bytes < 4096 {
             errs.push(format!("service.dead_letter_max_bytes {} leaves no room for headers", s.dead_letter_max_bytes));
         }
@@ -276,8 +290,10 @@ pub fn spawn_http(listen: &str, health: Arc<Health>) -> Result<Option<std::net::
             let (code, body, ctype) = match req.url() {
                 "/metrics" => (200, handle.render(), "text/plain; version=0.0.4"),
                 "/healthz" => (200, "ok\n".to_string(), "text/plain"),
-                "/readyz" if health.ready.load(Relaxed) => (200, "ready\n".to_string(), "text/plain"),
-                "/readyz" => (503, "not ready: reading the camera registry or stopping\n".to_string(), "text/plain"),
+                "/readyz" => match health.readiness(wall_ms()) {
+                    Ok(()) => (200, "ready\n".to_string(), "text/plain"),
+                    Err(why) => (503, why + "\n", "text/plain"),
+                },
                 _ => (404, "not found: /metrics, /healthz, /readyz\n".to_string(), "text/plain"),
             };
             let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).expect("valid header");

@@ -90,3 +90,17 @@ pub fn create_topic(settings: &KafkaSettings, name: &str, partitions: i32) -> Re
     }
     Ok(())
 }
+
+/// Set one configuration entry of a topic (incremental: the topic's other settings are left as they are).
+pub fn set_topic_config(settings: &KafkaSettings, topic: &str, key: &str, value: &str) -> Result<(), KafkaError> {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let admin = admin_client(settings)?;
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value);
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in block_on(admin.alter_configs([&change], &opts))? {
+        if let Err((_, code)) = r {
+            return Err(KafkaError::Setup(format!("setting {key}={value} on {topic}: {code}")));
+        }
+    }
+    Ok(())
+}

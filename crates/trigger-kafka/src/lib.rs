@@ -13,18 +13,25 @@
 
 pub mod admin;
 pub mod codec;
+pub mod connect;
 pub mod embedded;
 pub mod inspect;
+pub mod options;
+pub mod plan;
 pub mod produce;
+mod rebalance;
+pub mod records;
 pub mod registry;
 pub mod relay;
 pub mod service;
 pub mod settings;
+pub mod sink;
 
 pub use embedded::EmbeddedCluster;
-pub use produce::{OutRecord, Publisher};
+pub use produce::Publisher;
+pub use records::OutRecord;
 pub use service::{DeadLetterPayload, Health, RunStats, Service, ServiceOptions};
-pub use settings::{Delivery, KafkaSettings, Security, Topics};
+pub use settings::{Delivery, KafkaSettings, Secret, Security, Topics};
 
 /// Errors of the Kafka layer, by whose fault and whether retrying helps.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +39,34 @@ pub enum KafkaError {
     /// The configuration is wrong: fix it, retrying will not help.
     #[error("invalid Kafka settings:\n  - {}", .0.join("\n  - "))]
     Config(Vec<String>),
+    /// The cluster could not be reached or refused this client (wrong password, untrusted certificate,
+    /// nothing listening): `cause` is the broker's or the TLS library's own reason.
+    #[error("cannot connect to Kafka at {bootstrap}: {cause}")]
+    Connect { bootstrap: String, cause: String },
     /// Start-up could not complete (missing topic, registry not readable in time).
     #[error("{0}")]
     Setup(String),
+    /// A produce error the rule in [`sink`] calls permanent, still there after its bounded retries: fix
+    /// what it names (an ACL, a topic's size limit); the batch's offsets were not stored.
+    #[error("permanent produce error on topic {topic:?}: {code} ({code:?}), after {attempts} attempts")]
+    Delivery { topic: String, code: rdkafka::types::RDKafkaErrorCode, attempts: u32 },
+    /// A broken invariant of the service itself: a bug to report.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// librdkafka reported an error.
     #[error(transparent)]
     Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// The wall clock, Unix milliseconds (0 before 1970).
+pub fn wall_ms() -> i64 {
+    wall_us() / 1000
+}
+
+/// The wall clock, Unix microseconds (0 before 1970).
+pub fn wall_us() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// librdkafka's client-level errors, through `tracing`. End-of-partition is expected (the registry follower

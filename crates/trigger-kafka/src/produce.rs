@@ -1,4 +1,4 @@
-//! Producing: one owned record type for every output, sending with acknowledgement futures, and the
+//! Producing: sending records with acknowledgement futures, and the
 //! publishers behind `cameras publish` and `replay --to-kafka`.
 
 use crate::codec::camera_to_pb;
@@ -12,28 +12,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 use trigger_core::{CallForService, CameraRecord};
 
-/// One record to produce. `payload: None` is a tombstone.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutRecord {
-    pub topic: String,
-    /// None: the partitioner chooses by key.
-    pub partition: Option<i32>,
-    pub key: Vec<u8>,
-    pub payload: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, Vec<u8>)>,
-}
-
-impl OutRecord {
-    /// A record partitioned by key, without headers.
-    pub fn keyed(topic: &str, key: impl Into<Vec<u8>>, payload: Option<Vec<u8>>) -> Self {
-        Self { topic: topic.to_string(), partition: None, key: key.into(), payload, headers: vec![] }
-    }
-}
-
-/// The key of a call for service: every revision of an incident lands on one partition, in order.
-pub fn cfs_key(ev: &CallForService) -> Vec<u8> {
-    format!("{}/{}", ev.agency_id, ev.incident_id).into_bytes()
-}
+pub use crate::records::{cfs_key, OutRecord};
 
 pub fn create_producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
     Ok(settings.client_config(Role::Producer).create()?)
@@ -124,10 +103,10 @@ impl Publisher {
     pub fn break_glass(&mut self, cfs_topic: &str, req: &trigger_core::BreakGlassRequest) -> Result<(), KafkaError> {
         let mut r = OutRecord::keyed(
             cfs_topic,
-            format!("{}/{}", req.agency_id, req.incident_id),
+            crate::records::incident_key(&req.agency_id, &req.incident_id),
             Some(serde_json::to_vec(req).expect("serialisable")),
         );
-        r.headers.push((crate::service::H_KIND, crate::service::KIND_BREAK_GLASS.to_vec()));
+        r.headers.push((crate::records::H_KIND, crate::records::KIND_BREAK_GLASS.to_vec()));
         self.send(&r)
     }
 

@@ -2,8 +2,9 @@
 //! same batching and the same at-least-once discipline (produce, wait for acknowledgements, store offsets),
 //! but no decoding, no registry and no engine: every record is copied as it is to one output topic.
 
-use crate::produce::{acked, create_producer, enqueue, OutRecord};
-use crate::service::{Health, ServiceOptions};
+use crate::options::{Health, ServiceOptions};
+use crate::produce::{acked, create_producer, enqueue};
+use crate::records::OutRecord;
 use crate::settings::{KafkaSettings, Role};
 use crate::KafkaError;
 use hdrhistogram::Histogram;
@@ -11,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Relay `settings.topics.cfs` to `output` until `shutdown`; returns record timestamp -> acknowledged,
 /// microseconds (the service's end-to-end measure).
@@ -55,7 +56,7 @@ pub fn run_relay(
         for f in futures {
             acked(f)?;
         }
-        let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+        let now_us = crate::wall_us();
         let mut last: HashMap<i32, i64> = HashMap::new();
         for m in &batch {
             if let Some(ts) = m.timestamp().to_millis().filter(|ts| *ts >= health.measure_from_ms.load(Relaxed)) {

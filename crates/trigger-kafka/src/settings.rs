@@ -56,6 +56,35 @@ pub enum Delivery {
     ExactlyOnce,
 }
 
+/// A secret (a password): its value reaches librdkafka and nothing else. `Debug` and serialisation print
+/// `<redacted>`, so it cannot leak through a log line, an error, `serve --show-config` or a metric label.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the client configuration only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
 /// TLS and SASL. Secrets may come from the environment (`DT_KAFKA__SECURITY__SASL_PASSWORD`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -68,7 +97,7 @@ pub struct Security {
     /// PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     pub sasl_mechanism: Option<String>,
     pub sasl_username: Option<String>,
-    pub sasl_password: Option<String>,
+    pub sasl_password: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,11 +285,13 @@ impl KafkaSettings {
             ("ssl.key.location", &s.ssl_key_location),
             ("sasl.mechanism", &s.sasl_mechanism),
             ("sasl.username", &s.sasl_username),
-            ("sasl.password", &s.sasl_password),
         ] {
             if let Some(v) = v {
                 c.set(k, v);
             }
+        }
+        if let Some(p) = &s.sasl_password {
+            c.set("sasl.password", p.expose());
         }
         match role {
             Role::CfsConsumer => {
@@ -340,7 +371,7 @@ mod tests {
                 ssl_ca_location: Some("/etc/ssl/ca.pem".into()),
                 sasl_mechanism: Some("SCRAM-SHA-512".into()),
                 sasl_username: Some("svc".into()),
-                sasl_password: Some("secret".into()),
+                sasl_password: Some(Secret::new("secret")),
                 ..Security::default()
             },
             ..KafkaSettings::default()
@@ -350,5 +381,18 @@ mod tests {
         assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(c.get("ssl.ca.location"), Some("/etc/ssl/ca.pem"));
+        assert_eq!(c.get("sasl.password"), Some("secret"));
+    }
+
+    #[test]
+    fn a_password_never_shows_in_debug_or_serialised_settings() {
+        let mut s = KafkaSettings::default();
+        s.security.sasl_password = Some(Secret::new("hunter2-pw"));
+        let shown = [format!("{s:?}"), format!("{s:#?}"), serde_json::to_string(&s).unwrap()];
+        for text in shown {
+            assert!(!text.contains("hunter2-pw") && text.contains("<redacted>"), "{text}");
+        }
+        let back: Security = serde_json::from_str(r#"{"sasl_password": "hunter2-pw"}"#).unwrap();
+        assert_eq!(back.sasl_password.unwrap().expose(), "hunter2-pw");
     }
 }

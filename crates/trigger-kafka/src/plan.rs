@@ -1,0 +1,259 @@
+//! The plan of a batch: every output record its events cause (commands, sealed audit records, owner notices,
+//! dead letters and, exactly-once, incident-state changelog records), computed without any I/O. The engine
+//! decides, the audit chains seal; a sink ([`crate::sink`]) then commits the plan.
+//!
+//! Everything the plan needs from Kafka is brought in before a batch is planned: the audit chain head of
+//! each partition is resumed when the partition is assigned ([`Planner::resume_chain`]), incident state is
+//! restored from the changelog at the same moment. A partition without a resumed chain is an internal error,
+//! never a network round trip in the middle of a batch.
+
+use crate::codec;
+use crate::records::{dead_letter, incident_key, is_break_glass, DeadLetterRule, OutRecord};
+use crate::service::RunStats;
+use crate::settings::Topics;
+use crate::KafkaError;
+use prost::Message as _;
+use rdkafka::message::{Message as _, OwnedMessage};
+use std::collections::HashMap;
+use std::time::Instant;
+use trigger_cad::DecodeOptions;
+use trigger_core::{Action, CallForService, Decision, Engine, Outcome, Reject, RejectReason};
+use trigger_index::{CameraIndex, SpatialBackend};
+
+/// A batch's outputs, in the order they are to be produced, and its events as decoded.
+#[derive(Debug)]
+pub struct Plan {
+    pub records: Vec<OutRecord>,
+    pub decoded: Vec<Result<CallForService, Reject>>,
+}
+
+/// Plans batches: holds the audit chain of each assigned partition and which partition each incident in
+/// the engine's state came from.
+#[derive(Debug)]
+pub struct Planner {
+    topics: Topics,
+    /// Exactly-once: incident-state changes go in the plan as changelog records.
+    changelog: bool,
+    letters: DeadLetterRule,
+    max_message_bytes: usize,
+    /// One audit hash chain per CFS partition, written to the audit partition of the same number.
+    chains: HashMap<i32, trigger_audit::Chain>,
+    incident_partition: HashMap<(String, String), i32>,
+}
+
+pub(crate) fn stage(name: &'static str, seconds: f64) {
+    metrics::histogram!("dispatch_trigger_stage_seconds", "stage" => name).record(seconds.max(0.0));
+}
+
+impl Planner {
+    pub fn new(topics: Topics, changelog: bool, letters: DeadLetterRule, max_message_bytes: usize) -> Self {
+        Self {
+            topics,
+            changelog,
+            letters,
+            max_message_bytes,
+            chains: HashMap::new(),
+            incident_partition: HashMap::new(),
+        }
+    }
+
+    /// Continue partition `p`'s audit chain from `head` (the hash of its last record, or the genesis).
+    pub fn resume_chain(&mut self, partition: i32, head: String) {
+        self.chains.insert(partition, trigger_audit::Chain::resume(head));
+    }
+
+    /// Partitions of `parts` whose chain has not been resumed.
+    pub fn missing_chains(&self, parts: impl IntoIterator<Item = i32>) -> Vec<i32> {
+        let mut missing: Vec<i32> = parts.into_iter().filter(|p| !self.chains.contains_key(p)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        missing
+    }
+
+    /// An incident restored from the changelog of partition `p`.
+    pub fn restored(&mut self, agency_id: String, incident_id: String, partition: i32) {
+        self.incident_partition.insert((agency_id, incident_id), partition);
+    }
+
+    /// Partitions taken away: forget their chains and their incidents' state.
+    pub fn forget_partitions(&mut self, engine: &mut Engine, parts: &[i32]) {
+        self.chains.retain(|p, _| !parts.contains(p));
+        self.incident_partition.retain(|(a, i), p| {
+            let gone = parts.contains(p);
+            if gone {
+                engine.forget_incident(a, i);
+            }
+            !gone
+        });
+    }
+
+    /// Drop the partition of incidents the engine no longer holds.
+    pub fn prune(&mut self, engine: &Engine) {
+        self.incident_partition.retain(|(a, i), _| engine.snapshot_incident(a, i).is_some());
+    }
+
+    /// Decide a batch and plan its outputs. `now` is the wall clock in Unix ms, read once per decision.
+    pub fn plan<B: SpatialBackend>(
+        &mut self,
+        engine: &mut Engine,
+        index: &CameraIndex<B>,
+        batch: &[OwnedMessage],
+        stats: &mut RunStats,
+        now: &dyn Fn() -> i64,
+    ) -> Result<Plan, KafkaError> {
+        let missing = self.missing_chains(batch.iter().map(|m| m.partition()));
+        if !missing.is_empty() {
+            return Err(KafkaError::Internal(format!("audit chains of partitions {missing:?} were not resumed")));
+        }
+        let polled_ms = now();
+        let opts = DecodeOptions { max_message_bytes: self.max_message_bytes, agency_id: None };
+        let decoded: Vec<Result<CallForService, Reject>> =
+            batch.iter().map(|m| trigger_cad::pb::decode_one(m.payload().unwrap_or_default(), &opts)).collect();
+        let mut records = Vec::new();
+        for i in priority_order(engine, batch, &decoded) {
+            let m = &batch[i];
+            stats.events += 1;
+            metrics::counter!("dispatch_trigger_events_total").increment(1);
+            let (result, incident) = if is_break_glass(m) {
+                break_glass(engine, m, now())
+            } else {
+                let incident = decoded[i].as_ref().ok().map(|ev| (ev.agency_id.clone(), ev.incident_id.clone()));
+                (decide(engine, index, &decoded[i], polled_ms, stats, now), incident)
+            };
+            match result {
+                Err(r) => records.push(self.refused(m, &r, stats)),
+                Ok(d) => self.decided(engine, m, &d, incident, stats, &mut records),
+            }
+        }
+        metrics::gauge!("dispatch_trigger_incidents_in_state").set(engine.incidents_in_state() as f64);
+        Ok(Plan { records, decoded })
+    }
+
+    fn refused(&self, m: &OwnedMessage, r: &Reject, stats: &mut RunStats) -> OutRecord {
+        *stats.rejects.entry(r.reason.as_str()).or_default() += 1;
+        stats.dead_letters += 1;
+        metrics::counter!("dispatch_trigger_rejects_total", "reason" => r.reason.as_str()).increment(1);
+        metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "cfs").increment(1);
+        tracing::debug!(reason = r.reason.as_str(), partition = m.partition(), offset = m.offset(), "refused");
+        dead_letter(&self.topics.dead_letter, m, r.reason.as_str(), &r.detail, self.letters)
+    }
+
+    fn decided(
+        &mut self,
+        engine: &Engine,
+        m: &OwnedMessage,
+        d: &Decision,
+        incident: Option<(String, String)>,
+        stats: &mut RunStats,
+        out: &mut Vec<OutRecord>,
+    ) {
+        count_decision(d, stats);
+        let t = &self.topics;
+        for c in &d.commands {
+            out.push(OutRecord::keyed(&t.commands, c.camera_id.as_bytes(), Some(codec::command(c).encode_to_vec())));
+        }
+        let chain = self.chains.get_mut(&m.partition()).expect("checked before planning");
+        let sealed = chain.seal(codec::activation(&d.record));
+        out.push(OutRecord {
+            topic: t.audit.clone(),
+            partition: Some(m.partition()),
+            key: d.record.incident_ref.clone().into_bytes(),
+            payload: Some(sealed.encode_to_vec()),
+            headers: vec![],
+        });
+        for n in &d.notices {
+            out.push(OutRecord::keyed(&t.notices, n.owner_ref.as_bytes(), Some(codec::notice(n).encode_to_vec())));
+        }
+        if let Some((agency, id)) = incident {
+            if self.changelog {
+                let snap = engine.snapshot_incident(&agency, &id);
+                out.push(OutRecord {
+                    topic: t.changelog.clone(),
+                    partition: Some(m.partition()),
+                    key: incident_key(&agency, &id),
+                    payload: snap.map(|s| serde_json::to_vec(&s).expect("serialisable")),
+                    headers: vec![],
+                });
+            }
+            self.incident_partition.insert((agency, id), m.partition());
+        }
+    }
+}
+
+/// Under backlog, higher-priority incidents first. Records with the same key (an incident's revisions, and
+/// any break-glass request for it) share the priority of the highest among them and keep their order: the
+/// sort is stable.
+fn priority_order(engine: &Engine, batch: &[OwnedMessage], decoded: &[Result<CallForService, Reject>]) -> Vec<usize> {
+    let mut key_priority: HashMap<&[u8], u8> = HashMap::new();
+    for (m, ev) in batch.iter().zip(decoded) {
+        if let Ok(ev) = ev {
+            let p = engine.policy().priority_of_event(ev);
+            let e = key_priority.entry(m.key().unwrap_or_default()).or_default();
+            *e = (*e).max(p);
+        }
+    }
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| {
+        std::cmp::Reverse(key_priority.get(batch[i].key().unwrap_or_default()).copied().unwrap_or(0))
+    });
+    order
+}
+
+/// A break-glass request travels on the CFS topic, keyed like the incident it is for, so it lands on the
+/// incident's partition, in order with its revisions (and in its transaction, exactly-once).
+fn break_glass(
+    engine: &mut Engine,
+    m: &OwnedMessage,
+    now_ms: i64,
+) -> (Result<Decision, Reject>, Option<(String, String)>) {
+    match serde_json::from_slice::<trigger_core::BreakGlassRequest>(m.payload().unwrap_or_default()) {
+        Ok(req) => {
+            let record = engine.break_glass(&req, now_ms);
+            (Ok(Decision { record, commands: vec![], notices: vec![] }), Some((req.agency_id, req.incident_id)))
+        }
+        Err(e) => (Err(Reject::new(RejectReason::MalformedJson, format!("break-glass request: {e}"))), None),
+    }
+}
+
+fn decide<B: SpatialBackend>(
+    engine: &mut Engine,
+    index: &CameraIndex<B>,
+    ev: &Result<CallForService, Reject>,
+    polled_ms: i64,
+    stats: &mut RunStats,
+    now: &dyn Fn() -> i64,
+) -> Result<Decision, Reject> {
+    let ev = ev.as_ref().map_err(Clone::clone)?;
+    stage("cad_to_poll", polled_ms.saturating_sub(ev.emitted_at) as f64 / 1e3);
+    let t = Instant::now();
+    let d = engine.decide(ev, index, now());
+    let us = t.elapsed().as_secs_f64() * 1e6;
+    stage("decide", us / 1e6);
+    let _ = stats.decide_us.record(us.ceil() as u64);
+    d
+}
+
+fn count_decision(d: &Decision, stats: &mut RunStats) {
+    let rec = &d.record;
+    *stats.decisions.entry(rec.outcome.as_str()).or_default() += 1;
+    metrics::counter!("dispatch_trigger_decisions_total", "outcome" => rec.outcome.as_str()).increment(1);
+    match rec.outcome {
+        Outcome::RefusedStale => metrics::counter!("dispatch_trigger_refused_stale_total").increment(1),
+        Outcome::OutsideIncidentWindow => {
+            metrics::counter!("dispatch_trigger_outside_incident_window_total").increment(1)
+        }
+        _ => {}
+    }
+    for x in &rec.excluded {
+        metrics::counter!("dispatch_trigger_exclusions_total", "reason" => x.reason.as_str()).increment(1);
+    }
+    for c in &d.commands {
+        match c.action {
+            Action::Start => stats.start_commands += 1,
+            Action::Stop => stats.stop_commands += 1,
+        }
+        metrics::counter!("dispatch_trigger_commands_total", "action" => c.action.as_str()).increment(1);
+    }
+    stats.owner_notices += d.notices.len() as u64;
+    metrics::counter!("dispatch_trigger_owner_notices_total").increment(d.notices.len() as u64);
+}
