@@ -234,7 +234,7 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
     }
     let produced = [
         (&settings.topics.commands, stats.start_commands + stats.stop_commands),
-        (&settings.topics.audit, stats.decisions.values().sum()),
+        (&settings.topics.audit, stats.decision_count()),
         (&settings.topics.notices, stats.owner_notices),
         (&settings.topics.dead_letter, stats.dead_letters),
     ];
@@ -245,8 +245,8 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
         cad_log: o.cad_log,
         sent,
         events_handled: health.handled.load(Relaxed),
-        decisions: stats.decisions.iter().map(|(k, v)| (*k, *v)).collect(),
-        rejects: stats.rejects.iter().map(|(k, v)| (*k, *v)).collect(),
+        decisions: stats.decisions.clone(),
+        rejects: stats.rejects.clone(),
         start_commands: stats.start_commands,
         stop_commands: stats.stop_commands,
         owner_notices: stats.owner_notices,

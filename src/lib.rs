@@ -4,11 +4,13 @@
 
 pub mod cameras;
 pub mod config;
+pub mod index;
 pub mod kafka_tools;
 pub mod replay;
 pub mod report;
 pub mod serve;
 pub mod simulate;
+pub mod stats;
 pub mod transparency;
 
 use std::io::IsTerminal;

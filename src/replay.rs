@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use trigger_cad::replay::{event_time_order, Pace, Pacer};
 use trigger_cad::{Decoded, Rejected};
-use trigger_core::{Action, CameraSource, Category, Engine, Outcome};
+use trigger_core::{Action, CameraSource, Category, Decision, DecisionRecord, Engine, Outcome, Tally};
 
 pub struct ReplayOptions {
     pub out_dir: PathBuf,
@@ -158,27 +158,105 @@ fn iso(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-/// Where each decision goes: its line in decisions.jsonl and its sealed record in audit.pb.
-struct Trail {
+/// The replay's decision sink: files. Each decision is a line in decisions.jsonl and a sealed record in
+/// audit.pb; commands, notices and refused records go to their own JSON-lines files.
+struct FileSink {
+    commands: BufWriter<std::fs::File>,
+    notices: BufWriter<std::fs::File>,
+    rejects: BufWriter<std::fs::File>,
     decisions: BufWriter<std::fs::File>,
     audit: BufWriter<std::fs::File>,
     chain: trigger_audit::Chain,
 }
 
-impl Trail {
-    fn write(&mut self, rec: &trigger_core::DecisionRecord) -> Result<()> {
+impl FileSink {
+    fn create(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Self {
+            commands: writer(dir, "commands.jsonl")?,
+            notices: writer(dir, "notices.jsonl")?,
+            rejects: writer(dir, "rejects.jsonl")?,
+            decisions: writer(dir, "decisions.jsonl")?,
+            audit: writer(dir, "audit.pb")?,
+            chain: trigger_audit::Chain::new(),
+        })
+    }
+
+    fn record(&mut self, rec: &DecisionRecord) -> Result<()> {
         json_line(&mut self.decisions, rec)?;
         let sealed = self.chain.seal(trigger_audit::activation(rec));
         self.audit.write_all(&prost::Message::encode_length_delimited_to_vec(&sealed))?;
         Ok(())
+    }
+
+    fn decided(&mut self, d: &Decision) -> Result<()> {
+        for c in &d.commands {
+            json_line(&mut self.commands, c)?;
+        }
+        for n in &d.notices {
+            json_line(&mut self.notices, n)?;
+        }
+        self.record(&d.record)
+    }
+
+    fn refused(&mut self, r: &Rejected) -> Result<()> {
+        let line = RejectLine {
+            position: &r.position,
+            reason: r.reason.as_str(),
+            detail: &r.detail,
+            original_b64: base64::engine::general_purpose::STANDARD.encode(&r.original),
+        };
+        json_line(&mut self.rejects, &line)
+    }
+
+    /// Flush every file; the audit chain's head.
+    fn finish(self) -> Result<String> {
+        for mut w in [self.commands, self.decisions, self.notices, self.rejects, self.audit] {
+            w.flush()?;
+        }
+        Ok(self.chain.head().to_string())
+    }
+}
+
+/// What the summary counts beyond the [`Tally`]: per category, and distinct incidents triggered.
+struct Counts {
+    tally: Tally,
+    by_category: BTreeMap<&'static str, CategoryStats>,
+    triggered: BTreeSet<String>,
+    decide_us: Vec<f64>,
+}
+
+impl Counts {
+    fn new(events: usize) -> Self {
+        Self {
+            tally: Tally::default(),
+            by_category: Category::ALL.iter().map(|c| (c.as_str(), CategoryStats::default())).collect(),
+            triggered: BTreeSet::new(),
+            decide_us: Vec::with_capacity(events),
+        }
+    }
+
+    fn decided(&mut self, d: &Decision) {
+        self.tally.decided(d);
+        let rec = &d.record;
+        if let Some(c) = rec.category {
+            let cs = self.by_category.get_mut(c.as_str()).expect("all categories");
+            cs.events += 1;
+            cs.start_commands += d.commands.iter().filter(|c| c.action == Action::Start).count() as u64;
+            if rec.outcome == Outcome::Triggered && self.triggered.insert(rec.incident_ref.clone()) {
+                cs.triggered_incidents += 1;
+            }
+        }
+    }
+
+    fn latency(&mut self) -> Latency {
+        self.decide_us.sort_by(f64::total_cmp);
+        let r = |x: f64| (x * 100.0).round() / 100.0;
+        Latency {
+            p50: r(crate::stats::percentile(&self.decide_us, 0.50)),
+            p99: r(crate::stats::percentile(&self.decide_us, 0.99)),
+            max: r(self.decide_us.last().copied().unwrap_or(0.0)),
+        }
     }
 }
 
@@ -191,80 +269,71 @@ pub fn run(
     mut decoded: Decoded,
     opts: &ReplayOptions,
 ) -> Result<Summary> {
-    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
-    let mut commands = writer(&opts.out_dir, "commands.jsonl")?;
-    let mut trail = Trail {
-        decisions: writer(&opts.out_dir, "decisions.jsonl")?,
-        audit: writer(&opts.out_dir, "audit.pb")?,
-        chain: trigger_audit::Chain::new(),
-    };
-    let mut notices = writer(&opts.out_dir, "notices.jsonl")?;
-    let mut rejects = writer(&opts.out_dir, "rejects.jsonl")?;
-
-    let mut s = Summary {
+    let mut sink = FileSink::create(&opts.out_dir)?;
+    let mut counts = Counts::new(decoded.events.len());
+    for r in &decoded.rejects {
+        counts.tally.refused(r.reason);
+        sink.refused(r)?;
+    }
+    event_time_order(&mut decoded.events);
+    decide_all(engine, cams, &decoded.events, opts, &mut sink, &mut counts)?;
+    let s = Summary {
         input: opts.input_name.clone(),
         format: opts.format.clone(),
         profile: opts.profile.clone(),
         cameras,
         index: index_name.to_string(),
         events_decoded: decoded.events.len() as u64,
-        decisions: 0,
-        first_event_at: None,
-        last_event_at: None,
-        outcomes: BTreeMap::new(),
-        by_category: Category::ALL.iter().map(|c| (c.as_str(), CategoryStats::default())).collect(),
-        triggered_incidents: 0,
-        commands: BTreeMap::from([("start", 0), ("stop", 0)]),
-        owner_notices: 0,
-        exclusions: BTreeMap::new(),
-        rejects_total: 0,
-        rejects: BTreeMap::new(),
+        decisions: counts.tally.decision_count(),
+        first_event_at: decoded.events.first().and_then(|e| iso(e.event.emitted_at)),
+        last_event_at: decoded.events.last().and_then(|e| iso(e.event.emitted_at)),
+        outcomes: counts.tally.decisions.clone(),
+        triggered_incidents: counts.triggered.len() as u64,
+        commands: BTreeMap::from([("start", counts.tally.start_commands), ("stop", counts.tally.stop_commands)]),
+        owner_notices: counts.tally.owner_notices,
+        exclusions: counts.tally.exclusions.clone(),
+        rejects_total: counts.tally.reject_count(),
+        rejects: counts.tally.rejects.clone(),
         decode_warnings: std::mem::take(&mut decoded.warnings),
-        audit_records: 0,
-        audit_head: String::new(),
-        decide_latency_us: None,
+        audit_records: counts.tally.decision_count(),
+        decide_latency_us: opts.wall_clock.then(|| counts.latency()),
+        by_category: counts.by_category,
+        audit_head: sink.finish()?,
     };
-    let mut reject = |r: &Rejected, s: &mut Summary| -> Result<()> {
-        s.rejects_total += 1;
-        *s.rejects.entry(r.reason.as_str()).or_default() += 1;
-        json_line(
-            &mut rejects,
-            &RejectLine {
-                position: &r.position,
-                reason: r.reason.as_str(),
-                detail: &r.detail,
-                original_b64: base64::engine::general_purpose::STANDARD.encode(&r.original),
-            },
-        )
-    };
-    for r in &decoded.rejects {
-        reject(r, &mut s)?;
-    }
-    event_time_order(&mut decoded.events);
-    s.first_event_at = decoded.events.first().and_then(|e| iso(e.event.emitted_at));
-    s.last_event_at = decoded.events.last().and_then(|e| iso(e.event.emitted_at));
+    let mut sw = writer(&opts.out_dir, "summary.json")?;
+    serde_json::to_writer_pretty(&mut sw, &s)?;
+    sw.write_all(b"\n")?;
+    sw.flush()?;
+    Ok(s)
+}
 
+/// Decide every event in order (break-glass requests at their own times among them), paced as asked.
+fn decide_all(
+    engine: &mut Engine,
+    cams: &(impl CameraSource + ?Sized),
+    events: &[trigger_cad::DecodedEvent],
+    opts: &ReplayOptions,
+    sink: &mut FileSink,
+    counts: &mut Counts,
+) -> Result<()> {
     let bar = if opts.progress {
-        crate::progress_bar(decoded.events.len() as u64, "events")
+        crate::progress_bar(events.len() as u64, "events")
     } else {
         indicatif::ProgressBar::hidden()
     };
     let mut pacer = Pacer::new(opts.pace);
     let started = Instant::now();
-    let mut lat_us: Vec<f64> = Vec::with_capacity(decoded.events.len());
-    let mut triggered: BTreeSet<String> = BTreeSet::new();
     let mut overrides = opts.break_glass.iter().peekable();
     // A break-glass decision is recorded like any other: decisions.jsonl, audit.pb, the outcome counts.
-    let decide_break_glass = |engine: &mut Engine, trail: &mut Trail, r: &TimedBreakGlass, s: &mut Summary| {
-        let rec = engine.break_glass(&r.request, r.at);
-        s.decisions += 1;
-        *s.outcomes.entry(rec.outcome.as_str()).or_default() += 1;
-        trail.write(&rec)
+    let break_glass = |engine: &mut Engine, r: &TimedBreakGlass, sink: &mut FileSink, counts: &mut Counts| {
+        let d = Decision { record: engine.break_glass(&r.request, r.at), commands: vec![], notices: vec![] };
+        counts.tally.decided(&d);
+        sink.record(&d.record)
     };
-    for (i, de) in decoded.events.iter().enumerate() {
+    for (i, de) in events.iter().enumerate() {
         let ev = &de.event;
         while let Some(r) = overrides.next_if(|r| r.at <= ev.emitted_at) {
-            decide_break_glass(engine, &mut trail, r, &mut s)?;
+            break_glass(engine, r, sink, counts)?;
         }
         let wait = pacer.wait_before(ev.emitted_at, started.elapsed());
         if !wait.is_zero() {
@@ -272,33 +341,16 @@ pub fn run(
         }
         let t = Instant::now();
         let result = engine.decide(ev, cams, ev.emitted_at);
-        lat_us.push(t.elapsed().as_secs_f64() * 1e6);
+        counts.decide_us.push(t.elapsed().as_secs_f64() * 1e6);
         match result {
-            Err(r) => reject(&Rejected::new(&de.source, r), &mut s)?,
+            Err(r) => {
+                let r = Rejected::new(&de.source, r);
+                counts.tally.refused(r.reason);
+                sink.refused(&r)?;
+            }
             Ok(d) => {
-                s.decisions += 1;
-                let rec = &d.record;
-                *s.outcomes.entry(rec.outcome.as_str()).or_default() += 1;
-                if let Some(c) = rec.category {
-                    let cs = s.by_category.get_mut(c.as_str()).expect("all categories");
-                    cs.events += 1;
-                    cs.start_commands += d.commands.iter().filter(|c| c.action == Action::Start).count() as u64;
-                    if rec.outcome == Outcome::Triggered && triggered.insert(rec.incident_ref.clone()) {
-                        cs.triggered_incidents += 1;
-                    }
-                }
-                for x in &rec.excluded {
-                    *s.exclusions.entry(x.reason.as_str()).or_default() += 1;
-                }
-                for c in &d.commands {
-                    *s.commands.entry(c.action.as_str()).or_default() += 1;
-                    json_line(&mut commands, c)?;
-                }
-                for n in &d.notices {
-                    json_line(&mut notices, n)?;
-                }
-                s.owner_notices += d.notices.len() as u64;
-                trail.write(rec)?;
+                counts.decided(&d);
+                sink.decided(&d)?;
             }
         }
         if i % 256 == 0 {
@@ -306,27 +358,8 @@ pub fn run(
         }
     }
     for r in overrides {
-        decide_break_glass(engine, &mut trail, r, &mut s)?;
+        break_glass(engine, r, sink, counts)?;
     }
     bar.finish_and_clear();
-    s.triggered_incidents = triggered.len() as u64;
-    if opts.wall_clock {
-        lat_us.sort_by(f64::total_cmp);
-        let r = |x: f64| (x * 100.0).round() / 100.0;
-        s.decide_latency_us = Some(Latency {
-            p50: r(percentile(&lat_us, 0.50)),
-            p99: r(percentile(&lat_us, 0.99)),
-            max: r(lat_us.last().copied().unwrap_or(0.0)),
-        });
-    }
-    s.audit_records = s.decisions;
-    s.audit_head = trail.chain.head().to_string();
-    for mut w in [commands, trail.decisions, notices, rejects, trail.audit] {
-        w.flush()?;
-    }
-    let mut sw = writer(&opts.out_dir, "summary.json")?;
-    serde_json::to_writer_pretty(&mut sw, &s)?;
-    sw.write_all(b"\n")?;
-    sw.flush()?;
-    Ok(s)
+    Ok(())
 }

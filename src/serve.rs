@@ -10,16 +10,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use trigger_core::Engine;
-use trigger_index::{H3Index, RTreeIndex};
 use trigger_kafka::{wall_ms, Health, KafkaSettings, RunStats, Service, ServiceOptions};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum IndexKind {
-    #[default]
-    Rtree,
-    H3,
-}
+pub use crate::index::IndexKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -321,19 +314,21 @@ pub fn run(cfg: &ServeConfig, health: &Health, shutdown: &AtomicBool) -> Result<
     for w in policy.warnings() {
         tracing::warn!(warning = %w, "policy");
     }
-    let mut engine = Engine::new(policy);
-    let opts = cfg.service.options();
-    let stats = match cfg.index {
-        IndexKind::Rtree => {
-            let mut ix = RTreeIndex::new();
-            Service::new(cfg.kafka.clone(), opts, &mut engine, &mut ix, health).run(shutdown)?
+    struct Serve<'a>(&'a ServeConfig, Engine, &'a Health, &'a AtomicBool);
+    impl crate::index::IndexJob for Serve<'_> {
+        type Output = Result<RunStats, trigger_kafka::KafkaError>;
+        fn run<B: trigger_index::SpatialBackend>(
+            self,
+            mut index: trigger_index::CameraIndex<B>,
+            _: crate::index::IndexKind,
+        ) -> Self::Output {
+            let Serve(cfg, mut engine, health, shutdown) = self;
+            Service::new(cfg.kafka.clone(), cfg.service.options(), &mut engine, &mut index, health).run(shutdown)
         }
-        IndexKind::H3 => {
-            let mut ix = H3Index::new();
-            Service::new(cfg.kafka.clone(), opts, &mut engine, &mut ix, health).run(shutdown)?
-        }
-    };
-    Ok(stats)
+    }
+    // The registry topic fills the index: it starts empty.
+    let (stats, _) = crate::index::with_index(cfg.index, vec![], Serve(cfg, Engine::new(policy), health, shutdown));
+    Ok(stats?)
 }
 
 #[cfg(test)]

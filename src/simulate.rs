@@ -65,7 +65,7 @@ pub struct Distribution {
 
 fn distribution(mut v: Vec<f64>) -> Distribution {
     v.sort_by(f64::total_cmp);
-    let q = |p: f64| v.get(((v.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0);
+    let q = |p: f64| crate::stats::percentile(&v, p);
     let mean = if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
     Distribution { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: q(1.0), mean: (mean * 100.0).round() / 100.0 }
 }

@@ -113,8 +113,7 @@ fn twenty_thousand_events_leave_exactly_the_counted_records_on_apache_kafka() {
         stop.store(true, Relaxed);
         job.join().unwrap().expect("service ran")
     });
-    let decided: u64 = stats.decisions.values().sum();
-    let rejected: u64 = stats.rejects.values().sum();
+    let (decided, rejected) = (stats.decision_count(), stats.reject_count());
     assert_eq!((decided, rejected), (EVENTS as u64, BAD as u64));
     let count = |topic: &str| trigger_kafka::inspect::topic_record_count(&settings, topic).unwrap() as u64;
     assert_eq!(count(&settings.topics.audit), decided, "one audit record per decided event");

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod geodesy;
 pub mod policy;
 pub mod reject;
+pub mod tally;
 pub mod types;
 
 pub use breakglass::{Authorisation, BreakGlassKey, BreakGlassRequest, Refusal};
@@ -26,4 +27,5 @@ pub use engine::{
 };
 pub use policy::{Jurisdiction, Policy, PolicyConfig, PolicyError};
 pub use reject::{Reject, RejectReason};
+pub use tally::Tally;
 pub use types::*;

@@ -26,6 +26,7 @@ pub mod relay;
 pub mod service;
 pub mod settings;
 pub mod sink;
+pub mod telemetry;
 
 pub use embedded::EmbeddedCluster;
 pub use produce::Publisher;

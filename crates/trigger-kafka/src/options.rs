@@ -5,9 +5,9 @@ use crate::records::{DeadLetterPayload, DeadLetterRule, DEAD_LETTER_MAX_BYTES};
 use crate::registry::Applied;
 use crate::sink::RetryPolicy;
 use hdrhistogram::Histogram;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::time::Duration;
+use trigger_core::Tally;
 
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
@@ -100,15 +100,12 @@ impl Health {
     }
 }
 
-/// Counts and latencies of one run, returned when the service stops.
+/// Counts and latencies of one run, returned when the service stops. The decision counts are a
+/// [`trigger_core::Tally`] (the same the offline replay keeps), reachable as fields of `RunStats` itself.
 #[derive(Debug, Clone)]
 pub struct RunStats {
-    pub events: u64,
-    pub decisions: HashMap<&'static str, u64>,
-    pub rejects: HashMap<&'static str, u64>,
-    pub start_commands: u64,
-    pub stop_commands: u64,
-    pub owner_notices: u64,
+    pub tally: Tally,
+    /// Dead letters produced: refused CFS records and bad registry records.
     pub dead_letters: u64,
     pub registry: Applied,
     pub delivery_retries: u64,
@@ -118,16 +115,18 @@ pub struct RunStats {
     pub decide_us: Histogram<u64>,
 }
 
+impl std::ops::Deref for RunStats {
+    type Target = Tally;
+    fn deref(&self) -> &Tally {
+        &self.tally
+    }
+}
+
 impl Default for RunStats {
     fn default() -> Self {
         let h = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
         Self {
-            events: 0,
-            decisions: HashMap::new(),
-            rejects: HashMap::new(),
-            start_commands: 0,
-            stop_commands: 0,
-            owner_notices: 0,
+            tally: Tally::default(),
             dead_letters: 0,
             registry: Applied::default(),
             delivery_retries: 0,

@@ -11,13 +11,14 @@ use crate::codec;
 use crate::records::{dead_letter, incident_key, is_break_glass, DeadLetterRule, OutRecord};
 use crate::service::RunStats;
 use crate::settings::Topics;
+use crate::telemetry::{self, stage, Stage};
 use crate::KafkaError;
 use prost::Message as _;
 use rdkafka::message::{Message as _, OwnedMessage};
 use std::collections::HashMap;
 use std::time::Instant;
 use trigger_cad::DecodeOptions;
-use trigger_core::{Action, CallForService, Decision, Engine, Outcome, Reject, RejectReason};
+use trigger_core::{CallForService, Decision, Engine, Reject, RejectReason};
 use trigger_index::{CameraIndex, SpatialBackend};
 
 /// A batch's outputs, in the order they are to be produced, and its events as decoded.
@@ -39,10 +40,6 @@ pub struct Planner {
     /// One audit hash chain per CFS partition, written to the audit partition of the same number.
     chains: HashMap<i32, trigger_audit::Chain>,
     incident_partition: HashMap<(String, String), i32>,
-}
-
-pub(crate) fn stage(name: &'static str, seconds: f64) {
-    metrics::histogram!("dispatch_trigger_stage_seconds", "stage" => name).record(seconds.max(0.0));
 }
 
 impl Planner {
@@ -112,8 +109,7 @@ impl Planner {
         let mut records = Vec::new();
         for i in priority_order(engine, batch, &decoded) {
             let m = &batch[i];
-            stats.events += 1;
-            metrics::counter!("dispatch_trigger_events_total").increment(1);
+            telemetry::event_taken();
             let (result, incident) = if is_break_glass(m) {
                 break_glass(engine, m, now())
             } else {
@@ -125,16 +121,14 @@ impl Planner {
                 Ok(d) => self.decided(engine, m, &d, incident, stats, &mut records),
             }
         }
-        metrics::gauge!("dispatch_trigger_incidents_in_state").set(engine.incidents_in_state() as f64);
+        telemetry::incidents_in_state(engine.incidents_in_state());
         Ok(Plan { records, decoded })
     }
 
     fn refused(&self, m: &OwnedMessage, r: &Reject, stats: &mut RunStats) -> OutRecord {
-        *stats.rejects.entry(r.reason.as_str()).or_default() += 1;
+        stats.tally.refused(r.reason);
         stats.dead_letters += 1;
-        metrics::counter!("dispatch_trigger_rejects_total", "reason" => r.reason.as_str()).increment(1);
-        metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "cfs").increment(1);
-        tracing::debug!(reason = r.reason.as_str(), partition = m.partition(), offset = m.offset(), "refused");
+        telemetry::refused(r.reason, m.partition(), m.offset());
         dead_letter(&self.topics.dead_letter, m, r.reason.as_str(), &r.detail, self.letters)
     }
 
@@ -147,7 +141,8 @@ impl Planner {
         stats: &mut RunStats,
         out: &mut Vec<OutRecord>,
     ) {
-        count_decision(d, stats);
+        stats.tally.decided(d);
+        telemetry::decided(d);
         let t = &self.topics;
         for c in &d.commands {
             out.push(OutRecord::keyed(&t.commands, c.camera_id.as_bytes(), Some(codec::command(c).encode_to_vec())));
@@ -224,36 +219,11 @@ fn decide<B: SpatialBackend>(
     now: &dyn Fn() -> i64,
 ) -> Result<Decision, Reject> {
     let ev = ev.as_ref().map_err(Clone::clone)?;
-    stage("cad_to_poll", polled_ms.saturating_sub(ev.emitted_at) as f64 / 1e3);
+    stage(Stage::CadToPoll, polled_ms.saturating_sub(ev.emitted_at) as f64 / 1e3);
     let t = Instant::now();
     let d = engine.decide(ev, index, now());
     let us = t.elapsed().as_secs_f64() * 1e6;
-    stage("decide", us / 1e6);
+    stage(Stage::Decide, us / 1e6);
     let _ = stats.decide_us.record(us.ceil() as u64);
     d
-}
-
-fn count_decision(d: &Decision, stats: &mut RunStats) {
-    let rec = &d.record;
-    *stats.decisions.entry(rec.outcome.as_str()).or_default() += 1;
-    metrics::counter!("dispatch_trigger_decisions_total", "outcome" => rec.outcome.as_str()).increment(1);
-    match rec.outcome {
-        Outcome::RefusedStale => metrics::counter!("dispatch_trigger_refused_stale_total").increment(1),
-        Outcome::OutsideIncidentWindow => {
-            metrics::counter!("dispatch_trigger_outside_incident_window_total").increment(1)
-        }
-        _ => {}
-    }
-    for x in &rec.excluded {
-        metrics::counter!("dispatch_trigger_exclusions_total", "reason" => x.reason.as_str()).increment(1);
-    }
-    for c in &d.commands {
-        match c.action {
-            Action::Start => stats.start_commands += 1,
-            Action::Stop => stats.stop_commands += 1,
-        }
-        metrics::counter!("dispatch_trigger_commands_total", "action" => c.action.as_str()).increment(1);
-    }
-    stats.owner_notices += d.notices.len() as u64;
-    metrics::counter!("dispatch_trigger_owner_notices_total").increment(d.notices.len() as u64);
 }

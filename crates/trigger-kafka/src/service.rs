@@ -8,12 +8,13 @@
 //! batch is already committed: nothing is in flight. Newly assigned partitions get their audit chain heads
 //! (and, exactly-once, their incident state) before any of their events is planned.
 
-use crate::plan::{stage, Planner};
+use crate::plan::Planner;
 use crate::rebalance::{commit, CfsContext, Rebalanced};
 use crate::records::{registry_dead_letter, OutRecord};
 use crate::registry::{Applied, BadRegistryRecord, RegistryFollower};
 use crate::settings::{Delivery, KafkaSettings, Role};
 use crate::sink::{commit_transaction, Delivering};
+use crate::telemetry::{self, stage, Stage};
 use crate::KafkaError;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -163,7 +164,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         }
         consumer.unsubscribe();
         self.health.ready.store(false, Relaxed);
-        metrics::gauge!("dispatch_trigger_ready").set(0.0);
+        telemetry::ready(false);
         self.stats.delivery_retries = sink.retries();
         Ok(self.stats)
     }
@@ -205,7 +206,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         self.health.broker_grace_ms.store(self.opts.broker_grace.as_millis() as i64, Relaxed);
         self.broker_answered();
         self.health.ready.store(true, Relaxed);
-        metrics::gauge!("dispatch_trigger_ready").set(1.0);
+        telemetry::ready(true);
         tracing::info!(
             cameras = self.index.len(),
             topic = %self.settings.topics.cfs,
@@ -225,10 +226,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => batch.push(m.detach()),
-                Some(Err(e)) => {
-                    metrics::counter!("dispatch_trigger_consumer_errors_total").increment(1);
-                    tracing::warn!(error = %e, "CFS consumer error (librdkafka retries)");
-                }
+                Some(Err(e)) => telemetry::consumer_error(&e),
             }
             timeout = Duration::ZERO;
         }
@@ -296,7 +294,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             }
         }
         self.broker_answered();
-        stage("produce_ack", sent.elapsed().as_secs_f64());
+        stage(Stage::ProduceAck, sent.elapsed().as_secs_f64());
         self.record_latencies(batch, &plan.decoded);
         self.stats.delivery_retries = sink.retries();
         self.health.handled.fetch_add(batch.len() as u64, Relaxed);
@@ -421,8 +419,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 };
                 if !caught_up {
                     registry.drain(self.index, &mut applied, &mut bad)?;
-                    metrics::counter!("dispatch_trigger_registry_sync_timeouts_total").increment(1);
-                    tracing::warn!("registry not confirmed current before a batch (deciding with what has arrived)");
+                    telemetry::registry_sync_timeout();
                 }
             }
         }
@@ -437,12 +434,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
     fn count_registry(&mut self, a: Applied) {
         let r = &mut self.stats.registry;
         (r.upserts, r.removals, r.bad) = (r.upserts + a.upserts, r.removals + a.removals, r.bad + a.bad);
-        for (kind, n) in [("upsert", a.upserts), ("removal", a.removals), ("bad", a.bad)] {
-            if n > 0 {
-                metrics::counter!("dispatch_trigger_registry_updates_total", "kind" => kind).increment(n);
-            }
-        }
-        metrics::gauge!("dispatch_trigger_cameras").set(self.index.len() as f64);
+        telemetry::registry_applied(a, self.index.len());
     }
 
     fn dead_letter_registry(
@@ -457,20 +449,11 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         let records: Vec<OutRecord> = bad
             .drain(..)
             .map(|b| {
-                tracing::warn!(
-                    partition = b.partition,
-                    offset = b.offset,
-                    reason = b.reason,
-                    detail = %b.detail,
-                    "bad registry record: dead-lettered, the camera is not in the index"
-                );
-                metrics::counter!("dispatch_trigger_registry_rejects_total", "reason" => b.reason).increment(1);
+                telemetry::registry_rejected(&b);
                 registry_dead_letter(&t.dead_letter, &t.registry, &b, self.opts.dead_letters())
             })
             .collect();
         self.stats.dead_letters += records.len() as u64;
-        metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "registry")
-            .increment(records.len() as u64);
         sink.deliver(&records, &AtomicBool::new(false)).map(|_| ())
     }
 
@@ -479,18 +462,12 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             *last_cfs = Instant::now();
             self.health.last_cfs_ms.store(wall_ms(), Relaxed);
             if self.health.cad_silent.swap(false, Relaxed) {
-                tracing::info!("calls for service are arriving again");
-                metrics::gauge!("dispatch_trigger_cad_silent").set(0.0);
+                telemetry::cad_silence(None, &self.settings.topics.cfs);
             }
         } else if last_cfs.elapsed() >= self.opts.cad_silence && !self.health.cad_silent.swap(true, Relaxed) {
-            tracing::warn!(
-                silent_s = last_cfs.elapsed().as_secs(),
-                topic = %self.settings.topics.cfs,
-                "no call for service received: is the CAD feed down?"
-            );
-            metrics::gauge!("dispatch_trigger_cad_silent").set(1.0);
+            telemetry::cad_silence(Some(last_cfs.elapsed().as_secs()), &self.settings.topics.cfs);
         }
-        metrics::gauge!("dispatch_trigger_seconds_since_last_cfs").set(last_cfs.elapsed().as_secs_f64());
+        telemetry::seconds_since_last_cfs(last_cfs.elapsed().as_secs_f64());
     }
 
     fn record_latencies(&mut self, batch: &[OwnedMessage], decoded: &[Result<trigger_core::CallForService, Reject>]) {
@@ -499,13 +476,13 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         for (m, ev) in batch.iter().zip(decoded) {
             if let Some(ts) = m.timestamp().to_millis() {
                 let us = acked_us.saturating_sub(ts.saturating_mul(1000)).max(0);
-                stage("end_to_end", us as f64 / 1e6);
+                stage(Stage::EndToEnd, us as f64 / 1e6);
                 if ts >= from {
                     let _ = self.stats.end_to_end_us.record(us.max(1) as u64);
                 }
             }
             if let Ok(ev) = ev {
-                stage("cad_emitted_to_ack", acked_ms.saturating_sub(ev.emitted_at) as f64 / 1e3);
+                stage(Stage::CadEmittedToAck, acked_ms.saturating_sub(ev.emitted_at) as f64 / 1e3);
             }
         }
     }

@@ -25,6 +25,7 @@
 use crate::produce::{acked, enqueue};
 use crate::records::OutRecord;
 use crate::settings::{KafkaSettings, Role};
+use crate::telemetry;
 use crate::KafkaError;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{FutureProducer, Producer as _, PurgeConfig};
@@ -182,7 +183,7 @@ impl Delivering {
                 return Ok(false);
             }
             self.retries += failed.len() as u64;
-            metrics::counter!("dispatch_trigger_delivery_retries_total").increment(failed.len() as u64);
+            telemetry::delivery_retries(failed.len());
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(self.retry.backoff_max);
             held.extend(failed.into_iter().map(|(i, _)| i));
@@ -207,15 +208,12 @@ impl Delivering {
         let mut worst = ErrorClass::Retriable;
         for &(i, code) in failed {
             let class = classify(code);
-            metrics::counter!("dispatch_trigger_produce_errors_total", "class" => class.as_str(),
-                "code" => format!("{code:?}"))
-            .increment(1);
+            telemetry::produce_error(&records[i].topic, code, class);
             worst = match (worst, class) {
                 (ErrorClass::Permanent, _) | (_, ErrorClass::Permanent) => ErrorClass::Permanent,
                 (ErrorClass::Fatal, _) | (_, ErrorClass::Fatal) => ErrorClass::Fatal,
                 _ => ErrorClass::Retriable,
             };
-            tracing::warn!(topic = %records[i].topic, code = ?code, class = class.as_str(), "delivery failed");
         }
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             tracing::warn!(code = ?code, %reason, "fatal producer error: replacing the producer");

@@ -1,0 +1,58 @@
+//! One count of what was decided, kept by every caller of the engine: the offline replay's summary, the
+//! service's run statistics and `demo`'s summary all read theirs from a [`Tally`], so an outcome, an exclusion,
+//! a reject or a command is counted in one place, the same way everywhere.
+
+use crate::engine::Decision;
+use crate::reject::RejectReason;
+use crate::types::Action;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Events taken in: decided or refused.
+    pub events: u64,
+    /// Decisions, by outcome.
+    pub decisions: BTreeMap<&'static str, u64>,
+    /// Cameras near an incident and not commanded, by reason.
+    pub exclusions: BTreeMap<&'static str, u64>,
+    /// Refused events, by reason.
+    pub rejects: BTreeMap<&'static str, u64>,
+    pub start_commands: u64,
+    pub stop_commands: u64,
+    pub owner_notices: u64,
+}
+
+impl Tally {
+    /// Count one decision: its outcome, exclusions, commands and notices.
+    pub fn decided(&mut self, d: &Decision) {
+        self.events += 1;
+        *self.decisions.entry(d.record.outcome.as_str()).or_default() += 1;
+        for x in &d.record.excluded {
+            *self.exclusions.entry(x.reason.as_str()).or_default() += 1;
+        }
+        for c in &d.commands {
+            match c.action {
+                Action::Start => self.start_commands += 1,
+                Action::Stop => self.stop_commands += 1,
+            }
+        }
+        self.owner_notices += d.notices.len() as u64;
+    }
+
+    /// Count one refused event.
+    pub fn refused(&mut self, reason: RejectReason) {
+        self.events += 1;
+        *self.rejects.entry(reason.as_str()).or_default() += 1;
+    }
+
+    /// Decisions of every outcome.
+    pub fn decision_count(&self) -> u64 {
+        self.decisions.values().sum()
+    }
+
+    /// Refused events of every reason.
+    pub fn reject_count(&self) -> u64 {
+        self.rejects.values().sum()
+    }
+}

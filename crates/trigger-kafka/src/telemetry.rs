@@ -1,0 +1,141 @@
+//! Every metric the service exports, and the log line that goes with it, emitted in one place as typed events
+//! (vector's `internal_events` is the model). Label values come from closed sets: outcomes, reject reasons,
+//! exclusion reasons, actions, stages, registry update kinds, camera problems, produce-error classes and
+//! librdkafka error codes. Names are documented in the README ("Telemetry").
+
+use crate::registry::{Applied, BadRegistryRecord};
+use crate::sink::ErrorClass;
+use rdkafka::types::RDKafkaErrorCode;
+use trigger_core::{Decision, Outcome, RejectReason};
+
+/// A stage of an event's way through the service (`dispatch_trigger_stage_seconds{stage}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// CAD emitted the revision -> the service polled it.
+    CadToPoll,
+    /// `Engine::decide`.
+    Decide,
+    /// The batch's outputs produced -> every acknowledgement (or the transaction committed).
+    ProduceAck,
+    /// CFS record timestamp -> every output acknowledged.
+    EndToEnd,
+    /// CAD emitted the revision -> every output acknowledged.
+    CadEmittedToAck,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::CadToPoll => "cad_to_poll",
+            Stage::Decide => "decide",
+            Stage::ProduceAck => "produce_ack",
+            Stage::EndToEnd => "end_to_end",
+            Stage::CadEmittedToAck => "cad_emitted_to_ack",
+        }
+    }
+}
+
+pub fn stage(stage: Stage, seconds: f64) {
+    metrics::histogram!("dispatch_trigger_stage_seconds", "stage" => stage.as_str()).record(seconds.max(0.0));
+}
+
+/// The registry is loaded and the CFS subscription is on (or the service is stopping).
+pub fn ready(ready: bool) {
+    metrics::gauge!("dispatch_trigger_ready").set(if ready { 1.0 } else { 0.0 });
+}
+
+pub fn consumer_error(error: &rdkafka::error::KafkaError) {
+    metrics::counter!("dispatch_trigger_consumer_errors_total").increment(1);
+    tracing::warn!(%error, "CFS consumer error (librdkafka retries)");
+}
+
+pub fn registry_sync_timeout() {
+    metrics::counter!("dispatch_trigger_registry_sync_timeouts_total").increment(1);
+    tracing::warn!("registry not confirmed current before a batch (deciding with what has arrived)");
+}
+
+pub fn registry_applied(a: Applied, cameras: usize) {
+    for (kind, n) in [("upsert", a.upserts), ("removal", a.removals), ("bad", a.bad)] {
+        if n > 0 {
+            metrics::counter!("dispatch_trigger_registry_updates_total", "kind" => kind).increment(n);
+        }
+    }
+    metrics::gauge!("dispatch_trigger_cameras").set(cameras as f64);
+}
+
+pub fn registry_rejected(b: &BadRegistryRecord) {
+    tracing::warn!(
+        partition = b.partition,
+        offset = b.offset,
+        reason = b.reason,
+        detail = %b.detail,
+        "bad registry record: dead-lettered, the camera is not in the index"
+    );
+    metrics::counter!("dispatch_trigger_registry_rejects_total", "reason" => b.reason).increment(1);
+    metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "registry").increment(1);
+}
+
+/// The CAD feed went silent (`silent_s` without a call) or came back (`None`).
+pub fn cad_silence(silent_s: Option<u64>, topic: &str) {
+    match silent_s {
+        Some(silent_s) => {
+            tracing::warn!(silent_s, topic, "no call for service received: is the CAD feed down?");
+            metrics::gauge!("dispatch_trigger_cad_silent").set(1.0);
+        }
+        None => {
+            tracing::info!("calls for service are arriving again");
+            metrics::gauge!("dispatch_trigger_cad_silent").set(0.0);
+        }
+    }
+}
+
+pub fn seconds_since_last_cfs(seconds: f64) {
+    metrics::gauge!("dispatch_trigger_seconds_since_last_cfs").set(seconds);
+}
+
+pub fn produce_error(topic: &str, code: RDKafkaErrorCode, class: ErrorClass) {
+    let code_label = format!("{code:?}");
+    metrics::counter!("dispatch_trigger_produce_errors_total", "class" => class.as_str(), "code" => code_label)
+        .increment(1);
+    tracing::warn!(topic, code = ?code, class = class.as_str(), "delivery failed");
+}
+
+pub fn delivery_retries(n: usize) {
+    metrics::counter!("dispatch_trigger_delivery_retries_total").increment(n as u64);
+}
+
+/// An event taken from the CFS topic (decided or refused).
+pub fn event_taken() {
+    metrics::counter!("dispatch_trigger_events_total").increment(1);
+}
+
+/// A CFS record refused: dead-lettered with its reason.
+pub fn refused(reason: RejectReason, partition: i32, offset: i64) {
+    metrics::counter!("dispatch_trigger_rejects_total", "reason" => reason.as_str()).increment(1);
+    metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "cfs").increment(1);
+    tracing::debug!(reason = reason.as_str(), partition, offset, "refused");
+}
+
+/// A decision: its outcome, exclusions, commands and notices.
+pub fn decided(d: &Decision) {
+    let rec = &d.record;
+    metrics::counter!("dispatch_trigger_decisions_total", "outcome" => rec.outcome.as_str()).increment(1);
+    match rec.outcome {
+        Outcome::RefusedStale => metrics::counter!("dispatch_trigger_refused_stale_total").increment(1),
+        Outcome::OutsideIncidentWindow => {
+            metrics::counter!("dispatch_trigger_outside_incident_window_total").increment(1)
+        }
+        _ => {}
+    }
+    for x in &rec.excluded {
+        metrics::counter!("dispatch_trigger_exclusions_total", "reason" => x.reason.as_str()).increment(1);
+    }
+    for c in &d.commands {
+        metrics::counter!("dispatch_trigger_commands_total", "action" => c.action.as_str()).increment(1);
+    }
+    metrics::counter!("dispatch_trigger_owner_notices_total").increment(d.notices.len() as u64);
+}
+
+pub fn incidents_in_state(n: usize) {
+    metrics::gauge!("dispatch_trigger_incidents_in_state").set(n as f64);
+}

@@ -1,0 +1,436 @@
+//! The command line: every command and its arguments (clap derive). The handlers are in `commands/`, one
+//! module per command.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dispatch_trigger::config;
+use dispatch_trigger::serve::IndexKind;
+use std::path::PathBuf;
+
+/// An input format, as `--format` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InputFormat {
+    /// A city CSV export, read through --profile.
+    Csv,
+    /// NENA EIDO JSON.
+    Eido,
+    /// One CallForService as JSON per line.
+    Jsonl,
+    /// Length-delimited protobuf CallForService messages.
+    Pb,
+}
+
+impl InputFormat {
+    pub(crate) fn format(self) -> trigger_cad::Format {
+        match self {
+            InputFormat::Csv => trigger_cad::Format::Csv,
+            InputFormat::Eido => trigger_cad::Format::Eido,
+            InputFormat::Jsonl => trigger_cad::Format::Jsonl,
+            InputFormat::Pb => trigger_cad::Format::Pb,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Csv => "csv",
+            InputFormat::Eido => "eido",
+            InputFormat::Jsonl => "jsonl",
+            InputFormat::Pb => "pb",
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "dispatch-trigger",
+    version,
+    about = "Turns 911 calls for service into consent-bounded record commands for nearby opted-in cameras"
+)]
+pub(crate) struct Cli {
+    /// Policy file; code tables, jurisdictions and profiles are found beside it. Default: config/policy.toml in
+    /// the working directory, else beside the installation, else the copy compiled into this binary.
+    #[arg(long, global = true)]
+    pub(crate) policy: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Camera layouts.
+    #[command(subcommand)]
+    Cameras(CamerasCmd),
+    /// Replay a CAD log through the engine, offline, in event-time order.
+    Replay(ReplayArgs),
+    /// Load and validate the policy, code tables, jurisdictions and every CSV profile beside it; print
+    /// warnings (a development key, a profile whose columns the hard block cannot see through, ...).
+    CheckConfig,
+    /// The opaque incident reference of a CAD incident number, for holders of the policy's incident_ref_key
+    /// (the agency, an auditor) joining audit records to their own CAD numbers.
+    Ref(RefArgs),
+    /// The tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Reports built from the audit trail.
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Privacy-impact simulation: replay a CAD log under several settings of one policy knob and report, per
+    /// setting, activations per camera, the share of cameras activated, recordings per incident, and a map.
+    Simulate(SimulateArgs),
+    /// Kafka topics of the service.
+    #[command(subcommand)]
+    Topics(TopicsCmd),
+    /// Break-glass requests.
+    #[command(subcommand)]
+    BreakGlass(BreakGlassCmd),
+    /// Run the Kafka consumer service (layered config: defaults, --config FILE, DT_* environment).
+    Serve(ServeArgs),
+    /// The whole Kafka path with zero setup: an in-process broker, a generated registry, the service, and the
+    /// bundled CAD sample replayed through it; prints the summary with end-to-end latency percentiles.
+    Demo(DemoArgs),
+    /// Benchmark: a bare consume->produce relay and the engine on one in-process broker, at fixed rates and
+    /// flat out; end-to-end percentiles and sustained rate (see BENCHMARKS.md).
+    BenchKafka(BenchArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Offered rates, events per second.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
+    pub(crate) rates: Vec<f64>,
+    /// Seconds per fixed-rate run.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) seconds: f64,
+    /// Events in the flat-out run.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) max_events: usize,
+    #[arg(long, default_value_t = 3)]
+    pub(crate) partitions: i32,
+    /// CAD log whose events are replayed (cycled), CSV through --profile.
+    #[arg(long, default_value = "../shared/data/cad/nashville_mnpd_calls_2024_sample.csv")]
+    pub(crate) cad: PathBuf,
+    #[arg(long, default_value = "nashville-mnpd")]
+    pub(crate) profile: String,
+    #[arg(long, default_value_t = 50_000)]
+    pub(crate) cameras: usize,
+    /// Also write the rows here (JSON).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Run against this cluster (Apache Kafka: `scripts/kafka.sh bootstrap`) instead of the in-process broker.
+    #[arg(long, value_name = "BOOTSTRAP")]
+    pub(crate) bootstrap: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCmd {
+    /// Check the hash chain: an audit file (replay's audit.pb, or its folder) or every partition of the audit
+    /// topic. Names the first altered, unreadable, missing or reordered record; exits 1 if the chain is broken.
+    Verify(VerifyArgs),
+    /// Retention of audit detail: drop the per-camera detail (which cameras, distances, exclusion reasons) of
+    /// records older than N days; counts, outcomes and the chain stay verifiable.
+    Redact(RedactArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct RedactArgs {
+    /// audit.pb, or a replay output folder holding one.
+    pub(crate) path: PathBuf,
+    /// Records decided more than this many days before --now lose their detail.
+    #[arg(long)]
+    pub(crate) older_than_days: u32,
+    /// The reference time, RFC 3339 (default: now).
+    #[arg(long)]
+    pub(crate) now: Option<String>,
+    /// Write here (default: rewrite the file in place, through a temporary file).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// audit.pb, or a replay output folder holding one.
+    #[arg(required_unless_present = "from_kafka", conflicts_with = "from_kafka")]
+    pub(crate) path: Option<PathBuf>,
+    /// Read the audit topic of this Kafka cluster instead.
+    #[arg(long, value_name = "BOOTSTRAP")]
+    pub(crate) from_kafka: Option<String>,
+    /// With --from-kafka: service config file whose topic names and security to use.
+    #[arg(long, requires = "from_kafka")]
+    pub(crate) config: Option<PathBuf>,
+    /// Accept a stream that starts mid-chain (older records deleted by retention); by default the first record
+    /// must start a chain.
+    #[arg(long)]
+    pub(crate) any_start: bool,
+    /// Require the first record to follow this hash (a head published earlier).
+    #[arg(long, conflicts_with = "any_start")]
+    pub(crate) after: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ReportCmd {
+    /// The full history of one owner's cameras: every START and STOP (time, camera, category, coarse area,
+    /// distance) and the times they were near an incident but not used, by reason. Built from a verified
+    /// audit trail and the camera layout (which cameras are the owner's).
+    Owner(OwnerArgs),
+    /// The public transparency report (CSV, JSON, self-contained HTML with charts) from a verified audit trail:
+    /// per agency x category x month, incidents that triggered, cameras activated, refusals by reason.
+    Transparency(TransparencyArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct TransparencyArgs {
+    /// audit.pb, or a replay output folder holding one.
+    #[arg(long)]
+    pub(crate) audit: PathBuf,
+    /// Output folder (transparency.csv, transparency.json, transparency.html).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// H3 resolution of the area table (at most the audit's, 7 by default).
+    #[arg(long, default_value_t = 7)]
+    pub(crate) resolution: u8,
+    /// Cells with fewer triggered incidents than this get no count.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) min_count: u64,
+}
+
+#[derive(Args)]
+pub(crate) struct OwnerArgs {
+    /// The owner's opaque reference.
+    #[arg(long)]
+    pub(crate) owner: String,
+    /// audit.pb, or a replay output folder holding one.
+    #[arg(long)]
+    pub(crate) audit: PathBuf,
+    /// Camera layout (.jsonl, .csv or .geojson) that says which cameras are the owner's.
+    #[arg(long)]
+    pub(crate) cameras: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct SimulateArgs {
+    /// CAD log (CSV through --profile).
+    #[arg(long)]
+    pub(crate) cad: PathBuf,
+    #[arg(long)]
+    pub(crate) profile: String,
+    /// Camera layout (.jsonl, .csv or .geojson).
+    #[arg(long, conflicts_with = "generate_cameras", required_unless_present = "generate_cameras")]
+    pub(crate) cameras: Option<PathBuf>,
+    /// Instead of --cameras: generate this many cameras around the log's events (seeded).
+    #[arg(long, value_name = "N")]
+    pub(crate) generate_cameras: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// KNOB=V1,V2,...: radius (every category, metres), max_cameras, radius_cap.
+    #[arg(long)]
+    pub(crate) vary: String,
+    /// Output folder: simulation.json, simulation.csv, map-KNOB-VALUE.png.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum BreakGlassCmd {
+    /// Send signed requests (JSON, one per line) to the running service: onto the CFS topic, keyed like their
+    /// incident, marked with the header dt.kind = break-glass.
+    Send(BreakGlassSendArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct BreakGlassSendArgs {
+    /// Requests, one JSON object per line (see README, Break-glass).
+    pub(crate) file: PathBuf,
+    #[command(flatten)]
+    pub(crate) target: KafkaTarget,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TopicsCmd {
+    /// Create every topic the service uses (registry and changelog compacted, dead letters kept 7 days).
+    Create(TopicsCreateArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct TopicsCreateArgs {
+    #[command(flatten)]
+    pub(crate) target: KafkaTarget,
+    /// Partitions of the CFS topic, its outputs and the changelog (they must match for exactly-once).
+    #[arg(long, default_value_t = 6)]
+    pub(crate) partitions: i32,
+    #[arg(long, default_value_t = 3)]
+    pub(crate) registry_partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) replication: i32,
+    /// Retention of the audit topic, days (default: forever; see `audit redact` for dropping detail instead).
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) audit_retention_days: Option<u32>,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["incident", "csv"])))]
+pub(crate) struct RefArgs {
+    /// Agency id of the incident numbers.
+    #[arg(long)]
+    pub(crate) agency: String,
+    /// One CAD incident number.
+    #[arg(long)]
+    pub(crate) incident: Option<String>,
+    /// A CSV file: every row gets an `incident_ref` column computed from --column (printed to stdout).
+    #[arg(long, value_name = "FILE", requires = "column")]
+    pub(crate) csv: Option<PathBuf>,
+    /// The CSV column that holds the incident number.
+    #[arg(long)]
+    pub(crate) column: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file (see config/serve.toml); every key is optional.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the effective configuration (defaults, file and environment merged) and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// CAD log to replay (CSV through --profile); default: the bundled week of Nashville calls.
+    #[arg(long, default_value = config::BUNDLED_SAMPLE)]
+    pub(crate) cad: PathBuf,
+    #[arg(long, default_value = "nashville-mnpd")]
+    pub(crate) profile: String,
+    /// Generated cameras around the log's events.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) cameras: usize,
+    #[arg(long, default_value_t = 7)]
+    pub(crate) seed: u64,
+    /// Events per second into the CFS topic.
+    #[arg(long, default_value_t = 200.0)]
+    pub(crate) rate: f64,
+    /// Partitions of the CFS and output topics.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) partitions: i32,
+    /// Also write the summary here (JSON).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct KafkaTarget {
+    /// Kafka bootstrap servers.
+    #[arg(long = "to", value_name = "BOOTSTRAP")]
+    pub(crate) bootstrap: String,
+    /// Service config file whose kafka section (topics, security) to use.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct PublishArgs {
+    /// Camera layout (.jsonl, .csv or .geojson).
+    #[arg(long)]
+    pub(crate) cameras: PathBuf,
+    #[command(flatten)]
+    pub(crate) target: KafkaTarget,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CamerasCmd {
+    /// Generate a seeded synthetic layout with a realistic consent mix.
+    Generate(GenerateArgs),
+    /// Load a layout into the registry topic (key = camera_id, protobuf CameraRecord).
+    Publish(PublishArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct Placement {
+    /// Place cameras around the located events of this CAD file.
+    #[arg(long, value_name = "CAD_FILE", conflicts_with = "bbox")]
+    pub(crate) around: Option<PathBuf>,
+    /// Format of --around.
+    #[arg(long, value_enum, default_value = "csv", requires = "around")]
+    pub(crate) around_format: InputFormat,
+    /// Place cameras uniformly in MIN_LAT,MIN_LON,MAX_LAT,MAX_LON.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub(crate) bbox: Option<Vec<f64>>,
+}
+
+#[derive(Args)]
+pub(crate) struct GenerateArgs {
+    #[arg(long)]
+    pub(crate) count: usize,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    #[command(flatten)]
+    pub(crate) placement: Placement,
+    /// CSV profile of --around (a name in config/profiles or a path); its time zone is the owners'.
+    #[arg(long)]
+    pub(crate) profile: Option<String>,
+    /// Owners' time zone for quiet hours (default: the profile's, else UTC).
+    #[arg(long)]
+    pub(crate) time_zone: Option<chrono_tz::Tz>,
+    /// Output file: .jsonl, .csv or .geojson.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Args)]
+#[command(after_help = "Required: FILE and --format; --profile with --format csv; a camera layout \
+    (--cameras FILE or --generate-cameras N) and --out DIR, unless --to-kafka.")]
+pub(crate) struct ReplayArgs {
+    /// CAD log to replay (required).
+    pub(crate) file: PathBuf,
+    /// Input format (required).
+    #[arg(long, value_enum)]
+    pub(crate) format: InputFormat,
+    /// CSV profile: a name in config/profiles, or a path (required with --format csv).
+    #[arg(long)]
+    pub(crate) profile: Option<String>,
+    /// Camera layout (.jsonl, .csv or .geojson). One of --cameras or --generate-cameras is required offline.
+    #[arg(long, conflicts_with = "generate_cameras")]
+    pub(crate) cameras: Option<PathBuf>,
+    /// Instead of --cameras: generate this many cameras around the input's events (seeded).
+    #[arg(long, value_name = "N")]
+    pub(crate) generate_cameras: Option<usize>,
+    /// Seed for --generate-cameras.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Output directory (commands.jsonl, decisions.jsonl, notices.jsonl, rejects.jsonl, summary.json); required
+    /// unless --to-kafka.
+    #[arg(long, required_unless_present = "to_kafka")]
+    pub(crate) out: Option<PathBuf>,
+    /// Instead of deciding offline: produce the log into the CFS topic of this Kafka cluster, as protobuf.
+    #[arg(long, value_name = "BOOTSTRAP", conflicts_with_all = ["out", "cameras", "generate_cameras", "index"])]
+    pub(crate) to_kafka: Option<String>,
+    /// With --to-kafka: a fixed rate in events per second instead of the recorded pace.
+    #[arg(long, value_name = "N", conflicts_with = "speed", requires = "to_kafka")]
+    pub(crate) rate: Option<f64>,
+    /// With --to-kafka: keep recorded event times (the service refuses old events as stale). By default each
+    /// event is sent as leaving the CAD now, keeping its recorded received->emitted gap.
+    #[arg(long, requires = "to_kafka")]
+    pub(crate) recorded_times: bool,
+    /// With --to-kafka: also send each record the decoder refused, as its original bytes (dead-letter tests).
+    #[arg(long, requires = "to_kafka")]
+    pub(crate) include_rejects: bool,
+    /// With --to-kafka: service config file whose kafka section (topics, security) to use.
+    #[arg(long, requires = "to_kafka")]
+    pub(crate) config: Option<PathBuf>,
+    /// Break-glass requests (JSON lines: a request plus "at", Unix ms), decided among the events at their time.
+    #[arg(long, value_name = "FILE", conflicts_with = "to_kafka")]
+    pub(crate) break_glass: Option<PathBuf>,
+    /// Replay at the recorded pace times X (default: as fast as possible).
+    #[arg(long, value_name = "X")]
+    pub(crate) speed: Option<f64>,
+    /// Spatial index behind the camera registry.
+    #[arg(long, value_enum)]
+    pub(crate) index: Option<IndexKind>,
+    /// Leave the wall-clock decide latency out of summary.json, so every output is byte-identical across runs.
+    #[arg(long)]
+    pub(crate) no_wall_clock: bool,
+    /// Largest accepted message / row, bytes.
+    #[arg(long, default_value_t = trigger_cad::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub(crate) max_message_bytes: usize,
+    /// Agency id to use for every event (overrides what the input says).
+    #[arg(long)]
+    pub(crate) agency: Option<String>,
+}

@@ -1,0 +1,135 @@
+//! The Kafka commands: `serve`, `demo`, `bench-kafka`, `topics create`, `break-glass send`.
+
+use super::{create_parent, decode_file, event_points};
+use crate::cli::{BenchArgs, BreakGlassSendArgs, DemoArgs, InputFormat, ServeArgs, TopicsCreateArgs};
+use anyhow::{Context, Result};
+use dispatch_trigger::serve::{self, ServeConfig};
+use dispatch_trigger::{cameras, config, kafka_tools};
+use std::path::{Path, PathBuf};
+use trigger_cad::replay::Pace;
+use trigger_cad::DecodeOptions;
+
+pub(super) fn serve(a: ServeArgs) -> Result<()> {
+    let cfg = ServeConfig::load(a.config.as_deref())?;
+    if a.print_config {
+        // Secrets serialise as <redacted> (trigger_kafka::settings::Secret).
+        println!("{}", toml::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    serve::init_logging(&cfg.log);
+    serve::prometheus()?;
+    let shutdown = serve::shutdown_flag()?;
+    let health = std::sync::Arc::new(trigger_kafka::Health::default());
+    if let Some(addr) = serve::spawn_http(&cfg.http.listen, health.clone())? {
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
+    let stats = serve::run(&cfg, &health, &shutdown)?;
+    tracing::info!(
+        events = stats.events,
+        start_commands = stats.start_commands,
+        stop_commands = stats.stop_commands,
+        dead_letters = stats.dead_letters,
+        "stopped"
+    );
+    Ok(())
+}
+
+pub(super) fn demo(policy_path: &Path, a: DemoArgs) -> Result<()> {
+    serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
+    let profile = config::load_profile(&a.profile, policy_path)?;
+    let decoded = decode_file(&a.cad, InputFormat::Csv, Some(&profile), &DecodeOptions::default())?;
+    let cams =
+        cameras::generate(a.cameras, a.seed, &cameras::Placement::Around(event_points(&decoded)), profile.time_zone)?;
+    let pace = Pace::rate(a.rate).map_err(anyhow::Error::msg)?;
+    let summary = kafka_tools::demo(kafka_tools::DemoOptions {
+        cameras: cams,
+        decoded,
+        cad_log: a.cad.display().to_string(),
+        pace,
+        partitions: a.partitions,
+        policy: policy_path.to_path_buf(),
+    })?;
+    let json = serde_json::to_string_pretty(&summary)?;
+    println!("{json}");
+    if let Some(out) = &a.out {
+        create_parent(out)?;
+        std::fs::write(out, format!("{json}\n")).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
+
+pub(super) fn bench(policy_path: &Path, a: BenchArgs) -> Result<()> {
+    serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
+    let profile = config::load_profile(&a.profile, policy_path)?;
+    let cad = if a.cad.exists() { a.cad.clone() } else { PathBuf::from(config::BUNDLED_SAMPLE) };
+    let mut decoded = decode_file(&cad, InputFormat::Csv, Some(&profile), &DecodeOptions::default())?;
+    trigger_cad::replay::event_time_order(&mut decoded.events);
+    let cams =
+        cameras::generate(a.cameras, 42, &cameras::Placement::Around(event_points(&decoded)), profile.time_zone)?;
+    eprintln!("{}: {} events, {} cameras", cad.display(), decoded.events.len(), cams.len());
+    let rows = kafka_tools::bench_kafka(&kafka_tools::BenchOptions {
+        rates: a.rates,
+        seconds: a.seconds,
+        max_events: a.max_events,
+        partitions: a.partitions,
+        cameras: cams,
+        events: decoded.events.into_iter().map(|e| e.event).collect(),
+        policy: policy_path.to_path_buf(),
+        bootstrap: a.bootstrap.clone(),
+    })?;
+    print_bench_table(&rows);
+    if let Some(out) = &a.out {
+        create_parent(out)?;
+        std::fs::write(out, serde_json::to_string_pretty(&rows)? + "\n")
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn print_bench_table(rows: &[kafka_tools::BenchRow]) {
+    println!("| processor | offered (events/s) | events | achieved (events/s) | p50 ms | p99 ms | p99.9 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let p = r.end_to_end_ms.as_ref();
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.processor,
+            r.offered,
+            r.events,
+            r.achieved_per_s,
+            f(p.map(|p| p.p50)),
+            f(p.map(|p| p.p99)),
+            f(p.map(|p| p.p999)),
+            f(p.map(|p| p.max))
+        );
+    }
+}
+
+pub(super) fn topics_create(a: TopicsCreateArgs) -> Result<()> {
+    let settings = a.target.settings()?;
+    let created = trigger_kafka::admin::create_topics_with(
+        &settings,
+        &settings.topics,
+        a.partitions,
+        a.registry_partitions,
+        a.replication,
+        a.audit_retention_days.map_or(trigger_kafka::admin::AUDIT_RETENTION_MS, |d| i64::from(d) * 86_400_000),
+    )?;
+    println!("created {} topics at {}: {}", created.len(), settings.bootstrap_servers, created.join(", "));
+    Ok(())
+}
+
+pub(super) fn break_glass_send(a: BreakGlassSendArgs) -> Result<()> {
+    let settings = a.target.settings()?;
+    let text = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let mut p = trigger_kafka::Publisher::new(&settings)?;
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let req: trigger_core::BreakGlassRequest =
+            serde_json::from_str(line).with_context(|| format!("{} line {}", a.file.display(), i + 1))?;
+        p.break_glass(&settings.topics.cfs, &req)?;
+    }
+    let n = p.wait()?;
+    println!("sent {n} break-glass requests to {}", settings.topics.cfs);
+    Ok(())
+}

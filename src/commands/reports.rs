@@ -1,0 +1,115 @@
+//! `check-config`, `ref`, `report transparency`, `report owner`, `simulate`.
+
+use super::{decode_file, event_points};
+use crate::cli::{InputFormat, OwnerArgs, RefArgs, SimulateArgs, TransparencyArgs};
+use anyhow::{bail, Context, Result};
+use dispatch_trigger::{cameras, config};
+use std::io::IsTerminal;
+use std::path::Path;
+use trigger_cad::DecodeOptions;
+use trigger_core::Engine;
+
+pub(super) fn check_config(policy: &Path) -> Result<()> {
+    let p = config::load_policy(policy)?;
+    let checked = config::check_profiles(policy, &p)?;
+    for w in p.warnings().iter().chain(&checked.warnings) {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{}: ok ({} agencies, {} CSV profiles: {})",
+        policy.display(),
+        p.config.agencies.len(),
+        checked.profiles.len(),
+        checked.profiles.join(", ")
+    );
+    Ok(())
+}
+
+pub(super) fn transparency(a: TransparencyArgs) -> Result<()> {
+    let r = dispatch_trigger::transparency::build(&a.audit, a.resolution, a.min_count)?;
+    dispatch_trigger::transparency::write(&r, &a.out)?;
+    println!(
+        "{} rows, {} areas from {} audit records -> {}/transparency.{{csv,json,html}}",
+        r.rows.len(),
+        r.areas.len(),
+        r.audit_records,
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub(super) fn owner(a: OwnerArgs) -> Result<()> {
+    let cams = cameras::load(&a.cameras)?;
+    let r = dispatch_trigger::report::owner(&a.owner, &cams, &a.audit)?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    Ok(())
+}
+
+pub(super) fn simulate(policy_path: &Path, a: SimulateArgs) -> Result<()> {
+    let (knob, values) = dispatch_trigger::simulate::parse_vary(&a.vary)?;
+    let profile = config::load_profile(&a.profile, policy_path)?;
+    let mut decoded = decode_file(&a.cad, InputFormat::Csv, Some(&profile), &DecodeOptions::default())?;
+    let cams = match (&a.cameras, a.generate_cameras) {
+        (Some(f), _) => cameras::load(f)?,
+        (None, Some(n)) => {
+            cameras::generate(n, a.seed, &cameras::Placement::Around(event_points(&decoded)), profile.time_zone)?
+        }
+        (None, None) => bail!("--cameras FILE or --generate-cameras N is required"),
+    };
+    let settings = dispatch_trigger::simulate::run(
+        &mut decoded,
+        cams,
+        &dispatch_trigger::simulate::SimulateOptions {
+            policy: policy_path,
+            knob,
+            values,
+            out: a.out.clone(),
+            progress: std::io::stderr().is_terminal(),
+        },
+    )?;
+    println!("| {:?} | incidents triggered | recordings started | per incident (mean) | activations per camera p99 / max | cameras ever activated | activated per month |", knob);
+    println!("|---|---|---|---|---|---|---|");
+    for s in &settings {
+        println!(
+            "| {} | {} | {} | {} | {} / {} | {:.1}% | {:.2}% |",
+            s.value,
+            s.incidents_triggered,
+            s.recordings_started,
+            s.recordings_per_incident.mean,
+            s.activations_per_camera.p99,
+            s.activations_per_camera.max,
+            100.0 * s.share_of_cameras_ever_activated,
+            100.0 * s.share_of_cameras_activated_per_month
+        );
+    }
+    eprintln!("wrote {}/simulation.{{json,csv}} and {} maps", a.out.display(), settings.len());
+    Ok(())
+}
+
+pub(super) fn incident_refs(policy: &Path, a: RefArgs) -> Result<()> {
+    let engine = Engine::new(config::load_policy(policy)?);
+    if engine.policy().config.incident_ref_key == trigger_core::policy::DEV_INCIDENT_REF_KEY {
+        eprintln!("warning: incident_ref_key is the development default: these are not your deployment's references");
+    }
+    if let Some(id) = &a.incident {
+        println!("{}", engine.incident_ref(&a.agency, id));
+        return Ok(());
+    }
+    let (path, column) = (a.csv.expect("clap: --incident or --csv"), a.column.expect("clap: --csv needs --column"));
+    let mut r = csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header = r.headers()?.clone();
+    let at = header
+        .iter()
+        .position(|h| h.trim_start_matches('\u{feff}') == column)
+        .with_context(|| format!("{}: no column {column:?} (columns: {:?})", path.display(), header))?;
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    w.write_record(header.iter().chain(["incident_ref"]))?;
+    for (i, row) in r.records().enumerate() {
+        let row = row.with_context(|| format!("{} row {}", path.display(), i + 2))?;
+        let id = row.get(at).unwrap_or_default().trim();
+        let reference = if id.is_empty() { String::new() } else { engine.incident_ref(&a.agency, id) };
+        w.write_record(row.iter().chain([reference.as_str()]))?;
+    }
+    w.flush()?;
+    Ok(())
+}
