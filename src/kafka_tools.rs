@@ -228,9 +228,8 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
     })?;
 
     let mut topics = BTreeMap::new();
-    for t in [&settings.topics.commands, &settings.topics.audit, &settings.topics.notices, &settings.topics.dead_letter]
-    {
-        topics.insert(t.clone(), trigger_kafka::inspect::topic_record_count(&settings, t)?);
+    for t in settings.topics.outputs() {
+        topics.insert(t.to_string(), trigger_kafka::inspect::topic_record_count(&settings, t)?);
     }
     let produced = [
         (&settings.topics.commands, stats.start_commands + stats.stop_commands),

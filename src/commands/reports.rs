@@ -88,7 +88,7 @@ pub(super) fn simulate(policy_path: &Path, a: SimulateArgs) -> Result<()> {
 
 pub(super) fn incident_refs(policy: &Path, a: RefArgs) -> Result<()> {
     let engine = Engine::new(config::load_policy(policy)?);
-    if engine.policy().config.incident_ref_key == trigger_core::policy::DEV_INCIDENT_REF_KEY {
+    if engine.policy().config.incident_ref_key.expose() == trigger_core::policy::DEV_INCIDENT_REF_KEY {
         eprintln!("warning: incident_ref_key is the development default: these are not your deployment's references");
     }
     if let Some(id) = &a.incident {

@@ -209,16 +209,7 @@ impl Broker {
             group_id: format!("test-{tag}"),
             ..KafkaSettings::default()
         };
-        let t = &mut settings.topics;
-        for name in [
-            &mut t.cfs,
-            &mut t.registry,
-            &mut t.commands,
-            &mut t.audit,
-            &mut t.notices,
-            &mut t.dead_letter,
-            &mut t.changelog,
-        ] {
+        for name in settings.topics.each_mut() {
             *name = format!("{name}.{tag}");
         }
         match self {

@@ -193,23 +193,11 @@ pub fn encode_stream<'a>(records: impl IntoIterator<Item = &'a pb::ActivationRec
 
 /// Read a length-delimited stream. A record that does not decode is kept as an error in its place; a
 /// broken length prefix ends the stream with one error.
-pub fn decode_stream(mut data: &[u8]) -> Vec<Result<pb::ActivationRecord, String>> {
-    let mut out = Vec::new();
-    while !data.is_empty() {
-        let len = match prost::encoding::decode_varint(&mut data) {
-            Ok(n) if (n as usize) <= data.len() => n as usize,
-            Ok(n) => {
-                out.push(Err(format!("length {n} runs past the end of the stream ({} bytes left)", data.len())));
-                break;
-            }
-            Err(e) => {
-                out.push(Err(format!("bad length prefix: {e}")));
-                break;
-            }
-        };
-        let (msg, rest) = data.split_at(len);
-        out.push(pb::ActivationRecord::decode(msg).map_err(|e| e.to_string()));
-        data = rest;
-    }
-    out
+pub fn decode_stream(data: &[u8]) -> Vec<Result<pb::ActivationRecord, String>> {
+    trigger_proto::framing::frames(data)
+        .map(|f| match f {
+            Ok(f) => pb::ActivationRecord::decode(f.body).map_err(|e| e.to_string()),
+            Err((_, e)) => Err(e.to_string()),
+        })
+        .collect()
 }

@@ -90,36 +90,17 @@ pub fn encode_stream<'a>(events: impl IntoIterator<Item = &'a CallForService>) -
 /// the next frame; a broken length prefix makes the rest of the stream one reject (framing is lost).
 pub fn decode_stream(data: &[u8], opts: &DecodeOptions) -> Decoded {
     let mut out = Decoded::default();
-    let mut at = 0usize;
-    let mut n = 0usize;
-    while at < data.len() {
-        n += 1;
-        let mut rest = &data[at..];
-        let before = rest.len();
-        let len = match prost::encoding::decode_varint(&mut rest) {
-            Ok(l) if (l as usize) <= rest.len() => l as usize,
-            Ok(l) => {
-                let src = Source { position: format!("message {n} at byte {at}"), bytes: data[at..].to_vec() };
-                out.push(
-                    src,
-                    Err(Reject::new(
-                        RejectReason::MalformedProtobuf,
-                        format!("length prefix {l} runs past the end of the stream"),
-                    )),
-                );
-                break;
+    for (i, frame) in trigger_proto::framing::frames(data).enumerate() {
+        match frame {
+            Ok(f) => {
+                let src = Source { position: format!("message {} at byte {}", i + 1, f.at), bytes: f.body.to_vec() };
+                out.push(src, decode_one(f.body, opts).map(|e| vec![e]));
             }
-            Err(e) => {
-                let src = Source { position: format!("message {n} at byte {at}"), bytes: data[at..].to_vec() };
-                out.push(src, Err(Reject::new(RejectReason::MalformedProtobuf, format!("bad length prefix: {e}"))));
-                break;
+            Err((at, e)) => {
+                let src = Source { position: format!("message {} at byte {at}", i + 1), bytes: data[at..].to_vec() };
+                out.push(src, Err(Reject::new(RejectReason::MalformedProtobuf, e.to_string())));
             }
-        };
-        let header = before - rest.len();
-        let body = &rest[..len];
-        let src = Source { position: format!("message {n} at byte {at}"), bytes: body.to_vec() };
-        out.push(src, decode_one(body, opts).map(|e| vec![e]));
-        at += header + len;
+        }
     }
     out
 }

@@ -242,6 +242,17 @@ pub struct Engine {
 
 const SWEEP_EVERY_MS: Millis = 60_000;
 
+/// The policy and the size of the state (incidents and cap counters are many; a log line needs their count).
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("policy", &self.policy)
+            .field("incidents", &self.incidents.len())
+            .field("cap_counters", &self.caps.len())
+            .finish()
+    }
+}
+
 impl Engine {
     pub fn new(policy: Policy) -> Self {
         Self { policy, incidents: HashMap::new(), caps: HashMap::new(), next_sweep: Millis::MIN }
@@ -258,7 +269,7 @@ impl Engine {
 
     /// The opaque incident reference: HMAC-SHA-256(key, agency_id 0x1f incident_id), 96 bits, hex.
     pub fn incident_ref(&self, agency_id: &str, incident_id: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.policy.config.incident_ref_key.as_bytes())
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.policy.config.incident_ref_key.expose().as_bytes())
             .expect("HMAC takes any key length");
         mac.update(agency_id.as_bytes());
         mac.update(&[0x1f]);

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod geodesy;
 pub mod policy;
 pub mod reject;
+pub mod secret;
 pub mod tally;
 pub mod types;
 
@@ -27,5 +28,6 @@ pub use engine::{
 };
 pub use policy::{Jurisdiction, Policy, PolicyConfig, PolicyError};
 pub use reject::{Reject, RejectReason};
+pub use secret::Secret;
 pub use tally::Tally;
 pub use types::*;

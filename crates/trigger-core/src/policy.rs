@@ -93,7 +93,7 @@ pub struct PolicyConfig {
     pub area_resolution: u8,
     /// Key for the opaque incident reference (HMAC-SHA-256 of agency + incident id). Set it per deployment.
     #[serde(default = "d_key")]
-    pub incident_ref_key: String,
+    pub incident_ref_key: crate::Secret,
     /// Text in every owner notice.
     #[serde(default = "d_stop")]
     pub how_to_stop: String,
@@ -149,8 +149,8 @@ fn d_res() -> u8 {
 }
 /// The development key; `Policy::warnings` says so when it is in use.
 pub const DEV_INCIDENT_REF_KEY: &str = "dev-only-incident-ref-key";
-fn d_key() -> String {
-    DEV_INCIDENT_REF_KEY.into()
+fn d_key() -> crate::Secret {
+    crate::Secret::new(DEV_INCIDENT_REF_KEY)
 }
 fn d_stop() -> String {
     "Reply STOP in the app, or open Settings > Community program > Leave, to stop this and all future activations."
@@ -228,6 +228,16 @@ pub struct Policy {
     /// jurisdiction polygons are the large part.
     pub(crate) agencies: std::sync::Arc<BTreeMap<String, Agency>>,
     pub(crate) area_resolution: h3o::Resolution,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("config", &self.config)
+            .field("agencies", &self.agencies.keys().collect::<Vec<_>>())
+            .field("area_resolution", &self.area_resolution)
+            .finish()
+    }
 }
 
 impl Policy {
@@ -327,7 +337,7 @@ impl Policy {
     /// Things that are allowed but that an operator should hear about.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if self.config.incident_ref_key == DEV_INCIDENT_REF_KEY {
+        if self.config.incident_ref_key.expose() == DEV_INCIDENT_REF_KEY {
             w.push("incident_ref_key is the development default: set a secret per deployment".into());
         }
         w

@@ -12,7 +12,7 @@ use trigger_core::LatLon;
 /// Longitude/latitude boxes (degrees, inclusive) that together cover every point within `radius_m` of
 /// `center` on the sphere (Matuschek's bounding coordinates), split at the antimeridian, all longitudes
 /// when the cap reaches a pole. Widened by a small margin for rounding.
-pub fn bounding_boxes(center: LatLon, radius_m: f64) -> Vec<[f64; 4]> {
+pub(crate) fn bounding_boxes(center: LatLon, radius_m: f64) -> Vec<[f64; 4]> {
     const MARGIN_DEG: f64 = 1e-6;
     let r = radius_m / EARTH_RADIUS_M;
     if r >= PI {
@@ -44,7 +44,7 @@ pub fn bounding_boxes(center: LatLon, radius_m: f64) -> Vec<[f64; 4]> {
 }
 
 /// R-tree node fan-out: larger than rstar's default (6) to spend fewer bytes on inner nodes per camera.
-pub struct Params;
+pub(crate) struct Params;
 impl RTreeParams for Params {
     const MIN_SIZE: usize = 5;
     const MAX_SIZE: usize = 12;
@@ -69,6 +69,12 @@ fn leaf(slot: Slot, q: QPoint) -> Item {
 /// rstar R-tree over quantised [lon, lat].
 pub struct RTreeBackend {
     tree: RTree<Item, Params>,
+}
+
+impl std::fmt::Debug for RTreeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RTreeBackend").field("points", &self.tree.size()).finish()
+    }
 }
 
 impl SpatialBackend for RTreeBackend {
@@ -104,6 +110,12 @@ pub struct H3Backend {
     /// Above this many cells in the disk, scan the occupied cells instead of walking the disk
     /// (None: when the disk has more cells than are occupied).
     scan_threshold: Option<usize>,
+}
+
+impl std::fmt::Debug for H3Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H3Backend").field("res", &self.res).field("step_m", &self.step_m).finish_non_exhaustive()
+    }
 }
 
 impl H3Backend {
@@ -183,7 +195,7 @@ impl SpatialBackend for H3Backend {
 }
 
 /// Every camera is a candidate. The reference implementation and the benches' baseline.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct BruteForce {
     items: Vec<(Slot, QPoint)>,
     pos: HashMap<Slot, usize>,

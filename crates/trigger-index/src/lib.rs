@@ -87,6 +87,13 @@ pub struct CameraIndex<B> {
     free: Vec<Slot>,
 }
 
+impl<B> std::fmt::Debug for CameraIndex<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let live = self.slots.iter().filter(|s| s.is_some()).count();
+        f.debug_struct("CameraIndex").field("cameras", &live).field("backend", &std::any::type_name::<B>()).finish()
+    }
+}
+
 pub type RTreeIndex = CameraIndex<RTreeBackend>;
 pub type H3Index = CameraIndex<H3Backend>;
 pub type BruteForceIndex = CameraIndex<BruteForce>;

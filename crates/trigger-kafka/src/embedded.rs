@@ -11,6 +11,12 @@ pub struct EmbeddedCluster {
     cluster: MockCluster<'static, DefaultProducerContext>,
 }
 
+impl std::fmt::Debug for EmbeddedCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedCluster").field("bootstrap", &self.cluster.bootstrap_servers()).finish()
+    }
+}
+
 impl EmbeddedCluster {
     /// Start `brokers` mock brokers.
     pub fn start(brokers: i32) -> Result<Self, KafkaError> {

@@ -58,6 +58,12 @@ pub struct Publisher {
     pending: Vec<DeliveryFuture>,
 }
 
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("pending", &self.pending.len()).finish_non_exhaustive()
+    }
+}
+
 impl Publisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         // Never transactional, whatever the service's delivery mode.

@@ -42,6 +42,16 @@ pub struct RegistryFollower {
     position: HashMap<i32, i64>,
 }
 
+impl std::fmt::Debug for RegistryFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryFollower")
+            .field("topic", &self.topic)
+            .field("partitions", &self.partitions)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RegistryFollower {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         let consumer: BaseConsumer<crate::Ctx> =

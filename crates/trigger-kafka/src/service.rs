@@ -104,6 +104,17 @@ pub struct Service<'a, B> {
     planner: Planner,
 }
 
+impl<B> std::fmt::Debug for Service<'_, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("settings", &self.settings)
+            .field("opts", &self.opts)
+            .field("engine", &self.engine)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a, B: SpatialBackend> Service<'a, B> {
     pub fn new(
         settings: KafkaSettings,
@@ -127,8 +138,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         self.check_partitions()?;
         let mut sink = Sink::new(&self.settings, &self.opts)?;
         // Learn every output topic's metadata now, so the first record to each does not wait for it.
-        let t = &self.settings.topics;
-        for topic in [&t.commands, &t.audit, &t.notices, &t.dead_letter] {
+        for topic in self.settings.topics.outputs() {
             if let Err(e) = sink.producer().client().fetch_metadata(Some(topic), Duration::from_secs(10)) {
                 tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
             }

@@ -40,8 +40,40 @@ impl Default for Topics {
 }
 
 impl Topics {
+    /// Every topic with the name of its setting (`kafka.topics.<setting>`): the one list of them.
+    pub fn named(&self) -> [(&'static str, &str); 7] {
+        [
+            ("cfs", &self.cfs),
+            ("registry", &self.registry),
+            ("commands", &self.commands),
+            ("audit", &self.audit),
+            ("notices", &self.notices),
+            ("dead_letter", &self.dead_letter),
+            ("changelog", &self.changelog),
+        ]
+    }
+
     pub fn all(&self) -> [&str; 7] {
-        [&self.cfs, &self.registry, &self.commands, &self.audit, &self.notices, &self.dead_letter, &self.changelog]
+        self.named().map(|(_, t)| t)
+    }
+
+    /// Every topic name, to rewrite (a test's own suffix, for instance).
+    pub fn each_mut(&mut self) -> [&mut String; 7] {
+        let t = self;
+        [
+            &mut t.cfs,
+            &mut t.registry,
+            &mut t.commands,
+            &mut t.audit,
+            &mut t.notices,
+            &mut t.dead_letter,
+            &mut t.changelog,
+        ]
+    }
+
+    /// What the service writes for every decided or refused event: commands, audit, notices, dead letters.
+    pub fn outputs(&self) -> [&str; 4] {
+        [&self.commands, &self.audit, &self.notices, &self.dead_letter]
     }
 }
 
@@ -56,34 +88,7 @@ pub enum Delivery {
     ExactlyOnce,
 }
 
-/// A secret (a password): its value reaches librdkafka and nothing else. `Debug` and serialisation print
-/// `<redacted>`, so it cannot leak through a log line, an error, `serve --show-config` or a metric label.
-#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the client configuration only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<redacted>")
-    }
-}
+pub use trigger_core::Secret;
 
 /// TLS and SASL. Secrets may come from the environment (`DT_KAFKA__SECURITY__SASL_PASSWORD`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -180,16 +185,7 @@ impl KafkaSettings {
         if self.group_id.trim().is_empty() {
             errs.push("kafka.group_id is empty".to_string());
         }
-        let t = &self.topics;
-        let names = [
-            ("cfs", &t.cfs),
-            ("registry", &t.registry),
-            ("commands", &t.commands),
-            ("audit", &t.audit),
-            ("notices", &t.notices),
-            ("dead_letter", &t.dead_letter),
-            ("changelog", &t.changelog),
-        ];
+        let names = self.topics.named();
         for (i, (k, v)) in names.iter().enumerate() {
             if v.trim().is_empty() {
                 errs.push(format!("kafka.topics.{k} is empty"));

@@ -132,6 +132,17 @@ pub struct Delivering {
     pub retries: u64,
 }
 
+impl std::fmt::Debug for Delivering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivering")
+            .field("role", &self.role)
+            .field("retry", &self.retry)
+            .field("proven", &self.proven)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Delivering {
     pub fn new(settings: &KafkaSettings, role: Role, retry: RetryPolicy) -> Result<Self, KafkaError> {
         let producer = Self::create(settings, role)?;
