@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use trigger_cad::CsvProfile;
-use trigger_core::{CodeTable, Policy, PolicyConfig, PolicyError};
+use trigger_core::{CodeTable, Policy, PolicyConfig, PolicyError, PolicyProblem};
 
 pub const DEFAULT_POLICY: &str = "config/policy.toml";
 /// The bundled sample: one week of real Nashville calls (see fixtures/README.md for its origin).
@@ -116,7 +116,9 @@ pub fn load_policy_with(policy_path: &Path, adjust: impl FnOnce(&mut PolicyConfi
             Ok(text) => {
                 jurisdictions.insert(a.id.clone(), text);
             }
-            Err(e) => errs.push(format!("agency {:?}: {e:#}", a.id)),
+            Err(e) => {
+                errs.push(PolicyProblem::Unreadable { who: format!("agency {:?}", a.id), error: format!("{e:#}") })
+            }
         }
     }
     match Policy::new(config, &tables, &jurisdictions) {

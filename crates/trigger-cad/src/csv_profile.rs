@@ -5,6 +5,7 @@
 //!
 //! Columns not named in the profile (caller names, phone numbers, narratives, ...) are never read.
 
+use crate::error::{InputError, ProfileError, ProfileProblem};
 use crate::{oversized, DecodeOptions, Decoded, DecodedEvent, Rejected, Source};
 use chrono::{NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
@@ -109,26 +110,26 @@ fn slash() -> String {
 }
 
 impl CsvProfile {
-    pub fn from_toml(s: &str) -> Result<Self, String> {
-        let p: CsvProfile = toml::from_str(s).map_err(|e| format!("CSV profile is not valid: {e}"))?;
+    pub fn from_toml(s: &str) -> Result<Self, ProfileError> {
+        let p: CsvProfile = toml::from_str(s).map_err(|e| ProfileError::Toml(e.to_string()))?;
         let c = &p.columns;
         let mut errs = vec![];
         if c.point_wkt.is_none() && (c.latitude.is_none() || c.longitude.is_none()) {
-            errs.push("columns: set latitude and longitude, or point_wkt".to_string());
+            errs.push(ProfileProblem::NoLocationColumns);
         }
         if c.type_code.names().is_empty() && c.type_text.names().is_empty() {
-            errs.push("columns: set type_code and/or type_text".to_string());
+            errs.push(ProfileProblem::NoTypeColumns);
         }
         if p.agency_id.is_none() && c.agency.is_none() {
-            errs.push("set agency_id, or columns.agency".to_string());
+            errs.push(ProfileProblem::NoAgency);
         }
         if !p.delimiter.is_ascii() {
-            errs.push(format!("delimiter {:?} must be one ASCII character", p.delimiter));
+            errs.push(ProfileProblem::Delimiter(p.delimiter));
         }
         if errs.is_empty() {
             Ok(p)
         } else {
-            Err(format!("CSV profile {}: {}", p.name, errs.join("; ")))
+            Err(ProfileError::Invalid { profile: p.name, problems: errs })
         }
     }
 
@@ -324,7 +325,7 @@ fn row_events(
 }
 
 /// Decode a whole CSV export. `Err` only for a header that does not fit the profile.
-pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decoded, String> {
+pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decoded, InputError> {
     // A UTF-8 byte-order mark, or one that was itself re-encoded as UTF-8 ("ï»¿", as in the MNPD export).
     let data = data
         .strip_prefix(b"\xEF\xBB\xBF")
@@ -333,7 +334,7 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
     let mut rdr = csv::ReaderBuilder::new().delimiter(p.delimiter as u8).flexible(true).from_reader(data);
     let header: Vec<String> = rdr
         .byte_headers()
-        .map_err(|e| format!("CSV header: {e}"))?
+        .map_err(|e| InputError::Header(e.to_string()))?
         .iter()
         .map(|h| String::from_utf8_lossy(h).trim().to_string())
         .collect();
@@ -341,10 +342,8 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
         header.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
     let missing: Vec<&str> = p.all_columns().into_iter().filter(|c| !idx.contains_key(*c)).collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "profile {} names columns the CSV does not have: {missing:?} (header: {header:?})",
-            p.name
-        ));
+        let missing = missing.into_iter().map(str::to_string).collect();
+        return Err(InputError::MissingColumns { profile: p.name.clone(), missing, header });
     }
     let mut out = Decoded::default();
     let mut rec = csv::ByteRecord::new();

@@ -9,6 +9,7 @@
 
 pub mod csv_profile;
 pub mod eido;
+pub mod error;
 pub mod jsonl;
 pub mod pb;
 pub mod registry;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use trigger_core::{CallForService, Reject, RejectReason};
 
 pub use csv_profile::CsvProfile;
+pub use error::{BadPace, InputError, ProfileError, ProfileProblem, UnknownFormat};
 
 /// Default largest accepted message (one protobuf message, JSON line, EIDO document or CSV row).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -36,14 +38,14 @@ pub enum Format {
 }
 
 impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
         match s {
             "csv" => Ok(Format::Csv),
             "eido" => Ok(Format::Eido),
             "jsonl" => Ok(Format::Jsonl),
             "pb" => Ok(Format::Pb),
-            _ => Err(format!("unknown format {s:?}: expected csv, eido, jsonl or pb")),
+            _ => Err(UnknownFormat(s.to_string())),
         }
     }
 }
@@ -143,9 +145,9 @@ pub fn decode(
     data: &[u8],
     profile: Option<&CsvProfile>,
     opts: &DecodeOptions,
-) -> Result<Decoded, String> {
+) -> Result<Decoded, InputError> {
     Ok(match format {
-        Format::Csv => csv_profile::decode(data, profile.ok_or("--format csv needs a profile (--profile)")?, opts)?,
+        Format::Csv => csv_profile::decode(data, profile.ok_or(InputError::CsvNeedsProfile)?, opts)?,
         Format::Eido => eido::decode(data, opts),
         Format::Jsonl => jsonl::decode(data, opts),
         Format::Pb => pb::decode_stream(data, opts),

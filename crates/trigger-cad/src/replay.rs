@@ -23,20 +23,20 @@ pub enum Pace {
 
 impl Pace {
     /// `--speed X`: the recorded gaps divided by X, which must be a finite number > 0.
-    pub fn speed(x: f64) -> Result<Pace, String> {
+    pub fn speed(x: f64) -> Result<Pace, crate::BadPace> {
         Self::positive(x, "--speed").map(Pace::Speed)
     }
 
     /// `--rate N`: events per second, a finite number > 0.
-    pub fn rate(x: f64) -> Result<Pace, String> {
+    pub fn rate(x: f64) -> Result<Pace, crate::BadPace> {
         Self::positive(x, "--rate").map(Pace::Rate)
     }
 
-    fn positive(x: f64, what: &str) -> Result<f64, String> {
-        if x.is_finite() && x > 0.0 {
-            Ok(x)
+    fn positive(value: f64, option: &'static str) -> Result<f64, crate::BadPace> {
+        if value.is_finite() && value > 0.0 {
+            Ok(value)
         } else {
-            Err(format!("{what} must be a finite number > 0, got {x}"))
+            Err(crate::BadPace { option, value })
         }
     }
 }

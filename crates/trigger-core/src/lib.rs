@@ -26,7 +26,7 @@ pub use engine::{
     command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion,
     IncidentSnapshot, Outcome, Started, StopReason,
 };
-pub use policy::{Jurisdiction, Policy, PolicyConfig, PolicyError};
+pub use policy::{Jurisdiction, JurisdictionError, Policy, PolicyConfig, PolicyError, PolicyProblem};
 pub use reject::{Reject, RejectReason};
 pub use secret::Secret;
 pub use tally::Tally;

@@ -159,14 +159,74 @@ fn d_stop() -> String {
 
 impl PolicyConfig {
     pub fn from_toml(s: &str) -> Result<Self, PolicyError> {
-        toml::from_str(s).map_err(|e| PolicyError(vec![format!("policy is not valid: {e}")]))
+        toml::from_str(s).map_err(|e| PolicyError(vec![PolicyProblem::Toml(e.to_string())]))
     }
 }
 
 /// Every problem found in a policy, reported together.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid policy:\n  - {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  - "))]
+pub struct PolicyError(pub Vec<PolicyProblem>);
+
+/// One problem of a policy, holding the bad value. `who` names the agency (`agency "nashville-mnpd"`) or
+/// `default_code_tables`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyProblem {
+    #[error("policy is not valid: {0}")]
+    Toml(String),
+    #[error("area_resolution {0} is not an H3 resolution (0..=15)")]
+    AreaResolution(u8),
+    #[error(
+        "max_age_s was split in two: max_lag_s (the backlog guard: now - emitted_at) and \
+         categories.NAME.window_s (the incident window: emitted_at - received_at); see README"
+    )]
+    RemovedMaxAge,
+    #[error("command_ttl_s must be at least 1: 0 would void every command")]
+    ZeroCommandTtl,
+    #[error("max_lag_s must be at least 1")]
+    ZeroMaxLag,
+    #[error("max_cameras must be at least 1")]
+    ZeroMaxCameras,
+    #[error("radius_cap_m {0} must be > 0")]
+    RadiusCap(f64),
+    #[error("categories.{category}.radius_m {radius_m} must be in (0, radius_cap_m = {cap}]")]
+    CategoryRadius { category: Category, radius_m: f64, cap: f64 },
+    #[error("categories.{0}.record_seconds must be > 0")]
+    ZeroRecordSeconds(Category),
+    #[error("categories.{0}.window_s must be > 0")]
+    ZeroWindow(Category),
+    #[error("no [[agency]]: at least one partner agency is needed")]
+    NoAgency,
+    #[error("{who}: code table {table:?} is not loaded (loaded: {loaded:?})")]
+    TableNotLoaded { who: String, table: String, loaded: Vec<String> },
+    #[error("{0} is listed twice")]
+    DuplicateAgency(String),
+    #[error("{0} has no code tables and there are no default_code_tables")]
+    NoCodeTables(String),
+    #[error("{who}: {problem}")]
+    CodeTable { who: String, problem: crate::TableProblem },
+    #[error("{who}: jurisdiction {file}: {error}")]
+    Jurisdiction { who: String, file: String, error: JurisdictionError },
+    #[error("{who}: jurisdiction {file} was not provided")]
+    NoJurisdiction { who: String, file: String },
+    /// A file the policy names could not be read (the caller's I/O, reported with the rest).
+    #[error("{who}: {error}")]
+    Unreadable { who: String, error: String },
+}
+
+/// Why a jurisdiction file is not a usable area.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid policy:\n  - {}", .0.join("\n  - "))]
-pub struct PolicyError(pub Vec<String>);
+pub enum JurisdictionError {
+    #[error("not GeoJSON: {0}")]
+    NotGeoJson(String),
+    #[error("bad geometry: {0}")]
+    BadGeometry(String),
+    /// A point, a line...: the name of the geometry type found.
+    #[error("jurisdiction must be polygons, found a {0}")]
+    NotPolygon(&'static str),
+    #[error("no polygon in the jurisdiction file")]
+    NoPolygon,
+}
 
 /// A partner agency's jurisdiction polygon.
 #[derive(Debug, Clone)]
@@ -176,8 +236,8 @@ pub struct Jurisdiction {
 }
 
 impl Jurisdiction {
-    pub fn from_geojson(text: &str) -> Result<Self, String> {
-        let gj: geojson::GeoJson = text.parse().map_err(|e| format!("not GeoJSON: {e}"))?;
+    pub fn from_geojson(text: &str) -> Result<Self, JurisdictionError> {
+        let gj: geojson::GeoJson = text.parse().map_err(|e| JurisdictionError::NotGeoJson(format!("{e}")))?;
         let geoms: Vec<geojson::Geometry> = match gj {
             geojson::GeoJson::Geometry(g) => vec![g],
             geojson::GeoJson::Feature(f) => f.geometry.into_iter().collect(),
@@ -185,15 +245,16 @@ impl Jurisdiction {
         };
         let mut polys = Vec::new();
         for g in geoms {
-            let g: geo::Geometry<f64> = g.try_into().map_err(|e| format!("bad geometry: {e}"))?;
+            let g: geo::Geometry<f64> =
+                g.try_into().map_err(|e: geojson::Error| JurisdictionError::BadGeometry(e.to_string()))?;
             match g {
                 geo::Geometry::Polygon(p) => polys.push(p),
                 geo::Geometry::MultiPolygon(mp) => polys.extend(mp.0),
-                other => return Err(format!("jurisdiction must be polygons, found {other:?}")),
+                other => return Err(JurisdictionError::NotPolygon(geometry_kind(&other))),
             }
         }
         if polys.is_empty() {
-            return Err("no polygon in the jurisdiction file".into());
+            return Err(JurisdictionError::NoPolygon);
         }
         Ok(Self::from_polygons(polys))
     }
@@ -249,50 +310,47 @@ impl Policy {
     ) -> Result<Self, PolicyError> {
         let mut errs = Vec::new();
         let area_resolution = h3o::Resolution::try_from(config.area_resolution).unwrap_or_else(|_| {
-            errs.push(format!("area_resolution {} is not an H3 resolution (0..=15)", config.area_resolution));
+            errs.push(PolicyProblem::AreaResolution(config.area_resolution));
             h3o::Resolution::Seven
         });
         if config.removed_max_age_s.is_some() {
-            errs.push(
-                "max_age_s was split in two: max_lag_s (the backlog guard: now - emitted_at) and \
-                 categories.NAME.window_s (the incident window: emitted_at - received_at); see README"
-                    .into(),
-            );
+            errs.push(PolicyProblem::RemovedMaxAge);
         }
         if config.command_ttl_s == 0 {
-            errs.push("command_ttl_s must be at least 1: 0 would void every command".into());
+            errs.push(PolicyProblem::ZeroCommandTtl);
         }
         if config.max_lag_s == 0 {
-            errs.push("max_lag_s must be at least 1".into());
+            errs.push(PolicyProblem::ZeroMaxLag);
         }
         if config.max_cameras == 0 {
-            errs.push("max_cameras must be at least 1".into());
+            errs.push(PolicyProblem::ZeroMaxCameras);
         }
         if !(config.radius_cap_m.is_finite() && config.radius_cap_m > 0.0) {
-            errs.push(format!("radius_cap_m {} must be > 0", config.radius_cap_m));
+            errs.push(PolicyProblem::RadiusCap(config.radius_cap_m));
         }
         for (cat, cp) in &config.categories {
             if !(cp.radius_m.is_finite() && cp.radius_m > 0.0 && cp.radius_m <= config.radius_cap_m) {
-                errs.push(format!(
-                    "categories.{cat}.radius_m {} must be in (0, radius_cap_m = {}]",
-                    cp.radius_m, config.radius_cap_m
-                ));
+                errs.push(PolicyProblem::CategoryRadius {
+                    category: *cat,
+                    radius_m: cp.radius_m,
+                    cap: config.radius_cap_m,
+                });
             }
             if cp.record_seconds == 0 {
-                errs.push(format!("categories.{cat}.record_seconds must be > 0"));
+                errs.push(PolicyProblem::ZeroRecordSeconds(*cat));
             }
             if cp.window_s == Some(0) {
-                errs.push(format!("categories.{cat}.window_s must be > 0"));
+                errs.push(PolicyProblem::ZeroWindow(*cat));
             }
         }
         if config.agencies.is_empty() {
-            errs.push("no [[agency]]: at least one partner agency is needed".into());
+            errs.push(PolicyProblem::NoAgency);
         }
-        let find = |name: &str, errs: &mut Vec<String>, who: &str| {
+        let find = |name: &str, errs: &mut Vec<PolicyProblem>, who: &str| {
             let t = tables.iter().find(|t| t.name == name).cloned();
             if t.is_none() {
-                let known: Vec<_> = tables.iter().map(|t| t.name.as_str()).collect();
-                errs.push(format!("{who}: code table {name:?} is not loaded (loaded: {known:?})"));
+                let loaded = tables.iter().map(|t| t.name.clone()).collect();
+                errs.push(PolicyProblem::TableNotLoaded { who: who.to_string(), table: name.to_string(), loaded });
             }
             t
         };
@@ -302,26 +360,30 @@ impl Policy {
         for a in &config.agencies {
             let who = format!("agency {:?}", a.id);
             if agencies.contains_key(&a.id) {
-                errs.push(format!("{who} is listed twice"));
+                errs.push(PolicyProblem::DuplicateAgency(who.clone()));
             }
             let mut ts: Vec<CodeTable> = a.code_tables.iter().filter_map(|n| find(n, &mut errs, &who)).collect();
             if a.code_tables.is_empty() {
                 ts = defaults.clone();
             }
             if ts.is_empty() {
-                errs.push(format!("{who} has no code tables and there are no default_code_tables"));
+                errs.push(PolicyProblem::NoCodeTables(who.clone()));
             }
             // Tables are checked one by one when loaded; together, one table's blocked code may be another's
             // trigger rule.
-            errs.extend(Classifier::problems(&ts).into_iter().map(|p| format!("{who}: {p}")));
+            errs.extend(
+                Classifier::problems(&ts)
+                    .into_iter()
+                    .map(|problem| PolicyProblem::CodeTable { who: who.clone(), problem }),
+            );
             let jurisdiction = match jurisdictions.get(&a.id).map(|t| Jurisdiction::from_geojson(t)) {
                 Some(Ok(j)) => j,
-                Some(Err(e)) => {
-                    errs.push(format!("{who}: jurisdiction {}: {e}", a.jurisdiction));
+                Some(Err(error)) => {
+                    errs.push(PolicyProblem::Jurisdiction { who, file: a.jurisdiction.clone(), error });
                     continue;
                 }
                 None => {
-                    errs.push(format!("{who}: jurisdiction {} was not provided", a.jurisdiction));
+                    errs.push(PolicyProblem::NoJurisdiction { who, file: a.jurisdiction.clone() });
                     continue;
                 }
             };
@@ -372,5 +434,20 @@ impl Policy {
             }
         });
         self.priority_of(category)
+    }
+}
+
+fn geometry_kind(g: &geo::Geometry<f64>) -> &'static str {
+    match g {
+        geo::Geometry::Point(_) => "Point",
+        geo::Geometry::Line(_) => "Line",
+        geo::Geometry::LineString(_) => "LineString",
+        geo::Geometry::Polygon(_) => "Polygon",
+        geo::Geometry::MultiPoint(_) => "MultiPoint",
+        geo::Geometry::MultiLineString(_) => "MultiLineString",
+        geo::Geometry::MultiPolygon(_) => "MultiPolygon",
+        geo::Geometry::GeometryCollection(_) => "GeometryCollection",
+        geo::Geometry::Rect(_) => "Rect",
+        geo::Geometry::Triangle(_) => "Triangle",
     }
 }

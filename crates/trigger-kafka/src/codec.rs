@@ -24,16 +24,25 @@ pub fn command(c: &CameraCommand) -> pb::CameraCommand {
     }
 }
 
+/// A command on the wire that is not one this service could have written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCommand {
+    #[error("command {command_id}: action {action} is neither START nor STOP")]
+    Action { command_id: String, action: i32 },
+    #[error("command {command_id}: unknown category {category:?}")]
+    Category { command_id: String, category: String },
+}
+
 /// Wire -> domain, for consumers of the commands topic (tests, tools).
-pub fn command_from_pb(m: pb::CameraCommand) -> Result<CameraCommand, String> {
+pub fn command_from_pb(m: pb::CameraCommand) -> Result<CameraCommand, BadCommand> {
     Ok(CameraCommand {
         action: match pb::CommandAction::try_from(m.action) {
             Ok(pb::CommandAction::Start) => Action::Start,
             Ok(pb::CommandAction::Stop) => Action::Stop,
-            _ => return Err(format!("command {}: action {} is neither START nor STOP", m.command_id, m.action)),
+            _ => return Err(BadCommand::Action { command_id: m.command_id, action: m.action }),
         },
         category: Category::parse(&m.category)
-            .ok_or_else(|| format!("command {}: unknown category {:?}", m.command_id, m.category))?,
+            .ok_or_else(|| BadCommand::Category { command_id: m.command_id.clone(), category: m.category.clone() })?,
         command_id: m.command_id,
         camera_id: m.camera_id,
         incident_ref: m.incident_ref,

@@ -100,7 +100,7 @@ fn read(
     let mut out = Vec::new();
     while !open.is_empty() {
         if Instant::now() > deadline {
-            return Err(KafkaError::Setup(format!("reading {topic}: not at the end after {timeout:?}")));
+            return Err(KafkaError::Timeout { what: format!("reading {topic} to its end"), after: timeout });
         }
         match c.poll(Duration::from_millis(100)) {
             None => {}

@@ -51,6 +51,13 @@ pub enum KafkaError {
     /// what it names (an ACL, a topic's size limit); the batch's offsets were not stored.
     #[error("permanent produce error on topic {topic:?}: {code} ({code:?}), after {attempts} attempts")]
     Delivery { topic: String, code: rdkafka::types::RDKafkaErrorCode, attempts: u32 },
+    /// The brokers did not answer in time (while reading a topic back, for instance).
+    #[error("{what}: no answer within {after:?}")]
+    Timeout { what: String, after: std::time::Duration },
+    /// The last record of an audit partition (the chain head to continue from) is not an audit record:
+    /// something other than this service wrote to the audit topic.
+    #[error("audit partition {partition}: the last record is not an audit record ({error}); nothing is appended to a chain that cannot be continued")]
+    AuditTail { partition: i32, error: String },
     /// A broken invariant of the service itself: a bug to report.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,6 +75,40 @@ pub fn wall_ms() -> i64 {
 pub fn wall_us() -> i64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Whose fault an error is (arroyo's model): what an operator reads first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The configuration or the user's input: fix it; retrying does not help.
+    Config,
+    /// An external system (the brokers, a topic's content, a file): it may pass.
+    External,
+    /// This service: a bug.
+    Internal,
+}
+
+impl KafkaError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            KafkaError::Config(_) | KafkaError::Setup(_) | KafkaError::Delivery { .. } => Fault::Config,
+            KafkaError::Connect { .. } | KafkaError::Timeout { .. } | KafkaError::AuditTail { .. } => Fault::External,
+            KafkaError::Kafka(_) => Fault::External,
+            KafkaError::Internal(_) => Fault::Internal,
+        }
+    }
+
+    /// Whether the same call may succeed later without anything being changed (the caller's retry hint;
+    /// produce errors have their own finer rule, [`sink::classify`]).
+    pub fn retriable(&self) -> bool {
+        match self {
+            KafkaError::Connect { .. } | KafkaError::Timeout { .. } => true,
+            KafkaError::Kafka(e) => {
+                e.rdkafka_error_code().is_some_and(|c| sink::classify(c) == sink::ErrorClass::Retriable)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// librdkafka's client-level errors, through `tracing`. End-of-partition is expected (the registry follower
@@ -97,4 +138,28 @@ impl rdkafka::consumer::ConsumerContext for Ctx {}
 impl rdkafka::producer::ProducerContext for Ctx {
     type DeliveryOpaque = ();
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_whose_fault_and_whether_to_retry() {
+        let refused = KafkaError::Connect { bootstrap: "b:9093".into(), cause: "SASL authentication error".into() };
+        assert_eq!((refused.fault(), refused.retriable()), (Fault::External, true));
+        let config = KafkaError::Config(vec!["kafka.group_id is empty".into()]);
+        assert_eq!((config.fault(), config.retriable()), (Fault::Config, false));
+        let permanent = KafkaError::Delivery {
+            topic: "t".into(),
+            code: rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed,
+            attempts: 3,
+        };
+        assert_eq!((permanent.fault(), permanent.retriable()), (Fault::Config, false));
+        let transient = KafkaError::Kafka(rdkafka::error::KafkaError::MessageProduction(
+            rdkafka::types::RDKafkaErrorCode::NotEnoughReplicas,
+        ));
+        assert!(transient.retriable());
+        assert_eq!(KafkaError::Internal("x".into()).fault(), Fault::Internal);
+    }
 }

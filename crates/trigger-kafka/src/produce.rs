@@ -48,7 +48,7 @@ pub fn acked(f: DeliveryFuture) -> Result<(), KafkaError> {
     match block_on(f) {
         Ok(Ok(_)) => Ok(()),
         Ok(Err((e, _))) => Err(e.into()),
-        Err(_) => Err(KafkaError::Setup("producer closed before the delivery report".into())),
+        Err(_) => Err(KafkaError::Internal("producer closed before the delivery report".into())),
     }
 }
 

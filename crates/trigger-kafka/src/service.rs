@@ -320,9 +320,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             let head = match last.and_then(|r| r.payload) {
                 Some(bytes) => {
                     pb::ActivationRecord::decode(bytes.as_slice())
-                        .map_err(|e| {
-                            KafkaError::Setup(format!("audit partition {partition}: unreadable last record: {e}"))
-                        })?
+                        .map_err(|e| KafkaError::AuditTail { partition, error: e.to_string() })?
                         .hash
                 }
                 None => trigger_audit::GENESIS.to_string(),
