@@ -3,11 +3,11 @@
 
 use crate::breakglass::Override;
 use crate::classify::Classification;
+use crate::consent;
 use crate::geodesy::h3_cell;
 use crate::policy::Policy;
 use crate::reject::{validate, Reject, RejectReason};
 use crate::types::*;
-use chrono::{Datelike, Timelike};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -379,12 +379,18 @@ impl Engine {
     pub fn expire(&mut self, now: Millis) {
         let ttl = (self.policy.config.state_ttl_s as i64).saturating_mul(1000);
         self.incidents.retain(|_, st| st.last_seen.saturating_add(ttl) >= now);
-        let today_utc = day_number(now, chrono_tz::UTC);
+        let today_utc = consent::day_number(now, chrono_tz::UTC);
         // Owner-local days are within a day of UTC's: anything older than yesterday is finished.
         self.caps.retain(|_, (day, _)| *day >= today_utc - 1);
     }
 
     /// Decide one event at clock value `now`. `Err` is bad input (to the dead-letter destination).
+    ///
+    /// The steps, each below in its own function: **validate** (named rejects), **admit** (a partner's
+    /// event, a known call type, a revision newer than the last), **terminal** (closed, blocked or no
+    /// longer a trigger type: STOP what still records), **scope** (the agency's area, consent withdrawn
+    /// since the START, the two clocks, the radius), **select** (candidates nearest first, each through
+    /// [`consent::exclusion`]), **plan** (the outcome against what the incident had already started).
     pub fn decide(
         &mut self,
         ev: &CallForService,
@@ -396,228 +402,251 @@ impl Engine {
             self.expire(now);
             self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
         }
-        let cfg = &self.policy.config;
-        let incident_ref = self.incident_ref(&ev.agency_id, &ev.incident_id);
         let loc = ev.location.expect("validated");
-        let mut d = Draft {
-            record: DecisionRecord {
-                decided_at: now,
-                incident_ref,
-                agency_id: ev.agency_id.clone(),
-                revision: ev.revision,
-                status: ev.status,
-                priority: ev.priority,
-                outcome: Outcome::NotPartner,
-                category: None,
-                rule: None,
-                radius_m: None,
-                area_h3: h3_cell(loc.point(), self.policy.area_resolution),
-                commanded: vec![],
-                excluded: vec![],
-                latencies: Latencies {
-                    emitted_to_decided_ms: now.saturating_sub(ev.emitted_at),
-                    received_to_decided_ms: now.saturating_sub(ev.received_at),
-                },
-                break_glass: false,
-            },
-            commands: vec![],
-            notices: vec![],
-        };
-        let Some(agency) = self.policy.agencies.get(&ev.agency_id) else {
+        let mut d = Draft::new(self.record(ev, loc, now), now, &self.policy.config);
+        let Engine { policy, incidents, caps, .. } = self;
+        let Some(agency) = policy.agencies.get(&ev.agency_id) else {
             return Ok(d.finish(Outcome::NotPartner));
         };
-        let class = agency.classifier.classify(&ev.call_type_code, &ev.call_type_text);
-        if class == Classification::Unknown {
-            return Err(Reject::new(
-                RejectReason::UnknownCallType,
-                format!(
-                    "code {:?} / text {:?} is in no code table of agency {}",
-                    ev.call_type_code, ev.call_type_text, ev.agency_id
-                ),
-            ));
-        }
-        let key = (ev.agency_id.clone(), ev.incident_id.clone());
-        if let Some(st) = self.incidents.get(&key) {
-            if ev.revision == st.last_revision {
-                return Err(Reject::new(RejectReason::DuplicateRevision, format!("revision {} again", ev.revision)));
-            }
-            if ev.revision < st.last_revision {
-                return Err(Reject::new(
-                    RejectReason::OutOfOrderRevision,
-                    format!("revision {} after {}", ev.revision, st.last_revision),
-                ));
-            }
-        }
-        let st = self.incidents.entry(key).or_insert_with(|| IncidentState {
-            last_revision: 0,
-            last_seen: now,
-            category: None,
-            started: BTreeMap::new(),
-            break_glass: None,
-        });
-        st.last_revision = ev.revision;
-        st.last_seen = now;
-
+        let (class, st) = admit(agency, incidents, ev, now)?;
         let (category, rule) = match &class {
             Classification::Trigger { category, rule } => (Some(*category), Some(rule.clone())),
             Classification::Blocked { rule } | Classification::NotTrigger { rule } => (None, Some(rule.clone())),
-            Classification::Unknown => unreachable!("rejected above"),
+            Classification::Unknown => unreachable!("refused by admit"),
         };
-        d.record.category = category;
-        d.record.rule = rule;
-        let cat_policy = category.and_then(|c| self.policy.category(c)).filter(|p| p.enabled);
-
-        // Terminal statuses and types that must not (or no longer) trigger: stop whatever still records.
-        let stop = if ev.status.is_terminal() {
-            Some((StopReason::IncidentClosed, Outcome::Closed))
-        } else {
-            match (&class, cat_policy) {
-                (Classification::Blocked { .. }, _) => Some((StopReason::Reclassified, Outcome::BlockedType)),
-                (Classification::NotTrigger { .. }, _) => Some((StopReason::Reclassified, Outcome::NotTriggerType)),
-                (_, None) => Some((StopReason::Reclassified, Outcome::CategoryDisabled)),
-                _ => None,
-            }
-        };
-        if let Some((why, outcome)) = stop {
-            let category = category.or(st.category).unwrap_or(Category::Burglary);
-            d.stop_active(st, loc.point(), now, cfg, category, why, cams);
+        (d.record.category, d.record.rule) = (category, rule);
+        let cat_policy = category.and_then(|c| policy.category(c)).filter(|p| p.enabled);
+        if let Some((why, outcome)) = terminal(ev, &class, cat_policy) {
+            d.stop_active(st, loc.point(), category.or(st.category).unwrap_or(Category::Burglary), why, cams);
             return Ok(d.finish(outcome));
         }
-        let category = category.expect("trigger");
-        let cat_policy = cat_policy.expect("enabled");
+        let (category, cat_policy) = (category.expect("a trigger type"), cat_policy.expect("enabled"));
         st.category = Some(category);
-
-        if !agency.jurisdiction.contains(loc.point()) {
-            return Ok(d.finish(Outcome::OutsideJurisdiction));
-        }
-
-        // Active cameras whose owner withdrew consent for this category, or that left the registry: STOP.
-        let withdrawn: Vec<(String, Option<f64>, StopReason)> = st
-            .started
-            .iter()
-            .filter(|(_, s)| !s.stopped && s.until > now)
-            .filter_map(|(id, _)| match cams.get(id) {
-                None => Some((id.clone(), None, StopReason::CameraRemoved)),
-                Some(c) if !c.consent.categories.contains(category) => Some((
-                    id.clone(),
-                    Some(crate::geodesy::distance_m(loc.point(), c.point())),
-                    StopReason::ConsentWithdrawn,
-                )),
-                Some(_) => None,
-            })
-            .collect();
-        for (id, dist, why) in withdrawn {
-            st.started.get_mut(&id).expect("present").stopped = true;
-            d.push_stop(&id, dist, why, now, cfg, category);
-        }
-
-        // Two clocks. The backlog guard is measured on the engine's clock (how long the revision waited to be
-        // decided); the incident window on the CAD's own (how long after the call this revision was emitted),
-        // so a replay and the service decide the window identically, whatever their wall clocks say.
-        if now.saturating_sub(ev.emitted_at) > (cfg.max_lag_s as i64).saturating_mul(1000) {
-            return Ok(d.finish(Outcome::RefusedStale));
-        }
-        if ev.emitted_at.saturating_sub(ev.received_at) > self.policy.window_ms(category) {
-            return Ok(d.finish(Outcome::OutsideIncidentWindow));
-        }
-
-        let mut radius = (cat_policy.radius_m + loc.uncertainty_m).min(cfg.radius_cap_m);
-        let mut max_cameras = cfg.max_cameras;
-        // A break-glass override widens the policy's scope while it lasts; each owner's consent still applies.
-        if let Some(ov) = st.break_glass.filter(|o| o.until > now) {
-            radius = radius.max(ov.radius_m);
-            max_cameras = max_cameras.max(ov.max_cameras);
-            d.record.break_glass = true;
-        }
-        d.record.radius_m = Some(radius);
-        let had_started = !st.started.is_empty();
-        let mut budget = max_cameras.saturating_sub(st.started.len());
-        for cand in cams.within(loc.point(), radius) {
-            let cam = cand.camera;
-            if st.started.contains_key(&cam.camera_id) {
-                continue;
+        let scope = match scope(policy, agency, ev, category, cat_policy, st, now) {
+            Ok(scope) => scope,
+            Err(outcome) => {
+                if outcome != Outcome::OutsideJurisdiction {
+                    d.stop_withdrawn(st, loc.point(), category, cams);
+                }
+                return Ok(d.finish(outcome));
             }
-            let reason = if !agency.jurisdiction.contains(cam.point()) {
-                Some(Exclusion::OutsideJurisdiction)
-            } else if !cam.consent.categories.contains(category) {
-                Some(Exclusion::OutOfScopeCategory)
-            } else if cand.distance_m > cam.consent.max_radius_m {
-                Some(Exclusion::BeyondOwnerRadius)
-            } else if !cam.online {
-                Some(Exclusion::Offline)
-            } else if in_quiet_hours(&cam.consent, now) {
-                Some(Exclusion::QuietHours)
-            } else if cap_reached(&self.caps, cam, now) {
-                Some(Exclusion::DailyCap)
-            } else if budget == 0 {
-                Some(Exclusion::KCap)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                d.record.excluded.push(Excluded {
-                    camera_id: cam.camera_id.clone(),
-                    distance_m: cand.distance_m,
-                    reason,
-                });
-                continue;
-            }
-            budget -= 1;
-            bump_cap(&mut self.caps, cam, now);
-            let until = now.saturating_add(cat_policy.record_seconds as i64 * 1000);
-            st.started.insert(cam.camera_id.clone(), Started { until, stopped: false });
-            let live = cat_policy.live_stream && cam.consent.live_stream_allowed;
-            d.push_command(&cam.camera_id, Action::Start, cat_policy.record_seconds, live, now, cfg, category);
-            d.record.commanded.push(Commanded {
-                camera_id: cam.camera_id.clone(),
-                distance_m: Some(cand.distance_m),
-                action: Action::Start,
-                stop_reason: None,
-            });
-            d.notices.push(OwnerNotice {
-                owner_ref: cam.owner_ref.clone(),
-                camera_id: cam.camera_id.clone(),
-                category,
-                area_h3: d.record.area_h3.clone().unwrap_or_default(),
-                at: now,
-                how_to_stop: cfg.how_to_stop.clone(),
-                break_glass: d.record.break_glass,
-            });
-        }
-        let started_now = d.record.commanded.iter().any(|c| c.action == Action::Start);
-        let outcome = match (started_now, had_started) {
-            (true, false) => Outcome::Triggered,
-            (true, true) => Outcome::Extended,
-            (false, true) => Outcome::NoNewCamera,
-            (false, false) => Outcome::NoCameraInScope,
         };
+        d.stop_withdrawn(st, loc.point(), category, cams);
+        d.record.break_glass = scope.break_glass;
+        d.record.radius_m = Some(scope.radius_m);
+        let had_started = !st.started.is_empty();
+        select(&mut d, st, caps, &scope, cams, loc.point());
+        let outcome = plan(&d, had_started);
         Ok(d.finish(outcome))
+    }
+
+    /// The decision record as it stands before any step: the event's identity, area and latencies.
+    fn record(&self, ev: &CallForService, loc: Location, now: Millis) -> DecisionRecord {
+        DecisionRecord {
+            decided_at: now,
+            incident_ref: self.incident_ref(&ev.agency_id, &ev.incident_id),
+            agency_id: ev.agency_id.clone(),
+            revision: ev.revision,
+            status: ev.status,
+            priority: ev.priority,
+            outcome: Outcome::NotPartner,
+            category: None,
+            rule: None,
+            radius_m: None,
+            area_h3: h3_cell(loc.point(), self.policy.area_resolution),
+            commanded: vec![],
+            excluded: vec![],
+            latencies: Latencies {
+                emitted_to_decided_ms: now.saturating_sub(ev.emitted_at),
+                received_to_decided_ms: now.saturating_sub(ev.received_at),
+            },
+            break_glass: false,
+        }
     }
 }
 
+/// Admit: a call type some code table of the agency knows (else the named reject `unknown_call_type`) and a
+/// revision newer than the incident's last (else `duplicate_revision` / `out_of_order_revision`). The
+/// incident's state is created or touched.
+fn admit<'s>(
+    agency: &crate::policy::Agency,
+    incidents: &'s mut HashMap<(String, String), IncidentState>,
+    ev: &CallForService,
+    now: Millis,
+) -> Result<(Classification, &'s mut IncidentState), Reject> {
+    let class = agency.classifier.classify(&ev.call_type_code, &ev.call_type_text);
+    if class == Classification::Unknown {
+        return Err(Reject::new(
+            RejectReason::UnknownCallType,
+            format!(
+                "code {:?} / text {:?} is in no code table of agency {}",
+                ev.call_type_code, ev.call_type_text, ev.agency_id
+            ),
+        ));
+    }
+    let key = (ev.agency_id.clone(), ev.incident_id.clone());
+    if let Some(st) = incidents.get(&key) {
+        if ev.revision == st.last_revision {
+            return Err(Reject::new(RejectReason::DuplicateRevision, format!("revision {} again", ev.revision)));
+        }
+        if ev.revision < st.last_revision {
+            return Err(Reject::new(
+                RejectReason::OutOfOrderRevision,
+                format!("revision {} after {}", ev.revision, st.last_revision),
+            ));
+        }
+    }
+    let st = incidents.entry(key).or_insert_with(|| IncidentState {
+        last_revision: 0,
+        last_seen: now,
+        category: None,
+        started: BTreeMap::new(),
+        break_glass: None,
+    });
+    st.last_revision = ev.revision;
+    st.last_seen = now;
+    Ok((class, st))
+}
+
+/// Terminal: a closed incident, a blocked type, a type that is not (or no longer) a trigger, or a disabled
+/// category stops whatever still records, with the outcome to audit.
+fn terminal(
+    ev: &CallForService,
+    class: &Classification,
+    cat_policy: Option<&crate::policy::CategoryPolicy>,
+) -> Option<(StopReason, Outcome)> {
+    if ev.status.is_terminal() {
+        return Some((StopReason::IncidentClosed, Outcome::Closed));
+    }
+    match (class, cat_policy) {
+        (Classification::Blocked { .. }, _) => Some((StopReason::Reclassified, Outcome::BlockedType)),
+        (Classification::NotTrigger { .. }, _) => Some((StopReason::Reclassified, Outcome::NotTriggerType)),
+        (_, None) => Some((StopReason::Reclassified, Outcome::CategoryDisabled)),
+        _ => None,
+    }
+}
+
+/// What the incident may ask of cameras, once it is admitted and live.
+struct Scope<'a> {
+    ask: consent::Ask<'a>,
+    cat_policy: &'a crate::policy::CategoryPolicy,
+    radius_m: f64,
+    live_stream: bool,
+    break_glass: bool,
+}
+
+/// Scope: the event is in the agency's area, inside both clocks (the backlog guard on the engine's clock:
+/// how long the revision waited to be decided; the incident window on the CAD's own: how long after the call
+/// it was emitted, so replay and service decide it identically), and the radius and k-cap it may use (a
+/// live break-glass override widens both; each owner's consent still applies). `Err`: the outcome.
+fn scope<'a>(
+    policy: &'a Policy,
+    agency: &'a crate::policy::Agency,
+    ev: &CallForService,
+    category: Category,
+    cat_policy: &'a crate::policy::CategoryPolicy,
+    st: &IncidentState,
+    now: Millis,
+) -> Result<Scope<'a>, Outcome> {
+    let cfg = &policy.config;
+    let loc = ev.location.expect("validated");
+    if !agency.jurisdiction.contains(loc.point()) {
+        return Err(Outcome::OutsideJurisdiction);
+    }
+    if now.saturating_sub(ev.emitted_at) > (cfg.max_lag_s as i64).saturating_mul(1000) {
+        return Err(Outcome::RefusedStale);
+    }
+    if ev.emitted_at.saturating_sub(ev.received_at) > policy.window_ms(category) {
+        return Err(Outcome::OutsideIncidentWindow);
+    }
+    let mut radius_m = (cat_policy.radius_m + loc.uncertainty_m).min(cfg.radius_cap_m);
+    let mut max_cameras = cfg.max_cameras;
+    let break_glass = st.break_glass.filter(|o| o.until > now);
+    if let Some(ov) = break_glass {
+        radius_m = radius_m.max(ov.radius_m);
+        max_cameras = max_cameras.max(ov.max_cameras);
+    }
+    let budget = max_cameras.saturating_sub(st.started.len());
+    Ok(Scope {
+        ask: consent::Ask { category, jurisdiction: &agency.jurisdiction, now, budget },
+        cat_policy,
+        radius_m,
+        live_stream: cat_policy.live_stream,
+        break_glass: break_glass.is_some(),
+    })
+}
+
+/// Select: every camera within the radius, nearest first, not already started for the incident, through
+/// [`consent::exclusion`]; a camera it lets through is started (command, audit line, owner notice).
+fn select(
+    d: &mut Draft,
+    st: &mut IncidentState,
+    caps: &mut consent::Caps,
+    scope: &Scope<'_>,
+    cams: &(impl CameraSource + ?Sized),
+    at: LatLon,
+) {
+    let mut ask = scope.ask;
+    for cand in cams.within(at, scope.radius_m) {
+        let cam = cand.camera;
+        if st.started.contains_key(&cam.camera_id) {
+            continue;
+        }
+        if let Some(reason) = consent::exclusion(cam, cand.distance_m, &ask, caps) {
+            d.record.excluded.push(Excluded { camera_id: cam.camera_id.clone(), distance_m: cand.distance_m, reason });
+            continue;
+        }
+        ask.budget -= 1;
+        consent::bump_cap(caps, cam, ask.now);
+        let secs = scope.cat_policy.record_seconds;
+        st.started.insert(
+            cam.camera_id.clone(),
+            Started { until: ask.now.saturating_add(secs as i64 * 1000), stopped: false },
+        );
+        d.push_start(cam, cand.distance_m, secs, scope.live_stream && cam.consent.live_stream_allowed, ask.category);
+    }
+}
+
+/// Plan: the outcome, from what this revision started and what the incident had started before.
+fn plan(d: &Draft, had_started: bool) -> Outcome {
+    let started_now = d.record.commanded.iter().any(|c| c.action == Action::Start);
+    match (started_now, had_started) {
+        (true, false) => Outcome::Triggered,
+        (true, true) => Outcome::Extended,
+        (false, true) => Outcome::NoNewCamera,
+        (false, false) => Outcome::NoCameraInScope,
+    }
+}
+
+/// A decision being built: the record, its commands and notices, and what every command carries.
 struct Draft {
     record: DecisionRecord,
     commands: Vec<CameraCommand>,
     notices: Vec<OwnerNotice>,
+    now: Millis,
+    /// A command's validity (`command_ttl_s`), ms.
+    ttl_ms: i64,
+    how_to_stop: String,
 }
 
 impl Draft {
+    fn new(record: DecisionRecord, now: Millis, cfg: &crate::policy::PolicyConfig) -> Self {
+        Self {
+            record,
+            commands: vec![],
+            notices: vec![],
+            now,
+            ttl_ms: (cfg.command_ttl_s as i64).saturating_mul(1000),
+            how_to_stop: cfg.how_to_stop.clone(),
+        }
+    }
+
     fn finish(mut self, outcome: Outcome) -> Decision {
         self.record.outcome = outcome;
         Decision { record: self.record, commands: self.commands, notices: self.notices }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push_command(
-        &mut self,
-        camera_id: &str,
-        action: Action,
-        record_seconds: u32,
-        live_stream: bool,
-        now: Millis,
-        cfg: &crate::policy::PolicyConfig,
-        category: Category,
-    ) {
+    fn push_command(&mut self, camera_id: &str, action: Action, record_seconds: u32, live: bool, category: Category) {
         self.commands.push(CameraCommand {
             command_id: command_id(&self.record.incident_ref, camera_id, action),
             camera_id: camera_id.to_string(),
@@ -625,22 +654,33 @@ impl Draft {
             incident_ref: self.record.incident_ref.clone(),
             category,
             record_seconds,
-            live_stream,
-            issued_at: now,
-            expires_at: now.saturating_add((cfg.command_ttl_s as i64).saturating_mul(1000)),
+            live_stream: live,
+            issued_at: self.now,
+            expires_at: self.now.saturating_add(self.ttl_ms),
         });
     }
 
-    fn push_stop(
-        &mut self,
-        camera_id: &str,
-        distance_m: Option<f64>,
-        why: StopReason,
-        now: Millis,
-        cfg: &crate::policy::PolicyConfig,
-        category: Category,
-    ) {
-        self.push_command(camera_id, Action::Stop, 0, false, now, cfg, category);
+    fn push_start(&mut self, cam: &CameraRecord, distance_m: f64, record_seconds: u32, live: bool, category: Category) {
+        self.push_command(&cam.camera_id, Action::Start, record_seconds, live, category);
+        self.record.commanded.push(Commanded {
+            camera_id: cam.camera_id.clone(),
+            distance_m: Some(distance_m),
+            action: Action::Start,
+            stop_reason: None,
+        });
+        self.notices.push(OwnerNotice {
+            owner_ref: cam.owner_ref.clone(),
+            camera_id: cam.camera_id.clone(),
+            category,
+            area_h3: self.record.area_h3.clone().unwrap_or_default(),
+            at: self.now,
+            how_to_stop: self.how_to_stop.clone(),
+            break_glass: self.record.break_glass,
+        });
+    }
+
+    fn push_stop(&mut self, camera_id: &str, distance_m: Option<f64>, why: StopReason, category: Category) {
+        self.push_command(camera_id, Action::Stop, 0, false, category);
         self.record.commanded.push(Commanded {
             camera_id: camera_id.to_string(),
             distance_m,
@@ -650,21 +690,42 @@ impl Draft {
     }
 
     /// STOP every camera of the incident that is still recording.
-    #[allow(clippy::too_many_arguments)]
     fn stop_active(
         &mut self,
         st: &mut IncidentState,
-        point: LatLon,
-        now: Millis,
-        cfg: &crate::policy::PolicyConfig,
+        at: LatLon,
         category: Category,
         why: StopReason,
         cams: &(impl CameraSource + ?Sized),
     ) {
+        let now = self.now;
         for (id, s) in st.started.iter_mut().filter(|(_, s)| !s.stopped && s.until > now) {
             s.stopped = true;
-            let dist = cams.get(id).map(|c| crate::geodesy::distance_m(point, c.point()));
-            self.push_stop(id, dist, why, now, cfg, category);
+            let dist = cams.get(id).map(|c| crate::geodesy::distance_m(at, c.point()));
+            self.push_stop(id, dist, why, category);
+        }
+    }
+
+    /// STOP the incident's recording cameras whose owner withdrew consent for `category`, or that left the
+    /// registry, since they were started.
+    fn stop_withdrawn(
+        &mut self,
+        st: &mut IncidentState,
+        at: LatLon,
+        category: Category,
+        cams: &(impl CameraSource + ?Sized),
+    ) {
+        let now = self.now;
+        for (id, s) in st.started.iter_mut().filter(|(_, s)| !s.stopped && s.until > now) {
+            let (dist, why) = match cams.get(id) {
+                None => (None, StopReason::CameraRemoved),
+                Some(c) if !c.consent.categories.contains(category) => {
+                    (Some(crate::geodesy::distance_m(at, c.point())), StopReason::ConsentWithdrawn)
+                }
+                Some(_) => continue,
+            };
+            s.stopped = true;
+            self.push_stop(id, dist, why, category);
         }
     }
 }
@@ -680,33 +741,4 @@ pub fn command_id(incident_ref: &str, camera_id: &str, action: Action) -> String
     format!("cmd_{}", hex::encode(&h.finalize()[..16]))
 }
 
-fn owner_tz(consent: &Consent) -> chrono_tz::Tz {
-    consent.quiet_hours.map_or(chrono_tz::UTC, |q| q.time_zone)
-}
-
-fn day_number(now: Millis, tz: chrono_tz::Tz) -> i32 {
-    chrono::DateTime::from_timestamp_millis(now).map_or(0, |t| t.with_timezone(&tz).date_naive().num_days_from_ce())
-}
-
-/// Is `now` inside the owner's quiet hours, in the owner's time zone?
-pub fn in_quiet_hours(consent: &Consent, now: Millis) -> bool {
-    let Some(q) = consent.quiet_hours else { return false };
-    let Some(t) = chrono::DateTime::from_timestamp_millis(now) else { return false };
-    let local = t.with_timezone(&q.time_zone);
-    q.contains((local.hour() * 60 + local.minute()) as u16)
-}
-
-fn cap_reached(caps: &HashMap<String, (i32, u32)>, cam: &CameraRecord, now: Millis) -> bool {
-    let today = day_number(now, owner_tz(&cam.consent));
-    let used = caps.get(&cam.camera_id).filter(|(d, _)| *d == today).map_or(0, |(_, n)| *n);
-    used >= cam.consent.daily_cap
-}
-
-fn bump_cap(caps: &mut HashMap<String, (i32, u32)>, cam: &CameraRecord, now: Millis) {
-    let today = day_number(now, owner_tz(&cam.consent));
-    let e = caps.entry(cam.camera_id.clone()).or_insert((today, 0));
-    if e.0 != today {
-        *e = (today, 0);
-    }
-    e.1 += 1;
-}
+pub use crate::consent::in_quiet_hours;

@@ -11,6 +11,7 @@
 pub mod breakglass;
 pub mod camera;
 pub mod classify;
+pub mod consent;
 pub mod engine;
 pub mod geodesy;
 pub mod policy;

@@ -766,7 +766,7 @@ fn settings_that_void_every_command_or_use_the_old_clock_are_refused() {
         ("max_lag_s = 0\n", "max_lag_s must be at least 1"),
     ] {
         let cfg = PolicyConfig::from_toml(&format!("{extra}{base}")).unwrap();
-        let err = Policy::new(cfg, std::slice::from_ref(&table), &j).err().expect("refused").to_string();
+        let err = Policy::new(cfg, std::slice::from_ref(&table), &j).expect_err("refused").to_string();
         assert!(err.contains(says), "{extra}: {err}");
     }
 }
