@@ -8,15 +8,16 @@
 //! batch is already committed: nothing is in flight. Newly assigned partitions get their audit chain heads
 //! (and, exactly-once, their incident state) before any of their events is planned.
 
+mod registry_feed;
+mod takeover;
+
 use crate::plan::Planner;
 use crate::rebalance::{commit, CfsContext, Rebalanced};
-use crate::records::{registry_dead_letter, OutRecord};
-use crate::registry::{Applied, BadRegistryRecord, RegistryFollower};
+use crate::registry::RegistryFollower;
 use crate::settings::{Delivery, KafkaSettings, Role};
 use crate::sink::{commit_transaction, Delivering};
 use crate::telemetry::{self, stage, Stage};
 use crate::KafkaError;
-use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, Producer as _};
@@ -25,9 +26,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use trigger_core::{Engine, IncidentSnapshot, Reject};
+use trigger_core::{Engine, Reject};
 use trigger_index::{CameraIndex, SpatialBackend};
-use trigger_proto::v1 as pb;
 
 pub use crate::options::{Health, RunStats, ServiceOptions};
 pub use crate::records::{
@@ -312,157 +312,8 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         Ok(true)
     }
 
-    /// Continue each partition's audit chain from the last record of its audit partition.
-    fn resume_chains(&mut self, parts: &[i32]) -> Result<(), KafkaError> {
-        for &partition in parts {
-            let audit = &self.settings.topics.audit;
-            let last = crate::inspect::last_record(&self.settings, audit, partition, self.eos())?;
-            let head = match last.and_then(|r| r.payload) {
-                Some(bytes) => {
-                    pb::ActivationRecord::decode(bytes.as_slice())
-                        .map_err(|e| KafkaError::AuditTail { partition, error: e.to_string() })?
-                        .hash
-                }
-                None => trigger_audit::GENESIS.to_string(),
-            };
-            tracing::info!(partition, head = %head, "audit chain resumed");
-            self.planner.resume_chain(partition, head);
-        }
-        Ok(())
-    }
-
-    /// Take over the incident state of newly assigned partitions from the changelog (committed records only).
-    fn restore_partitions(&mut self, parts: &[i32]) -> Result<(), KafkaError> {
-        let t = Instant::now();
-        let topic = self.settings.topics.changelog.clone();
-        let records = crate::inspect::read_partitions(&self.settings, &topic, parts, true, Duration::from_secs(120))?;
-        let mut restored = 0usize;
-        for r in records {
-            match r.payload.as_deref().map(serde_json::from_slice::<IncidentSnapshot>) {
-                Some(Ok(snap)) => {
-                    self.planner.restored(snap.agency_id.clone(), snap.incident_id.clone(), r.partition);
-                    self.engine.restore_incident(snap);
-                    restored += 1;
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "unreadable incident state")
-                }
-                None => {
-                    if let Some((a, i)) = r.key.as_deref().and_then(crate::records::parse_incident_key) {
-                        self.engine.forget_incident(a, i);
-                    }
-                }
-            }
-        }
-        tracing::info!(partitions = ?parts, records = restored, seconds = t.elapsed().as_secs_f64(), "incident state restored");
-        Ok(())
-    }
-
-    /// Read the registry to the end offsets it has now. Returns false when asked to stop first.
-    fn bootstrap_registry(
-        &mut self,
-        registry: &mut RegistryFollower,
-        sink: &mut Delivering,
-        shutdown: &AtomicBool,
-    ) -> Result<bool, KafkaError> {
-        let started = Instant::now();
-        let target = registry.end_offsets(Duration::from_secs(30))?;
-        let total: i64 = target.values().sum();
-        tracing::info!(topic = %self.settings.topics.registry, records = total, "reading the camera registry");
-        let mut bad = Vec::new();
-        loop {
-            let step = Instant::now() + Duration::from_secs(1);
-            let mut applied = Applied::default();
-            let done = registry.catch_up(self.index, &target, step, &mut applied, &mut bad)?;
-            self.count_registry(applied);
-            self.dead_letter_registry(sink, &mut bad)?;
-            if done {
-                tracing::info!(
-                    cameras = self.index.len(),
-                    seconds = started.elapsed().as_secs_f64(),
-                    "camera registry loaded"
-                );
-                return Ok(true);
-            }
-            if shutdown.load(Relaxed) {
-                return Ok(false);
-            }
-            if started.elapsed() > self.opts.registry_bootstrap_timeout {
-                return Err(KafkaError::Setup(format!(
-                    "the camera registry ({}) was not read to its end within {:?}",
-                    self.settings.topics.registry, self.opts.registry_bootstrap_timeout
-                )));
-            }
-            tracing::info!(cameras = self.index.len(), "still reading the camera registry");
-        }
-    }
-
-    fn apply_registry(
-        &mut self,
-        registry: &mut RegistryFollower,
-        sink: &mut Delivering,
-        sync: Option<Duration>,
-    ) -> Result<(), KafkaError> {
-        let mut applied = Applied::default();
-        let mut bad = Vec::new();
-        match sync {
-            None => {
-                registry.drain(self.index, &mut applied, &mut bad)?;
-                // While idle, one cheap ListOffsets round trip a second tells /readyz the brokers answer.
-                let since = wall_ms().saturating_sub(self.health.broker_seen_ms.load(Relaxed));
-                if since > 1000 && registry.end_offsets(Duration::from_millis(500)).is_ok() {
-                    self.broker_answered();
-                }
-            }
-            Some(wait) => {
-                let caught_up = match registry.end_offsets(wait) {
-                    Ok(target) => {
-                        self.broker_answered();
-                        registry.catch_up(self.index, &target, Instant::now() + wait, &mut applied, &mut bad)?
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "registry end offsets unavailable");
-                        false
-                    }
-                };
-                if !caught_up {
-                    registry.drain(self.index, &mut applied, &mut bad)?;
-                    telemetry::registry_sync_timeout();
-                }
-            }
-        }
-        self.count_registry(applied);
-        self.dead_letter_registry(sink, &mut bad)
-    }
-
     fn broker_answered(&self) {
         self.health.broker_seen_ms.store(wall_ms(), Relaxed);
-    }
-
-    fn count_registry(&mut self, a: Applied) {
-        let r = &mut self.stats.registry;
-        (r.upserts, r.removals, r.bad) = (r.upserts + a.upserts, r.removals + a.removals, r.bad + a.bad);
-        telemetry::registry_applied(a, self.index.len());
-    }
-
-    fn dead_letter_registry(
-        &mut self,
-        sink: &mut Delivering,
-        bad: &mut Vec<BadRegistryRecord>,
-    ) -> Result<(), KafkaError> {
-        if bad.is_empty() {
-            return Ok(());
-        }
-        let t = &self.settings.topics;
-        let records: Vec<OutRecord> = bad
-            .drain(..)
-            .map(|b| {
-                telemetry::registry_rejected(&b);
-                registry_dead_letter(&t.dead_letter, &t.registry, &b, self.opts.dead_letters())
-            })
-            .collect();
-        self.stats.dead_letters += records.len() as u64;
-        sink.deliver(&records, &AtomicBool::new(false)).map(|_| ())
     }
 
     fn watchdog(&self, last_cfs: &mut Instant, got: bool) {

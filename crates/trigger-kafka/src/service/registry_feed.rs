@@ -1,0 +1,117 @@
+//! The service's side of the camera registry: read it to its end at start-up, keep applying it before each
+//! batch (strictly: to the end offsets of that moment), count what was applied, dead-letter what could not be.
+
+use super::Service;
+use crate::records::{registry_dead_letter, OutRecord};
+use crate::registry::{Applied, BadRegistryRecord, RegistryFollower};
+use crate::sink::Delivering;
+use crate::KafkaError;
+use crate::{telemetry, wall_ms};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use trigger_index::SpatialBackend;
+
+impl<B: SpatialBackend> Service<'_, B> {
+    /// Read the registry to the end offsets it has now. Returns false when asked to stop first.
+    pub(super) fn bootstrap_registry(
+        &mut self,
+        registry: &mut RegistryFollower,
+        sink: &mut Delivering,
+        shutdown: &AtomicBool,
+    ) -> Result<bool, KafkaError> {
+        let started = Instant::now();
+        let target = registry.end_offsets(Duration::from_secs(30))?;
+        let total: i64 = target.values().sum();
+        tracing::info!(topic = %self.settings.topics.registry, records = total, "reading the camera registry");
+        let mut bad = Vec::new();
+        loop {
+            let step = Instant::now() + Duration::from_secs(1);
+            let mut applied = Applied::default();
+            let done = registry.catch_up(self.index, &target, step, &mut applied, &mut bad)?;
+            self.count_registry(applied);
+            self.dead_letter_registry(sink, &mut bad)?;
+            if done {
+                tracing::info!(
+                    cameras = self.index.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "camera registry loaded"
+                );
+                return Ok(true);
+            }
+            if shutdown.load(Relaxed) {
+                return Ok(false);
+            }
+            if started.elapsed() > self.opts.registry_bootstrap_timeout {
+                return Err(KafkaError::Setup(format!(
+                    "the camera registry ({}) was not read to its end within {:?}",
+                    self.settings.topics.registry, self.opts.registry_bootstrap_timeout
+                )));
+            }
+            tracing::info!(cameras = self.index.len(), "still reading the camera registry");
+        }
+    }
+
+    pub(super) fn apply_registry(
+        &mut self,
+        registry: &mut RegistryFollower,
+        sink: &mut Delivering,
+        sync: Option<Duration>,
+    ) -> Result<(), KafkaError> {
+        let mut applied = Applied::default();
+        let mut bad = Vec::new();
+        match sync {
+            None => {
+                registry.drain(self.index, &mut applied, &mut bad)?;
+                // While idle, one cheap ListOffsets round trip a second tells /readyz the brokers answer.
+                let since = wall_ms().saturating_sub(self.health.broker_seen_ms.load(Relaxed));
+                if since > 1000 && registry.end_offsets(Duration::from_millis(500)).is_ok() {
+                    self.broker_answered();
+                }
+            }
+            Some(wait) => {
+                let caught_up = match registry.end_offsets(wait) {
+                    Ok(target) => {
+                        self.broker_answered();
+                        registry.catch_up(self.index, &target, Instant::now() + wait, &mut applied, &mut bad)?
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "registry end offsets unavailable");
+                        false
+                    }
+                };
+                if !caught_up {
+                    registry.drain(self.index, &mut applied, &mut bad)?;
+                    telemetry::registry_sync_timeout();
+                }
+            }
+        }
+        self.count_registry(applied);
+        self.dead_letter_registry(sink, &mut bad)
+    }
+
+    fn count_registry(&mut self, a: Applied) {
+        let r = &mut self.stats.registry;
+        (r.upserts, r.removals, r.bad) = (r.upserts + a.upserts, r.removals + a.removals, r.bad + a.bad);
+        telemetry::registry_applied(a, self.index.len());
+    }
+
+    fn dead_letter_registry(
+        &mut self,
+        sink: &mut Delivering,
+        bad: &mut Vec<BadRegistryRecord>,
+    ) -> Result<(), KafkaError> {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let t = &self.settings.topics;
+        let records: Vec<OutRecord> = bad
+            .drain(..)
+            .map(|b| {
+                telemetry::registry_rejected(&b);
+                registry_dead_letter(&t.dead_letter, &t.registry, &b, self.opts.dead_letters())
+            })
+            .collect();
+        self.stats.dead_letters += records.len() as u64;
+        sink.deliver(&records, &AtomicBool::new(false)).map(|_| ())
+    }
+}

@@ -1,0 +1,202 @@
+//! `bench-kafka`: a bare consume -> produce relay and the engine, on the in-process broker or Apache Kafka,
+//! at fixed rates and flat out (BENCHMARKS.md).
+
+use super::{embedded_service_config, leaving_now, publish_cameras, Percentiles};
+use anyhow::Result;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use trigger_cad::replay::{Pace, Pacer};
+use trigger_core::{CallForService, CameraRecord};
+use trigger_kafka::{wall_ms, EmbeddedCluster, Health, KafkaSettings, Publisher};
+
+/// What `bench-kafka` measures with.
+pub struct BenchOptions {
+    pub rates: Vec<f64>,
+    pub seconds: f64,
+    /// Events in the as-fast-as-possible run that measures the highest sustained rate.
+    pub max_events: usize,
+    pub partitions: i32,
+    pub cameras: Vec<CameraRecord>,
+    /// Real CAD events, cycled (with a new incident id each cycle) as long as a run needs.
+    pub events: Vec<CallForService>,
+    pub policy: std::path::PathBuf,
+    /// An external cluster (Apache Kafka) instead of the in-process mock cluster.
+    pub bootstrap: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchRow {
+    pub processor: &'static str,
+    /// Offered rate, events/s ("max": as fast as the generator goes).
+    pub offered: String,
+    pub events: u64,
+    /// Events handled per second, first send to last acknowledgement.
+    pub achieved_per_s: f64,
+    /// CFS record timestamp -> every output acknowledged, milliseconds.
+    pub end_to_end_ms: Option<Percentiles>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Processor {
+    Relay,
+    Engine,
+}
+
+/// A bare consume -> produce relay and the engine, on one in-process broker, at fixed rates and flat out.
+/// Where the benchmark runs: the in-process mock cluster, or an external broker (Apache Kafka).
+enum Target {
+    Embedded(EmbeddedCluster),
+    External(String),
+}
+
+impl Target {
+    fn bootstrap(&self) -> String {
+        match self {
+            Target::Embedded(c) => c.bootstrap_servers(),
+            Target::External(b) => b.clone(),
+        }
+    }
+}
+
+pub fn bench_kafka(o: &BenchOptions) -> Result<Vec<BenchRow>> {
+    let cluster = match &o.bootstrap {
+        Some(b) => Target::External(b.clone()),
+        None => Target::Embedded(EmbeddedCluster::start(1)?),
+    };
+    let mut rows = Vec::new();
+    let mut runs: Vec<(Option<f64>, Processor)> = Vec::new();
+    for r in &o.rates {
+        runs.push((Some(*r), Processor::Relay));
+        runs.push((Some(*r), Processor::Engine));
+    }
+    runs.push((None, Processor::Relay));
+    runs.push((None, Processor::Engine));
+    for (i, (rate, p)) in runs.into_iter().enumerate() {
+        let n = rate.map_or(o.max_events, |r| (r * o.seconds).round() as usize);
+        let row = measure(&cluster, i, p, rate, n, o)?;
+        eprintln!(
+            "{:>6} {:>8}: {} events, {:.0}/s, p99 {:?} ms",
+            row.processor,
+            row.offered,
+            row.events,
+            row.achieved_per_s,
+            row.end_to_end_ms.as_ref().map(|x| x.p99)
+        );
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn measure(
+    cluster: &Target,
+    run: usize,
+    p: Processor,
+    rate: Option<f64>,
+    n: usize,
+    o: &BenchOptions,
+) -> Result<BenchRow> {
+    let (settings, relayed) = bench_topics(cluster, run, p, o)?;
+    let label = settings.group_id.clone();
+    let cfg = embedded_service_config(&settings, &o.policy)?;
+    let health = Health::default();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| -> Result<BenchRow> {
+        let worker = s.spawn(|| -> Result<hdrhistogram::Histogram<u64>> {
+            Ok(match p {
+                Processor::Relay => {
+                    trigger_kafka::relay::run_relay(&settings, &relayed, &cfg.service.options(), &health, &stop)?
+                }
+                Processor::Engine => crate::serve::run(&cfg, &health, &stop)?.end_to_end_us,
+            })
+        });
+        let by = Instant::now() + Duration::from_secs(60);
+        while !health.ready.load(Relaxed) || health.assigned_partitions.load(Relaxed) == 0 {
+            anyhow::ensure!(!worker.is_finished() && Instant::now() < by, "the {label} processor did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Warm-up, left out of the figures: the first records to each topic wait for metadata, the first
+        // fetches for offsets.
+        let mut publisher = Publisher::new(&settings)?;
+        const WARM_UP: usize = 100;
+        let send = |publisher: &mut Publisher, k: usize| -> Result<()> {
+            let mut ev = leaving_now(&o.events[k % o.events.len()]);
+            ev.incident_id = format!("{}#{}", ev.incident_id, k / o.events.len());
+            Ok(publisher.cfs(&settings.topics.cfs, &ev)?)
+        };
+        for k in 0..WARM_UP {
+            send(&mut publisher, n + k)?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        publisher.wait()?;
+        while health.handled.load(Relaxed) < WARM_UP as u64 {
+            anyhow::ensure!(!worker.is_finished() && Instant::now() < by, "the {label} processor did not warm up");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        health.measure_from_ms.store(wall_ms(), Relaxed);
+        let mut pacer = Pacer::new(rate.map_or(Pace::AsFastAsPossible, Pace::Rate));
+        let started = Instant::now();
+        for k in 0..n {
+            let wait = pacer.wait_before(0, started.elapsed());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            send(&mut publisher, k)?;
+            if k % 1024 == 1023 {
+                publisher.wait()?;
+            }
+        }
+        publisher.wait()?;
+        let by = Instant::now() + Duration::from_secs(300);
+        let total = (n + WARM_UP) as u64;
+        while health.handled.load(Relaxed) < total && Instant::now() < by && !worker.is_finished() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        stop.store(true, Relaxed);
+        let h = worker.join().expect("processor thread")?;
+        Ok(BenchRow {
+            processor: if p == Processor::Relay { "relay" } else { "engine" },
+            offered: rate.map_or("max".into(), |r| format!("{r}")),
+            events: health.handled.load(Relaxed) - WARM_UP as u64,
+            achieved_per_s: ((health.handled.load(Relaxed) - WARM_UP as u64) as f64 / elapsed).round(),
+            end_to_end_ms: Percentiles::of(&h, 1e3),
+        })
+    })
+}
+
+/// Topics and consumer group of one run, named for it (on a shared external broker), created, the registry
+/// loaded for the engine. Returns the settings and the relay's output topic.
+fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) -> Result<(KafkaSettings, String)> {
+    // Names of their own on a shared external broker.
+    let label = format!("bench{run}-{}", wall_ms());
+    let t = |what: &str| format!("{label}.{what}");
+    let settings = KafkaSettings {
+        bootstrap_servers: cluster.bootstrap(),
+        group_id: label.clone(),
+        topics: trigger_kafka::Topics {
+            cfs: t("cfs"),
+            registry: t("registry"),
+            commands: t("commands"),
+            audit: t("audit"),
+            notices: t("notices"),
+            dead_letter: t("dlq"),
+            changelog: t("changelog"),
+        },
+        ..KafkaSettings::default()
+    };
+    match cluster {
+        Target::Embedded(c) => {
+            c.create_topics(&settings.topics, o.partitions)?;
+            c.mock().create_topic(&t("relayed"), o.partitions, 1)?;
+        }
+        Target::External(_) => {
+            trigger_kafka::admin::create_topics(&settings, &settings.topics, o.partitions, 1, 1)?;
+            trigger_kafka::admin::create_topic(&settings, &t("relayed"), o.partitions)?;
+        }
+    }
+    if p == Processor::Engine {
+        publish_cameras(&settings, &o.cameras)?;
+    }
+    Ok((settings, t("relayed")))
+}

@@ -1,0 +1,156 @@
+//! Kafka-facing tools: `cameras publish`, `replay --to-kafka`, and `demo` (the whole Kafka path on an
+//! in-process broker).
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use trigger_cad::replay::{event_time_order, Pace, Pacer};
+use trigger_cad::Decoded;
+use trigger_core::{CallForService, CameraRecord};
+use trigger_kafka::{KafkaSettings, Publisher};
+
+use trigger_kafka::wall_ms;
+
+/// Sleep for `wait` (which may be very long: a tiny `--speed` over far-apart events), waking early when asked
+/// to stop.
+fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
+    let until = Instant::now().checked_add(wait);
+    while !stop.load(Relaxed) {
+        let left = until.map_or(Duration::from_millis(200), |u| u.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(200)));
+    }
+}
+
+/// The event as if it left the CAD now, keeping its recorded received -> emitted gap (the service refuses
+/// events that waited longer than `max_lag_s`, so a recorded log replayed later must be rebased).
+fn leaving_now(ev: &CallForService) -> CallForService {
+    let now = wall_ms();
+    let gap = ev.emitted_at.saturating_sub(ev.received_at).max(0);
+    CallForService { received_at: now.saturating_sub(gap), emitted_at: now, ..ev.clone() }
+}
+
+/// The service configuration for an in-process run against `settings`: the service section (and log)
+/// honour DT_* variables, as `serve` does; no HTTP endpoint.
+fn embedded_service_config(settings: &KafkaSettings, policy: &std::path::Path) -> Result<crate::serve::ServeConfig> {
+    let mut cfg = crate::serve::ServeConfig::load(None)?;
+    cfg.policy = policy.to_path_buf();
+    cfg.kafka = settings.clone();
+    cfg.http.listen = String::new();
+    Ok(cfg)
+}
+
+/// Publish a camera layout into the registry topic; returns how many were acknowledged.
+pub fn publish_cameras(settings: &KafkaSettings, cams: &[CameraRecord]) -> Result<usize> {
+    let mut p = Publisher::new(settings)?;
+    for c in cams {
+        p.camera(&settings.topics.registry, c)?;
+    }
+    p.wait().context("publishing cameras")
+}
+
+/// How `send_cad_log` treats event times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    /// As recorded (a service would refuse old events as stale).
+    Recorded,
+    /// Each event leaves "now": emitted_at = send time, received_at keeps its recorded distance before it.
+    Rebased,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct SendReport {
+    pub events: u64,
+    /// Records the decoder refused, sent as their original bytes (`include_rejects`).
+    pub bad_records: u64,
+    pub seconds: f64,
+}
+
+/// Produce a decoded CAD log into the CFS topic in event-time order, as protobuf, at `pace`.
+/// With `include_rejects`, each refused input record is sent too, as its original bytes, where it stood in
+/// the log (the service dead-letters it).
+pub fn send_cad_log(
+    settings: &KafkaSettings,
+    mut decoded: Decoded,
+    pace: Pace,
+    times: Times,
+    include_rejects: bool,
+    stop: &AtomicBool,
+) -> Result<SendReport> {
+    let mut p = Publisher::new(settings)?;
+    event_time_order(&mut decoded.events);
+    let topic = &settings.topics.cfs;
+    let mut pacer = Pacer::new(pace);
+    let started = Instant::now();
+    let mut report = SendReport::default();
+    let mut rejects = decoded.rejects.iter().peekable();
+    let bar = crate::progress_bar(decoded.events.len() as u64, "events sent");
+    for (i, de) in decoded.events.iter().enumerate() {
+        if stop.load(Relaxed) {
+            break;
+        }
+        sleep_unless_stopped(pacer.wait_before(de.event.emitted_at, started.elapsed()), stop);
+        if stop.load(Relaxed) {
+            break;
+        }
+        match times {
+            Times::Rebased => p.cfs(topic, &leaving_now(&de.event))?,
+            Times::Recorded => p.cfs(topic, &de.event)?,
+        }
+        report.events += 1;
+        // Spread the bad records through the stream, so good events surround them.
+        if include_rejects && (i % 8 == 7) {
+            if let Some(r) = rejects.next() {
+                p.raw(topic, r.position.as_bytes(), &r.original)?;
+                report.bad_records += 1;
+            }
+        }
+        if i % 64 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    if include_rejects {
+        for r in rejects {
+            p.raw(topic, r.position.as_bytes(), &r.original)?;
+            report.bad_records += 1;
+        }
+    }
+    bar.finish_and_clear();
+    p.wait().context("producing the CAD log")?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram of microseconds, in `scale` units (1e3: milliseconds).
+    pub fn of(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Option<Self> {
+        (!h.is_empty()).then(|| {
+            let q = |x: f64| (h.value_at_quantile(x) as f64 / scale * 1000.0).round() / 1000.0;
+            Self {
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: (h.max() as f64 / scale * 1000.0).round() / 1000.0,
+            }
+        })
+    }
+}
+
+mod bench;
+mod demo;
+
+pub use bench::{bench_kafka, BenchOptions, BenchRow};
+pub use demo::{demo, DemoOptions, DemoSummary};
