@@ -11,7 +11,7 @@ mod common;
 use prost::Message as _;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use trigger_core::{Action, CallForService, Engine, Status};
@@ -21,42 +21,6 @@ use trigger_proto::v1 as pb;
 const INCIDENTS: usize = 5_000; // two revisions each (NEW, CLOSED): 10,000 events
 const CAMERAS: usize = 4;
 const KILLS: usize = 10;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn kafka(dir: &Path, what: &str) -> Option<String> {
-    let o = Command::new("bash").arg(root().join("scripts/kafka.sh")).args([what, "--dir"]).arg(dir).output().ok()?;
-    if !o.status.success() {
-        eprintln!("scripts/kafka.sh {what}: {}", String::from_utf8_lossy(&o.stderr));
-        return None;
-    }
-    Some(String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
-/// Stops (and deletes) the test's own broker however the test ends.
-struct OwnBroker(PathBuf);
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = kafka(&self.0, "wipe");
-    }
-}
-
-/// The policy with a backlog guard long enough that no event of this test is refused as stale, however long
-/// the kills and restarts take: what the uninterrupted run decides must not depend on timing.
-fn policy(dir: &Path) -> PathBuf {
-    for d in ["codes", "jurisdictions"] {
-        std::os::unix::fs::symlink(root().join("config").join(d), dir.join(d)).unwrap();
-    }
-    let text = std::fs::read_to_string(root().join("config/policy.toml"))
-        .unwrap()
-        .replace("max_lag_s = 120", "max_lag_s = 86400");
-    let p = dir.join("policy.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 fn events() -> Vec<CallForService> {
     let mut v = Vec::with_capacity(2 * INCIDENTS);
@@ -71,7 +35,7 @@ fn events() -> Vec<CallForService> {
 
 fn spawn(config: &Path, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_dispatch-trigger"))
-        .current_dir(root())
+        .current_dir(common::root())
         .args(["serve", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
@@ -87,19 +51,15 @@ fn count(settings: &KafkaSettings, topic: &str) -> i64 {
 fn exactly_once_through_ten_sigkills_and_a_broker_kill_on_apache_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let broker_dir = dir.path().join("kafka");
-    let Some(started) = kafka(&broker_dir, "start") else {
-        assert!(std::env::var("KAFKA_REQUIRED").is_err(), "Apache Kafka is required (scripts/kafka.sh start failed)");
-        eprintln!("skipped: Apache Kafka could not be started here");
-        return;
-    };
-    let _broker = OwnBroker(broker_dir.clone());
-    let bootstrap = started.trim_start_matches("KAFKA_BOOTSTRAP=").to_string();
+    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
     let mut settings =
         KafkaSettings { bootstrap_servers: bootstrap, group_id: "eos-proof".into(), ..Default::default() };
     settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
     settings.transactional_id = Some("eos-proof-1".into());
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 3, 1, 1).unwrap();
-    let policy = policy(dir.path());
+    // A backlog guard long enough that no event is refused as stale, however long the kills and restarts
+    // take: what the uninterrupted run decides must not depend on timing.
+    let policy = common::policy_replacing(dir.path(), "max_lag_s = 120", "max_lag_s = 86400");
     let config = dir.path().join("serve.toml");
     std::fs::write(
         &config,
@@ -155,9 +115,9 @@ fn exactly_once_through_ten_sigkills_and_a_broker_kill_on_apache_kafka() {
         }
         if k == KILLS / 2 {
             // The broker dies mid-stream (kill -9) and comes back with its data on the same port.
-            kafka(&broker_dir, "kill").expect("broker killed");
+            common::kafka_sh(&broker_dir, "kill").expect("broker killed");
             std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
-            kafka(&broker_dir, "start").expect("broker restarted");
+            common::kafka_sh(&broker_dir, "start").expect("broker restarted");
         }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();

@@ -8,10 +8,8 @@ mod common;
 
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::TcpListener;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use trigger_core::Status;
 use trigger_kafka::{inspect, KafkaSettings, Publisher};
@@ -20,34 +18,8 @@ use trigger_proto::v1 as pb;
 const EVENTS: usize = 600;
 const MAX_LAG_MS: i64 = 5_000;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn kafka(dir: &Path, what: &str) -> Option<String> {
-    let o = Command::new("bash").arg(root().join("scripts/kafka.sh")).args([what, "--dir"]).arg(dir).output().ok()?;
-    if !o.status.success() {
-        eprintln!("scripts/kafka.sh {what}: {}", String::from_utf8_lossy(&o.stderr));
-        return None;
-    }
-    Some(String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
-struct OwnBroker(PathBuf);
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        let _ = kafka(&self.0, "resume");
-        let _ = kafka(&self.0, "wipe");
-    }
-}
-
 fn readyz(port: u16) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /readyz HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.split_whitespace().nth(1)?.parse().ok()
+    common::http_get(port, "/readyz")?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Poll /readyz until it answers `code`; returns false after `within`.
@@ -62,31 +34,12 @@ fn wait_ready(port: u16, code: u16, within: Duration) -> bool {
     false
 }
 
-fn policy(dir: &Path) -> PathBuf {
-    for d in ["codes", "jurisdictions"] {
-        std::os::unix::fs::symlink(root().join("config").join(d), dir.join(d)).unwrap();
-    }
-    let text = std::fs::read_to_string(root().join("config/policy.toml")).unwrap();
-    assert!(text.contains("max_lag_s = 120"));
-    let p = dir.join("policy.toml");
-    std::fs::write(&p, text.replace("max_lag_s = 120", &format!("max_lag_s = {}", MAX_LAG_MS / 1000))).unwrap();
-    p
-}
-
 #[test]
 fn a_stalled_and_a_killed_broker_lose_no_event_and_start_nothing_late_on_apache_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let broker_dir = dir.path().join("kafka");
-    let Some(started) = kafka(&broker_dir, "start") else {
-        assert!(std::env::var("KAFKA_REQUIRED").is_err(), "Apache Kafka is required (scripts/kafka.sh start failed)");
-        return;
-    };
-    let _broker = OwnBroker(broker_dir.clone());
-    let settings = KafkaSettings {
-        bootstrap_servers: started.trim_start_matches("KAFKA_BOOTSTRAP=").to_string(),
-        group_id: "faults".into(),
-        ..Default::default()
-    };
+    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
+    let settings = KafkaSettings { bootstrap_servers: bootstrap, group_id: "faults".into(), ..Default::default() };
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 2, 1, 1).unwrap();
     let mut p = Publisher::new(&settings).unwrap();
     for i in 0..3 {
@@ -101,20 +54,14 @@ fn a_stalled_and_a_killed_broker_lose_no_event_and_start_nothing_late_on_apache_
             "policy = \"{}\"\n{}[kafka.consumer]\n\"session.timeout.ms\" = \"45000\"\n\
              [service]\npoll_timeout_ms = 20\nbroker_grace_ms = 3000\nregistry_sync_timeout_ms = 500\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\n[log]\nlevel = \"info\"\n",
-            policy(dir.path()).display(),
+            common::policy_replacing(dir.path(), "max_lag_s = 120", &format!("max_lag_s = {}", MAX_LAG_MS / 1000))
+                .display(),
             common::kafka_section(&settings)
         ),
     )
     .unwrap();
     let log = dir.path().join("service.log");
-    let mut child = Command::new(common::BIN)
-        .current_dir(root())
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    assert!(wait_ready(port, 200, Duration::from_secs(60)), "not ready: {}", std::fs::read_to_string(&log).unwrap());
+    let mut child = common::serve_until_ready(&config, &log, port, &[]);
 
     // Calls stream in (~40/s, each stamped when it is produced) while the broker stalls and dies.
     let emitted: BTreeMap<String, i64> = std::thread::scope(|s| {
@@ -131,16 +78,16 @@ fn a_stalled_and_a_killed_broker_lose_no_event_and_start_nothing_late_on_apache_
             emitted
         });
         std::thread::sleep(Duration::from_secs(3));
-        kafka(&broker_dir, "pause").expect("SIGSTOP");
+        common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
         let stalled = Instant::now();
         assert!(wait_ready(port, 503, Duration::from_secs(9)), "/readyz still 200 with the broker stopped");
         std::thread::sleep(Duration::from_secs(10).saturating_sub(stalled.elapsed()));
-        kafka(&broker_dir, "resume").expect("SIGCONT");
+        common::kafka_sh(&broker_dir, "resume").expect("SIGCONT");
         assert!(wait_ready(port, 200, Duration::from_secs(60)), "/readyz not 200 after the broker came back");
         std::thread::sleep(Duration::from_secs(2));
-        kafka(&broker_dir, "kill").expect("kill -9");
+        common::kafka_sh(&broker_dir, "kill").expect("kill -9");
         std::thread::sleep(Duration::from_secs(1));
-        kafka(&broker_dir, "start").expect("restart with data kept");
+        common::kafka_sh(&broker_dir, "start").expect("restart with data kept");
         assert!(wait_ready(port, 200, Duration::from_secs(60)), "/readyz not 200 after the broker restart");
         sender.join().unwrap()
     });
@@ -159,7 +106,8 @@ fn a_stalled_and_a_killed_broker_lose_no_event_and_start_nothing_late_on_apache_
     assert!(child.wait().unwrap().success(), "SIGTERM: exit 0");
     let records: Vec<pb::ActivationRecord> =
         audit.iter().map(|r| pb::ActivationRecord::decode(r.payload.as_deref().unwrap()).unwrap()).collect();
-    let engine = trigger_core::Engine::new(dispatch_trigger::config::load_policy(&policy_path(dir.path())).unwrap());
+    let engine =
+        trigger_core::Engine::new(dispatch_trigger::config::load_policy(&dir.path().join("policy.toml")).unwrap());
     let by_ref: BTreeMap<String, &String> =
         emitted.keys().map(|id| (engine.incident_ref("nashville-mnpd", id), id)).collect();
     let decided: BTreeSet<&String> = records.iter().filter_map(|r| by_ref.get(&r.incident_ref).copied()).collect();
@@ -186,8 +134,4 @@ fn a_stalled_and_a_killed_broker_lose_no_event_and_start_nothing_late_on_apache_
     );
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("broker connection lost") || log.contains("delivery failed"), "the fault was seen");
-}
-
-fn policy_path(dir: &Path) -> PathBuf {
-    dir.join("policy.toml")
 }

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use trigger_kafka::{inspect, KafkaSettings, Secret, Security};
 
@@ -146,14 +145,6 @@ fn ok(args: &[&str], seen: &mut Vec<u8>) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 #[test]
 fn tls_and_scram_on_apache_kafka_for_the_service_and_every_command() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,20 +180,8 @@ fn tls_and_scram_on_apache_kafka_for_the_service_and_every_command() {
         .contains("published 300"));
 
     let log_path = d.join("service.log");
-    let mut child = Command::new(common::BIN)
-        .current_dir(root())
-        .args(["serve", "--config", cfg])
-        .env("DT_KAFKA__SECURITY__SASL_PASSWORD", PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !http_get(port, "/readyz").is_some_and(|r| r.contains(" 200 ")) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "not ready: {}", std::fs::read_to_string(&log_path).unwrap());
-        assert!(child.try_wait().unwrap().is_none(), "exited: {}", std::fs::read_to_string(&log_path).unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child =
+        common::serve_until_ready(&cfg_path, &log_path, port, &[("DT_KAFKA__SECURITY__SASL_PASSWORD", PASSWORD)]);
     let replay = ok(
         &["replay", common::WEEK, "--format", "csv", "--profile", "nashville-mnpd", "--to-kafka", &b, "--config", cfg],
         &mut seen,
@@ -217,7 +196,7 @@ fn tls_and_scram_on_apache_kafka_for_the_service_and_every_command() {
 
     let t0 = Instant::now();
     let metrics = loop {
-        let m = http_get(port, "/metrics").unwrap_or_default();
+        let m = common::http_get(port, "/metrics").unwrap_or_default();
         let handled = m
             .lines()
             .find(|l| l.starts_with("dispatch_trigger_events_total "))

@@ -10,11 +10,11 @@
 
 mod common;
 
-use common::{run, BIN};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use common::run;
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use trigger_kafka::inspect;
 
@@ -136,14 +136,6 @@ fn offline_replay_outputs_carry_no_caller_data() {
     assert_eq!(rejects.lines().count(), 1);
 }
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
 crate::on_every_broker! {
 fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics(broker: &Broker) {
     let dir = tempfile::tempdir().unwrap();
@@ -165,23 +157,7 @@ fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics
     let cfg = config.to_str().unwrap();
     run(&["cameras", "publish", "--cameras", cams.to_str().unwrap(), "--to", &b, "--config", cfg]);
     let log_path = dir.path().join("service.log");
-    let mut child = Command::new(BIN)
-        .current_dir(root())
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !http_get(port, "/readyz").is_some_and(|r| r.contains(" 200 ")) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the service did not become ready");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the service exited: {}",
-            std::fs::read_to_string(&log_path).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = common::serve_until_ready(&config, &log_path, port, &[]);
     let csv_args = [
         "replay",
         CSV,
@@ -200,7 +176,7 @@ fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics
     let sent = inspect::topic_record_count(&settings, &t.cfs).unwrap();
     let t0 = Instant::now();
     let metrics = loop {
-        let m = http_get(port, "/metrics").unwrap_or_default();
+        let m = common::http_get(port, "/metrics").unwrap_or_default();
         let handled: f64 = m
             .lines()
             .find(|l| l.starts_with("dispatch_trigger_events_total "))

@@ -265,3 +265,98 @@ pub fn kafka_section(settings: &KafkaSettings) -> String {
         t.changelog
     )
 }
+
+/// The repository root (where the binary runs from).
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `scripts/kafka.sh WHAT --dir DIR`; its standard output, or None (with its error printed) if it failed.
+pub fn kafka_sh(dir: &std::path::Path, what: &str) -> Option<String> {
+    let o = std::process::Command::new("bash")
+        .arg(root().join("scripts/kafka.sh"))
+        .args([what, "--dir"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    if !o.status.success() {
+        eprintln!("scripts/kafka.sh {what}: {}", String::from_utf8_lossy(&o.stderr));
+        return None;
+    }
+    Some(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// An Apache Kafka broker of one test's own (for faults it injects); resumed and deleted however the test
+/// ends.
+pub struct OwnBroker(pub std::path::PathBuf);
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = kafka_sh(&self.0, "resume");
+        let _ = kafka_sh(&self.0, "wipe");
+    }
+}
+
+/// Start a broker of the test's own in `dir`: its guard and bootstrap address. None (the test skips) when
+/// Apache Kafka cannot start here, unless `KAFKA_REQUIRED=1`, where that fails the test.
+pub fn own_broker(dir: &std::path::Path) -> Option<(OwnBroker, String)> {
+    let Some(started) = kafka_sh(dir, "start") else {
+        assert!(std::env::var("KAFKA_REQUIRED").is_err(), "Apache Kafka is required (scripts/kafka.sh start failed)");
+        eprintln!("skipped: Apache Kafka could not be started here");
+        return None;
+    };
+    let bootstrap = started.trim_start_matches("KAFKA_BOOTSTRAP=").to_string();
+    Some((OwnBroker(dir.to_path_buf()), bootstrap))
+}
+
+/// The shipped policy with one setting changed (`from` -> `to`), written into `dir` beside links to the
+/// shipped code tables and jurisdictions.
+pub fn policy_replacing(dir: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
+    for d in ["codes", "jurisdictions"] {
+        std::os::unix::fs::symlink(root().join("config").join(d), dir.join(d)).unwrap();
+    }
+    let text = std::fs::read_to_string(root().join("config/policy.toml")).unwrap();
+    assert!(text.contains(from), "config/policy.toml has no {from:?}");
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, text.replace(from, to)).unwrap();
+    p
+}
+
+/// GET `path` from 127.0.0.1:`port` (HTTP/1.0): the whole response, status line first; None if nothing
+/// answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// `serve --config CONFIG` as a child process (standard error to `log`, `env` added), returned once its
+/// `/readyz` on `port` answers 200. Fails the test if it exits or is not ready within 60 s.
+pub fn serve_until_ready(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let mut child = std::process::Command::new(BIN)
+        .current_dir(root())
+        .args(["serve", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("the service binary starts");
+    let t0 = std::time::Instant::now();
+    while !http_get(port, "/readyz").is_some_and(|r| r.contains(" 200 ")) {
+        let log = || std::fs::read_to_string(log).unwrap_or_default();
+        assert!(t0.elapsed() < Duration::from_secs(60), "the service did not become ready: {}", log());
+        assert!(child.try_wait().unwrap().is_none(), "the service exited: {}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
