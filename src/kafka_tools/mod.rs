@@ -81,6 +81,8 @@ pub fn send_cad_log(
     stop: &AtomicBool,
 ) -> Result<SendReport> {
     let mut p = Publisher::new(settings)?;
+    // Records produced before the producer has its id would wait for it, and their latency would say so.
+    p.settle();
     event_time_order(&mut decoded.events);
     let topic = &settings.topics.cfs;
     let mut pacer = Pacer::new(pace);

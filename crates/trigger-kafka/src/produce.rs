@@ -52,10 +52,15 @@ pub fn acked(f: DeliveryFuture) -> Result<(), KafkaError> {
     }
 }
 
+/// How long a new idempotent producer takes to have its producer id: librdkafka's 500 ms PID timer and a
+/// round trip (see [`Publisher::settle`]).
+pub const IDEMPOTENT_START: Duration = Duration::from_millis(650);
+
 /// Produces records and waits for acknowledgements: for tools and tests, not the service's hot path.
 pub struct Publisher {
     producer: FutureProducer,
     pending: Vec<DeliveryFuture>,
+    created: std::time::Instant,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -69,7 +74,18 @@ impl Publisher {
         // Never transactional, whatever the service's delivery mode.
         let plain =
             KafkaSettings { delivery: crate::Delivery::AtLeastOnce, transactional_id: None, ..settings.clone() };
-        Ok(Self { producer: create_producer(&plain)?, pending: Vec::new() })
+        Ok(Self { producer: create_producer(&plain)?, pending: Vec::new(), created: std::time::Instant::now() })
+    }
+
+    /// Wait until the producer can send at once. A new idempotent producer asks the broker for its producer
+    /// id on a 500 ms timer (librdkafka's `rd_kafka_idemp_init`), and nothing is sent before it has one:
+    /// records produced in the meantime wait, with the timestamp of the moment they were produced. A tool
+    /// that measures latency from those timestamps settles its publisher first.
+    pub fn settle(&self) {
+        let ready_at = self.created + IDEMPOTENT_START;
+        if let Some(wait) = ready_at.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
     }
 
     /// Enqueue without waiting; `wait` collects every acknowledgement.
