@@ -114,48 +114,66 @@ pub fn run(decoded: &mut Decoded, cameras: Vec<CameraRecord>, o: &SimulateOption
         .collect();
     let mut settings = Vec::new();
     for &v in &o.values {
-        let policy = crate::config::load_policy_with(o.policy, |cfg| o.knob.apply(cfg, v))?;
-        let mut engine = Engine::new(policy);
-        let mut per_camera: HashMap<String, u64> = HashMap::new();
-        let mut per_camera_month: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut per_incident: HashMap<String, u64> = HashMap::new();
-        for (i, de) in decoded.events.iter().enumerate() {
-            if let Ok(d) = engine.decide(&de.event, &index, de.event.emitted_at) {
-                for c in d.commands.iter().filter(|c| c.action == Action::Start) {
-                    *per_camera.entry(c.camera_id.clone()).or_default() += 1;
-                    *per_incident.entry(c.incident_ref.clone()).or_default() += 1;
-                    if let Some(t) = chrono::DateTime::from_timestamp_millis(c.issued_at) {
-                        per_camera_month.entry(t.format("%Y-%m").to_string()).or_default().insert(c.camera_id.clone());
-                    }
-                }
-            }
-            if i % 1024 == 0 {
-                bar.inc(1024);
-            }
-        }
-        let n = index.len() as f64;
-        let map = format!("map-{}-{}.png", serde_json::to_value(o.knob)?.as_str().unwrap_or("knob"), v);
-        density_map(&index, &per_camera, &o.out.join(&map))?;
-        settings.push(Setting {
-            knob: o.knob,
-            value: v,
-            incidents_triggered: per_incident.len() as u64,
-            recordings_started: per_incident.values().sum(),
-            recordings_per_incident: distribution(per_incident.values().map(|&x| x as f64).collect()),
-            activations_per_camera: distribution(
-                index.iter().map(|c| per_camera.get(&c.camera_id).copied().unwrap_or(0) as f64).collect(),
-            ),
-            share_of_cameras_ever_activated: round4(per_camera.len() as f64 / n),
-            share_of_cameras_activated_per_month: round4(
-                months.iter().map(|m| per_camera_month.get(m).map_or(0, |s| s.len()) as f64 / n).sum::<f64>()
-                    / months.len().max(1) as f64,
-            ),
-            map,
-        });
+        settings.push(one_setting(decoded, &index, &months, o, v, &bar)?);
     }
     bar.finish_and_clear();
-    std::fs::write(o.out.join("simulation.json"), serde_json::to_string_pretty(&settings)? + "\n")?;
-    let mut w = csv::Writer::from_path(o.out.join("simulation.csv"))?;
+    write_outputs(&settings, &o.out)?;
+    Ok(settings)
+}
+
+/// Replay the log under one value of the knob; its impact, and its density map.
+fn one_setting(
+    decoded: &Decoded,
+    index: &RTreeIndex,
+    months: &BTreeSet<String>,
+    o: &SimulateOptions,
+    v: f64,
+    bar: &indicatif::ProgressBar,
+) -> Result<Setting> {
+    let policy = crate::config::load_policy_with(o.policy, |cfg| o.knob.apply(cfg, v))?;
+    let mut engine = Engine::new(policy);
+    let mut per_camera: HashMap<String, u64> = HashMap::new();
+    let mut per_camera_month: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut per_incident: HashMap<String, u64> = HashMap::new();
+    for (i, de) in decoded.events.iter().enumerate() {
+        if let Ok(d) = engine.decide(&de.event, index, de.event.emitted_at) {
+            for c in d.commands.iter().filter(|c| c.action == Action::Start) {
+                *per_camera.entry(c.camera_id.clone()).or_default() += 1;
+                *per_incident.entry(c.incident_ref.clone()).or_default() += 1;
+                if let Some(t) = chrono::DateTime::from_timestamp_millis(c.issued_at) {
+                    per_camera_month.entry(t.format("%Y-%m").to_string()).or_default().insert(c.camera_id.clone());
+                }
+            }
+        }
+        if i % 1024 == 0 {
+            bar.inc(1024);
+        }
+    }
+    let n = index.len() as f64;
+    let map = format!("map-{}-{}.png", serde_json::to_value(o.knob)?.as_str().unwrap_or("knob"), v);
+    density_map(index, &per_camera, &o.out.join(&map))?;
+    Ok(Setting {
+        knob: o.knob,
+        value: v,
+        incidents_triggered: per_incident.len() as u64,
+        recordings_started: per_incident.values().sum(),
+        recordings_per_incident: distribution(per_incident.values().map(|&x| x as f64).collect()),
+        activations_per_camera: distribution(
+            index.iter().map(|c| per_camera.get(&c.camera_id).copied().unwrap_or(0) as f64).collect(),
+        ),
+        share_of_cameras_ever_activated: round4(per_camera.len() as f64 / n),
+        share_of_cameras_activated_per_month: round4(
+            months.iter().map(|m| per_camera_month.get(m).map_or(0, |s| s.len()) as f64 / n).sum::<f64>()
+                / months.len().max(1) as f64,
+        ),
+        map,
+    })
+}
+
+/// simulation.json and simulation.csv.
+fn write_outputs(settings: &[Setting], out: &Path) -> Result<()> {
+    std::fs::write(out.join("simulation.json"), serde_json::to_string_pretty(&settings)? + "\n")?;
+    let mut w = csv::Writer::from_path(out.join("simulation.csv"))?;
     w.write_record([
         "knob",
         "value",
@@ -167,7 +185,7 @@ pub fn run(decoded: &mut Decoded, cameras: Vec<CameraRecord>, o: &SimulateOption
         "share_ever_activated",
         "share_activated_per_month",
     ])?;
-    for s in &settings {
+    for s in settings {
         w.write_record([
             format!("{:?}", s.knob).to_lowercase(),
             s.value.to_string(),
@@ -181,7 +199,7 @@ pub fn run(decoded: &mut Decoded, cameras: Vec<CameraRecord>, o: &SimulateOption
         ])?;
     }
     w.flush()?;
-    Ok(settings)
+    Ok(())
 }
 
 fn round4(x: f64) -> f64 {

@@ -170,6 +170,37 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     w.flush()?;
     std::fs::write(dir.join("transparency.json"), serde_json::to_string_pretty(report)? + "\n")?;
 
+    let mut html = html_head(report);
+    html.push_str(&charts(report));
+    html.push_str(&tables(report));
+    std::fs::write(dir.join("transparency.html"), html)?;
+    Ok(())
+}
+
+/// The page's head and introduction: what it is built from, and what it leaves out.
+fn html_head(report: &Report) -> String {
+    let agencies: BTreeSet<&str> = report.rows.iter().map(|r| r.agency.as_str()).collect();
+    let mut html = String::from(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>dispatch-trigger transparency report</title>
+<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}.note{color:#555;font-size:13px}</style></head><body>"#,
+    );
+    let _ = write!(
+        html,
+        "<h1>Camera activations for 911 calls: transparency report</h1><p class=\"note\">Built from the \
+         tamper-evident audit trail only ({} records, chain verified, head <code>{}</code>). Agencies: {}. Counts \
+         only: no camera, owner or incident identifiers; places only as H3 cells at resolution {}, and cells with \
+         fewer than {} triggered incidents are not counted.</p>",
+        report.audit_records,
+        &report.audit_head[..report.audit_head.len().min(16)],
+        esc(&agencies.into_iter().collect::<Vec<_>>().join(", ")),
+        report.h3_resolution,
+        report.min_count
+    );
+    html
+}
+
+/// The four bar charts (inline SVG).
+fn charts(report: &Report) -> String {
     let sum_by = |f: &dyn Fn(&Row) -> (String, u64)| -> Vec<(String, u64)> {
         let mut m: BTreeMap<String, u64> = BTreeMap::new();
         for r in &report.rows {
@@ -192,24 +223,8 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let agencies: BTreeSet<&str> = report.rows.iter().map(|r| r.agency.as_str()).collect();
 
-    let mut html = String::from(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>dispatch-trigger transparency report</title>
-<style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}.note{color:#555;font-size:13px}</style></head><body>"#,
-    );
-    let _ = write!(
-        html,
-        "<h1>Camera activations for 911 calls: transparency report</h1><p class=\"note\">Built from the \
-         tamper-evident audit trail only ({} records, chain verified, head <code>{}</code>). Agencies: {}. Counts \
-         only: no camera, owner or incident identifiers; places only as H3 cells at resolution {}, and cells with \
-         fewer than {} triggered incidents are not counted.</p>",
-        report.audit_records,
-        &report.audit_head[..report.audit_head.len().min(16)],
-        esc(&agencies.into_iter().collect::<Vec<_>>().join(", ")),
-        report.h3_resolution,
-        report.min_count
-    );
+    let mut html = String::new();
     for chart in [
         bar_chart("Incidents that triggered cameras, by month", &by_month),
         bar_chart("Cameras activated, by month", &cams_by_month),
@@ -218,6 +233,12 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
     ] {
         let _ = write!(html, "<p>{chart}</p>");
     }
+    html
+}
+
+/// The tables: by agency x category x month, and by area.
+fn tables(report: &Report) -> String {
+    let mut html = String::new();
     html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>stale (backlog)</th><th>outside incident window</th><th>outside jurisdiction</th><th>break-glass granted</th><th>break-glass refused</th></tr>");
     for r in report.rows.iter().filter(|r| {
         r.incidents_triggered
@@ -253,6 +274,5 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
         let _ = write!(html, "<tr><td>{}</td><td>{n}</td></tr>", a.h3_cell);
     }
     html.push_str("</table></body></html>\n");
-    std::fs::write(dir.join("transparency.html"), html)?;
-    Ok(())
+    html
 }

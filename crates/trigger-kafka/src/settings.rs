@@ -246,25 +246,9 @@ impl KafkaSettings {
     }
 
     /// The librdkafka configuration for one client: low-latency defaults, then the raw properties, then what
-    /// the service owns.
+    /// the service owns (bootstrap, security, and what the delivery guarantees depend on).
     pub fn client_config(&self, role: Role) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        // Low latency by default: no batching delay, Nagle off, short fetch waits.
-        c.set("socket.nagle.disable", "true");
-        c.set("client.id", "dispatch-trigger");
-        match role {
-            Role::Producer | Role::SideProducer => {
-                c.set("linger.ms", "0");
-                c.set("compression.type", "none");
-            }
-            Role::CfsConsumer | Role::RegistryFollower => {
-                c.set("fetch.wait.max.ms", "10");
-                c.set("fetch.error.backoff.ms", "50");
-                // At-least-once: stored offsets are committed every second, so a crash re-decides at most
-                // about a second of events (librdkafka's default is five).
-                c.set("auto.commit.interval.ms", "1000");
-            }
-        }
+        let mut c = low_latency_defaults(role);
         for (k, v) in &self.client {
             c.set(k, v);
         }
@@ -273,22 +257,13 @@ impl KafkaSettings {
             c.set(k, v);
         }
         c.set("bootstrap.servers", &self.bootstrap_servers);
-        let s = &self.security;
-        for (k, v) in [
-            ("security.protocol", &s.protocol),
-            ("ssl.ca.location", &s.ssl_ca_location),
-            ("ssl.certificate.location", &s.ssl_certificate_location),
-            ("ssl.key.location", &s.ssl_key_location),
-            ("sasl.mechanism", &s.sasl_mechanism),
-            ("sasl.username", &s.sasl_username),
-        ] {
-            if let Some(v) = v {
-                c.set(k, v);
-            }
-        }
-        if let Some(p) = &s.sasl_password {
-            c.set("sasl.password", p.expose());
-        }
+        self.security.apply(&mut c);
+        self.owned(role, &mut c);
+        c
+    }
+
+    /// What the service sets for each role because its guarantees depend on it.
+    fn owned(&self, role: Role, c: &mut ClientConfig) {
         match role {
             Role::CfsConsumer => {
                 c.set("group.id", &self.group_id);
@@ -315,7 +290,48 @@ impl KafkaSettings {
                 }
             }
         }
-        c
+    }
+}
+
+/// Low latency by default: no batching delay, Nagle off, short fetch waits.
+fn low_latency_defaults(role: Role) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("socket.nagle.disable", "true");
+    c.set("client.id", "dispatch-trigger");
+    match role {
+        Role::Producer | Role::SideProducer => {
+            c.set("linger.ms", "0");
+            c.set("compression.type", "none");
+        }
+        Role::CfsConsumer | Role::RegistryFollower => {
+            c.set("fetch.wait.max.ms", "10");
+            c.set("fetch.error.backoff.ms", "50");
+            // At-least-once: stored offsets are committed every second, so a crash re-decides at most
+            // about a second of events (librdkafka's default is five).
+            c.set("auto.commit.interval.ms", "1000");
+        }
+    }
+    c
+}
+
+impl Security {
+    /// TLS and SASL settings into a client configuration (the password from its [`Secret`]).
+    fn apply(&self, c: &mut ClientConfig) {
+        for (k, v) in [
+            ("security.protocol", &self.protocol),
+            ("ssl.ca.location", &self.ssl_ca_location),
+            ("ssl.certificate.location", &self.ssl_certificate_location),
+            ("ssl.key.location", &self.ssl_key_location),
+            ("sasl.mechanism", &self.sasl_mechanism),
+            ("sasl.username", &self.sasl_username),
+        ] {
+            if let Some(v) = v {
+                c.set(k, v);
+            }
+        }
+        if let Some(p) = &self.sasl_password {
+            c.set("sasl.password", p.expose());
+        }
     }
 }
 
