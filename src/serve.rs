@@ -8,84 +8,14 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 use trigger_core::Engine;
 use trigger_kafka::{wall_ms, Health, KafkaSettings, RunStats, Service, ServiceOptions};
 
 pub use crate::index::IndexKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegistrySync {
-    /// Before each batch, read the registry to its current end (an opt-out applies to the next event).
-    #[default]
-    Strict,
-    /// Apply registry updates as they arrive (lower latency; consent changes lag by a fetch).
-    Eventual,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServiceSection {
-    pub max_batch: usize,
-    pub poll_timeout_ms: u64,
-    pub max_message_bytes: usize,
-    pub registry_bootstrap_timeout_s: u64,
-    pub registry_sync: RegistrySync,
-    pub registry_sync_timeout_ms: u64,
-    pub cad_silence_s: u64,
-    /// What a dead letter keeps of the refused record: original | redacted | digest.
-    pub dead_letter_payload: trigger_kafka::DeadLetterPayload,
-    /// The largest dead letter (payload, key and headers); a larger one keeps only its digest headers.
-    pub dead_letter_max_bytes: usize,
-    /// Longest pause between delivery retries.
-    pub retry_backoff_max_ms: u64,
-    /// Rounds a permanent produce error is retried before the service exits with it.
-    pub permanent_attempts: u32,
-    /// /readyz answers 503 once no Kafka broker has answered for this long.
-    pub broker_grace_ms: u64,
-}
-
-impl Default for ServiceSection {
-    fn default() -> Self {
-        let d = ServiceOptions::default();
-        Self {
-            max_batch: d.max_batch,
-            poll_timeout_ms: d.poll_timeout.as_millis() as u64,
-            max_message_bytes: d.max_message_bytes,
-            registry_bootstrap_timeout_s: d.registry_bootstrap_timeout.as_secs(),
-            registry_sync: RegistrySync::Strict,
-            registry_sync_timeout_ms: 2000,
-            cad_silence_s: d.cad_silence.as_secs(),
-            dead_letter_payload: d.dead_letter_payload,
-            dead_letter_max_bytes: d.dead_letter_max_bytes,
-            retry_backoff_max_ms: d.retry_backoff_max.as_millis() as u64,
-            permanent_attempts: d.permanent_attempts,
-            broker_grace_ms: d.broker_grace.as_millis() as u64,
-        }
-    }
-}
-
-impl ServiceSection {
-    pub fn options(&self) -> ServiceOptions {
-        ServiceOptions {
-            max_batch: self.max_batch,
-            poll_timeout: Duration::from_millis(self.poll_timeout_ms),
-            max_message_bytes: self.max_message_bytes,
-            registry_bootstrap_timeout: Duration::from_secs(self.registry_bootstrap_timeout_s),
-            registry_sync_timeout: match self.registry_sync {
-                RegistrySync::Strict => Some(Duration::from_millis(self.registry_sync_timeout_ms)),
-                RegistrySync::Eventual => None,
-            },
-            cad_silence: Duration::from_secs(self.cad_silence_s),
-            dead_letter_payload: self.dead_letter_payload,
-            dead_letter_max_bytes: self.dead_letter_max_bytes,
-            retry_backoff_max: Duration::from_millis(self.retry_backoff_max_ms),
-            permanent_attempts: self.permanent_attempts,
-            broker_grace: Duration::from_millis(self.broker_grace_ms),
-        }
-    }
-}
+/// The `[service]` section: `trigger_kafka::ServiceOptions`, deserialised directly.
+pub type ServiceSection = ServiceOptions;
+pub use trigger_kafka::options::RegistrySync;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -208,25 +138,7 @@ impl ServeConfig {
 
     pub fn validate(&self) -> Vec<String> {
         let mut errs = self.kafka.validate();
-        let s = &self.service;
-        if s.max_batch == 0 {
-            errs.push("service.max_batch must be at least 1".into());
-        }
-        if s.max_message_bytes < 64 {
-            errs.push(format!("service.max_message_bytes {} is too small", s.max_message_bytes));
-        }
-        if s.permanent_attempts == 0 {
-            errs.push("service.permanent_attempts must be at least 1".to_string());
-        }
-        if s.dead_letter_max_bytes < 4096 {
-            errs.push(format!("service.dead_letter_max_bytes {} leaves no room for headers", s.dead_letter_max_bytes));
-        }
-        if s.cad_silence_s == 0 {
-            errs.push("service.cad_silence_s must be at least 1".into());
-        }
-        if s.registry_bootstrap_timeout_s == 0 {
-            errs.push("service.registry_bootstrap_timeout_s must be at least 1".into());
-        }
+        errs.extend(self.service.validate());
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             errs.push(format!("http.listen {:?} is not an address (host:port)", self.http.listen));
         }
@@ -323,7 +235,7 @@ pub fn run(cfg: &ServeConfig, health: &Health, shutdown: &AtomicBool) -> Result<
             _: crate::index::IndexKind,
         ) -> Self::Output {
             let Serve(cfg, mut engine, health, shutdown) = self;
-            Service::new(cfg.kafka.clone(), cfg.service.options(), &mut engine, &mut index, health).run(shutdown)
+            Service::new(cfg.kafka.clone(), cfg.service.clone(), &mut engine, &mut index, health).run(shutdown)
         }
     }
     // The registry topic fills the index: it starts empty.

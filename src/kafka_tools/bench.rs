@@ -107,9 +107,7 @@ fn measure(
     std::thread::scope(|s| -> Result<BenchRow> {
         let worker = s.spawn(|| -> Result<hdrhistogram::Histogram<u64>> {
             Ok(match p {
-                Processor::Relay => {
-                    trigger_kafka::relay::run_relay(&settings, &relayed, &cfg.service.options(), &health, &stop)?
-                }
+                Processor::Relay => trigger_kafka::relay::run_relay(&settings, &relayed, &cfg.service, &health, &stop)?,
                 Processor::Engine => crate::serve::run(&cfg, &health, &stop)?.end_to_end_us,
             })
         });

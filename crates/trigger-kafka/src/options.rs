@@ -9,39 +9,110 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::time::Duration;
 use trigger_core::Tally;
 
-#[derive(Debug, Clone)]
+/// How the registry is brought up to date before a batch is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrySync {
+    /// Before each batch, read the registry to its current end (an opt-out applies to the next event).
+    #[default]
+    Strict,
+    /// Apply registry updates as they arrive (lower latency; consent changes lag by a fetch).
+    Eventual,
+}
+
+/// The `[service]` section of the configuration, deserialised as it is: values in the units their names
+/// say (`_ms`, `_s`); the service reads them as durations through the methods below.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServiceOptions {
     /// Most events decided per batch (one produce-acknowledge round per batch).
     pub max_batch: usize,
     /// How long one poll waits for the first event of a batch.
-    pub poll_timeout: Duration,
+    pub poll_timeout_ms: u64,
+    /// Larger CFS records are dead-lettered as `oversized_message`.
     pub max_message_bytes: usize,
     /// How long start-up may take to read the registry to its end before it gives up.
-    pub registry_bootstrap_timeout: Duration,
-    /// Before each batch, read the registry to the end offsets it has at that moment (one ListOffsets round
-    /// trip), so an opt-out acknowledged before an event was polled applies to that event. Waits at most this
-    /// long; `None`: apply only what has already arrived (lower latency, consent changes lag by a fetch).
-    pub registry_sync_timeout: Option<Duration>,
+    pub registry_bootstrap_timeout_s: u64,
+    /// Strict: before each batch, read the registry to the end offsets it has at that moment (one ListOffsets
+    /// round trip), so an opt-out acknowledged before an event was polled applies to that event.
+    pub registry_sync: RegistrySync,
+    /// Strict sync waits at most this long.
+    pub registry_sync_timeout_ms: u64,
     /// No CFS for this long is logged and exported (`dispatch_trigger_cad_silent`).
-    pub cad_silence: Duration,
-    /// Longest pause between delivery retries.
-    pub retry_backoff_max: Duration,
+    pub cad_silence_s: u64,
+    /// What a dead letter keeps of the refused record: original | redacted | digest.
     pub dead_letter_payload: DeadLetterPayload,
     /// The largest dead letter (payload + key + headers); a larger one keeps only its digest headers.
     pub dead_letter_max_bytes: usize,
+    /// Longest pause between delivery retries.
+    pub retry_backoff_max_ms: u64,
     /// Rounds a permanent produce error is retried before the service stops with it (see [`crate::sink`]).
     pub permanent_attempts: u32,
     /// `/readyz` answers 503 once no broker has answered for this long (and 200 again at the next answer).
-    pub broker_grace: Duration,
+    pub broker_grace_ms: u64,
 }
 
 impl ServiceOptions {
+    pub fn poll_timeout(&self) -> Duration {
+        Duration::from_millis(self.poll_timeout_ms)
+    }
+
+    pub fn registry_bootstrap_timeout(&self) -> Duration {
+        Duration::from_secs(self.registry_bootstrap_timeout_s)
+    }
+
+    /// How long to wait for the registry before a batch; `None`: no wait (eventual).
+    pub fn registry_sync_wait(&self) -> Option<Duration> {
+        match self.registry_sync {
+            RegistrySync::Strict => Some(Duration::from_millis(self.registry_sync_timeout_ms)),
+            RegistrySync::Eventual => None,
+        }
+    }
+
+    pub fn cad_silence(&self) -> Duration {
+        Duration::from_secs(self.cad_silence_s)
+    }
+
+    pub fn broker_grace(&self) -> Duration {
+        Duration::from_millis(self.broker_grace_ms)
+    }
+
     pub fn dead_letters(&self) -> DeadLetterRule {
         DeadLetterRule { payload: self.dead_letter_payload, max_bytes: self.dead_letter_max_bytes }
     }
 
     pub fn retry(&self) -> RetryPolicy {
-        RetryPolicy { backoff_max: self.retry_backoff_max, permanent_attempts: self.permanent_attempts }
+        RetryPolicy {
+            backoff_max: Duration::from_millis(self.retry_backoff_max_ms),
+            permanent_attempts: self.permanent_attempts,
+        }
+    }
+
+    /// Every value that cannot work, at once.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if self.max_batch == 0 {
+            errs.push("service.max_batch must be at least 1".to_string());
+        }
+        if self.max_message_bytes < 64 {
+            errs.push(format!("service.max_message_bytes {} is too small", self.max_message_bytes));
+        }
+        if self.permanent_attempts == 0 {
+            errs.push("service.permanent_attempts must be at least 1".to_string());
+        }
+        if self.dead_letter_max_bytes < 4096 {
+            errs.push(format!(
+                "service.dead_letter_max_bytes {} leaves no room for headers",
+                self.dead_letter_max_bytes
+            ));
+        }
+        if self.cad_silence_s == 0 {
+            errs.push("service.cad_silence_s must be at least 1".to_string());
+        }
+        if self.registry_bootstrap_timeout_s == 0 {
+            errs.push("service.registry_bootstrap_timeout_s must be at least 1".to_string());
+        }
+        errs
     }
 }
 
@@ -49,16 +120,17 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         Self {
             max_batch: 256,
-            poll_timeout: Duration::from_millis(100),
+            poll_timeout_ms: 100,
             max_message_bytes: trigger_cad::DEFAULT_MAX_MESSAGE_BYTES,
-            registry_bootstrap_timeout: Duration::from_secs(120),
-            registry_sync_timeout: Some(Duration::from_secs(2)),
-            cad_silence: Duration::from_secs(600),
-            retry_backoff_max: Duration::from_secs(5),
+            registry_bootstrap_timeout_s: 120,
+            registry_sync: RegistrySync::Strict,
+            registry_sync_timeout_ms: 2000,
+            cad_silence_s: 600,
             dead_letter_payload: DeadLetterPayload::Original,
             dead_letter_max_bytes: DEAD_LETTER_MAX_BYTES,
+            retry_backoff_max_ms: 5000,
             permanent_attempts: RetryPolicy::default().permanent_attempts,
-            broker_grace: Duration::from_secs(10),
+            broker_grace_ms: 10_000,
         }
     }
 }

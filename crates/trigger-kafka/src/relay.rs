@@ -31,7 +31,7 @@ pub fn run_relay(
     let mut e2e = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     while !shutdown.load(Relaxed) {
         let mut batch = Vec::new();
-        let mut timeout = opts.poll_timeout;
+        let mut timeout = opts.poll_timeout();
         while batch.len() < opts.max_batch {
             match consumer.poll(timeout) {
                 None => break,

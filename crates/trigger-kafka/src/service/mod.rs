@@ -163,7 +163,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 self.apply_registry(&mut registry, sink.side(), None)?;
                 continue;
             }
-            self.apply_registry(&mut registry, sink.side(), self.opts.registry_sync_timeout)?;
+            self.apply_registry(&mut registry, sink.side(), self.opts.registry_sync_wait())?;
             if !self.handle_batch(&mut sink, &consumer, &batch, shutdown)? {
                 break;
             }
@@ -213,7 +213,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 events: Mutex::new(Vec::new()),
             })?;
         consumer.subscribe(&[&self.settings.topics.cfs])?;
-        self.health.broker_grace_ms.store(self.opts.broker_grace.as_millis() as i64, Relaxed);
+        self.health.broker_grace_ms.store(self.opts.broker_grace().as_millis() as i64, Relaxed);
         self.broker_answered();
         self.health.ready.store(true, Relaxed);
         telemetry::ready(true);
@@ -231,7 +231,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
     /// early at a rebalance, so it is handled before any event of a newly assigned partition is planned.
     fn poll_batch(&self, consumer: &BaseConsumer<CfsContext>, batch: &mut Vec<OwnedMessage>) {
         batch.clear();
-        let mut timeout = self.opts.poll_timeout;
+        let mut timeout = self.opts.poll_timeout();
         while batch.len() < self.opts.max_batch && !consumer.context().has_events() {
             match consumer.poll(timeout) {
                 None => break,
@@ -323,7 +323,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             if self.health.cad_silent.swap(false, Relaxed) {
                 telemetry::cad_silence(None, &self.settings.topics.cfs);
             }
-        } else if last_cfs.elapsed() >= self.opts.cad_silence && !self.health.cad_silent.swap(true, Relaxed) {
+        } else if last_cfs.elapsed() >= self.opts.cad_silence() && !self.health.cad_silent.swap(true, Relaxed) {
             telemetry::cad_silence(Some(last_cfs.elapsed().as_secs()), &self.settings.topics.cfs);
         }
         telemetry::seconds_since_last_cfs(last_cfs.elapsed().as_secs_f64());

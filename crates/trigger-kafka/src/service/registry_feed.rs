@@ -41,10 +41,11 @@ impl<B: SpatialBackend> Service<'_, B> {
             if shutdown.load(Relaxed) {
                 return Ok(false);
             }
-            if started.elapsed() > self.opts.registry_bootstrap_timeout {
+            if started.elapsed() > self.opts.registry_bootstrap_timeout() {
                 return Err(KafkaError::Setup(format!(
                     "the camera registry ({}) was not read to its end within {:?}",
-                    self.settings.topics.registry, self.opts.registry_bootstrap_timeout
+                    self.settings.topics.registry,
+                    self.opts.registry_bootstrap_timeout()
                 )));
             }
             tracing::info!(cameras = self.index.len(), "still reading the camera registry");
