@@ -118,37 +118,22 @@ fn measure(
         }
         // Warm-up, left out of the figures: the first records to each topic wait for metadata, the first
         // fetches for offsets.
-        let mut publisher = Publisher::new(&settings)?;
-        publisher.settle();
+        let mut sender =
+            Sender { publisher: Publisher::new(&settings)?, topic: &settings.topics.cfs, events: &o.events };
+        sender.publisher.settle();
         const WARM_UP: usize = 100;
-        let send = |publisher: &mut Publisher, k: usize| -> Result<()> {
-            let mut ev = leaving_now(&o.events[k % o.events.len()]);
-            ev.incident_id = format!("{}#{}", ev.incident_id, k / o.events.len());
-            Ok(publisher.cfs(&settings.topics.cfs, &ev)?)
-        };
         for k in 0..WARM_UP {
-            send(&mut publisher, n + k)?;
+            sender.send(n + k)?;
             std::thread::sleep(Duration::from_millis(5));
         }
-        publisher.wait()?;
+        sender.publisher.wait()?;
         while health.handled.load(Relaxed) < WARM_UP as u64 {
             anyhow::ensure!(!worker.is_finished() && Instant::now() < by, "the {label} processor did not warm up");
             std::thread::sleep(Duration::from_millis(5));
         }
         health.measure_from_ms.store(wall_ms(), Relaxed);
-        let mut pacer = Pacer::new(rate.map_or(Pace::AsFastAsPossible, Pace::Rate));
         let started = Instant::now();
-        for k in 0..n {
-            let wait = pacer.wait_before(0, started.elapsed());
-            if !wait.is_zero() {
-                std::thread::sleep(wait);
-            }
-            send(&mut publisher, k)?;
-            if k % 1024 == 1023 {
-                publisher.wait()?;
-            }
-        }
-        publisher.wait()?;
+        sender.offer(n, rate)?;
         let by = Instant::now() + Duration::from_secs(300);
         let total = (n + WARM_UP) as u64;
         while health.handled.load(Relaxed) < total && Instant::now() < by && !worker.is_finished() {
@@ -201,4 +186,38 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
         publish_cameras(&settings, &o.cameras)?;
     }
     Ok((settings, t("relayed")))
+}
+
+/// The CAD side of a run: real events cycled, each with a new incident id per cycle, sent as leaving the CAD
+/// now.
+struct Sender<'a> {
+    publisher: Publisher,
+    topic: &'a str,
+    events: &'a [CallForService],
+}
+
+impl Sender<'_> {
+    fn send(&mut self, k: usize) -> Result<()> {
+        let mut ev = leaving_now(&self.events[k % self.events.len()]);
+        ev.incident_id = format!("{}#{}", ev.incident_id, k / self.events.len());
+        Ok(self.publisher.cfs(self.topic, &ev)?)
+    }
+
+    /// `n` events at `rate` per second (as fast as possible without one), every one acknowledged.
+    fn offer(&mut self, n: usize, rate: Option<f64>) -> Result<()> {
+        let mut pacer = Pacer::new(rate.map_or(Pace::AsFastAsPossible, Pace::Rate));
+        let started = Instant::now();
+        for k in 0..n {
+            let wait = pacer.wait_before(0, started.elapsed());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+            self.send(k)?;
+            if k % 1024 == 1023 {
+                self.publisher.wait()?;
+            }
+        }
+        self.publisher.wait()?;
+        Ok(())
+    }
 }

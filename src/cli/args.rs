@@ -1,96 +1,10 @@
-//! The command line: every command and its arguments (clap derive). The handlers are in `commands/`, one
-//! module per command.
+//! The arguments of each command (clap derive).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use super::InputFormat;
+use clap::Args;
 use dispatch_trigger::config;
 use dispatch_trigger::serve::IndexKind;
 use std::path::PathBuf;
-
-/// An input format, as `--format` takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum InputFormat {
-    /// A city CSV export, read through --profile.
-    Csv,
-    /// NENA EIDO JSON.
-    Eido,
-    /// One CallForService as JSON per line.
-    Jsonl,
-    /// Length-delimited protobuf CallForService messages.
-    Pb,
-}
-
-impl InputFormat {
-    pub(crate) fn format(self) -> trigger_cad::Format {
-        match self {
-            InputFormat::Csv => trigger_cad::Format::Csv,
-            InputFormat::Eido => trigger_cad::Format::Eido,
-            InputFormat::Jsonl => trigger_cad::Format::Jsonl,
-            InputFormat::Pb => trigger_cad::Format::Pb,
-        }
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            InputFormat::Csv => "csv",
-            InputFormat::Eido => "eido",
-            InputFormat::Jsonl => "jsonl",
-            InputFormat::Pb => "pb",
-        }
-    }
-}
-
-#[derive(Parser)]
-#[command(
-    name = "dispatch-trigger",
-    version,
-    about = "Turns 911 calls for service into consent-bounded record commands for nearby opted-in cameras"
-)]
-pub(crate) struct Cli {
-    /// Policy file; code tables, jurisdictions and profiles are found beside it. Default: config/policy.toml in
-    /// the working directory, else beside the installation, else the copy compiled into this binary.
-    #[arg(long, global = true)]
-    pub(crate) policy: Option<PathBuf>,
-    #[command(subcommand)]
-    pub(crate) command: Command,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum Command {
-    /// Camera layouts.
-    #[command(subcommand)]
-    Cameras(CamerasCmd),
-    /// Replay a CAD log through the engine, offline, in event-time order.
-    Replay(ReplayArgs),
-    /// Load and validate the policy, code tables, jurisdictions and every CSV profile beside it; print
-    /// warnings (a development key, a profile whose columns the hard block cannot see through, ...).
-    CheckConfig,
-    /// The opaque incident reference of a CAD incident number, for holders of the policy's incident_ref_key
-    /// (the agency, an auditor) joining audit records to their own CAD numbers.
-    Ref(RefArgs),
-    /// The tamper-evident audit trail.
-    #[command(subcommand)]
-    Audit(AuditCmd),
-    /// Reports built from the audit trail.
-    #[command(subcommand)]
-    Report(ReportCmd),
-    /// Privacy-impact simulation: replay a CAD log under several settings of one policy knob and report, per
-    /// setting, activations per camera, the share of cameras activated, recordings per incident, and a map.
-    Simulate(SimulateArgs),
-    /// Kafka topics of the service.
-    #[command(subcommand)]
-    Topics(TopicsCmd),
-    /// Break-glass requests.
-    #[command(subcommand)]
-    BreakGlass(BreakGlassCmd),
-    /// Run the Kafka consumer service (layered config: defaults, --config FILE, DT_* environment).
-    Serve(ServeArgs),
-    /// The whole Kafka path with zero setup: an in-process broker, a generated registry, the service, and the
-    /// bundled CAD sample replayed through it; prints the summary with end-to-end latency percentiles.
-    Demo(DemoArgs),
-    /// Benchmark: a bare consume->produce relay and the engine on one in-process broker, at fixed rates and
-    /// flat out; end-to-end percentiles and sustained rate (see BENCHMARKS.md).
-    BenchKafka(BenchArgs),
-}
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -118,16 +32,6 @@ pub(crate) struct BenchArgs {
     /// Run against this cluster (Apache Kafka: `scripts/kafka.sh bootstrap`) instead of the in-process broker.
     #[arg(long, value_name = "BOOTSTRAP")]
     pub(crate) bootstrap: Option<String>,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum AuditCmd {
-    /// Check the hash chain: an audit file (replay's audit.pb, or its folder) or every partition of the audit
-    /// topic. Names the first altered, unreadable, missing or reordered record; exits 1 if the chain is broken.
-    Verify(VerifyArgs),
-    /// Retention of audit detail: drop the per-camera detail (which cameras, distances, exclusion reasons) of
-    /// records older than N days; counts, outcomes and the chain stay verifiable.
-    Redact(RedactArgs),
 }
 
 #[derive(Args)]
@@ -163,17 +67,6 @@ pub(crate) struct VerifyArgs {
     /// Require the first record to follow this hash (a head published earlier).
     #[arg(long, conflicts_with = "any_start")]
     pub(crate) after: Option<String>,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum ReportCmd {
-    /// The full history of one owner's cameras: every START and STOP (time, camera, category, coarse area,
-    /// distance) and the times they were near an incident but not used, by reason. Built from a verified
-    /// audit trail and the camera layout (which cameras are the owner's).
-    Owner(OwnerArgs),
-    /// The public transparency report (CSV, JSON, self-contained HTML with charts) from a verified audit trail:
-    /// per agency x category x month, incidents that triggered, cameras activated, refusals by reason.
-    Transparency(TransparencyArgs),
 }
 
 #[derive(Args)]
@@ -228,25 +121,12 @@ pub(crate) struct SimulateArgs {
     pub(crate) out: PathBuf,
 }
 
-#[derive(Subcommand)]
-pub(crate) enum BreakGlassCmd {
-    /// Send signed requests (JSON, one per line) to the running service: onto the CFS topic, keyed like their
-    /// incident, marked with the header dt.kind = break-glass.
-    Send(BreakGlassSendArgs),
-}
-
 #[derive(Args)]
 pub(crate) struct BreakGlassSendArgs {
     /// Requests, one JSON object per line (see README, Break-glass).
     pub(crate) file: PathBuf,
     #[command(flatten)]
     pub(crate) target: KafkaTarget,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum TopicsCmd {
-    /// Create every topic the service uses (registry and changelog compacted, dead letters kept 7 days).
-    Create(TopicsCreateArgs),
 }
 
 #[derive(Args)]
@@ -332,14 +212,6 @@ pub(crate) struct PublishArgs {
     pub(crate) cameras: PathBuf,
     #[command(flatten)]
     pub(crate) target: KafkaTarget,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum CamerasCmd {
-    /// Generate a seeded synthetic layout with a realistic consent mix.
-    Generate(GenerateArgs),
-    /// Load a layout into the registry topic (key = camera_id, protobuf CameraRecord).
-    Publish(PublishArgs),
 }
 
 #[derive(Args)]
