@@ -94,6 +94,26 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
             e.1 += starts;
         }
     }
+    let per_cell = fill_incident_counts(&mut rows, incidents);
+    let areas = per_cell
+        .into_iter()
+        .map(|(h3_cell, n)| Area { h3_cell, incidents_triggered: (n >= min_count).then_some(n) })
+        .collect();
+    Ok(Report {
+        audit_records: records.len(),
+        audit_head: head,
+        h3_resolution: resolution,
+        min_count,
+        rows: rows.into_values().collect(),
+        areas,
+    })
+}
+
+/// Per row: incidents triggered, cameras activated, median and max per incident; returns incidents per cell.
+fn fill_incident_counts(
+    rows: &mut BTreeMap<RowKey, Row>,
+    incidents: HashMap<&str, (RowKey, u64, Option<String>)>,
+) -> BTreeMap<String, u64> {
     let mut per_row: BTreeMap<RowKey, Vec<u64>> = BTreeMap::new();
     let mut per_cell: BTreeMap<String, u64> = BTreeMap::new();
     for (key, starts, cell) in incidents.into_values() {
@@ -114,18 +134,7 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
             n => (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0,
         };
     }
-    let areas = per_cell
-        .into_iter()
-        .map(|(h3_cell, n)| Area { h3_cell, incidents_triggered: (n >= min_count).then_some(n) })
-        .collect();
-    Ok(Report {
-        audit_records: records.len(),
-        audit_head: head,
-        h3_resolution: resolution,
-        min_count,
-        rows: rows.into_values().collect(),
-        areas,
-    })
+    per_cell
 }
 
 /// A horizontal bar chart as inline SVG (two or three bar charts do not justify a plotting library and the
