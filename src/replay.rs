@@ -13,8 +13,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use trigger_cad::replay::{event_time_order, Pace, Pacer};
-use trigger_cad::{Decoded, Rejected};
-use trigger_core::{Action, CameraSource, Category, Decision, DecisionRecord, Engine, Outcome, Tally};
+use trigger_cad::{Decoded, Rejected, Source};
+use trigger_core::{
+    pass_on, Action, CameraSource, Category, Decision, DecisionRecord, DecisionSink, Engine, Outcome, Reject,
+    RejectReason, Tally,
+};
 
 pub struct ReplayOptions {
     pub out_dir: PathBuf,
@@ -189,22 +192,17 @@ impl FileSink {
         Ok(())
     }
 
-    fn decided(&mut self, d: &Decision) -> Result<()> {
-        for c in &d.commands {
-            json_line(&mut self.commands, c)?;
-        }
-        for n in &d.notices {
-            json_line(&mut self.notices, n)?;
-        }
-        self.record(&d.record)
+    /// A record the decoder refused (it never reached the engine).
+    fn undecodable(&mut self, r: &Rejected) -> Result<()> {
+        self.reject_line(&r.position, r.reason, &r.detail, &r.original)
     }
 
-    fn refused(&mut self, r: &Rejected) -> Result<()> {
+    fn reject_line(&mut self, position: &str, reason: RejectReason, detail: &str, original: &[u8]) -> Result<()> {
         let line = RejectLine {
-            position: &r.position,
-            reason: r.reason.as_str(),
-            detail: &r.detail,
-            original_b64: base64::engine::general_purpose::STANDARD.encode(&r.original),
+            position,
+            reason: reason.as_str(),
+            detail,
+            original_b64: base64::engine::general_purpose::STANDARD.encode(original),
         };
         json_line(&mut self.rejects, &line)
     }
@@ -215,6 +213,24 @@ impl FileSink {
             w.flush()?;
         }
         Ok(self.chain.head().to_string())
+    }
+}
+
+impl DecisionSink<Source> for FileSink {
+    type Error = anyhow::Error;
+
+    fn decided(&mut self, _: &Source, d: &Decision) -> Result<()> {
+        for c in &d.commands {
+            json_line(&mut self.commands, c)?;
+        }
+        for n in &d.notices {
+            json_line(&mut self.notices, n)?;
+        }
+        self.record(&d.record)
+    }
+
+    fn refused(&mut self, source: &Source, r: &Reject) -> Result<()> {
+        self.reject_line(&source.position, r.reason, &r.detail, &source.bytes)
     }
 }
 
@@ -236,8 +252,8 @@ impl Counts {
         }
     }
 
-    fn decided(&mut self, d: &Decision) {
-        self.tally.decided(d);
+    /// Per category and distinct incidents (the tally counts the rest, through [`pass_on`]).
+    fn by_category(&mut self, d: &Decision) {
         let rec = &d.record;
         if let Some(c) = rec.category {
             let cs = self.by_category.get_mut(c.as_str()).expect("all categories");
@@ -273,7 +289,7 @@ pub fn run(
     let mut counts = Counts::new(decoded.events.len());
     for r in &decoded.rejects {
         counts.tally.refused(r.reason);
-        sink.refused(r)?;
+        sink.undecodable(r)?;
     }
     event_time_order(&mut decoded.events);
     decide_all(engine, cams, &decoded.events, opts, &mut sink, &mut counts)?;
@@ -342,17 +358,10 @@ fn decide_all(
         let t = Instant::now();
         let result = engine.decide(ev, cams, ev.emitted_at);
         counts.decide_us.push(t.elapsed().as_secs_f64() * 1e6);
-        match result {
-            Err(r) => {
-                let r = Rejected::new(&de.source, r);
-                counts.tally.refused(r.reason);
-                sink.refused(&r)?;
-            }
-            Ok(d) => {
-                counts.decided(&d);
-                sink.decided(&d)?;
-            }
+        if let Ok(d) = &result {
+            counts.by_category(d);
         }
+        pass_on(sink, &mut counts.tally, &de.source, &result)?;
         if i % 256 == 0 {
             bar.set_position(i as u64);
         }

@@ -30,5 +30,5 @@ pub use engine::{
 pub use policy::{Jurisdiction, JurisdictionError, Policy, PolicyConfig, PolicyError, PolicyProblem};
 pub use reject::{Reject, RejectReason};
 pub use secret::Secret;
-pub use tally::Tally;
+pub use tally::{pass_on, DecisionSink, Tally};
 pub use types::*;

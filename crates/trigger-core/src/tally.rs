@@ -56,3 +56,30 @@ impl Tally {
         self.rejects.values().sum()
     }
 }
+
+/// Where decided and refused events go: files (the offline replay), a plan of Kafka records (the service).
+/// `S` is what locates an event in its input (a file position and the bytes, a Kafka message).
+pub trait DecisionSink<S: ?Sized> {
+    type Error;
+    fn decided(&mut self, source: &S, d: &Decision) -> Result<(), Self::Error>;
+    fn refused(&mut self, source: &S, r: &crate::Reject) -> Result<(), Self::Error>;
+}
+
+/// The one way an engine's answer is passed on: counted in the tally, then handed to the sink.
+pub fn pass_on<S: ?Sized, K: DecisionSink<S>>(
+    sink: &mut K,
+    tally: &mut Tally,
+    source: &S,
+    result: &Result<Decision, crate::Reject>,
+) -> Result<(), K::Error> {
+    match result {
+        Ok(d) => {
+            tally.decided(d);
+            sink.decided(source, d)
+        }
+        Err(r) => {
+            tally.refused(r.reason);
+            sink.refused(source, r)
+        }
+    }
+}

@@ -1,11 +1,21 @@
-//! trigger-kafka: the only crate that links librdkafka.
+//! trigger-kafka: the only crate that links librdkafka. A batch of calls for service goes source → decode →
+//! decide → plan → sink, each in a module of its own:
 //!
-//! - [`service`]: the consumer service (CFS in through a consumer group with manual offset storage; commands,
-//!   audit, owner notices and dead letters out; at-least-once delivery).
+//! - [`service`]: the consumer loop (CFS through a consumer group with manual offset storage, the registry
+//!   followed live, partitions taken over at assignment); at-least-once or exactly-once
+//!   ([`settings::Delivery`]).
+//! - [`plan`]: a batch decided and turned into its output records, without I/O.
+//! - [`sink`]: committing a plan (at-least-once: produce and await every acknowledgement, by the documented
+//!   produce-error rule; exactly-once: one transaction with the consumer offsets).
+//! - [`records`]: output records, keys, header names, dead-letter rules.
+//! - [`telemetry`]: every metric and its log line, as typed events.
+//! - [`options`]: the `[service]` settings, health (readiness), run statistics.
 //! - [`registry`]: the camera registry follower (whole compacted topic from the beginning, outside the group).
-//! - [`produce`]: output records, acknowledgement handling, publishers for tools and tests.
+//! - [`produce`]: enqueue and acknowledgement, publishers for tools and tests.
+//! - [`connect`]: the start-up connection check (the broker's reason for a refused connection).
 //! - [`relay`]: a bare consume -> produce relay, the baseline the service is benchmarked against.
-//! - [`admin`]: creating the service's topics (compacted registry and changelog, bounded dead-letter retention).
+//! - [`admin`]: creating the service's topics (compacted registry and changelog, bounded dead-letter
+//!   retention, the audit kept forever), topic configuration.
 //! - [`codec`]: domain types to and from the protobuf contracts.
 //! - [`settings`]: topics, security, low-latency client defaults, raw librdkafka properties with clash checks.
 //! - [`inspect`]: reading topics back (counts, whole-topic reads) for tools, the demo and tests.

@@ -18,7 +18,7 @@ use rdkafka::message::{Message as _, OwnedMessage};
 use std::collections::HashMap;
 use std::time::Instant;
 use trigger_cad::DecodeOptions;
-use trigger_core::{CallForService, Decision, Engine, Reject, RejectReason};
+use trigger_core::{pass_on, CallForService, Decision, DecisionSink, Engine, IncidentSnapshot, Reject, RejectReason};
 use trigger_index::{CameraIndex, SpatialBackend};
 
 /// A batch's outputs, in the order they are to be produced, and its events as decoded.
@@ -106,7 +106,7 @@ impl Planner {
         let opts = DecodeOptions { max_message_bytes: self.max_message_bytes, agency_id: None };
         let decoded: Vec<Result<CallForService, Reject>> =
             batch.iter().map(|m| trigger_cad::pb::decode_one(m.payload().unwrap_or_default(), &opts)).collect();
-        let mut records = Vec::new();
+        let mut sink = BatchSink { planner: self, records: Vec::new(), dead_letters: 0 };
         for i in priority_order(engine, batch, &decoded) {
             let m = &batch[i];
             telemetry::event_taken();
@@ -116,33 +116,59 @@ impl Planner {
                 let incident = decoded[i].as_ref().ok().map(|ev| (ev.agency_id.clone(), ev.incident_id.clone()));
                 (decide(engine, index, &decoded[i], polled_ms, stats, now), incident)
             };
-            match result {
-                Err(r) => records.push(self.refused(m, &r, stats)),
-                Ok(d) => self.decided(engine, m, &d, incident, stats, &mut records),
-            }
+            let snapshot = match (&result, &incident) {
+                (Ok(_), Some((a, id))) if sink.planner.changelog => Some(engine.snapshot_incident(a, id)),
+                _ => None,
+            };
+            let at = Event { message: m, incident, snapshot };
+            let Ok(()) = pass_on(&mut sink, &mut stats.tally, &at, &result);
         }
+        stats.dead_letters += sink.dead_letters;
+        let records = sink.records;
         telemetry::incidents_in_state(engine.incidents_in_state());
         Ok(Plan { records, decoded })
     }
+}
 
-    fn refused(&self, m: &OwnedMessage, r: &Reject, stats: &mut RunStats) -> OutRecord {
-        stats.tally.refused(r.reason);
-        stats.dead_letters += 1;
+/// What locates a decided event in the service: its message, its incident (to key the changelog and to
+/// forget on revocation) and, exactly-once, the incident's state after the decision.
+struct Event<'m> {
+    message: &'m OwnedMessage,
+    incident: Option<(String, String)>,
+    snapshot: Option<Option<IncidentSnapshot>>,
+}
+
+/// The service's decision sink: the batch's plan being built.
+struct BatchSink<'p> {
+    planner: &'p mut Planner,
+    records: Vec<OutRecord>,
+    dead_letters: u64,
+}
+
+impl DecisionSink<Event<'_>> for BatchSink<'_> {
+    type Error = std::convert::Infallible;
+
+    fn refused(&mut self, at: &Event<'_>, r: &Reject) -> Result<(), Self::Error> {
+        let m = at.message;
+        self.dead_letters += 1;
         telemetry::refused(r.reason, m.partition(), m.offset());
-        dead_letter(&self.topics.dead_letter, m, r.reason.as_str(), &r.detail, self.letters)
+        let p = &self.planner;
+        self.records.push(dead_letter(&p.topics.dead_letter, m, r.reason.as_str(), &r.detail, p.letters));
+        Ok(())
     }
 
-    fn decided(
-        &mut self,
-        engine: &Engine,
-        m: &OwnedMessage,
-        d: &Decision,
-        incident: Option<(String, String)>,
-        stats: &mut RunStats,
-        out: &mut Vec<OutRecord>,
-    ) {
-        stats.tally.decided(d);
+    fn decided(&mut self, at: &Event<'_>, d: &Decision) -> Result<(), Self::Error> {
         telemetry::decided(d);
+        self.planner.plan_decision(at, d, &mut self.records);
+        Ok(())
+    }
+}
+
+impl Planner {
+    /// The records of one decision: its commands, its sealed audit record, its notices, and exactly-once its
+    /// incident's state.
+    fn plan_decision(&mut self, at: &Event<'_>, d: &Decision, out: &mut Vec<OutRecord>) {
+        let m = at.message;
         let t = &self.topics;
         for c in &d.commands {
             out.push(OutRecord::keyed(&t.commands, c.camera_id.as_bytes(), Some(codec::command(c).encode_to_vec())));
@@ -159,18 +185,17 @@ impl Planner {
         for n in &d.notices {
             out.push(OutRecord::keyed(&t.notices, n.owner_ref.as_bytes(), Some(codec::notice(n).encode_to_vec())));
         }
-        if let Some((agency, id)) = incident {
-            if self.changelog {
-                let snap = engine.snapshot_incident(&agency, &id);
+        if let Some((agency, id)) = &at.incident {
+            if let Some(snap) = &at.snapshot {
                 out.push(OutRecord {
                     topic: t.changelog.clone(),
                     partition: Some(m.partition()),
-                    key: incident_key(&agency, &id),
-                    payload: snap.map(|s| serde_json::to_vec(&s).expect("serialisable")),
+                    key: incident_key(agency, id),
+                    payload: snap.as_ref().map(|s| serde_json::to_vec(s).expect("serialisable")),
                     headers: vec![],
                 });
             }
-            self.incident_partition.insert((agency, id), m.partition());
+            self.incident_partition.insert((agency.clone(), id.clone()), m.partition());
         }
     }
 }
