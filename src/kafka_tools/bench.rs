@@ -2,7 +2,7 @@
 //! at fixed rates and flat out (BENCHMARKS.md).
 
 use super::{embedded_service_config, leaving_now, publish_cameras, Percentiles};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -116,21 +116,10 @@ fn measure(
             anyhow::ensure!(!worker.is_finished() && Instant::now() < by, "the {label} processor did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
-        // Warm-up, left out of the figures: the first records to each topic wait for metadata, the first
-        // fetches for offsets.
         let mut sender =
             Sender { publisher: Publisher::new(&settings)?, topic: &settings.topics.cfs, events: &o.events };
-        sender.publisher.settle();
-        const WARM_UP: usize = 100;
-        for k in 0..WARM_UP {
-            sender.send(n + k)?;
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        sender.publisher.wait()?;
-        while health.handled.load(Relaxed) < WARM_UP as u64 {
-            anyhow::ensure!(!worker.is_finished() && Instant::now() < by, "the {label} processor did not warm up");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        warm_up(&mut sender, n, &health, || !worker.is_finished() && Instant::now() < by)
+            .with_context(|| format!("the {label} processor did not warm up"))?;
         health.measure_from_ms.store(wall_ms(), Relaxed);
         let started = Instant::now();
         sender.offer(n, rate)?;
@@ -150,6 +139,24 @@ fn measure(
             end_to_end_ms: Percentiles::of(&h, 1e3),
         })
     })
+}
+
+const WARM_UP: usize = 100;
+
+/// Warm-up, left out of the figures: the first records to each topic wait for metadata, the first fetches for
+/// offsets. Returns once the processor has handled them; `alive` says whether it is still worth waiting.
+fn warm_up(sender: &mut Sender<'_>, n: usize, health: &Health, alive: impl Fn() -> bool) -> Result<()> {
+    sender.publisher.settle();
+    for k in 0..WARM_UP {
+        sender.send(n + k)?;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sender.publisher.wait()?;
+    while health.handled.load(Relaxed) < WARM_UP as u64 {
+        anyhow::ensure!(alive(), "no answer to the warm-up's {WARM_UP} events");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 /// Topics and consumer group of one run, named for it (on a shared external broker), created, the registry

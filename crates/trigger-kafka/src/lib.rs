@@ -37,6 +37,7 @@ pub mod service;
 pub mod settings;
 pub mod sink;
 pub mod telemetry;
+pub mod topics;
 
 pub use embedded::EmbeddedCluster;
 pub use produce::Publisher;

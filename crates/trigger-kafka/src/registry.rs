@@ -146,16 +146,7 @@ impl RegistryFollower {
         let m = match r {
             Ok(m) => m,
             Err(RdError::PartitionEOF(p)) => {
-                // At the end: the position is the end offset (compaction and control records leave gaps).
-                if let Ok(pos) = self.consumer.position() {
-                    for e in pos.elements_for_topic(&self.topic) {
-                        if e.partition() == p {
-                            if let Offset::Offset(o) = e.offset() {
-                                self.position.insert(p, o);
-                            }
-                        }
-                    }
-                }
+                self.note_end(p);
                 return Ok(true);
             }
             Err(e) => {
@@ -197,5 +188,15 @@ impl RegistryFollower {
             });
         }
         Ok(true)
+    }
+
+    /// At the end of partition `p`: the position is the end offset (compaction and control records leave gaps).
+    fn note_end(&mut self, p: i32) {
+        let Ok(pos) = self.consumer.position() else { return };
+        for e in pos.elements_for_topic(&self.topic) {
+            if let (true, Offset::Offset(o)) = (e.partition() == p, e.offset()) {
+                self.position.insert(p, o);
+            }
+        }
     }
 }

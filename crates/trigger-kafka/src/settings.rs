@@ -4,78 +4,7 @@ use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Topic names. Defaults follow `<domain>.<what>.v1`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Topics {
-    /// Calls for service (protobuf `CallForService`, key = agency/incident).
-    pub cfs: String,
-    /// Camera registry (compacted; protobuf `CameraRecord`, key = camera_id; tombstone = removed / opted out).
-    pub registry: String,
-    /// Camera commands (protobuf `CameraCommand`, key = camera_id).
-    pub commands: String,
-    /// One decision record per decided event (protobuf `ActivationRecord`, key = incident_ref).
-    pub audit: String,
-    /// Owner notices (protobuf `OwnerNotice`, key = owner_ref).
-    pub notices: String,
-    /// Refused input: the original bytes, the reason in headers.
-    pub dead_letter: String,
-    /// Exactly-once mode: incident state (compacted, co-partitioned with `cfs`: same partition count, written
-    /// to the partition of the event that changed it).
-    pub changelog: String,
-}
-
-impl Default for Topics {
-    fn default() -> Self {
-        Self {
-            cfs: "cad.cfs.v1".into(),
-            registry: "camera.registry.v1".into(),
-            commands: "camera.commands.v1".into(),
-            audit: "dispatch.audit.v1".into(),
-            notices: "owner.notices.v1".into(),
-            dead_letter: "cad.cfs.dlq.v1".into(),
-            changelog: "dispatch-trigger.incident-state.v1".into(),
-        }
-    }
-}
-
-impl Topics {
-    /// Every topic with the name of its setting (`kafka.topics.<setting>`): the one list of them.
-    pub fn named(&self) -> [(&'static str, &str); 7] {
-        [
-            ("cfs", &self.cfs),
-            ("registry", &self.registry),
-            ("commands", &self.commands),
-            ("audit", &self.audit),
-            ("notices", &self.notices),
-            ("dead_letter", &self.dead_letter),
-            ("changelog", &self.changelog),
-        ]
-    }
-
-    pub fn all(&self) -> [&str; 7] {
-        self.named().map(|(_, t)| t)
-    }
-
-    /// Every topic name, to rewrite (a test's own suffix, for instance).
-    pub fn each_mut(&mut self) -> [&mut String; 7] {
-        let t = self;
-        [
-            &mut t.cfs,
-            &mut t.registry,
-            &mut t.commands,
-            &mut t.audit,
-            &mut t.notices,
-            &mut t.dead_letter,
-            &mut t.changelog,
-        ]
-    }
-
-    /// What the service writes for every decided or refused event: commands, audit, notices, dead letters.
-    pub fn outputs(&self) -> [&str; 4] {
-        [&self.commands, &self.audit, &self.notices, &self.dead_letter]
-    }
-}
+pub use crate::topics::Topics;
 
 /// How outputs and consumer offsets relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{FutureProducer, Producer as _, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::TopicPartitionList;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -127,7 +127,7 @@ pub struct Delivering {
     producer: FutureProducer,
     retry: RetryPolicy,
     /// Partitions this producer has written to (see [`Delivering::hold_unproven`]).
-    proven: HashSet<(String, i32)>,
+    proven: HashMap<String, HashSet<i32>>,
     /// Records sent again after a failure, over the sink's life.
     pub retries: u64,
 }
@@ -146,7 +146,7 @@ impl std::fmt::Debug for Delivering {
 impl Delivering {
     pub fn new(settings: &KafkaSettings, role: Role, retry: RetryPolicy) -> Result<Self, KafkaError> {
         let producer = Self::create(settings, role)?;
-        Ok(Self { settings: settings.clone(), role, producer, retry, proven: HashSet::new(), retries: 0 })
+        Ok(Self { settings: settings.clone(), role, producer, retry, proven: HashMap::new(), retries: 0 })
     }
 
     fn create(settings: &KafkaSettings, role: Role) -> Result<FutureProducer, KafkaError> {
@@ -170,7 +170,11 @@ impl Delivering {
             let mut failed = self.send_round(records, &now);
             for &i in &now {
                 if let (Some(p), false) = (records[i].partition, failed.iter().any(|(f, _)| *f == i)) {
-                    self.proven.insert((records[i].topic.clone(), p));
+                    if let Some(ps) = self.proven.get_mut(&records[i].topic) {
+                        ps.insert(p);
+                    } else {
+                        self.proven.insert(records[i].topic.clone(), HashSet::from([p]));
+                    }
                 }
             }
             if failed.is_empty() {
@@ -209,7 +213,9 @@ impl Delivering {
     fn hold_unproven(&self, records: &[OutRecord], pending: &[usize]) -> (Vec<usize>, Vec<usize>) {
         let mut first: HashSet<(&str, i32)> = HashSet::new();
         pending.iter().partition(|&&i| match records[i].partition {
-            Some(p) if !self.proven.contains(&(records[i].topic.clone(), p)) => first.insert((&records[i].topic, p)),
+            Some(p) if !self.proven.get(&records[i].topic).is_some_and(|ps| ps.contains(&p)) => {
+                first.insert((&records[i].topic, p))
+            }
             _ => true,
         })
     }

@@ -86,6 +86,9 @@ impl Sink {
         }
     }
 
+    /// Records produced again after a failed attempt. In exactly-once mode this counts the side producer's
+    /// (registry dead letters) only: librdkafka retries inside a transaction on its own, and a transaction
+    /// that fails is aborted and stops the service (its batch is decided again by whoever restarts).
     fn retries(&self) -> u64 {
         match self {
             Sink::AtLeastOnce(d) => d.retries,
