@@ -192,6 +192,16 @@ fn bench(c: &mut Criterion) {
                 black_box(rt.within(qs[i], RADIUS_M).len())
             })
         });
+        // What a peer's radius search answers (ids in distance order), without building records: the
+        // figure compared with Redis, Tile38 and PostGIS (benches/peers.sh).
+        let mut hits = Vec::new();
+        g.bench_function("rstar_ids", |b| {
+            b.iter(|| {
+                i = (i + 1) % qs.len();
+                rt.within_slots(qs[i], RADIUS_M, &mut hits);
+                black_box(hits.iter().map(|h| rt.id(h.slot).len()).sum::<usize>())
+            })
+        });
         g.bench_function("h3", |b| {
             b.iter(|| {
                 i = (i + 1) % qs.len();

@@ -39,7 +39,15 @@ pub enum CameraProblem {
     DuplicateId {
         first: String,
     },
+    /// camera_id or owner_ref longer than [`MAX_REF_BYTES`] (the index stores each with a one-byte length).
+    TooLong {
+        field: &'static str,
+        bytes: usize,
+    },
 }
+
+/// The longest camera_id or owner_ref, in bytes (a UUID is 36).
+pub const MAX_REF_BYTES: usize = 255;
 
 impl CameraProblem {
     /// The named reason, for dead-letter headers, metrics labels and error messages.
@@ -56,6 +64,7 @@ impl CameraProblem {
             CameraProblem::UnknownTimeZone(_) => "unknown_time_zone",
             CameraProblem::QuietMinuteOutOfRange(_) => "quiet_minute_out_of_range",
             CameraProblem::DuplicateId { .. } => "duplicate_camera_id",
+            CameraProblem::TooLong { .. } => "too_long",
         }
     }
 }
@@ -78,6 +87,9 @@ impl fmt::Display for CameraProblem {
             CameraProblem::UnknownTimeZone(z) => write!(f, "{r}: unknown time zone {z:?} (IANA names only)"),
             CameraProblem::QuietMinuteOutOfRange(m) => write!(f, "{r}: {m:?} is not a time of day"),
             CameraProblem::DuplicateId { first } => write!(f, "{r}: the same camera_id as {first}"),
+            CameraProblem::TooLong { field, bytes } => {
+                write!(f, "{r}: {field} is {bytes} bytes (at most {MAX_REF_BYTES})")
+            }
         }
     }
 }
@@ -87,6 +99,11 @@ pub fn camera_problems(c: &CameraRecord) -> Vec<CameraProblem> {
     let mut out = Vec::new();
     if c.camera_id.trim().is_empty() {
         out.push(CameraProblem::EmptyId);
+    }
+    for (field, v) in [("camera_id", &c.camera_id), ("owner_ref", &c.owner_ref)] {
+        if v.len() > MAX_REF_BYTES {
+            out.push(CameraProblem::TooLong { field, bytes: v.len() });
+        }
     }
     if let Err(r) = check_coordinates(c.lat, c.lon) {
         out.push(match r.reason {

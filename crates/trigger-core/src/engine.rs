@@ -11,12 +11,14 @@ use crate::types::*;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-/// A camera near an incident, with its distance.
-#[derive(Debug, Clone, Copy)]
+/// A camera near an incident, with its distance. Borrowed from a source that holds records as they are (a
+/// slice), or rebuilt by one that stores them packed (`trigger-index`).
+#[derive(Debug, Clone)]
 pub struct Candidate<'a> {
-    pub camera: &'a CameraRecord,
+    pub camera: Cow<'a, CameraRecord>,
     pub distance_m: f64,
 }
 
@@ -24,7 +26,7 @@ pub struct Candidate<'a> {
 pub trait CameraSource {
     /// Every camera within `radius_m` (great-circle) of `center`, nearest first, ties broken by camera_id.
     fn within(&self, center: LatLon, radius_m: f64) -> Vec<Candidate<'_>>;
-    fn get(&self, camera_id: &str) -> Option<&CameraRecord>;
+    fn get(&self, camera_id: &str) -> Option<Cow<'_, CameraRecord>>;
 }
 
 /// Sorts candidates into the order the engine relies on: distance, then camera_id.
@@ -36,14 +38,14 @@ impl CameraSource for [CameraRecord] {
     fn within(&self, center: LatLon, radius_m: f64) -> Vec<Candidate<'_>> {
         let mut v: Vec<_> = self
             .iter()
-            .map(|c| Candidate { camera: c, distance_m: crate::geodesy::distance_m(center, c.point()) })
+            .map(|c| Candidate { camera: Cow::Borrowed(c), distance_m: crate::geodesy::distance_m(center, c.point()) })
             .filter(|c| c.distance_m <= radius_m)
             .collect();
         sort_candidates(&mut v);
         v
     }
-    fn get(&self, camera_id: &str) -> Option<&CameraRecord> {
-        self.iter().find(|c| c.camera_id == camera_id)
+    fn get(&self, camera_id: &str) -> Option<Cow<'_, CameraRecord>> {
+        self.iter().find(|c| c.camera_id == camera_id).map(Cow::Borrowed)
     }
 }
 
@@ -588,7 +590,7 @@ fn select(
 ) {
     let mut ask = scope.ask;
     for cand in cams.within(at, scope.radius_m) {
-        let cam = cand.camera;
+        let cam = &*cand.camera;
         if st.started.contains_key(&cam.camera_id) {
             continue;
         }

@@ -1,49 +1,67 @@
 //! Spatial backends. Each proposes a superset of the slots within a radius; `CameraIndex` filters exactly.
+//! Each keeps a slot's point beside it, so filtering candidates reads the structure's own memory.
 
 use crate::{QPoint, Slot, SpatialBackend};
 use h3o::{CellIndex, LatLng, Resolution};
-use rstar::primitives::GeomWithData;
-use rstar::{RStarInsertionStrategy, RTree, RTreeParams, AABB};
+use rstar::{Envelope, RStarInsertionStrategy, RTree, RTreeObject, RTreeParams, AABB};
 use std::collections::HashMap;
 use std::f64::consts::PI;
+use std::ops::ControlFlow;
 use trigger_core::geodesy::EARTH_RADIUS_M;
 use trigger_core::LatLon;
 
 /// Longitude/latitude boxes (degrees, inclusive) that together cover every point within `radius_m` of
 /// `center` on the sphere (Matuschek's bounding coordinates), split at the antimeridian, all longitudes
 /// when the cap reaches a pole. Widened by a small margin for rounding.
-pub(crate) fn bounding_boxes(center: LatLon, radius_m: f64) -> Vec<[f64; 4]> {
+pub(crate) fn bounding_boxes(center: LatLon, radius_m: f64) -> Boxes {
     const MARGIN_DEG: f64 = 1e-6;
     let r = radius_m / EARTH_RADIUS_M;
     if r >= PI {
-        return vec![[-180.0, -90.0, 180.0, 90.0]];
+        return Boxes::one([-180.0, -90.0, 180.0, 90.0]);
     }
     let lat = center.lat.to_radians();
     let (lat_min, lat_max) = (lat - r, lat + r);
     let deg = |x: f64| x.to_degrees();
     if lat_min <= -PI / 2.0 || lat_max >= PI / 2.0 {
-        return vec![[
+        return Boxes::one([
             -180.0,
             deg(lat_min.max(-PI / 2.0)) - MARGIN_DEG,
             180.0,
             deg(lat_max.min(PI / 2.0)) + MARGIN_DEG,
-        ]];
+        ]);
     }
     let s = r.sin() / lat.cos();
     if s >= 1.0 {
-        return vec![[-180.0, deg(lat_min) - MARGIN_DEG, 180.0, deg(lat_max) + MARGIN_DEG]];
+        return Boxes::one([-180.0, deg(lat_min) - MARGIN_DEG, 180.0, deg(lat_max) + MARGIN_DEG]);
     }
     let dlon = deg(s.asin()) + MARGIN_DEG;
     let (lo, hi) = (deg(lat_min) - MARGIN_DEG, deg(lat_max) + MARGIN_DEG);
     let (lon_min, lon_max) = (center.lon - dlon, center.lon + dlon);
     match (lon_min < -180.0, lon_max > 180.0) {
-        (false, false) => vec![[lon_min, lo, lon_max, hi]],
-        (true, _) => vec![[lon_min + 360.0, lo, 180.0, hi], [-180.0, lo, lon_max, hi]],
-        (_, true) => vec![[lon_min, lo, 180.0, hi], [-180.0, lo, lon_max - 360.0, hi]],
+        (false, false) => Boxes::one([lon_min, lo, lon_max, hi]),
+        (true, _) => Boxes { b: [[lon_min + 360.0, lo, 180.0, hi], [-180.0, lo, lon_max, hi]], n: 2 },
+        (_, true) => Boxes { b: [[lon_min, lo, 180.0, hi], [-180.0, lo, lon_max - 360.0, hi]], n: 2 },
     }
 }
 
-/// R-tree node fan-out: larger than rstar's default (6) to spend fewer bytes on inner nodes per camera.
+/// One or two boxes (two across the antimeridian), without an allocation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Boxes {
+    b: [[f64; 4]; 2],
+    n: usize,
+}
+
+impl Boxes {
+    fn one(b: [f64; 4]) -> Self {
+        Self { b: [b, b], n: 1 }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[[f64; 4]] {
+        &self.b[..self.n]
+    }
+}
+
+/// R-tree node fan-out.
 pub(crate) struct Params;
 impl RTreeParams for Params {
     const MIN_SIZE: usize = 5;
@@ -52,51 +70,122 @@ impl RTreeParams for Params {
     type DefaultInsertionStrategy = RStarInsertionStrategy;
 }
 
-/// A leaf: [lon, lat] as f32 for the tree's geometry, with the slot and the exact quantised point.
-///
-/// rstar's insertion and bulk-load heuristics square and add coordinates (areas, margins, centres), which
-/// overflows i32 at 1e-7 degree resolution; f32 never overflows. Rounding to f32 is monotonic, so a point
-/// inside a query box (in degrees) is inside the f32-rounded box too: the tree still never misses a
-/// candidate, and the exact filter uses the `QPoint` carried beside it. The leaf (20 bytes) is smaller than
-/// an inner node (a Vec and an AABB), so carrying the point costs no memory per camera.
-type Item = GeomWithData<[f32; 2], (Slot, QPoint)>;
+/// Side of a bucket's cell, in 1e-7 degree: 0.003° (333 m north-south, ~265 m east-west in the US). At city
+/// density (~100 cameras/km²) a bucket holds ~9 cameras and a 250 m query touches ~6 buckets.
+const CELL: i64 = 30_000;
 
-fn leaf(slot: Slot, q: QPoint) -> Item {
-    let p = q.to_latlon();
-    GeomWithData::new([p.lon as f32, p.lat as f32], (slot, q))
+/// A leaf of the tree: the cameras of one cell of a fixed lon/lat grid.
+///
+/// An R-tree with one leaf per camera spends a node entry (40 bytes in rstar) on every camera; a bucket
+/// spends one per cell and 4 bytes per camera. The envelope is the cell's, rounded to f32: rounding is
+/// monotonic, so a point inside a query box is inside the rounded box and its cell's rounded envelope
+/// intersects it (the tree never misses a candidate). f32 because rstar's heuristics square and add
+/// coordinates, which would overflow i32 at 1e-7 degree resolution.
+///
+/// Each entry carries its point beside its slot (12 bytes, not 4): the exact filter then reads the bucket's
+/// own memory instead of one cache miss per candidate in the index's point column.
+#[derive(Debug)]
+struct Bucket {
+    cx: i32,
+    cy: i32,
+    slots: Vec<(Slot, QPoint)>,
 }
 
-/// rstar R-tree over quantised [lon, lat].
+fn cell_of(p: QPoint) -> (i32, i32) {
+    ((p.lon as i64).div_euclid(CELL) as i32, (p.lat as i64).div_euclid(CELL) as i32)
+}
+
+/// Row-major order of the bucket grid: cameras near each other get nearby slots when the index is bulk
+/// loaded, so a query's records sit close together in memory.
+pub(crate) fn cluster_key(p: QPoint) -> u64 {
+    let (cx, cy) = cell_of(p);
+    ((cy as u32 as u64) << 32) | cx as u32 as u64
+}
+
+fn cell_envelope(cx: i32, cy: i32) -> AABB<[f32; 2]> {
+    let deg = |c: i32| (c as i64 * CELL) as f64 / 1e7;
+    AABB::from_corners([deg(cx) as f32, deg(cy) as f32], [deg(cx + 1) as f32, deg(cy + 1) as f32])
+}
+
+impl RTreeObject for Bucket {
+    type Envelope = AABB<[f32; 2]>;
+    fn envelope(&self) -> Self::Envelope {
+        cell_envelope(self.cx, self.cy)
+    }
+}
+
+impl PartialEq for Bucket {
+    fn eq(&self, other: &Self) -> bool {
+        (self.cx, self.cy) == (other.cx, other.cy)
+    }
+}
+
+/// rstar R-tree of grid buckets.
 pub struct RTreeBackend {
-    tree: RTree<Item, Params>,
+    tree: RTree<Bucket, Params>,
 }
 
 impl std::fmt::Debug for RTreeBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RTreeBackend").field("points", &self.tree.size()).finish()
+        f.debug_struct("RTreeBackend").field("buckets", &self.tree.size()).finish()
+    }
+}
+
+impl RTreeBackend {
+    fn bucket_mut(&mut self, cx: i32, cy: i32) -> Option<&mut Bucket> {
+        let e = cell_envelope(cx, cy);
+        let centre = AABB::from_point(e.center());
+        self.tree.locate_in_envelope_intersecting_mut(centre).find(|b| (b.cx, b.cy) == (cx, cy))
     }
 }
 
 impl SpatialBackend for RTreeBackend {
     const NAME: &'static str = "rstar";
 
-    fn bulk_load(items: Vec<(Slot, QPoint)>) -> Self {
-        let items = items.into_iter().map(|(s, q)| leaf(s, q)).collect();
-        Self { tree: RTree::bulk_load_with_params(items) }
+    fn bulk_load(mut items: Vec<(Slot, QPoint)>) -> Self {
+        items.sort_unstable_by_key(|&(s, q)| (cell_of(q), s));
+        let mut buckets: Vec<Bucket> = Vec::new();
+        for (s, q) in items {
+            let (cx, cy) = cell_of(q);
+            match buckets.last_mut() {
+                Some(b) if (b.cx, b.cy) == (cx, cy) => b.slots.push((s, q)),
+                _ => buckets.push(Bucket { cx, cy, slots: vec![(s, q)] }),
+            }
+        }
+        for b in &mut buckets {
+            b.slots.shrink_to_fit();
+        }
+        Self { tree: RTree::bulk_load_with_params(buckets) }
     }
 
     fn insert(&mut self, slot: Slot, p: QPoint) {
-        self.tree.insert(leaf(slot, p));
+        let (cx, cy) = cell_of(p);
+        match self.bucket_mut(cx, cy) {
+            Some(b) => b.slots.push((slot, p)),
+            None => self.tree.insert(Bucket { cx, cy, slots: vec![(slot, p)] }),
+        }
     }
 
     fn remove(&mut self, slot: Slot, p: QPoint) -> bool {
-        self.tree.remove(&leaf(slot, p)).is_some()
+        let (cx, cy) = cell_of(p);
+        let Some(b) = self.bucket_mut(cx, cy) else { return false };
+        let Some(i) = b.slots.iter().position(|&(s, _)| s == slot) else { return false };
+        b.slots.swap_remove(i);
+        if b.slots.is_empty() {
+            self.tree.remove(&Bucket { cx, cy, slots: Vec::new() });
+        } else if b.slots.capacity() > 2 * b.slots.len() + 4 {
+            b.slots.shrink_to_fit();
+        }
+        true
     }
 
-    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<(Slot, QPoint)>) {
-        for [x0, y0, x1, y1] in bounding_boxes(center, radius_m) {
+    fn candidates(&self, _: LatLon, _: f64, boxes: &[[f64; 4]], out: &mut impl FnMut(Slot, QPoint)) {
+        for &[x0, y0, x1, y1] in boxes {
             let env = AABB::from_corners([x0 as f32, y0 as f32], [x1 as f32, y1 as f32]);
-            out.extend(self.tree.locate_in_envelope(env).map(|i| i.data));
+            let _ = self.tree.locate_in_envelope_intersecting_int(env, |b| {
+                b.slots.iter().for_each(|&(s, q)| out(s, q));
+                ControlFlow::<()>::Continue(())
+            });
         }
     }
 }
@@ -106,7 +195,7 @@ pub struct H3Backend {
     res: Resolution,
     /// Conservative lower bound of the distance between neighbouring cell centres at `res`, metres.
     step_m: f64,
-    cells: HashMap<CellIndex, Vec<(QPoint, Slot)>>,
+    cells: HashMap<CellIndex, Vec<(Slot, QPoint)>>,
     /// Above this many cells in the disk, scan the occupied cells instead of walking the disk
     /// (None: when the disk has more cells than are occupied).
     scan_threshold: Option<usize>,
@@ -142,6 +231,23 @@ impl H3Backend {
     pub fn disk_k(&self, radius_m: f64) -> u32 {
         ((radius_m / self.step_m).ceil() as u32).saturating_add(1)
     }
+
+    /// Every slot whose cell lies within the grid disk covering `radius_m` around `center`.
+    fn disk(&self, center: LatLon, radius_m: f64, out: &mut impl FnMut(Slot, QPoint)) {
+        let k = self.disk_k(radius_m);
+        let disk_cells = 3 * (k as u64) * (k as u64 + 1) + 1;
+        let limit = self.scan_threshold.unwrap_or(self.cells.len().max(1)) as u64;
+        let Ok(ll) = LatLng::new(center.lat, center.lon) else { return };
+        if disk_cells > limit || k > 2000 {
+            self.cells.values().flatten().for_each(|&(s, q)| out(s, q));
+            return;
+        }
+        for c in ll.to_cell(self.res).grid_disk::<Vec<_>>(k) {
+            if let Some(v) = self.cells.get(&c) {
+                v.iter().for_each(|&(s, q)| out(s, q));
+            }
+        }
+    }
 }
 
 impl Default for H3Backend {
@@ -163,13 +269,13 @@ impl SpatialBackend for H3Backend {
 
     fn insert(&mut self, slot: Slot, p: QPoint) {
         let c = self.cell(p);
-        self.cells.entry(c).or_default().push((p, slot));
+        self.cells.entry(c).or_default().push((slot, p));
     }
 
     fn remove(&mut self, slot: Slot, p: QPoint) -> bool {
         let c = self.cell(p);
         let Some(v) = self.cells.get_mut(&c) else { return false };
-        let Some(i) = v.iter().position(|e| e.1 == slot) else { return false };
+        let Some(i) = v.iter().position(|&(s, _)| s == slot) else { return false };
         v.swap_remove(i);
         if v.is_empty() {
             self.cells.remove(&c);
@@ -177,20 +283,8 @@ impl SpatialBackend for H3Backend {
         true
     }
 
-    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<(Slot, QPoint)>) {
-        let k = self.disk_k(radius_m);
-        let disk_cells = 3 * (k as u64) * (k as u64 + 1) + 1;
-        let limit = self.scan_threshold.unwrap_or(self.cells.len().max(1)) as u64;
-        let Ok(ll) = LatLng::new(center.lat, center.lon) else { return };
-        if disk_cells > limit || k > 2000 {
-            out.extend(self.cells.values().flatten().map(|e| (e.1, e.0)));
-            return;
-        }
-        for c in ll.to_cell(self.res).grid_disk::<Vec<_>>(k) {
-            if let Some(v) = self.cells.get(&c) {
-                out.extend(v.iter().map(|e| (e.1, e.0)));
-            }
-        }
+    fn candidates(&self, center: LatLon, radius_m: f64, _: &[[f64; 4]], out: &mut impl FnMut(Slot, QPoint)) {
+        self.disk(center, radius_m, out)
     }
 }
 
@@ -223,7 +317,7 @@ impl SpatialBackend for BruteForce {
         }
         true
     }
-    fn candidates(&self, _: LatLon, _: f64, out: &mut Vec<(Slot, QPoint)>) {
-        out.extend_from_slice(&self.items);
+    fn candidates(&self, _: LatLon, _: f64, _: &[[f64; 4]], out: &mut impl FnMut(Slot, QPoint)) {
+        self.items.iter().for_each(|&(s, q)| out(s, q));
     }
 }

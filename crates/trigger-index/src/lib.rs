@@ -1,8 +1,9 @@
 //! trigger-index: the in-memory camera index.
 //!
 //! One API, [`CameraIndex`], over interchangeable spatial backends:
-//! - [`RTreeBackend`]: an rstar R-tree over quantised (lon, lat) points; a radius query becomes one or two
-//!   bounding boxes on the sphere (split at the antimeridian, widened to all longitudes near a pole).
+//! - [`RTreeBackend`]: an rstar R-tree of grid buckets (the cameras of one 0.003° cell each); a radius query
+//!   becomes one or two bounding boxes on the sphere (split at the antimeridian, widened to all longitudes
+//!   near a pole).
 //! - [`H3Backend`]: an h3o cell map; a radius query becomes a grid disk of cells sized to cover the circle.
 //! - [`BruteForce`]: every camera is a candidate (the reference, and the benches' baseline).
 //!
@@ -12,13 +13,19 @@
 //!
 //! Locations are stored quantised to 1e-7 degree (at most 1.1 cm): 8 bytes a point. `get()` returns the
 //! record with its quantised coordinates, so what the index answers is what it says it holds.
+//!
+//! Records are stored packed (`store.rs`: fixed-size columns by slot, ids and owner refs in one arena,
+//! consents interned) and rebuilt for the cameras a query returns: about 60 bytes a camera in all at 10M
+//! cameras (BENCHMARKS.md), where owned `CameraRecord`s cost over 300.
 
 mod backends;
+mod store;
 
 pub use backends::{BruteForce, H3Backend, RTreeBackend};
 
-use std::collections::HashMap;
-use trigger_core::engine::sort_candidates;
+use backends::bounding_boxes;
+use std::borrow::Cow;
+use store::Store;
 use trigger_core::geodesy::distance_m;
 use trigger_core::{CameraRecord, CameraSource, Candidate, Consent, LatLon};
 
@@ -48,15 +55,14 @@ pub fn quantize(p: LatLon) -> LatLon {
     QPoint::from_latlon(p).to_latlon()
 }
 
-/// What a spatial structure must do. `candidates` may return extra slots, never miss one.
+/// What a spatial structure must do: keep slots by point and propose candidates. `candidates` may propose
+/// extra slots, never miss one; it gets the query and its bounding boxes (`bounding_boxes`), and uses either.
 pub trait SpatialBackend {
     const NAME: &'static str;
     fn bulk_load(items: Vec<(Slot, QPoint)>) -> Self;
     fn insert(&mut self, slot: Slot, p: QPoint);
     fn remove(&mut self, slot: Slot, p: QPoint) -> bool;
-    /// Every (slot, point) whose point may lie within `radius_m` of `center`. The point is the one stored for
-    /// the slot, so the caller can filter exactly without touching the camera's record.
-    fn candidates(&self, center: LatLon, radius_m: f64, out: &mut Vec<(Slot, QPoint)>);
+    fn candidates(&self, center: LatLon, radius_m: f64, boxes: &[[f64; 4]], out: &mut impl FnMut(Slot, QPoint));
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -74,23 +80,18 @@ impl IndexError {
     }
 }
 
-struct Entry {
-    q: QPoint,
-    record: CameraRecord,
-}
-
-/// The camera registry in memory: records by id, located by a spatial backend.
+/// The camera registry in memory: packed records by slot ([`store`](self)), located by a spatial backend.
 pub struct CameraIndex<B> {
     backend: B,
-    slots: Vec<Option<Entry>>,
-    by_id: HashMap<String, Slot>,
-    free: Vec<Slot>,
+    store: Store,
 }
 
 impl<B> std::fmt::Debug for CameraIndex<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let live = self.slots.iter().filter(|s| s.is_some()).count();
-        f.debug_struct("CameraIndex").field("cameras", &live).field("backend", &std::any::type_name::<B>()).finish()
+        f.debug_struct("CameraIndex")
+            .field("cameras", &self.store.len())
+            .field("backend", &std::any::type_name::<B>())
+            .finish()
     }
 }
 
@@ -108,31 +109,53 @@ fn check(rec: &CameraRecord) -> Result<(), IndexError> {
     }
 }
 
+/// A query's boxes in 1e-7 degree units, for the cheap pre-filter before the great-circle distance.
+fn quantised_boxes(boxes: &[[f64; 4]]) -> [[i32; 4]; 2] {
+    let q = |d: f64, up: bool| {
+        let v = if up { (d * Q).ceil() } else { (d * Q).floor() };
+        v.clamp(i32::MIN as f64, i32::MAX as f64) as i32
+    };
+    // A second box that matches nothing when there is only one.
+    let mut out = [[i32::MAX, i32::MAX, i32::MIN, i32::MIN]; 2];
+    for (o, &[x0, y0, x1, y1]) in out.iter_mut().zip(boxes) {
+        *o = [q(x0, false), q(y0, false), q(x1, true), q(y1, true)];
+    }
+    out
+}
+
+/// What a heartbeat did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    Applied,
+    /// Older than the camera's record or last status: ignored.
+    Stale,
+    /// No such camera in the registry (not yet, or no longer): ignored.
+    UnknownCamera,
+}
+
+/// A hit of a query: a slot and its great-circle distance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub slot: Slot,
+    pub distance_m: f64,
+}
+
 impl<B: SpatialBackend> CameraIndex<B> {
     /// Load many cameras at once (faster than upserts for a fresh index). Later duplicates of an id win.
     /// Invalid records are returned, not loaded.
     pub fn bulk_load(records: impl IntoIterator<Item = CameraRecord>) -> (Self, Vec<IndexError>) {
         let mut errors = Vec::new();
-        let mut slots: Vec<Option<Entry>> = Vec::new();
-        let mut by_id: HashMap<String, Slot> = HashMap::new();
-        for mut record in records {
+        let mut store = Store::new();
+        for record in records {
             if let Err(e) = check(&record) {
                 errors.push(e);
                 continue;
             }
-            let q = QPoint::from_latlon(record.point());
-            (record.lat, record.lon) = (q.to_latlon().lat, q.to_latlon().lon);
-            match by_id.get(&record.camera_id) {
-                Some(&s) => slots[s as usize] = Some(Entry { q, record }),
-                None => {
-                    by_id.insert(record.camera_id.clone(), slots.len() as Slot);
-                    slots.push(Some(Entry { q, record }));
-                }
-            }
+            store.upsert(&record, QPoint::from_latlon(record.point()));
         }
-        let items = slots.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (i as Slot, e.q))).collect();
-        let index = Self { backend: B::bulk_load(items), slots, by_id, free: Vec::new() };
-        (index, errors)
+        store.cluster(backends::cluster_key);
+        let items = store.live().map(|s| (s, store.points[s as usize])).collect();
+        (Self { backend: B::bulk_load(items), store }, errors)
     }
 
     pub fn new() -> Self {
@@ -152,92 +175,106 @@ impl<B: SpatialBackend> CameraIndex<B> {
     }
 
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.store.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.store.len() == 0
     }
 
     /// Insert or replace a camera (location, consent, anything). Takes effect for the next query.
-    pub fn upsert(&mut self, mut record: CameraRecord) -> Result<(), IndexError> {
+    pub fn upsert(&mut self, record: CameraRecord) -> Result<(), IndexError> {
         check(&record)?;
         let q = QPoint::from_latlon(record.point());
-        (record.lat, record.lon) = (q.to_latlon().lat, q.to_latlon().lon);
-        if let Some(&slot) = self.by_id.get(&record.camera_id) {
-            let e = self.slots[slot as usize].as_mut().expect("live slot");
-            if e.q != q {
-                self.backend.remove(slot, e.q);
+        match self.store.upsert(&record, q) {
+            (slot, None) => self.backend.insert(slot, q),
+            (slot, Some(before)) if before != q => {
+                self.backend.remove(slot, before);
                 self.backend.insert(slot, q);
             }
-            *e = Entry { q, record };
-            return Ok(());
+            _ => {}
         }
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            (self.slots.len() - 1) as Slot
-        });
-        self.backend.insert(slot, q);
-        self.by_id.insert(record.camera_id.clone(), slot);
-        self.slots[slot as usize] = Some(Entry { q, record });
         Ok(())
     }
 
     /// Remove a camera (registry tombstone: removed or opted out). Returns the record it held.
     pub fn remove(&mut self, camera_id: &str) -> Option<CameraRecord> {
-        let slot = self.by_id.remove(camera_id)?;
-        let e = self.slots[slot as usize].take().expect("live slot");
-        self.backend.remove(slot, e.q);
-        self.free.push(slot);
-        Some(e.record)
+        let slot = self.store.slot_of(camera_id)?;
+        let record = self.store.record(slot);
+        let (slot, q) = self.store.remove(camera_id)?;
+        self.backend.remove(slot, q);
+        Some(record)
     }
 
     /// Change what an owner consents to, without touching the spatial structure.
     pub fn set_consent(&mut self, camera_id: &str, consent: Consent) -> bool {
-        self.entry_mut(camera_id).map(|r| r.consent = consent).is_some()
+        self.store.slot_of(camera_id).map(|s| self.store.set_consent(s, &consent)).is_some()
     }
 
     pub fn set_online(&mut self, camera_id: &str, online: bool) -> bool {
-        self.entry_mut(camera_id).map(|r| r.online = online).is_some()
+        self.store.slot_of(camera_id).map(|s| self.store.set_online(s, online)).is_some()
     }
 
-    fn entry_mut(&mut self, camera_id: &str) -> Option<&mut CameraRecord> {
-        let slot = *self.by_id.get(camera_id)?;
-        self.slots[slot as usize].as_mut().map(|e| &mut e.record)
+    /// A heartbeat (the status topic): online or not, as of `at`. Touches one bit and one timestamp, and only
+    /// if `at` is not older than what the camera's record or last status said.
+    pub fn set_status(&mut self, camera_id: &str, online: bool, at: trigger_core::Millis) -> StatusChange {
+        let Some(s) = self.store.slot_of(camera_id) else { return StatusChange::UnknownCamera };
+        if at < self.store.updated(s) {
+            return StatusChange::Stale;
+        }
+        self.store.set_online(s, online);
+        self.store.set_updated(s, at);
+        StatusChange::Applied
     }
 
-    pub fn get(&self, camera_id: &str) -> Option<&CameraRecord> {
-        let slot = *self.by_id.get(camera_id)?;
-        self.slots[slot as usize].as_ref().map(|e| &e.record)
+    pub fn get(&self, camera_id: &str) -> Option<CameraRecord> {
+        self.store.slot_of(camera_id).map(|s| self.store.record(s))
+    }
+
+    /// The camera id of a slot a query returned.
+    pub fn id(&self, slot: Slot) -> &str {
+        self.store.id(slot)
+    }
+
+    /// Slots within `radius_m` of `center`, nearest first, ties by camera_id, into `out` (cleared first).
+    /// No allocation once `out` has grown to a query's size.
+    pub fn within_slots(&self, center: LatLon, radius_m: f64, out: &mut Vec<Hit>) {
+        out.clear();
+        let boxes = bounding_boxes(center, radius_m);
+        let boxes = boxes.as_slice();
+        let qboxes = quantised_boxes(boxes);
+        self.backend.candidates(center, radius_m, boxes, &mut |slot, q| {
+            if !qboxes.iter().any(|b| q.lon >= b[0] && q.lat >= b[1] && q.lon <= b[2] && q.lat <= b[3]) {
+                return;
+            }
+            let d = distance_m(center, q.to_latlon());
+            if d <= radius_m {
+                out.push(Hit { slot, distance_m: d });
+            }
+        });
+        out.sort_unstable_by(|a, b| {
+            a.distance_m.total_cmp(&b.distance_m).then_with(|| self.store.id(a.slot).cmp(self.store.id(b.slot)))
+        });
     }
 
     /// Cameras within `radius_m` of `center`, nearest first, ties by camera_id.
     pub fn within(&self, center: LatLon, radius_m: f64) -> Vec<Candidate<'_>> {
-        let mut cands = Vec::new();
-        self.backend.candidates(center, radius_m, &mut cands);
-        // Filter on the backend's copy of the point first: records are only touched for hits.
-        let mut out: Vec<Candidate<'_>> = cands
-            .into_iter()
-            .map(|(s, q)| (s, distance_m(center, q.to_latlon())))
-            .filter(|(_, d)| *d <= radius_m)
-            .filter_map(|(s, d)| {
-                Some(Candidate { camera: &self.slots.get(s as usize)?.as_ref()?.record, distance_m: d })
-            })
-            .collect();
-        sort_candidates(&mut out);
-        out
+        self.nearest(center, usize::MAX, radius_m)
     }
 
     /// The `k` nearest cameras within `max_radius_m`, nearest first.
     pub fn nearest(&self, center: LatLon, k: usize, max_radius_m: f64) -> Vec<Candidate<'_>> {
-        let mut v = self.within(center, max_radius_m);
-        v.truncate(k);
-        v
+        let mut hits = Vec::new();
+        self.within_slots(center, max_radius_m, &mut hits);
+        hits.truncate(k);
+        hits.into_iter()
+            .map(|h| Candidate { camera: Cow::Owned(self.store.record(h.slot)), distance_m: h.distance_m })
+            .collect()
     }
 
     /// Every camera, in slot order.
-    pub fn iter(&self) -> impl Iterator<Item = &CameraRecord> {
-        self.slots.iter().filter_map(|e| e.as_ref().map(|e| &e.record))
+    pub fn iter(&self) -> impl Iterator<Item = CameraRecord> + '_ {
+        self.store.live().map(|s| self.store.record(s))
     }
 }
 
@@ -251,7 +288,7 @@ impl<B: SpatialBackend> CameraSource for CameraIndex<B> {
     fn within(&self, center: LatLon, radius_m: f64) -> Vec<Candidate<'_>> {
         CameraIndex::within(self, center, radius_m)
     }
-    fn get(&self, camera_id: &str) -> Option<&CameraRecord> {
-        CameraIndex::get(self, camera_id)
+    fn get(&self, camera_id: &str) -> Option<Cow<'_, CameraRecord>> {
+        CameraIndex::get(self, camera_id).map(Cow::Owned)
     }
 }

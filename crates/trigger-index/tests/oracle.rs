@@ -6,7 +6,7 @@ use geo::{Distance, Haversine, Point};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use trigger_core::{CameraRecord, Category, Consent, LatLon};
-use trigger_index::{quantize, CameraIndex, H3Index, RTreeIndex, SpatialBackend};
+use trigger_index::{quantize, CameraIndex, H3Index, RTreeIndex, SpatialBackend, StatusChange};
 
 /// Places where spherical geometry bites, plus an ordinary city.
 const ANCHORS: [(f64, f64); 6] = [
@@ -34,9 +34,13 @@ fn point() -> impl Strategy<Value = (f64, f64)> {
 }
 
 fn camera(id: usize, (lat, lon): (f64, f64)) -> CameraRecord {
+    owned_camera(id, (lat, lon), 0)
+}
+
+fn owned_camera(id: usize, (lat, lon): (f64, f64), owner: u8) -> CameraRecord {
     CameraRecord {
         camera_id: format!("cam-{id:03}"),
-        owner_ref: format!("owner-{id}"),
+        owner_ref: format!("owner-{id}-{}", "x".repeat(owner as usize)),
         lat,
         lon,
         consent: Consent {
@@ -53,21 +57,25 @@ fn camera(id: usize, (lat, lon): (f64, f64)) -> CameraRecord {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Upsert(usize, (f64, f64)),
+    /// A camera (re)placed, with one of a few owner refs (a new owner rewrites the packed strings).
+    Upsert(usize, (f64, f64), u8),
     /// Several cameras at exactly one location.
     Pile(usize, usize, (f64, f64)),
     Remove(usize),
     Consent(usize, f64),
+    /// A heartbeat: online or not, at a time.
+    Status(usize, bool, i64),
     Within((f64, f64), f64),
     Nearest((f64, f64), usize, f64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0usize..60, point()).prop_map(|(i, p)| Op::Upsert(i, p)),
+        4 => (0usize..60, point(), 0u8..3).prop_map(|(i, p, o)| Op::Upsert(i, p, o)),
         1 => (0usize..60, 1usize..6, point()).prop_map(|(i, n, p)| Op::Pile(i, n, p)),
         2 => (0usize..60).prop_map(Op::Remove),
         1 => (0usize..60, 0.0f64..500.0).prop_map(|(i, r)| Op::Consent(i, r)),
+        2 => (0usize..60, any::<bool>(), -10i64..1_000_000).prop_map(|(i, on, at)| Op::Status(i, on, at)),
         3 => (point(), 0.0f64..3000.0).prop_map(|(p, r)| Op::Within(p, r)),
         2 => (point(), 0usize..10, 0.0f64..3000.0).prop_map(|(p, k, r)| Op::Nearest(p, k, r)),
     ]
@@ -105,8 +113,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model: BTreeMap<String, CameraRecord> = BTreeMap::new();
     for op in ops {
         match op {
-            Op::Upsert(i, p) => {
-                let c = camera(i, p);
+            Op::Upsert(i, p, o) => {
+                let c = owned_camera(i, p, o);
                 rtree.upsert(c.clone()).unwrap();
                 h3.upsert(c.clone()).unwrap();
                 h3_default.upsert(c.clone()).unwrap();
@@ -139,6 +147,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(h3.get(&id).unwrap().consent.max_radius_m, r);
                 }
             }
+            Op::Status(i, online, at) => {
+                let id = format!("cam-{i:03}");
+                let expect = match model.get_mut(&id) {
+                    None => StatusChange::UnknownCamera,
+                    Some(m) if at < m.updated_at => StatusChange::Stale,
+                    Some(m) => {
+                        (m.online, m.updated_at) = (online, at);
+                        StatusChange::Applied
+                    }
+                };
+                prop_assert_eq!(rtree.set_status(&id, online, at), expect);
+                prop_assert_eq!(h3.set_status(&id, online, at), expect);
+                prop_assert_eq!(h3_default.set_status(&id, online, at), expect);
+            }
             Op::Within(c, r) => {
                 let want = oracle(&model, c, r);
                 prop_assert_eq!(&answer(&rtree, c, r, None), &want, "rstar within {:?} {}", c, r);
@@ -154,6 +176,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         prop_assert_eq!(rtree.len(), model.len());
         prop_assert_eq!(h3.len(), model.len());
+        // The packed records give back exactly what was put in (coordinates quantised).
+        for (id, m) in &model {
+            let mut want = m.clone();
+            let q = quantize(m.point());
+            (want.lat, want.lon) = (q.lat, q.lon);
+            prop_assert_eq!(rtree.get(id), Some(want.clone()));
+            prop_assert_eq!(h3.get(id), Some(want));
+        }
     }
     Ok(())
 }
@@ -211,6 +241,17 @@ fn invalid_cameras_are_refused_with_a_reason() {
     }
     let (ix, errs) = RTreeIndex::bulk_load([camera(1, (0.0, 0.0)), camera(2, (36.0, -86.0))]);
     assert_eq!((ix.len(), errs.len()), (1, 1));
+    // Ids and owner refs are stored with a one-byte length: longer ones are refused by name, not cut.
+    let mut ix = RTreeIndex::new();
+    let mut long = camera(3, (36.0, -86.0));
+    long.owner_ref = "o".repeat(256);
+    let err = ix.upsert(long.clone()).unwrap_err();
+    assert_eq!(err.reason(), "too_long", "{err}");
+    assert!(err.to_string().contains("owner_ref is 256 bytes (at most 255)"), "{err}");
+    long.owner_ref = "o".repeat(255);
+    long.camera_id = "c".repeat(255);
+    ix.upsert(long.clone()).unwrap();
+    assert_eq!(ix.get(&long.camera_id).map(|c| c.owner_ref), Some(long.owner_ref));
 }
 
 #[test]

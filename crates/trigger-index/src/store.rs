@@ -1,0 +1,354 @@
+//! The registry's records, packed: one row of fixed-size columns per slot, the two strings of a camera in
+//! one byte arena, consents interned, and an id lookup that stores only slots.
+//!
+//! Per camera: point 8 B, arena offset 4 B, consent handle + online bit 4 B, `updated_at` 8 B, the arena
+//! entry (`len id len owner`: 2 B + the strings), the id table's slot (4 B + 1 control byte, at hashbrown's
+//! load factor). A `CameraRecord` is rebuilt on demand, for the few cameras a query returns.
+
+use crate::{QPoint, Slot};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use trigger_core::{CameraRecord, CategorySet, Consent, Millis};
+
+/// `text` of a free slot.
+const FREE: u32 = u32::MAX;
+/// The online flag, in the consent column's top bit.
+const ONLINE: u32 = 1 << 31;
+
+/// Consents by value: a fleet has few distinct ones (a product offers presets), so a camera holds a handle.
+#[derive(Debug, Default)]
+struct Consents {
+    table: Vec<(Consent, u32)>,
+    by_key: HashMap<ConsentKey, u32>,
+    free: Vec<u32>,
+}
+
+/// What makes two consents the same (`Consent` has an `f64`, so it is neither `Eq` nor `Hash`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ConsentKey {
+    categories: CategorySet,
+    radius_bits: u64,
+    quiet: Option<(u16, u16, chrono_tz::Tz)>,
+    daily_cap: u32,
+    live: bool,
+}
+
+impl ConsentKey {
+    fn of(c: &Consent) -> Self {
+        Self {
+            categories: c.categories,
+            radius_bits: c.max_radius_m.to_bits(),
+            quiet: c.quiet_hours.map(|q| (q.start.0, q.end.0, q.time_zone)),
+            daily_cap: c.daily_cap,
+            live: c.live_stream_allowed,
+        }
+    }
+}
+
+impl Consents {
+    fn intern(&mut self, c: &Consent) -> u32 {
+        let key = ConsentKey::of(c);
+        if let Some(&h) = self.by_key.get(&key) {
+            self.table[h as usize].1 += 1;
+            return h;
+        }
+        let h = match self.free.pop() {
+            Some(h) => {
+                self.table[h as usize] = (c.clone(), 1);
+                h
+            }
+            None => {
+                self.table.push((c.clone(), 1));
+                (self.table.len() - 1) as u32
+            }
+        };
+        assert!(h < ONLINE, "more than 2^31 distinct consents");
+        self.by_key.insert(key, h);
+        h
+    }
+
+    fn release(&mut self, h: u32) {
+        let e = &mut self.table[h as usize];
+        e.1 -= 1;
+        if e.1 == 0 {
+            self.by_key.remove(&ConsentKey::of(&e.0));
+            self.free.push(h);
+        }
+    }
+}
+
+/// The packed records, by slot.
+pub(crate) struct Store {
+    pub(crate) points: Vec<QPoint>,
+    /// Offset of the slot's `len id len owner` entry in `arena`; FREE for a free slot.
+    text: Vec<u32>,
+    /// Consent handle | ONLINE.
+    consent: Vec<u32>,
+    updated: Vec<Millis>,
+    arena: Vec<u8>,
+    /// Arena bytes no slot points to any more (compacted when they are half of it and over `compact_min`).
+    garbage: usize,
+    compact_min: usize,
+    consents: Consents,
+    by_id: HashTable<Slot>,
+    hasher: DefaultHashBuilder,
+    free: Vec<Slot>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("cameras", &self.by_id.len())
+            .field("consents", &self.consents.by_key.len())
+            .finish()
+    }
+}
+
+fn entry<'a>(arena: &'a [u8], text: &[u32], slot: Slot) -> (&'a str, &'a str) {
+    let o = text[slot as usize] as usize;
+    let n = arena[o] as usize;
+    let id = &arena[o + 1..o + 1 + n];
+    let m = arena[o + 1 + n] as usize;
+    let owner = &arena[o + 2 + n..o + 2 + n + m];
+    (std::str::from_utf8(id).expect("utf-8 stored"), std::str::from_utf8(owner).expect("utf-8 stored"))
+}
+
+impl Store {
+    pub(crate) fn new() -> Self {
+        Self {
+            points: Vec::new(),
+            text: Vec::new(),
+            consent: Vec::new(),
+            updated: Vec::new(),
+            arena: Vec::new(),
+            garbage: 0,
+            compact_min: 1 << 20,
+            consents: Consents::default(),
+            by_id: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            free: Vec::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub(crate) fn slot_of(&self, camera_id: &str) -> Option<Slot> {
+        let h = self.hasher.hash_one(camera_id);
+        self.by_id.find(h, |&s| entry(&self.arena, &self.text, s).0 == camera_id).copied()
+    }
+
+    pub(crate) fn id(&self, slot: Slot) -> &str {
+        entry(&self.arena, &self.text, slot).0
+    }
+
+    pub(crate) fn is_live(&self, slot: Slot) -> bool {
+        self.text.get(slot as usize).is_some_and(|&t| t != FREE)
+    }
+
+    /// Live slots, in slot order.
+    pub(crate) fn live(&self) -> impl Iterator<Item = Slot> + '_ {
+        (0..self.text.len() as Slot).filter(|&s| self.is_live(s))
+    }
+
+    /// The record of a live slot, rebuilt.
+    pub(crate) fn record(&self, slot: Slot) -> CameraRecord {
+        let (id, owner) = entry(&self.arena, &self.text, slot);
+        let ll = self.points[slot as usize].to_latlon();
+        let c = self.consent[slot as usize];
+        CameraRecord {
+            camera_id: id.to_string(),
+            owner_ref: owner.to_string(),
+            lat: ll.lat,
+            lon: ll.lon,
+            consent: self.consents.table[(c & !ONLINE) as usize].0.clone(),
+            online: c & ONLINE != 0,
+            updated_at: self.updated[slot as usize],
+        }
+    }
+
+    /// Append `len id len owner` to the arena; its offset. Lengths are checked by `camera_problems`.
+    fn push_text(&mut self, id: &str, owner: &str) -> u32 {
+        let o = u32::try_from(self.arena.len()).ok().filter(|&o| o != FREE).expect("camera id arena over 4 GiB");
+        for s in [id, owner] {
+            self.arena.push(u8::try_from(s.len()).expect("checked length"));
+            self.arena.extend_from_slice(s.as_bytes());
+        }
+        o
+    }
+
+    fn text_len(&self, slot: Slot) -> usize {
+        let (id, owner) = entry(&self.arena, &self.text, slot);
+        2 + id.len() + owner.len()
+    }
+
+    /// Rewrite the arena with the live entries only, in slot order.
+    fn compact(&mut self) {
+        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
+        for s in 0..self.text.len() {
+            if self.text[s] != FREE {
+                let o = self.text[s] as usize;
+                let len = self.text_len(s as Slot);
+                self.text[s] = arena.len() as u32;
+                arena.extend_from_slice(&self.arena[o..o + len]);
+            }
+        }
+        self.arena = arena;
+        self.garbage = 0;
+    }
+
+    /// Insert or replace a (checked, quantised) record. Returns its slot and, for a replaced camera, its
+    /// previous point.
+    pub(crate) fn upsert(&mut self, r: &CameraRecord, q: QPoint) -> (Slot, Option<QPoint>) {
+        if self.garbage > self.compact_min && self.garbage * 2 > self.arena.len() {
+            self.compact();
+        }
+        let handle = self.consents.intern(&r.consent) | if r.online { ONLINE } else { 0 };
+        if let Some(slot) = self.slot_of(&r.camera_id) {
+            let i = slot as usize;
+            if entry(&self.arena, &self.text, slot).1 != r.owner_ref {
+                self.garbage += self.text_len(slot);
+                self.text[i] = self.push_text(&r.camera_id, &r.owner_ref);
+            }
+            self.consents.release(self.consent[i] & !ONLINE);
+            self.consent[i] = handle;
+            self.updated[i] = r.updated_at;
+            let before = std::mem::replace(&mut self.points[i], q);
+            return (slot, Some(before));
+        }
+        let text = self.push_text(&r.camera_id, &r.owner_ref);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                let i = s as usize;
+                (self.points[i], self.text[i], self.consent[i], self.updated[i]) = (q, text, handle, r.updated_at);
+                s
+            }
+            None => {
+                self.points.push(q);
+                self.text.push(text);
+                self.consent.push(handle);
+                self.updated.push(r.updated_at);
+                (self.points.len() - 1) as Slot
+            }
+        };
+        let (arena, texts, hasher) = (&self.arena, &self.text, &self.hasher);
+        self.by_id.insert_unique(hasher.hash_one(&*r.camera_id), slot, |&s| hasher.hash_one(entry(arena, texts, s).0));
+        (slot, None)
+    }
+
+    /// Remove a camera: its slot and point.
+    pub(crate) fn remove(&mut self, camera_id: &str) -> Option<(Slot, QPoint)> {
+        let h = self.hasher.hash_one(camera_id);
+        let (arena, texts) = (&self.arena, &self.text);
+        let Ok(e) = self.by_id.find_entry(h, |&s| entry(arena, texts, s).0 == camera_id) else { return None };
+        let (slot, _) = e.remove();
+        self.garbage += self.text_len(slot);
+        let i = slot as usize;
+        self.text[i] = FREE;
+        self.consents.release(self.consent[i] & !ONLINE);
+        self.free.push(slot);
+        Some((slot, self.points[i]))
+    }
+
+    pub(crate) fn set_consent(&mut self, slot: Slot, c: &Consent) {
+        let h = self.consents.intern(c);
+        let i = slot as usize;
+        self.consents.release(self.consent[i] & !ONLINE);
+        self.consent[i] = h | (self.consent[i] & ONLINE);
+    }
+
+    pub(crate) fn set_online(&mut self, slot: Slot, online: bool) {
+        let c = &mut self.consent[slot as usize];
+        *c = if online { *c | ONLINE } else { *c & !ONLINE };
+    }
+
+    pub(crate) fn updated(&self, slot: Slot) -> Millis {
+        self.updated[slot as usize]
+    }
+
+    pub(crate) fn set_updated(&mut self, slot: Slot, at: Millis) {
+        self.updated[slot as usize] = at;
+    }
+
+    /// Renumber the slots in the order of `key(point)` (after a bulk load), so that cameras near each other
+    /// sit near each other in every column and in the arena; and give back what growth left unused.
+    pub(crate) fn cluster(&mut self, key: impl Fn(QPoint) -> u64) {
+        let mut order: Vec<Slot> = self.live().collect();
+        order.sort_by_cached_key(|&s| (key(self.points[s as usize]), s));
+        let pick = |col: &[u32]| order.iter().map(|&s| col[s as usize]).collect::<Vec<_>>();
+        self.text = pick(&self.text);
+        self.consent = pick(&self.consent);
+        self.points = order.iter().map(|&s| self.points[s as usize]).collect();
+        self.updated = order.iter().map(|&s| self.updated[s as usize]).collect();
+        self.free.clear();
+        self.garbage = self.arena.len() - (0..order.len() as Slot).map(|s| self.text_len(s)).sum::<usize>();
+        self.compact();
+        let (arena, texts, hasher) = (&self.arena, &self.text, &self.hasher);
+        let mut by_id = HashTable::with_capacity(order.len());
+        for s in 0..order.len() as Slot {
+            by_id.insert_unique(hasher.hash_one(entry(arena, texts, s).0), s, |&s| {
+                hasher.hash_one(entry(arena, texts, s).0)
+            });
+        }
+        self.by_id = by_id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trigger_core::{Category, LatLon};
+
+    fn cam(i: usize, owner: usize, radius: f64) -> CameraRecord {
+        CameraRecord {
+            camera_id: format!("cam-{i}"),
+            owner_ref: format!("owner-{owner}"),
+            lat: 36.0 + i as f64 * 1e-4,
+            lon: -86.0,
+            consent: Consent {
+                categories: [Category::Burglary].into_iter().collect(),
+                max_radius_m: radius,
+                quiet_hours: None,
+                daily_cap: 3,
+                live_stream_allowed: false,
+            },
+            online: i % 2 == 0,
+            updated_at: i as i64,
+        }
+    }
+
+    #[test]
+    fn churn_compacts_the_arena_and_releases_consents_and_keeps_every_record() {
+        let mut s = Store::new();
+        s.compact_min = 0;
+        let mut want = std::collections::BTreeMap::new();
+        for round in 0..50 {
+            for i in 0..20 {
+                let c = cam(i, round * 100 + i, 100.0 + (round % 4) as f64);
+                s.upsert(&c, QPoint::from_latlon(LatLon::new(c.lat, c.lon)));
+                want.insert(c.camera_id.clone(), c);
+            }
+            let gone = format!("cam-{}", round % 20);
+            assert!(s.remove(&gone).is_some());
+            want.remove(&gone);
+        }
+        assert_eq!(s.len(), want.len());
+        for (id, c) in &want {
+            let mut r = s.record(s.slot_of(id).expect("kept"));
+            (r.lat, r.lon) = (c.lat, c.lon);
+            assert_eq!(&r, c);
+        }
+        // 50 rounds of new owners for 20 cameras: the arena holds about one round, not fifty.
+        let live: usize = s.live().map(|slot| s.text_len(slot)).sum();
+        assert!(s.arena.len() <= 2 * live + 64, "arena {} for {live} live bytes", s.arena.len());
+        // Only the radii still in use are interned.
+        assert!(s.consents.by_key.len() <= 4, "{} consents", s.consents.by_key.len());
+        assert_eq!(s.consents.table.iter().map(|e| e.1 as usize).sum::<usize>() - freed(&s), want.len());
+    }
+
+    fn freed(s: &Store) -> usize {
+        s.consents.free.iter().map(|&h| s.consents.table[h as usize].1 as usize).sum()
+    }
+}
