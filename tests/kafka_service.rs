@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use trigger_core::{Action, CameraCommand, Category, Engine, Location, Status};
+use trigger_kafka::codec::CameraStatus;
 use trigger_kafka::service::{H_OFFSET, H_REASON, H_TOPIC};
 use trigger_kafka::{inspect, EmbeddedCluster, Health, KafkaSettings, Publisher, RunStats};
 use trigger_proto::v1 as pb;
@@ -396,6 +397,50 @@ crate::on_every_broker! {
         let reasons: Vec<String> =
             dlq.iter().map(|m| String::from_utf8_lossy(m.header(H_REASON).unwrap()).into_owned()).collect();
         assert_eq!(reasons, ["timestamp_out_of_range", "timestamp_out_of_range"]);
+    }
+
+    fn heartbeats_change_liveness_only_and_stale_unknown_or_bad_ones_change_nothing(b: &Broker) {
+        let settings = b.settings(1);
+        let cfg = config(&settings);
+        let status = |id: &str, online: bool, at: i64| CameraStatus { camera_id: id.into(), online, last_seen_ms: at };
+        publish(&settings, |p, s| {
+            for (i, d) in [30.0, 60.0].into_iter().enumerate() {
+                let mut c = camera(&format!("cam-{i}"), d);
+                c.updated_at = 1_000;
+                p.camera(&s.topics.registry, &c).unwrap();
+            }
+            // cam-0 goes offline; cam-1's heartbeat is older than its registry record (ignored); a heartbeat
+            // for a camera the registry does not hold; one that is not a CameraStatus.
+            p.status(&s.topics.status, &status("cam-0", false, 2_000)).unwrap();
+            p.status(&s.topics.status, &status("cam-1", false, 500)).unwrap();
+            p.status(&s.topics.status, &status("cam-9", true, 2_000)).unwrap();
+            p.send(&trigger_kafka::OutRecord::keyed(&s.topics.status, b"cam-1", Some(b"\xff\xff".to_vec()))).unwrap();
+        });
+        // One event, decided once it is in the audit trail.
+        let run = |incident: &str| {
+            let (health, stop) = (Health::default(), AtomicBool::new(false));
+            std::thread::scope(|s| {
+                let svc = start(s, &cfg, &health, &stop);
+                publish(&settings, |p, s| p.cfs(&s.topics.cfs, &shots_fired(incident, 1, Status::New)).unwrap());
+                let (want, t) = (incident_ref(incident), Instant::now());
+                while !audit(&settings).iter().any(|a| a.incident_ref == want) {
+                    assert!(t.elapsed() < Duration::from_secs(60), "{incident} was not decided");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                svc.stop()
+            })
+        };
+        let stats = run("WHILE-OFF");
+        assert_eq!((stats.registry.status, stats.registry.status_ignored, stats.registry.bad), (1, 2, 1));
+        // Back online: a restart reads the status topic to its end again.
+        publish(&settings, |p, s| p.status(&s.topics.status, &status("cam-0", true, 3_000)).unwrap());
+        run("BACK-ON");
+        let cmds = commands(&settings);
+        assert_eq!(cameras_of(&cmds, "WHILE-OFF", Action::Start), set(&["cam-1"]), "cam-0 offline, cam-1 kept");
+        assert_eq!(cameras_of(&cmds, "BACK-ON", Action::Start), set(&["cam-0", "cam-1"]));
+        let dlq = inspect::read_topic(&settings, &settings.topics.dead_letter, false, Duration::from_secs(30)).unwrap();
+        let from: Vec<&[u8]> = dlq.iter().filter_map(|m| m.header(H_TOPIC)).collect();
+        assert!(from.contains(&settings.topics.status.as_bytes()), "the bad heartbeat is dead-lettered from its topic");
     }
 
     fn an_opt_out_applies_to_the_very_next_event_even_under_load(b: &Broker) {

@@ -171,6 +171,7 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
         topics: trigger_kafka::Topics {
             cfs: t("cfs"),
             registry: t("registry"),
+            status: t("status"),
             commands: t("commands"),
             audit: t("audit"),
             notices: t("notices"),

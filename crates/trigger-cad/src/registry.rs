@@ -79,3 +79,26 @@ pub fn camera_from_pb(bytes: &[u8]) -> Result<CameraRecord, BadCamera> {
         Some(p) => Err(bad(p)),
     }
 }
+
+/// A heartbeat from the status topic: online or not, as of `last_seen_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraStatus {
+    pub camera_id: String,
+    pub online: bool,
+    pub last_seen_ms: trigger_core::Millis,
+}
+
+pub fn status_to_pb(s: &CameraStatus) -> pb::CameraStatus {
+    pb::CameraStatus { camera_id: s.camera_id.clone(), online: s.online, last_seen_ms: s.last_seen_ms }
+}
+
+/// A status record from the wire; refused when unreadable or without a camera id.
+pub fn status_from_pb(bytes: &[u8]) -> Result<CameraStatus, BadCamera> {
+    let m = pb::CameraStatus::decode(bytes)
+        .map_err(|e| BadCamera { reason: "malformed_protobuf", detail: format!("not a CameraStatus: {e}") })?;
+    if m.camera_id.trim().is_empty() {
+        let p = CameraProblem::EmptyId;
+        return Err(BadCamera { reason: p.reason(), detail: p.to_string() });
+    }
+    Ok(CameraStatus { camera_id: m.camera_id, online: m.online, last_seen_ms: m.last_seen_ms })
+}

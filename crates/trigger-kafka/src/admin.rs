@@ -1,4 +1,4 @@
-//! Creating the service's topics with the right shapes: the registry and the changelog compacted, the
+//! Creating the service's topics with the right shapes: the registry, the camera status and the changelog compacted, the
 //! changelog with as many partitions as the CFS topic, dead letters with a bounded retention.
 
 use crate::settings::{KafkaSettings, Role, Topics};
@@ -27,7 +27,7 @@ pub const DEAD_LETTER_RETENTION_MS: &str = "604800000";
 pub const AUDIT_RETENTION_MS: i64 = -1;
 
 /// Create every topic the service uses (existing ones are left as they are). `partitions` is the CFS topic's
-/// (and its outputs'); the registry gets `registry_partitions`. The audit topic keeps its records forever.
+/// (and its outputs'); the registry and the status topic get `registry_partitions`. The audit topic keeps its records forever.
 pub fn create_topics(
     settings: &KafkaSettings,
     topics: &Topics,
@@ -53,6 +53,7 @@ pub fn create_topics_with(
     let specs: Vec<NewTopic> = vec![
         topic(&topics.cfs, partitions),
         topic(&topics.registry, registry_partitions).set("cleanup.policy", "compact"),
+        topic(&topics.status, registry_partitions).set("cleanup.policy", "compact"),
         topic(&topics.commands, partitions),
         topic(&topics.audit, partitions).set("retention.ms", &audit_retention),
         topic(&topics.notices, partitions),

@@ -111,6 +111,12 @@ impl Publisher {
         self.send(&OutRecord::keyed(topic, c.camera_id.as_bytes(), Some(camera_to_pb(c).encode_to_vec())))
     }
 
+    /// A heartbeat on the status topic.
+    pub fn status(&mut self, topic: &str, s: &crate::codec::CameraStatus) -> Result<(), KafkaError> {
+        let bytes = crate::codec::status_to_pb(s).encode_to_vec();
+        self.send(&OutRecord::keyed(topic, s.camera_id.as_bytes(), Some(bytes)))
+    }
+
     /// A tombstone: the camera leaves the registry (removed or opted out).
     pub fn remove_camera(&mut self, topic: &str, camera_id: &str) -> Result<(), KafkaError> {
         self.send(&OutRecord::keyed(topic, camera_id.as_bytes(), None))

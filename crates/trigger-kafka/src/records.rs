@@ -185,17 +185,12 @@ pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str, ru
 
 /// The dead-letter record for a registry record that could not be applied. A registry record holds an
 /// owner's home location: a redacted letter keeps none of it.
-pub fn registry_dead_letter(
-    topic: &str,
-    registry_topic: &str,
-    b: &BadRegistryRecord,
-    rule: DeadLetterRule,
-) -> OutRecord {
+pub fn registry_dead_letter(topic: &str, b: &BadRegistryRecord, rule: DeadLetterRule) -> OutRecord {
     let headers = vec![
         (H_REASON, b"invalid_camera_record".to_vec()),
         (H_CAMERA_PROBLEM, b.reason.as_bytes().to_vec()),
         (H_DETAIL, b.detail.clone().into_bytes()),
-        (H_TOPIC, registry_topic.as_bytes().to_vec()),
+        (H_TOPIC, b.topic.as_bytes().to_vec()),
         (H_PARTITION, b.partition.to_string().into_bytes()),
         (H_OFFSET, b.offset.to_string().into_bytes()),
     ];

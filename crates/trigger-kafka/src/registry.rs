@@ -1,7 +1,8 @@
 //! The camera registry follower: every instance reads the whole compacted registry topic from the beginning,
 //! outside the consumer group, and keeps following it. The index it feeds is what the engine decides with.
+//! The same follower reads the camera status topic (heartbeats), which can change liveness and nothing else.
 
-use crate::codec::{camera_from_pb, BadCamera};
+use crate::codec::{camera_from_pb, status_from_pb, BadCamera};
 use crate::settings::{KafkaSettings, Role};
 use crate::KafkaError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -10,11 +11,22 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use trigger_index::{CameraIndex, SpatialBackend};
+use trigger_index::{CameraIndex, SpatialBackend, StatusChange};
 
-/// A registry record that could not be applied.
+/// Which compacted topic a follower reads, and so what its records may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// `CameraRecord`s: location, owner, consent (tombstone: the camera left).
+    Registry,
+    /// `CameraStatus` heartbeats: online and last seen only.
+    Status,
+}
+
+/// A registry or status record that could not be applied.
 #[derive(Debug, Clone)]
 pub struct BadRegistryRecord {
+    /// The topic it was read from.
+    pub topic: String,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
@@ -29,6 +41,59 @@ pub struct Applied {
     pub upserts: u64,
     pub removals: u64,
     pub bad: u64,
+    /// Heartbeats applied.
+    pub status: u64,
+    /// Heartbeats ignored: older than what the index holds, or for a camera it does not hold.
+    pub status_ignored: u64,
+}
+
+/// Decode one record of `feed` and apply it to the index (the registry path: decode + apply). `payload` None
+/// is a tombstone. A registry record that cannot be applied removes the camera: an unreadable update must not
+/// leave it under the consent it was meant to replace. A bad heartbeat changes nothing.
+pub fn apply<B: SpatialBackend>(
+    index: &mut CameraIndex<B>,
+    feed: Feed,
+    key: &str,
+    payload: Option<&[u8]>,
+    applied: &mut Applied,
+) -> Result<(), BadCamera> {
+    let mismatch = |id: &str| BadCamera {
+        reason: "key_mismatch",
+        detail: format!("key {key:?} is not the record's camera_id {id:?}"),
+    };
+    let result = match (feed, payload) {
+        (Feed::Registry, None) => {
+            applied.removals += u64::from(index.remove(key).is_some());
+            Ok(())
+        }
+        (Feed::Registry, Some(bytes)) => camera_from_pb(bytes).and_then(|rec| {
+            if rec.camera_id != key {
+                return Err(mismatch(&rec.camera_id));
+            }
+            index.upsert(rec).map_err(|e| BadCamera { reason: e.reason(), detail: e.to_string() })?;
+            applied.upserts += 1;
+            Ok(())
+        }),
+        // A status tombstone says nothing about the camera.
+        (Feed::Status, None) => Ok(()),
+        (Feed::Status, Some(bytes)) => status_from_pb(bytes).and_then(|st| {
+            if st.camera_id != key {
+                return Err(mismatch(&st.camera_id));
+            }
+            match index.set_status(key, st.online, st.last_seen_ms) {
+                StatusChange::Applied => applied.status += 1,
+                StatusChange::Stale | StatusChange::UnknownCamera => applied.status_ignored += 1,
+            }
+            Ok(())
+        }),
+    };
+    if result.is_err() {
+        applied.bad += 1;
+        if feed == Feed::Registry {
+            index.remove(key);
+        }
+    }
+    result
 }
 
 pub struct RegistryFollower {
@@ -37,6 +102,7 @@ pub struct RegistryFollower {
     /// queue behind its fetch long-poll (up to fetch.wait.max.ms).
     offsets: BaseConsumer<crate::Ctx>,
     topic: String,
+    feed: Feed,
     partitions: Vec<i32>,
     /// Next offset to read per partition, as far as this follower has applied.
     position: HashMap<i32, i64>,
@@ -46,6 +112,7 @@ impl std::fmt::Debug for RegistryFollower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryFollower")
             .field("topic", &self.topic)
+            .field("feed", &self.feed)
             .field("partitions", &self.partitions)
             .field("position", &self.position)
             .finish_non_exhaustive()
@@ -53,10 +120,26 @@ impl std::fmt::Debug for RegistryFollower {
 }
 
 impl RegistryFollower {
+    /// The registry follower. The registry topic must exist.
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
-        let consumer: BaseConsumer<crate::Ctx> =
-            settings.client_config(Role::RegistryFollower).create_with_context(crate::Ctx("registry-follower"))?;
         let topic = settings.topics.registry.clone();
+        Self::open(settings, Feed::Registry)?
+            .ok_or_else(|| KafkaError::Setup(format!("registry topic {topic:?} does not exist or has no partitions")))
+    }
+
+    /// The status follower, or None when the deployment has no status topic (liveness then comes from the
+    /// registry records alone).
+    pub fn status(settings: &KafkaSettings) -> Result<Option<Self>, KafkaError> {
+        Self::open(settings, Feed::Status)
+    }
+
+    fn open(settings: &KafkaSettings, feed: Feed) -> Result<Option<Self>, KafkaError> {
+        let (topic, name) = match feed {
+            Feed::Registry => (settings.topics.registry.clone(), "registry-follower"),
+            Feed::Status => (settings.topics.status.clone(), "status-follower"),
+        };
+        let consumer: BaseConsumer<crate::Ctx> =
+            settings.client_config(Role::RegistryFollower).create_with_context(crate::Ctx(name))?;
         let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
         let partitions: Vec<i32> = md
             .topics()
@@ -65,7 +148,7 @@ impl RegistryFollower {
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         if partitions.is_empty() {
-            return Err(KafkaError::Setup(format!("registry topic {topic:?} does not exist or has no partitions")));
+            return Ok(None);
         }
         let mut tpl = TopicPartitionList::new();
         for p in &partitions {
@@ -74,7 +157,11 @@ impl RegistryFollower {
         consumer.assign(&tpl)?;
         let offsets =
             settings.client_config(Role::RegistryFollower).create_with_context(crate::Ctx("registry-offsets"))?;
-        Ok(Self { consumer, offsets, topic, partitions, position: HashMap::new() })
+        Ok(Some(Self { consumer, offsets, topic, feed, partitions, position: HashMap::new() }))
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// The registry's current end offsets (high watermarks): one ListOffsets request per broker.
@@ -156,29 +243,9 @@ impl RegistryFollower {
         };
         self.position.insert(m.partition(), m.offset() + 1);
         let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-        let result = match m.payload() {
-            // Tombstone: the camera left the registry (removed or opted out).
-            None => {
-                if index.remove(&key).is_some() {
-                    applied.removals += 1;
-                }
-                Ok(())
-            }
-            Some(bytes) => camera_from_pb(bytes)
-                .and_then(|rec| {
-                    if rec.camera_id != key {
-                        let detail = format!("key {key:?} is not the record's camera_id {:?}", rec.camera_id);
-                        return Err(BadCamera { reason: "key_mismatch", detail });
-                    }
-                    index.upsert(rec).map_err(|e| BadCamera { reason: e.reason(), detail: e.to_string() })
-                })
-                .map(|()| applied.upserts += 1),
-        };
-        if let Err(BadCamera { reason, detail }) = result {
-            // An unreadable update must not leave the camera under the consent it was meant to replace.
-            index.remove(&key);
-            applied.bad += 1;
+        if let Err(BadCamera { reason, detail }) = apply(index, self.feed, &key, m.payload(), applied) {
             bad.push(BadRegistryRecord {
+                topic: self.topic.clone(),
                 partition: m.partition(),
                 offset: m.offset(),
                 key: m.key().map(<[u8]>::to_vec),

@@ -55,7 +55,14 @@ pub fn registry_sync_timeout() {
 }
 
 pub fn registry_applied(a: Applied, cameras: usize) {
-    for (kind, n) in [("upsert", a.upserts), ("removal", a.removals), ("bad", a.bad)] {
+    let kinds = [
+        ("upsert", a.upserts),
+        ("removal", a.removals),
+        ("bad", a.bad),
+        ("status", a.status),
+        ("status_ignored", a.status_ignored),
+    ];
+    for (kind, n) in kinds {
         if n > 0 {
             metrics::counter!("dispatch_trigger_registry_updates_total", "kind" => kind).increment(n);
         }
@@ -65,11 +72,12 @@ pub fn registry_applied(a: Applied, cameras: usize) {
 
 pub fn registry_rejected(b: &BadRegistryRecord) {
     tracing::warn!(
+        topic = %b.topic,
         partition = b.partition,
         offset = b.offset,
         reason = b.reason,
         detail = %b.detail,
-        "bad registry record: dead-lettered, the camera is not in the index"
+        "bad registry or status record: dead-lettered (a bad registry record takes the camera out of the index)"
     );
     metrics::counter!("dispatch_trigger_registry_rejects_total", "reason" => b.reason).increment(1);
     metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "registry").increment(1);

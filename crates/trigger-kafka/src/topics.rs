@@ -10,6 +10,9 @@ pub struct Topics {
     pub cfs: String,
     /// Camera registry (compacted; protobuf `CameraRecord`, key = camera_id; tombstone = removed / opted out).
     pub registry: String,
+    /// Camera liveness at heartbeat rate (compacted; protobuf `CameraStatus`, key = camera_id). Never consent:
+    /// see ARCHITECTURE.md "Registry and status". Optional: a deployment without the topic runs without it.
+    pub status: String,
     /// Camera commands (protobuf `CameraCommand`, key = camera_id).
     pub commands: String,
     /// One decision record per decided event (protobuf `ActivationRecord`, key = incident_ref).
@@ -28,6 +31,7 @@ impl Default for Topics {
         Self {
             cfs: "cad.cfs.v1".into(),
             registry: "camera.registry.v1".into(),
+            status: "camera.status.v1".into(),
             commands: "camera.commands.v1".into(),
             audit: "dispatch.audit.v1".into(),
             notices: "owner.notices.v1".into(),
@@ -39,10 +43,11 @@ impl Default for Topics {
 
 impl Topics {
     /// Every topic with the name of its setting (`kafka.topics.<setting>`): the one list of them.
-    pub fn named(&self) -> [(&'static str, &str); 7] {
+    pub fn named(&self) -> [(&'static str, &str); 8] {
         [
             ("cfs", &self.cfs),
             ("registry", &self.registry),
+            ("status", &self.status),
             ("commands", &self.commands),
             ("audit", &self.audit),
             ("notices", &self.notices),
@@ -51,16 +56,17 @@ impl Topics {
         ]
     }
 
-    pub fn all(&self) -> [&str; 7] {
+    pub fn all(&self) -> [&str; 8] {
         self.named().map(|(_, t)| t)
     }
 
     /// Every topic name, to rewrite (a test's own suffix, for instance).
-    pub fn each_mut(&mut self) -> [&mut String; 7] {
+    pub fn each_mut(&mut self) -> [&mut String; 8] {
         let t = self;
         [
             &mut t.cfs,
             &mut t.registry,
+            &mut t.status,
             &mut t.commands,
             &mut t.audit,
             &mut t.notices,

@@ -11,9 +11,10 @@
 mod registry_feed;
 mod takeover;
 
+use registry_feed::Feeds;
+
 use crate::plan::Planner;
 use crate::rebalance::{commit, CfsContext, Rebalanced};
-use crate::registry::RegistryFollower;
 use crate::settings::{Delivery, KafkaSettings, Role};
 use crate::sink::{commit_transaction, Delivering};
 use crate::telemetry::{self, stage, Stage};
@@ -146,7 +147,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
             }
         }
-        let mut registry = RegistryFollower::new(&self.settings)?;
+        let mut registry = Feeds::open(&self.settings)?;
         if !self.bootstrap_registry(&mut registry, sink.side(), shutdown)? {
             return Ok(self.stats);
         }

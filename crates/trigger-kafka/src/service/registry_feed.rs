@@ -1,9 +1,12 @@
 //! The service's side of the camera registry: read it to its end at start-up, keep applying it before each
 //! batch (strictly: to the end offsets of that moment), count what was applied, dead-letter what could not be.
+//! The status topic (heartbeats) is read to its end at start-up too, then drained before each batch without
+//! a round trip: liveness may lag by a fetch, consent never does.
 
 use super::Service;
 use crate::records::{registry_dead_letter, OutRecord};
 use crate::registry::{Applied, BadRegistryRecord, RegistryFollower};
+use crate::settings::KafkaSettings;
 use crate::sink::Delivering;
 use crate::KafkaError;
 use crate::{telemetry, wall_ms};
@@ -11,9 +14,43 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use trigger_index::SpatialBackend;
 
+/// The registry follower, and the status follower when the deployment has a status topic.
+#[derive(Debug)]
+pub(super) struct Feeds {
+    registry: RegistryFollower,
+    status: Option<RegistryFollower>,
+}
+
+impl Feeds {
+    pub(super) fn open(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let registry = RegistryFollower::new(settings)?;
+        let status = RegistryFollower::status(settings)?;
+        if status.is_none() {
+            tracing::info!(topic = %settings.topics.status, "no camera status topic: liveness from registry records only");
+        }
+        Ok(Self { registry, status })
+    }
+}
+
 impl<B: SpatialBackend> Service<'_, B> {
-    /// Read the registry to the end offsets it has now. Returns false when asked to stop first.
+    /// Read the registry, then the status topic, to the end offsets they have now. Returns false when asked
+    /// to stop first.
     pub(super) fn bootstrap_registry(
+        &mut self,
+        feeds: &mut Feeds,
+        sink: &mut Delivering,
+        shutdown: &AtomicBool,
+    ) -> Result<bool, KafkaError> {
+        if !self.bootstrap_one(&mut feeds.registry, sink, shutdown)? {
+            return Ok(false);
+        }
+        match &mut feeds.status {
+            Some(status) => self.bootstrap_one(status, sink, shutdown),
+            None => Ok(true),
+        }
+    }
+
+    fn bootstrap_one(
         &mut self,
         registry: &mut RegistryFollower,
         sink: &mut Delivering,
@@ -22,7 +59,7 @@ impl<B: SpatialBackend> Service<'_, B> {
         let started = Instant::now();
         let target = registry.end_offsets(Duration::from_secs(30))?;
         let total: i64 = target.values().sum();
-        tracing::info!(topic = %self.settings.topics.registry, records = total, "reading the camera registry");
+        tracing::info!(topic = %registry.topic(), records = total, "reading the camera registry");
         let mut bad = Vec::new();
         loop {
             let step = Instant::now() + Duration::from_secs(1);
@@ -44,7 +81,7 @@ impl<B: SpatialBackend> Service<'_, B> {
             if started.elapsed() > self.opts.registry_bootstrap_timeout() {
                 return Err(KafkaError::Setup(format!(
                     "the camera registry ({}) was not read to its end within {:?}",
-                    self.settings.topics.registry,
+                    registry.topic(),
                     self.opts.registry_bootstrap_timeout()
                 )));
             }
@@ -54,12 +91,16 @@ impl<B: SpatialBackend> Service<'_, B> {
 
     pub(super) fn apply_registry(
         &mut self,
-        registry: &mut RegistryFollower,
+        feeds: &mut Feeds,
         sink: &mut Delivering,
         sync: Option<Duration>,
     ) -> Result<(), KafkaError> {
         let mut applied = Applied::default();
         let mut bad = Vec::new();
+        if let Some(status) = &mut feeds.status {
+            status.drain(self.index, &mut applied, &mut bad)?;
+        }
+        let registry = &mut feeds.registry;
         match sync {
             None => {
                 registry.drain(self.index, &mut applied, &mut bad)?;
@@ -93,6 +134,7 @@ impl<B: SpatialBackend> Service<'_, B> {
     fn count_registry(&mut self, a: Applied) {
         let r = &mut self.stats.registry;
         (r.upserts, r.removals, r.bad) = (r.upserts + a.upserts, r.removals + a.removals, r.bad + a.bad);
+        (r.status, r.status_ignored) = (r.status + a.status, r.status_ignored + a.status_ignored);
         telemetry::registry_applied(a, self.index.len());
     }
 
@@ -109,7 +151,7 @@ impl<B: SpatialBackend> Service<'_, B> {
             .drain(..)
             .map(|b| {
                 telemetry::registry_rejected(&b);
-                registry_dead_letter(&t.dead_letter, &t.registry, &b, self.opts.dead_letters())
+                registry_dead_letter(&t.dead_letter, &b, self.opts.dead_letters())
             })
             .collect();
         self.stats.dead_letters += records.len() as u64;
