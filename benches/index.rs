@@ -11,8 +11,11 @@
 //! Run: `cargo bench --bench index` (all sizes; ~10 GB RAM at 10M)
 //!      `BENCH_SIZES=100000,1000000 cargo bench --bench index` (quicker)
 //!      `BENCH_EXPORT_DIR=out/peer` also writes each size's cameras and queries (`lon lat` per line) for the
-//!      peer comparison in benches/redis_geosearch.sh.
+//!      peer comparison in benches/peers.sh (Redis, Tile38, PostGIS).
 
+mod common;
+
+use common::{disc, layout};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,7 +23,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use trigger_core::{CameraRecord, Category, Consent, LatLon};
+use trigger_core::{CameraRecord, LatLon};
 use trigger_index::{
     BruteForceIndex, CameraIndex, H3Backend, H3Index, QPoint, RTreeBackend, RTreeIndex, SpatialBackend,
 };
@@ -47,48 +50,12 @@ static GLOBAL: Counting = Counting;
 
 const RADIUS_M: f64 = 250.0;
 const K: usize = 8;
-const CITY_RADIUS_M: f64 = 10_000.0;
-const PER_CITY: usize = 31_400; // 100 / km² over pi * 10² km²
 
 fn sizes() -> Vec<usize> {
     std::env::var("BENCH_SIZES")
         .ok()
         .map(|s| s.split(',').map(|x| x.trim().parse().expect("BENCH_SIZES: numbers")).collect())
         .unwrap_or_else(|| vec![100_000, 1_000_000, 10_000_000])
-}
-
-fn disc(rng: &mut ChaCha8Rng, c: LatLon, r: f64) -> LatLon {
-    let d = r * rng.random::<f64>().sqrt();
-    let a = rng.random::<f64>() * std::f64::consts::TAU;
-    LatLon::new(c.lat + d * a.cos() / 111_195.0, c.lon + d * a.sin() / (111_195.0 * c.lat.to_radians().cos()))
-}
-
-fn layout(n: usize) -> Vec<CameraRecord> {
-    let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
-    let cities: Vec<LatLon> = (0..n.div_ceil(PER_CITY))
-        .map(|_| LatLon::new(rng.random_range(25.0..49.0), rng.random_range(-124.0..-67.0)))
-        .collect();
-    let consent = Consent {
-        categories: Category::ALL.into_iter().collect(),
-        max_radius_m: 300.0,
-        quiet_hours: None,
-        daily_cap: 3,
-        live_stream_allowed: false,
-    };
-    (0..n)
-        .map(|i| {
-            let p = disc(&mut rng, cities[i % cities.len()], CITY_RADIUS_M);
-            CameraRecord {
-                camera_id: format!("cam-{i:08}"),
-                owner_ref: format!("own-{i:08}"),
-                lat: p.lat,
-                lon: p.lon,
-                consent: consent.clone(),
-                online: true,
-                updated_at: 0,
-            }
-        })
-        .collect()
 }
 
 /// The same cameras and queries, for a peer to load (`lon lat` per line, 7 decimals).

@@ -19,7 +19,13 @@ pub enum Placement {
     Around(Vec<LatLon>),
     /// Uniformly in [min_lat, min_lon, max_lat, max_lon].
     BBox([f64; 4]),
+    /// A national fleet: "cities" of 10 km radius at ~100 cameras/km² (about 8% of households in a US city),
+    /// their centres spread over the contiguous US; local density is the same at every fleet size.
+    Fleet,
 }
+
+/// Cameras per [`Placement::Fleet`] city: 100 / km² over pi x 10² km².
+const FLEET_PER_CITY: usize = 31_400;
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, choices: &[(T, u32)]) -> T {
     let total: u32 = choices.iter().map(|c| c.1).sum();
@@ -71,12 +77,19 @@ pub fn generate(count: usize, seed: u64, placement: &Placement, tz: Tz) -> Resul
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let bbox = match placement {
         Placement::BBox(b) => check_bbox(*b)?,
+        Placement::Fleet => [25.0, -124.0, 49.0, -67.0],
         Placement::Around(pts) if pts.is_empty() => bail!("no located events to place cameras around"),
         Placement::Around(pts) => pts.iter().fold([90.0f64, 180.0, -90.0, -180.0], |b, p| {
             [b[0].min(p.lat), b[1].min(p.lon), b[2].max(p.lat), b[3].max(p.lon)]
         }),
     };
     let mut out: Vec<CameraRecord> = Vec::with_capacity(count);
+    let cities: Vec<LatLon> = match placement {
+        Placement::Fleet => (0..count.div_ceil(FLEET_PER_CITY))
+            .map(|_| LatLon::new(rng.random_range(bbox[0]..bbox[2]), rng.random_range(bbox[1]..bbox[3])))
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut owner = 0u64;
     for i in 0..count {
         let second = i > 0 && rng.random_bool(0.15);
@@ -90,6 +103,7 @@ pub fn generate(count: usize, seed: u64, placement: &Placement, tz: Tz) -> Resul
                     let centre = pts[rng.random_range(0..pts.len())];
                     jitter(&mut rng, centre, 400.0)
                 }
+                Placement::Fleet => jitter(&mut rng, cities[i % cities.len()], 10_000.0),
                 _ => LatLon::new(rng.random_range(bbox[0]..=bbox[2]), rng.random_range(bbox[1]..=bbox[3])),
             };
             (p, owner)

@@ -35,6 +35,21 @@ pub(crate) struct BenchArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct BenchBootstrapArgs {
+    /// The cluster (Apache Kafka: `scripts/kafka.sh bootstrap`).
+    #[arg(long, value_name = "BOOTSTRAP")]
+    pub(crate) bootstrap: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) cameras: usize,
+    /// Registry topic partitions.
+    #[arg(long, default_value_t = 6)]
+    pub(crate) partitions: i32,
+    /// Also write the row here (JSON).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Args)]
 pub(crate) struct RedactArgs {
     /// audit.pb, or a replay output folder holding one.
     pub(crate) path: PathBuf,

@@ -1,7 +1,9 @@
 //! The Kafka commands: `serve`, `demo`, `bench-kafka`, `topics create`, `break-glass send`.
 
 use super::{create_parent, decode_file, event_points};
-use crate::cli::{BenchArgs, BreakGlassSendArgs, DemoArgs, InputFormat, ServeArgs, TopicsCreateArgs};
+use crate::cli::{
+    BenchArgs, BenchBootstrapArgs, BreakGlassSendArgs, DemoArgs, InputFormat, ServeArgs, TopicsCreateArgs,
+};
 use anyhow::{Context, Result};
 use dispatch_trigger::serve::{self, ServeConfig};
 use dispatch_trigger::{cameras, config, kafka_tools};
@@ -81,6 +83,30 @@ pub(super) fn bench(policy_path: &Path, a: BenchArgs) -> Result<()> {
     if let Some(out) = &a.out {
         create_parent(out)?;
         std::fs::write(out, serde_json::to_string_pretty(&rows)? + "\n")
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
+
+pub(super) fn bench_bootstrap(policy_path: &Path, a: BenchBootstrapArgs) -> Result<()> {
+    serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
+    let row = kafka_tools::bench_bootstrap(&a.bootstrap, a.cameras, a.partitions, policy_path)?;
+    println!("| cameras | partitions | topic MB | bare consumer s | serve ready s | ratio | serve RSS MB | RSS bytes/camera |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        row.cameras,
+        row.partitions,
+        row.topic_mb,
+        row.bare_consumer_s,
+        row.serve_ready_s,
+        row.ratio,
+        row.serve_rss_mb,
+        row.serve_rss_bytes_per_camera
+    );
+    if let Some(out) = &a.out {
+        create_parent(out)?;
+        std::fs::write(out, serde_json::to_string_pretty(&row)? + "\n")
             .with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())

@@ -36,6 +36,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Topics(TopicsCmd::Create(a)) => kafka::topics_create(a),
         Command::Demo(a) => kafka::demo(policy, a),
         Command::BenchKafka(a) => kafka::bench(policy, a),
+        Command::BenchBootstrap(a) => kafka::bench_bootstrap(policy, a),
     }
 }
 

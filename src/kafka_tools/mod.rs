@@ -152,7 +152,9 @@ impl Percentiles {
 }
 
 mod bench;
+mod bootstrap;
 mod demo;
 
 pub use bench::{bench_kafka, BenchOptions, BenchRow};
+pub use bootstrap::{bench_bootstrap, BootstrapRow};
 pub use demo::{demo, DemoOptions, DemoSummary};

@@ -84,6 +84,8 @@ impl IndexError {
 pub struct CameraIndex<B> {
     backend: B,
     store: Store,
+    /// Between `start_loading` and `finish_loading`: changes reach the records only.
+    loading: bool,
 }
 
 impl<B> std::fmt::Debug for CameraIndex<B> {
@@ -153,9 +155,29 @@ impl<B: SpatialBackend> CameraIndex<B> {
             }
             store.upsert(&record, QPoint::from_latlon(record.point()));
         }
-        store.cluster(backends::cluster_key);
-        let items = store.live().map(|s| (s, store.points[s as usize])).collect();
-        (Self { backend: B::bulk_load(items), store }, errors)
+        let mut index = Self { backend: B::bulk_load(Vec::new()), store, loading: true };
+        index.finish_loading();
+        (index, errors)
+    }
+
+    /// Start a bulk load into this index (a registry read from its beginning at start-up): upserts and
+    /// removals change the records only, and the spatial structure is built once by [`finish_loading`]
+    /// (faster than an insertion per camera, and the slots renumbered in space order). No query may run
+    /// in between.
+    ///
+    /// [`finish_loading`]: Self::finish_loading
+    pub fn start_loading(&mut self) {
+        self.loading = true;
+    }
+
+    /// Build the spatial structure over every camera (see [`start_loading`](Self::start_loading)).
+    pub fn finish_loading(&mut self) {
+        if !std::mem::take(&mut self.loading) {
+            return;
+        }
+        self.store.cluster(backends::cluster_key);
+        let items = self.store.live().map(|s| (s, self.store.points[s as usize])).collect();
+        self.backend = B::bulk_load(items);
     }
 
     pub fn new() -> Self {
@@ -187,6 +209,7 @@ impl<B: SpatialBackend> CameraIndex<B> {
         check(&record)?;
         let q = QPoint::from_latlon(record.point());
         match self.store.upsert(&record, q) {
+            _ if self.loading => {}
             (slot, None) => self.backend.insert(slot, q),
             (slot, Some(before)) if before != q => {
                 self.backend.remove(slot, before);
@@ -202,7 +225,9 @@ impl<B: SpatialBackend> CameraIndex<B> {
         let slot = self.store.slot_of(camera_id)?;
         let record = self.store.record(slot);
         let (slot, q) = self.store.remove(camera_id)?;
-        self.backend.remove(slot, q);
+        if !self.loading {
+            self.backend.remove(slot, q);
+        }
         Some(record)
     }
 
@@ -239,6 +264,7 @@ impl<B: SpatialBackend> CameraIndex<B> {
     /// Slots within `radius_m` of `center`, nearest first, ties by camera_id, into `out` (cleared first).
     /// No allocation once `out` has grown to a query's size.
     pub fn within_slots(&self, center: LatLon, radius_m: f64, out: &mut Vec<Hit>) {
+        assert!(!self.loading, "a query while the index is loading (finish_loading first)");
         out.clear();
         let boxes = bounding_boxes(center, radius_m);
         let boxes = boxes.as_slice();

@@ -110,11 +110,18 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut h3 = H3Index::new();
     h3.backend_mut().set_scan_threshold(usize::MAX); // always walk the grid disk
     let mut h3_default = H3Index::new(); // the production setting (scan when cheaper)
+                                         // Loaded as at start-up: changes reach the records only until the first query builds the structure.
+    let mut loaded = RTreeIndex::new();
+    loaded.start_loading();
     let mut model: BTreeMap<String, CameraRecord> = BTreeMap::new();
     for op in ops {
+        if matches!(op, Op::Within(..) | Op::Nearest(..)) {
+            loaded.finish_loading();
+        }
         match op {
             Op::Upsert(i, p, o) => {
                 let c = owned_camera(i, p, o);
+                loaded.upsert(c.clone()).unwrap();
                 rtree.upsert(c.clone()).unwrap();
                 h3.upsert(c.clone()).unwrap();
                 h3_default.upsert(c.clone()).unwrap();
@@ -123,6 +130,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Pile(i, n, p) => {
                 for j in i..i + n {
                     let c = camera(j, p);
+                    loaded.upsert(c.clone()).unwrap();
                     rtree.upsert(c.clone()).unwrap();
                     h3.upsert(c.clone()).unwrap();
                     h3_default.upsert(c.clone()).unwrap();
@@ -133,6 +141,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let id = format!("cam-{i:03}");
                 let expect = model.remove(&id).is_some();
                 prop_assert_eq!(rtree.remove(&id).is_some(), expect);
+                prop_assert_eq!(loaded.remove(&id).is_some(), expect);
                 prop_assert_eq!(h3.remove(&id).is_some(), expect);
                 prop_assert_eq!(h3_default.remove(&id).is_some(), expect);
             }
@@ -140,7 +149,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let id = format!("cam-{i:03}");
                 if let Some(m) = model.get_mut(&id) {
                     m.consent.max_radius_m = r;
-                    for changed in [rtree.set_consent(&id, m.consent.clone()), h3.set_consent(&id, m.consent.clone())] {
+                    let c = &m.consent;
+                    for changed in [
+                        rtree.set_consent(&id, c.clone()),
+                        h3.set_consent(&id, c.clone()),
+                        loaded.set_consent(&id, c.clone()),
+                    ] {
                         prop_assert!(changed);
                     }
                     prop_assert_eq!(rtree.get(&id).unwrap().consent.max_radius_m, r);
@@ -160,29 +174,34 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(rtree.set_status(&id, online, at), expect);
                 prop_assert_eq!(h3.set_status(&id, online, at), expect);
                 prop_assert_eq!(h3_default.set_status(&id, online, at), expect);
+                prop_assert_eq!(loaded.set_status(&id, online, at), expect);
             }
             Op::Within(c, r) => {
                 let want = oracle(&model, c, r);
                 prop_assert_eq!(&answer(&rtree, c, r, None), &want, "rstar within {:?} {}", c, r);
                 prop_assert_eq!(&answer(&h3, c, r, None), &want, "h3 within {:?} {}", c, r);
                 prop_assert_eq!(&answer(&h3_default, c, r, None), &want);
+                prop_assert_eq!(&answer(&loaded, c, r, None), &want, "loaded within");
             }
             Op::Nearest(c, k, r) => {
                 let mut want = oracle(&model, c, r);
                 want.truncate(k);
                 prop_assert_eq!(&answer(&rtree, c, r, Some(k)), &want, "rstar knn");
                 prop_assert_eq!(&answer(&h3, c, r, Some(k)), &want, "h3 knn");
+                prop_assert_eq!(&answer(&loaded, c, r, Some(k)), &want, "loaded knn");
             }
         }
         prop_assert_eq!(rtree.len(), model.len());
         prop_assert_eq!(h3.len(), model.len());
+        prop_assert_eq!(loaded.len(), model.len());
         // The packed records give back exactly what was put in (coordinates quantised).
         for (id, m) in &model {
             let mut want = m.clone();
             let q = quantize(m.point());
             (want.lat, want.lon) = (q.lat, q.lon);
             prop_assert_eq!(rtree.get(id), Some(want.clone()));
-            prop_assert_eq!(h3.get(id), Some(want));
+            prop_assert_eq!(h3.get(id), Some(want.clone()));
+            prop_assert_eq!(loaded.get(id), Some(want));
         }
     }
     Ok(())

@@ -21,6 +21,42 @@ fn reader(settings: &KafkaSettings, read_committed: bool) -> Result<BaseConsumer
     Ok(cfg.create_with_context(crate::Ctx("inspect"))?)
 }
 
+/// A bare consumer's read of a whole topic (the registry follower's client settings, every partition from the
+/// beginning to its end, payloads touched, nothing decoded): the baseline of `bench-bootstrap`. Returns
+/// (records, payload bytes).
+pub fn read_to_end_bare(settings: &KafkaSettings, topic: &str, timeout: Duration) -> Result<(u64, u64), KafkaError> {
+    let c: BaseConsumer<crate::Ctx> =
+        settings.client_config(Role::RegistryFollower).create_with_context(crate::Ctx("bare-reader"))?;
+    let parts = partitions(&c, topic)?;
+    let mut tpl = TopicPartitionList::new();
+    for &p in &parts {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let (mut records, mut bytes, mut touched, mut ended) = (0u64, 0u64, 0u8, HashSet::new());
+    let by = Instant::now() + timeout;
+    while ended.len() < parts.len() {
+        if Instant::now() > by {
+            return Err(KafkaError::Timeout { what: format!("reading {topic} to its end"), after: timeout });
+        }
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                records += 1;
+                let p = m.payload().unwrap_or_default();
+                bytes += p.len() as u64;
+                touched ^= p.last().copied().unwrap_or(0);
+            }
+            Some(Err(RdError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    std::hint::black_box(touched);
+    Ok((records, bytes))
+}
+
 /// Records on a topic now (high minus low watermark, summed over partitions).
 pub fn topic_record_count(settings: &KafkaSettings, topic: &str) -> Result<i64, KafkaError> {
     let c = reader(settings, false)?;

@@ -10,6 +10,7 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 use trigger_index::{CameraIndex, SpatialBackend, StatusChange};
 
@@ -47,46 +48,72 @@ pub struct Applied {
     pub status_ignored: u64,
 }
 
-/// Decode one record of `feed` and apply it to the index (the registry path: decode + apply). `payload` None
-/// is a tombstone. A registry record that cannot be applied removes the camera: an unreadable update must not
-/// leave it under the consent it was meant to replace. A bad heartbeat changes nothing.
-pub fn apply<B: SpatialBackend>(
-    index: &mut CameraIndex<B>,
-    feed: Feed,
-    key: &str,
-    payload: Option<&[u8]>,
-    applied: &mut Applied,
-) -> Result<(), BadCamera> {
+/// A registry or status record, decoded and checked against its key, not yet applied.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Upsert(trigger_core::CameraRecord),
+    /// A registry tombstone: the camera left.
+    Remove,
+    Status(crate::codec::CameraStatus),
+    /// A status tombstone: says nothing.
+    Nothing,
+}
+
+/// Decode one record of `feed` (`payload` None: a tombstone).
+pub fn decode(feed: Feed, key: &str, payload: Option<&[u8]>) -> Result<Change, BadCamera> {
     let mismatch = |id: &str| BadCamera {
         reason: "key_mismatch",
         detail: format!("key {key:?} is not the record's camera_id {id:?}"),
     };
-    let result = match (feed, payload) {
-        (Feed::Registry, None) => {
-            applied.removals += u64::from(index.remove(key).is_some());
-            Ok(())
-        }
-        (Feed::Registry, Some(bytes)) => camera_from_pb(bytes).and_then(|rec| {
+    match (feed, payload) {
+        (Feed::Registry, None) => Ok(Change::Remove),
+        (Feed::Registry, Some(bytes)) => {
+            let rec = camera_from_pb(bytes)?;
             if rec.camera_id != key {
                 return Err(mismatch(&rec.camera_id));
             }
-            index.upsert(rec).map_err(|e| BadCamera { reason: e.reason(), detail: e.to_string() })?;
-            applied.upserts += 1;
-            Ok(())
-        }),
-        // A status tombstone says nothing about the camera.
-        (Feed::Status, None) => Ok(()),
-        (Feed::Status, Some(bytes)) => status_from_pb(bytes).and_then(|st| {
+            Ok(Change::Upsert(rec))
+        }
+        (Feed::Status, None) => Ok(Change::Nothing),
+        (Feed::Status, Some(bytes)) => {
+            let st = status_from_pb(bytes)?;
             if st.camera_id != key {
                 return Err(mismatch(&st.camera_id));
             }
+            Ok(Change::Status(st))
+        }
+    }
+}
+
+/// Apply a decoded record (or its decoding error) to the index. A registry record that cannot be applied
+/// removes the camera: an unreadable update must not leave it under the consent it was meant to replace. A bad
+/// heartbeat changes nothing.
+pub fn apply_change<B: SpatialBackend>(
+    index: &mut CameraIndex<B>,
+    feed: Feed,
+    key: &str,
+    change: Result<Change, BadCamera>,
+    applied: &mut Applied,
+) -> Result<(), BadCamera> {
+    let result = change.and_then(|c| match c {
+        Change::Remove => {
+            applied.removals += u64::from(index.remove(key).is_some());
+            Ok(())
+        }
+        Change::Upsert(rec) => {
+            index.upsert(rec).map_err(|e| BadCamera { reason: e.reason(), detail: e.to_string() })?;
+            applied.upserts += 1;
+            Ok(())
+        }
+        Change::Status(st) => {
             match index.set_status(key, st.online, st.last_seen_ms) {
                 StatusChange::Applied => applied.status += 1,
                 StatusChange::Stale | StatusChange::UnknownCamera => applied.status_ignored += 1,
             }
             Ok(())
-        }),
-    };
+        }
+        Change::Nothing => Ok(()),
+    });
     if result.is_err() {
         applied.bad += 1;
         if feed == Feed::Registry {
@@ -94,6 +121,92 @@ pub fn apply<B: SpatialBackend>(
         }
     }
     result
+}
+
+/// Decode one record of `feed` and apply it to the index: the registry path, [`decode`] then
+/// [`apply_change`].
+pub fn apply<B: SpatialBackend>(
+    index: &mut CameraIndex<B>,
+    feed: Feed,
+    key: &str,
+    payload: Option<&[u8]>,
+    applied: &mut Applied,
+) -> Result<(), BadCamera> {
+    apply_change(index, feed, key, decode(feed, key, payload), applied)
+}
+
+/// A record the loader's reader thread has read and decoded, with what a dead letter needs if it is bad.
+struct Read {
+    partition: i32,
+    offset: i64,
+    key: String,
+    change: Result<Change, BadCamera>,
+    /// The original key and payload, kept only for a record that failed to decode.
+    original: Option<(Option<Vec<u8>>, Vec<u8>)>,
+}
+
+/// The loader's reading side: poll and decode up to `target` (or `deadline`), in batches to the applier.
+struct Reader<'a> {
+    consumer: &'a BaseConsumer<crate::Ctx>,
+    topic: &'a str,
+    feed: Feed,
+    target: &'a HashMap<i32, i64>,
+    deadline: Instant,
+}
+
+impl Reader<'_> {
+    fn caught_up(&self, pos: &HashMap<i32, i64>) -> bool {
+        self.target.iter().all(|(p, end)| pos.get(p).copied().unwrap_or(0) >= *end)
+    }
+
+    /// Returns whether the target was reached, and the positions read to.
+    fn run(self, mut position: HashMap<i32, i64>, tx: SyncSender<Vec<Read>>) -> (bool, HashMap<i32, i64>) {
+        let mut batch = Vec::with_capacity(1024);
+        while !self.caught_up(&position) {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.consumer.poll(left.min(Duration::from_millis(100))) {
+                Some(Ok(m)) => {
+                    position.insert(m.partition(), m.offset() + 1);
+                    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                    let change = decode(self.feed, &key, m.payload());
+                    let original = change
+                        .is_err()
+                        .then(|| (m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec()));
+                    batch.push(Read { partition: m.partition(), offset: m.offset(), key, change, original });
+                }
+                Some(Err(RdError::PartitionEOF(p))) => {
+                    if let Some(o) = end_position(self.consumer, self.topic, p) {
+                        position.insert(p, o);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, topic = self.topic, "registry consumer error (librdkafka retries)")
+                }
+                None => {}
+            }
+            let full = batch.len() >= 1024 || (!batch.is_empty() && self.caught_up(&position));
+            if full && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(1024))).is_err() {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        (self.caught_up(&position), position)
+    }
+}
+
+/// Where partition `p` of `topic` ends, as the consumer sees it after a partition EOF (compaction and control
+/// records leave gaps, so the last offset read + 1 is not enough).
+fn end_position<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, p: i32) -> Option<i64> {
+    let pos = consumer.position().ok()?;
+    pos.elements_for_topic(topic).into_iter().find(|e| e.partition() == p).and_then(|e| match e.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    })
 }
 
 pub struct RegistryFollower {
@@ -257,13 +370,38 @@ impl RegistryFollower {
         Ok(true)
     }
 
-    /// At the end of partition `p`: the position is the end offset (compaction and control records leave gaps).
+    /// At the end of partition `p`: the position is the end offset.
     fn note_end(&mut self, p: i32) {
-        let Ok(pos) = self.consumer.position() else { return };
-        for e in pos.elements_for_topic(&self.topic) {
-            if let (true, Offset::Offset(o)) = (e.partition() == p, e.offset()) {
-                self.position.insert(p, o);
-            }
+        if let Some(o) = end_position(&self.consumer, &self.topic, p) {
+            self.position.insert(p, o);
         }
+    }
+
+    /// [`catch_up`](Self::catch_up) for a read from the beginning (start-up): one thread polls and decodes,
+    /// this one applies, so decoding overlaps applying. Used with `CameraIndex::start_loading`.
+    pub fn load<B: SpatialBackend>(
+        &mut self,
+        index: &mut CameraIndex<B>,
+        target: &HashMap<i32, i64>,
+        deadline: Instant,
+        applied: &mut Applied,
+        bad: &mut Vec<BadRegistryRecord>,
+    ) -> Result<bool, KafkaError> {
+        let reader = Reader { consumer: &self.consumer, topic: &self.topic, feed: self.feed, target, deadline };
+        let position = self.position.clone();
+        let (reached, position) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Read>>(16);
+            let reading = s.spawn(move || reader.run(position, tx));
+            for Read { partition, offset, key, change, original } in rx.into_iter().flatten() {
+                if let Err(BadCamera { reason, detail }) = apply_change(index, self.feed, &key, change, applied) {
+                    let (key, payload) = original.unwrap_or_else(|| (Some(key.into_bytes()), Vec::new()));
+                    let topic = self.topic.clone();
+                    bad.push(BadRegistryRecord { topic, partition, offset, key, payload, reason, detail });
+                }
+            }
+            reading.join().expect("registry reader thread")
+        });
+        self.position = position;
+        Ok(reached)
     }
 }

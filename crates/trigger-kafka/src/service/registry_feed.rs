@@ -41,7 +41,12 @@ impl<B: SpatialBackend> Service<'_, B> {
         sink: &mut Delivering,
         shutdown: &AtomicBool,
     ) -> Result<bool, KafkaError> {
-        if !self.bootstrap_one(&mut feeds.registry, sink, shutdown)? {
+        // The registry is read from its beginning into an empty index: records first, the spatial structure
+        // built once at the end (trigger_index::CameraIndex::start_loading).
+        self.index.start_loading();
+        let read = self.bootstrap_one(&mut feeds.registry, sink, shutdown);
+        self.index.finish_loading();
+        if !read? {
             return Ok(false);
         }
         match &mut feeds.status {
@@ -64,7 +69,7 @@ impl<B: SpatialBackend> Service<'_, B> {
         loop {
             let step = Instant::now() + Duration::from_secs(1);
             let mut applied = Applied::default();
-            let done = registry.catch_up(self.index, &target, step, &mut applied, &mut bad)?;
+            let done = registry.load(self.index, &target, step, &mut applied, &mut bad)?;
             self.count_registry(applied);
             self.dead_letter_registry(sink, &mut bad)?;
             if done {

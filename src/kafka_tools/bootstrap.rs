@@ -1,0 +1,157 @@
+//! `bench-bootstrap`: how long `serve` takes to read a national registry at start-up, next to a bare consumer
+//! reading the same topic (issue 10, item 3), and what the process holds once it has.
+//!
+//! One run: publish N generated cameras (the national fleet layout) into a registry topic of its own; read it
+//! to its end with a bare consumer (the follower's client settings, every partition from the beginning,
+//! payloads touched, nothing decoded); then start `dispatch-trigger serve` as a child process on the same
+//! topics and time it from spawn to `/readyz` 200 (the service is ready only once the registry is read to
+//! its end), reading its RSS then.
+
+use super::publish_cameras;
+use crate::cameras::{generate, Placement};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use trigger_kafka::{wall_ms, KafkaSettings, Topics};
+
+#[derive(Debug, Serialize)]
+pub struct BootstrapRow {
+    pub cameras: usize,
+    pub partitions: i32,
+    pub topic_mb: f64,
+    pub bare_consumer_s: f64,
+    pub serve_ready_s: f64,
+    /// Of which reading the registry and status topics (the service's own log line).
+    pub serve_registry_read_s: f64,
+    pub ratio: f64,
+    pub serve_rss_mb: f64,
+    pub serve_rss_bytes_per_camera: f64,
+}
+
+fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kb / 1024.0)
+}
+
+fn ready(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(s, "GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200")
+}
+
+/// Start `serve` on `settings`' topics; time spawn → /readyz 200; its RSS then. The child is stopped after.
+/// Returns (spawn to ready, the service's registry + status read, RSS MB).
+fn serve_until_ready(settings: &KafkaSettings, policy: &Path) -> Result<(f64, f64, f64)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = std::env::temp_dir().join(format!("dispatch-trigger-{}.serve.toml", settings.group_id));
+    let t = &settings.topics;
+    let topics: String = t.named().iter().map(|(k, v)| format!("{k} = {v:?}\n")).collect();
+    let text = format!(
+        "[kafka]\nbootstrap_servers = {:?}\ngroup_id = {:?}\n[kafka.topics]\n{topics}[http]\nlisten = {addr:?}\n\
+         [service]\nregistry_bootstrap_timeout_s = 3600\n[log]\nlevel = \"info\"\n",
+        settings.bootstrap_servers, settings.group_id
+    );
+    std::fs::write(&cfg, text)?;
+    let log = cfg.with_extension("log");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--policy")
+        .arg(policy)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting serve")?;
+    let result = (|| {
+        while !ready(&addr) {
+            if let Some(status) = child.try_wait()? {
+                bail!("serve exited before it was ready: {status}");
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(3600), "serve not ready in an hour");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok((started.elapsed().as_secs_f64(), rss_mb(child.id())?))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = (std::fs::remove_file(&cfg), std::fs::remove_file(&log));
+    let (ready_s, rss) = result.with_context(|| format!("serve's log:\n{logged}"))?;
+    // The service's own measure of the registry read (its log line "camera registry loaded").
+    let read_s = logged
+        .lines()
+        .filter(|l| l.contains("camera registry loaded"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("seconds")?.as_f64())
+        .sum();
+    Ok((ready_s, read_s, rss))
+}
+
+pub fn bench_bootstrap(bootstrap: &str, cameras: usize, partitions: i32, policy: &Path) -> Result<BootstrapRow> {
+    let label = format!("boot-{}", wall_ms());
+    let mut topics = Topics::default();
+    for t in topics.each_mut() {
+        *t = format!("{label}.{t}");
+    }
+    let settings =
+        KafkaSettings { bootstrap_servers: bootstrap.to_string(), group_id: label, topics, ..KafkaSettings::default() };
+    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, partitions, 1)?;
+    // Generated and published in slices, so the generator's records never all sit in memory at once.
+    let t = Instant::now();
+    let bar = crate::progress_bar(cameras as u64, "cameras published");
+    let slice = 1_000_000;
+    for (k, start) in (0..cameras).step_by(slice).enumerate() {
+        let mut cams = generate(slice.min(cameras - start), 1000 + k as u64, &Placement::Fleet, chrono_tz::UTC)?;
+        for c in &mut cams {
+            c.camera_id = format!("cam-{k:03}-{}", &c.camera_id[4..]);
+        }
+        publish_cameras(&settings, &cams)?;
+        bar.inc(cams.len() as u64);
+    }
+    bar.finish_and_clear();
+    eprintln!("published {cameras} cameras in {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let (records, bytes) =
+        trigger_kafka::inspect::read_to_end_bare(&settings, &settings.topics.registry, Duration::from_secs(3600))?;
+    let bare = t.elapsed().as_secs_f64();
+    anyhow::ensure!(records == cameras as u64, "the bare consumer read {records} records, not {cameras}");
+    eprintln!("bare consumer: {records} records in {bare:.1} s");
+    if std::env::var("BENCH_IN_PROCESS").is_ok() {
+        let t = Instant::now();
+        let mut f = trigger_kafka::registry::RegistryFollower::new(&settings)?;
+        let target = f.end_offsets(Duration::from_secs(30))?;
+        let mut index = trigger_index::RTreeIndex::new();
+        index.start_loading();
+        let (mut applied, mut bad) = (Default::default(), Vec::new());
+        f.load(&mut index, &target, Instant::now() + Duration::from_secs(3600), &mut applied, &mut bad)?;
+        let read = t.elapsed().as_secs_f64();
+        index.finish_loading();
+        eprintln!("in process: read {read:.1} s, built {:.1} s, {} cameras", t.elapsed().as_secs_f64(), index.len());
+    }
+    let (ready_s, read_s, rss) = serve_until_ready(&settings, policy)?;
+    eprintln!("serve: ready in {ready_s:.1} s (registry read in {read_s:.1} s), RSS {rss:.0} MB");
+    Ok(BootstrapRow {
+        cameras,
+        partitions,
+        topic_mb: (bytes as f64 / 1e6 * 10.0).round() / 10.0,
+        bare_consumer_s: (bare * 100.0).round() / 100.0,
+        serve_ready_s: (ready_s * 100.0).round() / 100.0,
+        serve_registry_read_s: (read_s * 100.0).round() / 100.0,
+        ratio: (ready_s / bare * 100.0).round() / 100.0,
+        serve_rss_mb: rss.round(),
+        serve_rss_bytes_per_camera: (rss * 1024.0 * 1024.0 / cameras as f64).round(),
+    })
+}
