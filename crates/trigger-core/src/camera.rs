@@ -39,15 +39,15 @@ pub enum CameraProblem {
     DuplicateId {
         first: String,
     },
-    /// camera_id or owner_ref longer than [`MAX_REF_BYTES`] (the index stores each with a one-byte length).
+    /// camera_id or owner_ref longer than [`MAX_REF_BYTES`].
     TooLong {
         field: &'static str,
         bytes: usize,
     },
 }
 
-/// The longest camera_id or owner_ref, in bytes (a UUID is 36).
-pub const MAX_REF_BYTES: usize = 255;
+/// The longest camera_id or owner_ref, in bytes (a UUID is 36; the index keeps each length in one ASCII byte).
+pub const MAX_REF_BYTES: usize = 127;
 
 impl CameraProblem {
     /// The named reason, for dead-letter headers, metrics labels and error messages.

@@ -3,7 +3,7 @@
 
 use crate::{QPoint, Slot, SpatialBackend};
 use h3o::{CellIndex, LatLng, Resolution};
-use rstar::{Envelope, RStarInsertionStrategy, RTree, RTreeObject, RTreeParams, AABB};
+use rstar::{RStarInsertionStrategy, RTree, RTreeObject, RTreeParams, AABB};
 use std::collections::HashMap;
 use std::f64::consts::PI;
 use std::ops::ControlFlow;
@@ -74,22 +74,8 @@ impl RTreeParams for Params {
 /// density (~100 cameras/km²) a bucket holds ~9 cameras and a 250 m query touches ~6 buckets.
 const CELL: i64 = 30_000;
 
-/// A leaf of the tree: the cameras of one cell of a fixed lon/lat grid.
-///
-/// An R-tree with one leaf per camera spends a node entry (40 bytes in rstar) on every camera; a bucket
-/// spends one per cell and 4 bytes per camera. The envelope is the cell's, rounded to f32: rounding is
-/// monotonic, so a point inside a query box is inside the rounded box and its cell's rounded envelope
-/// intersects it (the tree never misses a candidate). f32 because rstar's heuristics square and add
-/// coordinates, which would overflow i32 at 1e-7 degree resolution.
-///
-/// Each entry carries its point beside its slot (12 bytes, not 4): the exact filter then reads the bucket's
-/// own memory instead of one cache miss per candidate in the index's point column.
-#[derive(Debug)]
-struct Bucket {
-    cx: i32,
-    cy: i32,
-    slots: Vec<(Slot, QPoint)>,
-}
+/// Queries whose boxes span at most this many grid cells look the cells up directly; wider ones walk the tree.
+const DIRECT_CELLS: i64 = 64;
 
 fn cell_of(p: QPoint) -> (i32, i32) {
     ((p.lon as i64).div_euclid(CELL) as i32, (p.lat as i64).div_euclid(CELL) as i32)
@@ -107,35 +93,75 @@ fn cell_envelope(cx: i32, cy: i32) -> AABB<[f32; 2]> {
     AABB::from_corners([deg(cx) as f32, deg(cy) as f32], [deg(cx + 1) as f32, deg(cy + 1) as f32])
 }
 
-impl RTreeObject for Bucket {
+/// A leaf of the tree: an occupied cell of the grid, and where its bucket is.
+///
+/// The envelope is the cell's, rounded to f32: rounding is monotonic, so a point inside a query box is inside
+/// the rounded box and its cell's rounded envelope intersects it (the tree never misses a candidate). f32
+/// because rstar's heuristics square and add coordinates, which would overflow i32 at 1e-7 degree resolution.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    cx: i32,
+    cy: i32,
+    bucket: u32,
+}
+
+impl RTreeObject for Cell {
     type Envelope = AABB<[f32; 2]>;
     fn envelope(&self) -> Self::Envelope {
         cell_envelope(self.cx, self.cy)
     }
 }
 
-impl PartialEq for Bucket {
+impl PartialEq for Cell {
     fn eq(&self, other: &Self) -> bool {
         (self.cx, self.cy) == (other.cx, other.cy)
     }
 }
 
-/// rstar R-tree of grid buckets.
+/// The cameras of one cell, each with its point (12 bytes, not 4: filtering candidates then reads the
+/// bucket's own memory instead of one cache miss per candidate in the index's point column).
+type Bucket = Vec<(Slot, QPoint)>;
+
+/// Cameras in buckets of a fixed lon/lat grid, found two ways: a small query (a few cells: every radius a
+/// decision uses) looks its cells up in a hash map; a wide one walks an rstar R-tree of the occupied cells,
+/// so its cost follows the cameras, not the area.
+///
+/// An R-tree with one leaf per camera spends a node entry (40 bytes in rstar) on every camera; here the tree
+/// and the map spend theirs per occupied cell, and a camera costs its 12-byte entry.
 pub struct RTreeBackend {
-    tree: RTree<Bucket, Params>,
+    tree: RTree<Cell, Params>,
+    cells: hashbrown::HashMap<(i32, i32), u32>,
+    buckets: Vec<Bucket>,
+    free: Vec<u32>,
 }
 
 impl std::fmt::Debug for RTreeBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RTreeBackend").field("buckets", &self.tree.size()).finish()
+        f.debug_struct("RTreeBackend").field("cells", &self.cells.len()).finish()
     }
 }
 
 impl RTreeBackend {
-    fn bucket_mut(&mut self, cx: i32, cy: i32) -> Option<&mut Bucket> {
-        let e = cell_envelope(cx, cy);
-        let centre = AABB::from_point(e.center());
-        self.tree.locate_in_envelope_intersecting_mut(centre).find(|b| (b.cx, b.cy) == (cx, cy))
+    /// Every bucket whose cell may hold a point of `[x0, y0, x1, y1]` (degrees).
+    fn buckets_in(&self, [x0, y0, x1, y1]: [f64; 4], out: &mut impl FnMut(&Bucket)) {
+        let q = |d: f64, up: bool| (if up { (d * 1e7).ceil() } else { (d * 1e7).floor() }) as i64;
+        let (cx0, cy0) = (q(x0, false).div_euclid(CELL), q(y0, false).div_euclid(CELL));
+        let (cx1, cy1) = (q(x1, true).div_euclid(CELL), q(y1, true).div_euclid(CELL));
+        if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) <= DIRECT_CELLS {
+            for cy in cy0..=cy1 {
+                for cx in cx0..=cx1 {
+                    if let Some(&b) = self.cells.get(&(cx as i32, cy as i32)) {
+                        out(&self.buckets[b as usize]);
+                    }
+                }
+            }
+            return;
+        }
+        let env = AABB::from_corners([x0 as f32, y0 as f32], [x1 as f32, y1 as f32]);
+        let _ = self.tree.locate_in_envelope_intersecting_int(env, |c| {
+            out(&self.buckets[c.bucket as usize]);
+            ControlFlow::<()>::Continue(())
+        });
     }
 }
 
@@ -144,48 +170,65 @@ impl SpatialBackend for RTreeBackend {
 
     fn bulk_load(mut items: Vec<(Slot, QPoint)>) -> Self {
         items.sort_unstable_by_key(|&(s, q)| (cell_of(q), s));
-        let mut buckets: Vec<Bucket> = Vec::new();
+        let (mut cells, mut buckets, mut leaves) = (hashbrown::HashMap::new(), Vec::<Bucket>::new(), Vec::new());
         for (s, q) in items {
             let (cx, cy) = cell_of(q);
-            match buckets.last_mut() {
-                Some(b) if (b.cx, b.cy) == (cx, cy) => b.slots.push((s, q)),
-                _ => buckets.push(Bucket { cx, cy, slots: vec![(s, q)] }),
+            match leaves.last() {
+                Some(&Cell { cx: x, cy: y, .. }) if (x, y) == (cx, cy) => {
+                    buckets.last_mut().expect("bucket").push((s, q))
+                }
+                _ => {
+                    let bucket = buckets.len() as u32;
+                    leaves.push(Cell { cx, cy, bucket });
+                    cells.insert((cx, cy), bucket);
+                    buckets.push(vec![(s, q)]);
+                }
             }
         }
-        for b in &mut buckets {
-            b.slots.shrink_to_fit();
-        }
-        Self { tree: RTree::bulk_load_with_params(buckets) }
+        buckets.iter_mut().for_each(Vec::shrink_to_fit);
+        Self { tree: RTree::bulk_load_with_params(leaves), cells, buckets, free: Vec::new() }
     }
 
     fn insert(&mut self, slot: Slot, p: QPoint) {
         let (cx, cy) = cell_of(p);
-        match self.bucket_mut(cx, cy) {
-            Some(b) => b.slots.push((slot, p)),
-            None => self.tree.insert(Bucket { cx, cy, slots: vec![(slot, p)] }),
+        if let Some(&b) = self.cells.get(&(cx, cy)) {
+            self.buckets[b as usize].push((slot, p));
+            return;
         }
+        let bucket = match self.free.pop() {
+            Some(b) => {
+                self.buckets[b as usize].push((slot, p));
+                b
+            }
+            None => {
+                self.buckets.push(vec![(slot, p)]);
+                (self.buckets.len() - 1) as u32
+            }
+        };
+        self.cells.insert((cx, cy), bucket);
+        self.tree.insert(Cell { cx, cy, bucket });
     }
 
     fn remove(&mut self, slot: Slot, p: QPoint) -> bool {
         let (cx, cy) = cell_of(p);
-        let Some(b) = self.bucket_mut(cx, cy) else { return false };
-        let Some(i) = b.slots.iter().position(|&(s, _)| s == slot) else { return false };
-        b.slots.swap_remove(i);
-        if b.slots.is_empty() {
-            self.tree.remove(&Bucket { cx, cy, slots: Vec::new() });
-        } else if b.slots.capacity() > 2 * b.slots.len() + 4 {
-            b.slots.shrink_to_fit();
+        let Some(&b) = self.cells.get(&(cx, cy)) else { return false };
+        let v = &mut self.buckets[b as usize];
+        let Some(i) = v.iter().position(|&(s, _)| s == slot) else { return false };
+        v.swap_remove(i);
+        if v.is_empty() {
+            *v = Vec::new();
+            self.cells.remove(&(cx, cy));
+            self.tree.remove(&Cell { cx, cy, bucket: b });
+            self.free.push(b);
+        } else if v.capacity() > 2 * v.len() + 4 {
+            v.shrink_to_fit();
         }
         true
     }
 
     fn candidates(&self, _: LatLon, _: f64, boxes: &[[f64; 4]], out: &mut impl FnMut(Slot, QPoint)) {
-        for &[x0, y0, x1, y1] in boxes {
-            let env = AABB::from_corners([x0 as f32, y0 as f32], [x1 as f32, y1 as f32]);
-            let _ = self.tree.locate_in_envelope_intersecting_int(env, |b| {
-                b.slots.iter().for_each(|&(s, q)| out(s, q));
-                ControlFlow::<()>::Continue(())
-            });
+        for &b in boxes {
+            self.buckets_in(b, &mut |bucket| bucket.iter().for_each(|&(s, q)| out(s, q)));
         }
     }
 }

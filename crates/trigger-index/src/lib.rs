@@ -8,7 +8,8 @@
 //! - [`BruteForce`]: every camera is a candidate (the reference, and the benches' baseline).
 //!
 //! A backend only proposes candidates (a superset). `CameraIndex` filters them with the one distance
-//! function of the system (`trigger_core::geodesy::distance_m`, geo's Haversine) and sorts by
+//! function of the system (`trigger_core::geodesy::distance_m`, geo's Haversine, here through
+//! `DistanceFrom`: the same bits, the origin's cosine once, a cheap pre-test first) and sorts by
 //! (distance, camera_id), so every backend gives the same answer, bit for bit.
 //!
 //! Locations are stored quantised to 1e-7 degree (at most 1.1 cm): 8 bytes a point. `get()` returns the
@@ -26,7 +27,7 @@ pub use backends::{BruteForce, H3Backend, RTreeBackend};
 use backends::bounding_boxes;
 use std::borrow::Cow;
 use store::Store;
-use trigger_core::geodesy::distance_m;
+use trigger_core::geodesy::DistanceFrom;
 use trigger_core::{CameraRecord, CameraSource, Candidate, Consent, LatLon};
 
 /// Dense handle of a camera inside the index.
@@ -269,11 +270,16 @@ impl<B: SpatialBackend> CameraIndex<B> {
         let boxes = bounding_boxes(center, radius_m);
         let boxes = boxes.as_slice();
         let qboxes = quantised_boxes(boxes);
+        let from = DistanceFrom::new(center);
         self.backend.candidates(center, radius_m, boxes, &mut |slot, q| {
             if !qboxes.iter().any(|b| q.lon >= b[0] && q.lat >= b[1] && q.lon <= b[2] && q.lat <= b[3]) {
                 return;
             }
-            let d = distance_m(center, q.to_latlon());
+            let p = q.to_latlon();
+            if from.surely_beyond(p, radius_m) {
+                return;
+            }
+            let d = from.to(p);
             if d <= radius_m {
                 out.push(Hit { slot, distance_m: d });
             }

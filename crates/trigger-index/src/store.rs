@@ -86,7 +86,9 @@ pub(crate) struct Store {
     /// Consent handle | ONLINE.
     consent: Vec<u32>,
     updated: Vec<Millis>,
-    arena: Vec<u8>,
+    /// `len id len owner` per camera, each length one ASCII byte (ids are at most 127 bytes), so the whole
+    /// arena is UTF-8 and an id is a slice of it, never validated again.
+    arena: String,
     /// Arena bytes no slot points to any more (compacted when they are half of it and over `compact_min`).
     garbage: usize,
     compact_min: usize,
@@ -105,13 +107,12 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn entry<'a>(arena: &'a [u8], text: &[u32], slot: Slot) -> (&'a str, &'a str) {
+fn entry<'a>(arena: &'a str, text: &[u32], slot: Slot) -> (&'a str, &'a str) {
     let o = text[slot as usize] as usize;
-    let n = arena[o] as usize;
-    let id = &arena[o + 1..o + 1 + n];
-    let m = arena[o + 1 + n] as usize;
-    let owner = &arena[o + 2 + n..o + 2 + n + m];
-    (std::str::from_utf8(id).expect("utf-8 stored"), std::str::from_utf8(owner).expect("utf-8 stored"))
+    let b = arena.as_bytes();
+    let n = b[o] as usize;
+    let m = b[o + 1 + n] as usize;
+    (&arena[o + 1..o + 1 + n], &arena[o + 2 + n..o + 2 + n + m])
 }
 
 impl Store {
@@ -121,7 +122,7 @@ impl Store {
             text: Vec::new(),
             consent: Vec::new(),
             updated: Vec::new(),
-            arena: Vec::new(),
+            arena: String::new(),
             garbage: 0,
             compact_min: 1 << 20,
             consents: Consents::default(),
@@ -173,8 +174,9 @@ impl Store {
     fn push_text(&mut self, id: &str, owner: &str) -> u32 {
         let o = u32::try_from(self.arena.len()).ok().filter(|&o| o != FREE).expect("camera id arena over 4 GiB");
         for s in [id, owner] {
-            self.arena.push(u8::try_from(s.len()).expect("checked length"));
-            self.arena.extend_from_slice(s.as_bytes());
+            let len = u8::try_from(s.len()).ok().filter(u8::is_ascii).expect("length checked by camera_problems");
+            self.arena.push(char::from(len));
+            self.arena.push_str(s);
         }
         o
     }
@@ -186,13 +188,13 @@ impl Store {
 
     /// Rewrite the arena with the live entries only, in slot order.
     fn compact(&mut self) {
-        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
+        let mut arena = String::with_capacity(self.arena.len() - self.garbage);
         for s in 0..self.text.len() {
             if self.text[s] != FREE {
                 let o = self.text[s] as usize;
                 let len = self.text_len(s as Slot);
                 self.text[s] = arena.len() as u32;
-                arena.extend_from_slice(&self.arena[o..o + len]);
+                arena.push_str(&self.arena[o..o + len]);
             }
         }
         self.arena = arena;

@@ -260,15 +260,15 @@ fn invalid_cameras_are_refused_with_a_reason() {
     }
     let (ix, errs) = RTreeIndex::bulk_load([camera(1, (0.0, 0.0)), camera(2, (36.0, -86.0))]);
     assert_eq!((ix.len(), errs.len()), (1, 1));
-    // Ids and owner refs are stored with a one-byte length: longer ones are refused by name, not cut.
+    // Ids and owner refs are stored with a one-byte (ASCII) length: longer ones are refused by name, not cut.
     let mut ix = RTreeIndex::new();
     let mut long = camera(3, (36.0, -86.0));
-    long.owner_ref = "o".repeat(256);
+    long.owner_ref = "é".repeat(64);
     let err = ix.upsert(long.clone()).unwrap_err();
     assert_eq!(err.reason(), "too_long", "{err}");
-    assert!(err.to_string().contains("owner_ref is 256 bytes (at most 255)"), "{err}");
-    long.owner_ref = "o".repeat(255);
-    long.camera_id = "c".repeat(255);
+    assert!(err.to_string().contains("owner_ref is 128 bytes (at most 127)"), "{err}");
+    long.owner_ref = "o".repeat(127);
+    long.camera_id = format!("{}c", "é".repeat(63));
     ix.upsert(long.clone()).unwrap();
     assert_eq!(ix.get(&long.camera_id).map(|c| c.owner_ref), Some(long.owner_ref));
 }
