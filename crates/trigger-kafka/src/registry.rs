@@ -135,21 +135,19 @@ pub fn apply<B: SpatialBackend>(
     apply_change(index, feed, key, decode(feed, key, payload), applied)
 }
 
-/// A record the loader's reader thread has read and decoded, with what a dead letter needs if it is bad.
+/// A record as the loader's reader thread read it (decoding is the applying thread's: polling and copying
+/// cost about what decoding and applying do, so the two threads stay busy alike).
 struct Read {
     partition: i32,
     offset: i64,
-    key: String,
-    change: Result<Change, BadCamera>,
-    /// The original key and payload, kept only for a record that failed to decode.
-    original: Option<(Option<Vec<u8>>, Vec<u8>)>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
 }
 
-/// The loader's reading side: poll and decode up to `target` (or `deadline`), in batches to the applier.
+/// The loader's reading side: poll up to `target` (or `deadline`), in batches to the applier.
 struct Reader<'a> {
     consumer: &'a BaseConsumer<crate::Ctx>,
     topic: &'a str,
-    feed: Feed,
     target: &'a HashMap<i32, i64>,
     deadline: Instant,
 }
@@ -170,12 +168,8 @@ impl Reader<'_> {
             match self.consumer.poll(left.min(Duration::from_millis(100))) {
                 Some(Ok(m)) => {
                     position.insert(m.partition(), m.offset() + 1);
-                    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-                    let change = decode(self.feed, &key, m.payload());
-                    let original = change
-                        .is_err()
-                        .then(|| (m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec()));
-                    batch.push(Read { partition: m.partition(), offset: m.offset(), key, change, original });
+                    let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec));
+                    batch.push(Read { partition: m.partition(), offset: m.offset(), key, payload });
                 }
                 Some(Err(RdError::PartitionEOF(p))) => {
                     if let Some(o) = end_position(self.consumer, self.topic, p) {
@@ -377,8 +371,8 @@ impl RegistryFollower {
         }
     }
 
-    /// [`catch_up`](Self::catch_up) for a read from the beginning (start-up): one thread polls and decodes,
-    /// this one applies, so decoding overlaps applying. Used with `CameraIndex::start_loading`.
+    /// [`catch_up`](Self::catch_up) for a read from the beginning (start-up): one thread polls, this one
+    /// decodes and applies, so the two overlap. Used with `CameraIndex::start_loading`.
     pub fn load<B: SpatialBackend>(
         &mut self,
         index: &mut CameraIndex<B>,
@@ -387,15 +381,15 @@ impl RegistryFollower {
         applied: &mut Applied,
         bad: &mut Vec<BadRegistryRecord>,
     ) -> Result<bool, KafkaError> {
-        let reader = Reader { consumer: &self.consumer, topic: &self.topic, feed: self.feed, target, deadline };
+        let reader = Reader { consumer: &self.consumer, topic: &self.topic, target, deadline };
         let position = self.position.clone();
         let (reached, position) = std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Read>>(16);
             let reading = s.spawn(move || reader.run(position, tx));
-            for Read { partition, offset, key, change, original } in rx.into_iter().flatten() {
-                if let Err(BadCamera { reason, detail }) = apply_change(index, self.feed, &key, change, applied) {
-                    let (key, payload) = original.unwrap_or_else(|| (Some(key.into_bytes()), Vec::new()));
-                    let topic = self.topic.clone();
+            for Read { partition, offset, key, payload } in rx.into_iter().flatten() {
+                let k = key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                if let Err(BadCamera { reason, detail }) = apply(index, self.feed, &k, payload.as_deref(), applied) {
+                    let (topic, payload) = (self.topic.clone(), payload.unwrap_or_default());
                     bad.push(BadRegistryRecord { topic, partition, offset, key, payload, reason, detail });
                 }
             }
