@@ -154,7 +154,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn caught_up(&self, pos: &HashMap<i32, i64>) -> bool {
-        self.target.iter().all(|(p, end)| pos.get(p).copied().unwrap_or(0) >= *end)
+        reached(self.target, pos)
     }
 
     /// Returns whether the target was reached, and the positions read to.
@@ -191,6 +191,11 @@ impl Reader<'_> {
         }
         (self.caught_up(&position), position)
     }
+}
+
+/// Whether every partition's position has reached its target offset.
+fn reached(target: &HashMap<i32, i64>, position: &HashMap<i32, i64>) -> bool {
+    target.iter().all(|(p, end)| position.get(p).copied().unwrap_or(0) >= *end)
 }
 
 /// Where partition `p` of `topic` ends, as the consumer sees it after a partition EOF (compaction and control
@@ -294,7 +299,7 @@ impl RegistryFollower {
     }
 
     fn caught_up(&self, target: &HashMap<i32, i64>) -> bool {
-        target.iter().all(|(p, end)| self.position.get(p).copied().unwrap_or(0) >= *end)
+        reached(target, &self.position)
     }
 
     /// Apply everything up to `target` (end offsets taken before the call), or until `deadline`.
