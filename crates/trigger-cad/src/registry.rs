@@ -38,7 +38,18 @@ pub struct BadCamera {
 
 /// A registry entry from the wire. Anything that cannot be read as consent, or that cannot be true
 /// (`trigger_core::camera`), is refused: a camera whose consent is unreadable must not be commanded.
+///
+/// The registry is read whole at every start-up and followed at heartbeat rate, so the common record (each
+/// field once, nothing unknown, everything valid) is read by [`fast::camera`] without an allocation per
+/// category string; anything else (and every error) takes prost's path, whose answer it must equal.
 pub fn camera_from_pb(bytes: &[u8]) -> Result<CameraRecord, BadCamera> {
+    match fast::camera(bytes) {
+        Some(rec) => Ok(rec),
+        None => camera_from_pb_prost(bytes),
+    }
+}
+
+fn camera_from_pb_prost(bytes: &[u8]) -> Result<CameraRecord, BadCamera> {
     let m = pb::CameraRecord::decode(bytes)
         .map_err(|e| BadCamera { reason: "malformed_protobuf", detail: format!("not a CameraRecord: {e}") })?;
     let id = m.camera_id;
@@ -101,4 +112,249 @@ pub fn status_from_pb(bytes: &[u8]) -> Result<CameraStatus, BadCamera> {
         return Err(BadCamera { reason: p.reason(), detail: p.to_string() });
     }
     Ok(CameraStatus { camera_id: m.camera_id, online: m.online, last_seen_ms: m.last_seen_ms })
+}
+
+/// The common registry record, read straight from the wire format. Returns None for anything it does not
+/// handle exactly as prost would (a field twice, an unknown field, a wire type other than the schema's, a
+/// value prost would truncate) or that is not a valid camera: the caller then takes prost's path.
+mod fast {
+    use trigger_core::camera;
+    use trigger_core::{CameraRecord, CategorySet, Consent, QuietHours};
+
+    struct Cur<'a>(&'a [u8]);
+
+    impl<'a> Cur<'a> {
+        fn varint(&mut self) -> Option<u64> {
+            let mut v = 0u64;
+            for i in 0..10 {
+                let b = *self.0.get(i)?;
+                if i == 9 && b > 1 {
+                    return None;
+                }
+                v |= u64::from(b & 0x7f) << (7 * i);
+                if b < 0x80 {
+                    self.0 = &self.0[i + 1..];
+                    return Some(v);
+                }
+            }
+            None
+        }
+        fn u32(&mut self) -> Option<u32> {
+            u32::try_from(self.varint()?).ok()
+        }
+        fn f64(&mut self) -> Option<f64> {
+            let (h, t) = self.0.split_first_chunk::<8>()?;
+            self.0 = t;
+            Some(f64::from_le_bytes(*h))
+        }
+        fn bytes(&mut self) -> Option<&'a [u8]> {
+            let n = usize::try_from(self.varint()?).ok().filter(|&n| n <= self.0.len())?;
+            let (h, t) = self.0.split_at(n);
+            self.0 = t;
+            Some(h)
+        }
+        fn str(&mut self) -> Option<&'a str> {
+            std::str::from_utf8(self.bytes()?).ok()
+        }
+        /// (field number, wire type) of the next field, None at the end.
+        fn key(&mut self) -> Option<Option<(u64, u64)>> {
+            if self.0.is_empty() {
+                return Some(None);
+            }
+            let k = self.varint()?;
+            Some(Some((k >> 3, k & 7)))
+        }
+    }
+
+    /// Sets `slot` unless it was set before (a field twice: prost's merge rules, not ours).
+    fn once<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
+        match slot {
+            Some(_) => None,
+            None => {
+                *slot = Some(v?);
+                Some(())
+            }
+        }
+    }
+
+    const VARINT: u64 = 0;
+    const FIXED64: u64 = 1;
+    const LEN: u64 = 2;
+
+    pub(super) fn camera(bytes: &[u8]) -> Option<CameraRecord> {
+        let mut c = Cur(bytes);
+        let (mut id, mut owner, mut loc, mut consent_, mut online, mut updated) = (None, None, None, None, None, None);
+        while let Some((field, wire)) = c.key()? {
+            match (field, wire) {
+                (1, LEN) => once(&mut id, c.str())?,
+                (2, LEN) => once(&mut owner, c.str())?,
+                (3, LEN) => once(&mut loc, c.bytes().and_then(location))?,
+                (4, LEN) => once(&mut consent_, c.bytes().and_then(consent))?,
+                (5, VARINT) => once(&mut online, c.varint().map(|v| v != 0))?,
+                (6, VARINT) => once(&mut updated, c.varint().map(|v| v as i64))?,
+                _ => return None,
+            }
+        }
+        let (lat, lon) = loc?;
+        let rec = CameraRecord {
+            camera_id: id.unwrap_or_default().to_string(),
+            owner_ref: owner.unwrap_or_default().to_string(),
+            lat,
+            lon,
+            consent: consent_?,
+            online: online.unwrap_or(false),
+            updated_at: updated.unwrap_or(0),
+        };
+        trigger_core::camera_problems(&rec).is_empty().then_some(rec)
+    }
+
+    fn location(bytes: &[u8]) -> Option<(f64, f64)> {
+        let mut c = Cur(bytes);
+        let (mut lat, mut lon, mut unc) = (None, None, None);
+        while let Some((field, wire)) = c.key()? {
+            match (field, wire) {
+                (1, FIXED64) => once(&mut lat, c.f64())?,
+                (2, FIXED64) => once(&mut lon, c.f64())?,
+                (3, FIXED64) => once(&mut unc, c.f64())?,
+                _ => return None,
+            }
+        }
+        Some((lat.unwrap_or(0.0), lon.unwrap_or(0.0)))
+    }
+
+    fn consent(bytes: &[u8]) -> Option<Consent> {
+        let mut c = Cur(bytes);
+        let mut categories = CategorySet::default();
+        let (mut radius, mut quiet, mut cap, mut live) = (None, None, None, None);
+        while let Some((field, wire)) = c.key()? {
+            match (field, wire) {
+                (1, LEN) => categories.insert(camera::parse_category(c.str()?).ok()?),
+                (2, FIXED64) => once(&mut radius, c.f64())?,
+                (3, LEN) => once(&mut quiet, c.bytes().and_then(quiet_hours))?,
+                (4, VARINT) => once(&mut cap, c.u32())?,
+                (5, VARINT) => once(&mut live, c.varint().map(|v| v != 0))?,
+                _ => return None,
+            }
+        }
+        Some(Consent {
+            categories,
+            max_radius_m: radius.unwrap_or(0.0),
+            quiet_hours: quiet,
+            daily_cap: cap.unwrap_or(0),
+            live_stream_allowed: live.unwrap_or(false),
+        })
+    }
+
+    fn quiet_hours(bytes: &[u8]) -> Option<QuietHours> {
+        let mut c = Cur(bytes);
+        let (mut start, mut end, mut tz) = (None, None, None);
+        while let Some((field, wire)) = c.key()? {
+            match (field, wire) {
+                (1, VARINT) => once(&mut start, c.u32())?,
+                (2, VARINT) => once(&mut end, c.u32())?,
+                (3, LEN) => once(&mut tz, c.str())?,
+                _ => return None,
+            }
+        }
+        Some(QuietHours {
+            start: camera::minute_of_day(start.unwrap_or(0)).ok()?,
+            end: camera::minute_of_day(end.unwrap_or(0)).ok()?,
+            time_zone: camera::parse_time_zone(tz.unwrap_or_default()).ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use trigger_core::Category;
+
+    fn record() -> impl Strategy<Value = pb::CameraRecord> {
+        let cats = prop::collection::vec(
+            prop_oneof![
+                Just("burglary".to_string()),
+                Just("shooting".to_string()),
+                Just(" robbery ".to_string()),
+                Just("protest".to_string())
+            ],
+            0..4,
+        );
+        let quiet = prop::option::of((
+            0u32..1500,
+            0u32..1500,
+            prop_oneof![Just("America/Chicago"), Just(""), Just("Mars/Olympus")],
+        ));
+        (
+            ("[a-z0-9-]{0,12}", "[a-z0-9]{0,20}", prop::option::of((-95.0f64..95.0, -190.0f64..190.0))),
+            (prop::option::of((cats, -10.0f64..600.0, quiet, 0u32..6, any::<bool>())), any::<bool>(), any::<i64>()),
+        )
+            .prop_map(|((id, owner, loc), (consent, online, updated))| pb::CameraRecord {
+                camera_id: id,
+                owner_ref: owner,
+                location: loc.map(|(lat, lon)| pb::GeoPoint { lat, lon, uncertainty_m: 3.0 }),
+                consent: consent.map(|(categories, max_radius_m, q, daily_cap, live_stream_allowed)| pb::Consent {
+                    categories,
+                    max_radius_m,
+                    quiet_hours: q.map(|(s, e, tz)| pb::QuietHours {
+                        start_minute: s,
+                        end_minute: e,
+                        time_zone: tz.to_string(),
+                    }),
+                    daily_cap,
+                    live_stream_allowed,
+                }),
+                online,
+                updated_at_ms: updated,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// The fast reader answers exactly as prost's path, or leaves the record to it; on valid records,
+        /// on records cut short, with a byte flipped, with a field repeated or an unknown one appended.
+        #[test]
+        fn the_fast_reader_agrees_with_prost(m in record(), cut in any::<prop::sample::Index>(),
+                                             flip in any::<(prop::sample::Index, u8)>(), tail in prop::collection::vec(any::<u8>(), 0..6)) {
+            let full = m.encode_to_vec();
+            let mut variants = vec![full.clone(), full[..cut.index(full.len() + 1)].to_vec()];
+            if !full.is_empty() {
+                let mut f = full.clone();
+                f[flip.0.index(full.len())] ^= flip.1;
+                variants.push(f);
+            }
+            variants.push([full.clone(), full.clone()].concat());
+            variants.push([full.clone(), tail].concat());
+            for v in variants {
+                if let Some(fast) = fast::camera(&v) {
+                    prop_assert_eq!(Ok(fast), camera_from_pb_prost(&v));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_ordinary_record_takes_the_fast_path() {
+        let cam = CameraRecord {
+            camera_id: "cam-1".into(),
+            owner_ref: "own-1".into(),
+            lat: 36.16,
+            lon: -86.78,
+            consent: Consent {
+                categories: [Category::Burglary, Category::Shooting].into_iter().collect(),
+                max_radius_m: 250.0,
+                quiet_hours: Some(QuietHours {
+                    start: trigger_core::MinuteOfDay(22 * 60),
+                    end: trigger_core::MinuteOfDay(7 * 60),
+                    time_zone: chrono_tz::America::Chicago,
+                }),
+                daily_cap: 3,
+                live_stream_allowed: true,
+            },
+            online: true,
+            updated_at: 5,
+        };
+        assert_eq!(fast::camera(&camera_to_pb(&cam).encode_to_vec()), Some(cam));
+    }
 }
