@@ -56,13 +56,19 @@ for line in sys.stdin:
     out.write("*%d\r\n" % len(a) + "".join("$%d\r\n%s\r\n" % (len(x), x) for x in a))'; }
 repeat() { for _ in $(seq "$ROUNDS"); do cat "$DIR/queries-$N.txt"; done; }
 
+as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
+
 echo "== Redis GEOSEARCH"
-RPORT=6391
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+RPORT=$(free_port)
 redis-server --port $RPORT --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --logfile "$DIR/redis.log"
 cleanup() {
   redis-cli -p $RPORT shutdown nosave >/dev/null 2>&1 || true
   [ -n "${T38_PID:-}" ] && kill "$T38_PID" 2>/dev/null || true
-  [ -n "${PGDATA:-}" ] && "$PG_BIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
+  if [ -n "${PGDATA:-}" ]; then
+    as_pg "'$PG_BIN/pg_ctl' -D '$PGDATA' -m immediate stop" >/dev/null 2>&1 || true
+    rm -rf "$PGDATA"
+  fi
 }
 trap cleanup EXIT
 for _ in $(seq 50); do redis-cli -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -86,7 +92,7 @@ if [ ! -x "$T38" ] && ! go install "github.com/tidwall/tile38/cmd/tile38-server@
   echo "Tile38 unavailable: go install failed ($why): $(tail -1 "$DIR/tile38-install.log")"
   row "Tile38 $TILE38_VERSION NEARBY" "—" "—" "—" "not built: the Go module proxy answered ${why:-an error} for github.com/tidwall/tile38"
 else
-  TPORT=9851
+  TPORT=$(free_port)
   "$T38" -p $TPORT -d "$DIR/tile38-data" -q > "$DIR/tile38.log" 2>&1 &
   T38_PID=$!
   for _ in $(seq 100); do redis-cli -p $TPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -106,8 +112,7 @@ fi
 echo "== PostGIS ST_DWithin"
 PGDATA=$(mktemp -d /tmp/peers-pg.XXXX)
 chown postgres "$PGDATA" 2>/dev/null || true
-PGPORT=5491
-as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
+PGPORT=$(free_port)
 as_pg "'$PG_BIN/initdb' -D '$PGDATA' -A trust -U postgres >/dev/null"
 as_pg "'$PG_BIN/pg_ctl' -D '$PGDATA' -o '-p $PGPORT -k /tmp -c shared_buffers=1GB -c jit=off' -l '$PGDATA/log' -w start >/dev/null"
 psql_() { psql -h /tmp -p $PGPORT -U postgres -qAt "$@"; }

@@ -70,9 +70,10 @@ impl RTreeParams for Params {
     type DefaultInsertionStrategy = RStarInsertionStrategy;
 }
 
-/// Side of a bucket's cell, in 1e-7 degree: 0.003° (333 m north-south, ~265 m east-west in the US). At city
-/// density (~100 cameras/km²) a bucket holds ~9 cameras and a 250 m query touches ~6 buckets.
-const CELL: i64 = 30_000;
+/// Side of a bucket's cell, in 1e-7 degree: 0.004° (445 m north-south, ~355 m east-west in the US). At city
+/// density (~100 cameras/km²) a bucket holds ~16 cameras and a 250 m query touches ~4-6 buckets. At most
+/// 65,535, so a point is stored as two u16 offsets from its cell's corner.
+const CELL: i64 = 40_000;
 
 /// Queries whose boxes span at most this many grid cells look the cells up directly; wider ones walk the tree.
 const DIRECT_CELLS: i64 = 64;
@@ -118,9 +119,20 @@ impl PartialEq for Cell {
     }
 }
 
-/// The cameras of one cell, each with its point (12 bytes, not 4: filtering candidates then reads the
-/// bucket's own memory instead of one cache miss per candidate in the index's point column).
-type Bucket = Vec<(Slot, QPoint)>;
+/// The cameras of one cell, each with its point as offsets from the cell's corner (8 bytes a camera: the
+/// exact point, and filtering candidates reads the bucket's own memory instead of one cache miss per
+/// candidate in the index's point column).
+type Bucket = Vec<(Slot, u16, u16)>;
+
+fn entry(slot: Slot, q: QPoint) -> (Slot, u16, u16) {
+    let (cx, cy) = cell_of(q);
+    let off = |v: i32, c: i32| u16::try_from(v as i64 - c as i64 * CELL).expect("inside its cell");
+    (slot, off(q.lon, cx), off(q.lat, cy))
+}
+
+fn point(cx: i32, cy: i32, dx: u16, dy: u16) -> QPoint {
+    QPoint { lon: (cx as i64 * CELL + dx as i64) as i32, lat: (cy as i64 * CELL + dy as i64) as i32 }
+}
 
 /// Cameras in buckets of a fixed lon/lat grid, found two ways: a small query (a few cells: every radius a
 /// decision uses) looks its cells up in a hash map; a wide one walks an rstar R-tree of the occupied cells,
@@ -143,15 +155,16 @@ impl std::fmt::Debug for RTreeBackend {
 
 impl RTreeBackend {
     /// Every bucket whose cell may hold a point of `[x0, y0, x1, y1]` (degrees).
-    fn buckets_in(&self, [x0, y0, x1, y1]: [f64; 4], out: &mut impl FnMut(&Bucket)) {
+    fn buckets_in(&self, [x0, y0, x1, y1]: [f64; 4], out: &mut impl FnMut((i32, i32), &Bucket)) {
         let q = |d: f64, up: bool| (if up { (d * 1e7).ceil() } else { (d * 1e7).floor() }) as i64;
         let (cx0, cy0) = (q(x0, false).div_euclid(CELL), q(y0, false).div_euclid(CELL));
         let (cx1, cy1) = (q(x1, true).div_euclid(CELL), q(y1, true).div_euclid(CELL));
         if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) <= DIRECT_CELLS {
             for cy in cy0..=cy1 {
                 for cx in cx0..=cx1 {
-                    if let Some(&b) = self.cells.get(&(cx as i32, cy as i32)) {
-                        out(&self.buckets[b as usize]);
+                    let cell = (cx as i32, cy as i32);
+                    if let Some(&b) = self.cells.get(&cell) {
+                        out(cell, &self.buckets[b as usize]);
                     }
                 }
             }
@@ -159,7 +172,7 @@ impl RTreeBackend {
         }
         let env = AABB::from_corners([x0 as f32, y0 as f32], [x1 as f32, y1 as f32]);
         let _ = self.tree.locate_in_envelope_intersecting_int(env, |c| {
-            out(&self.buckets[c.bucket as usize]);
+            out((c.cx, c.cy), &self.buckets[c.bucket as usize]);
             ControlFlow::<()>::Continue(())
         });
     }
@@ -175,13 +188,13 @@ impl SpatialBackend for RTreeBackend {
             let (cx, cy) = cell_of(q);
             match leaves.last() {
                 Some(&Cell { cx: x, cy: y, .. }) if (x, y) == (cx, cy) => {
-                    buckets.last_mut().expect("bucket").push((s, q))
+                    buckets.last_mut().expect("bucket").push(entry(s, q))
                 }
                 _ => {
                     let bucket = buckets.len() as u32;
                     leaves.push(Cell { cx, cy, bucket });
                     cells.insert((cx, cy), bucket);
-                    buckets.push(vec![(s, q)]);
+                    buckets.push(vec![entry(s, q)]);
                 }
             }
         }
@@ -192,16 +205,16 @@ impl SpatialBackend for RTreeBackend {
     fn insert(&mut self, slot: Slot, p: QPoint) {
         let (cx, cy) = cell_of(p);
         if let Some(&b) = self.cells.get(&(cx, cy)) {
-            self.buckets[b as usize].push((slot, p));
+            self.buckets[b as usize].push(entry(slot, p));
             return;
         }
         let bucket = match self.free.pop() {
             Some(b) => {
-                self.buckets[b as usize].push((slot, p));
+                self.buckets[b as usize].push(entry(slot, p));
                 b
             }
             None => {
-                self.buckets.push(vec![(slot, p)]);
+                self.buckets.push(vec![entry(slot, p)]);
                 (self.buckets.len() - 1) as u32
             }
         };
@@ -213,7 +226,7 @@ impl SpatialBackend for RTreeBackend {
         let (cx, cy) = cell_of(p);
         let Some(&b) = self.cells.get(&(cx, cy)) else { return false };
         let v = &mut self.buckets[b as usize];
-        let Some(i) = v.iter().position(|&(s, _)| s == slot) else { return false };
+        let Some(i) = v.iter().position(|&(s, ..)| s == slot) else { return false };
         v.swap_remove(i);
         if v.is_empty() {
             *v = Vec::new();
@@ -228,7 +241,9 @@ impl SpatialBackend for RTreeBackend {
 
     fn candidates(&self, _: LatLon, _: f64, boxes: &[[f64; 4]], out: &mut impl FnMut(Slot, QPoint)) {
         for &b in boxes {
-            self.buckets_in(b, &mut |bucket| bucket.iter().for_each(|&(s, q)| out(s, q)));
+            self.buckets_in(b, &mut |(cx, cy), bucket| {
+                bucket.iter().for_each(|&(s, dx, dy)| out(s, point(cx, cy, dx, dy)))
+            });
         }
     }
 }
