@@ -1,12 +1,15 @@
 //! A registry record (protobuf `CameraRecord`): decoded and validated, indexed, then an incident decided next to
-//! it. What cannot be true must be refused before the index sees it.
+//! it. What cannot be true must be refused before the index sees it. The fast reader and prost's path must give
+//! the same answer for every input.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use trigger_core::{CallForService, Engine, Location, Status};
 use trigger_index::RTreeIndex;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(cam) = trigger_cad::registry::camera_from_pb(data) else { return };
+    let decoded = trigger_cad::registry::camera_from_pb(data);
+    assert_eq!(decoded, trigger_cad::registry::camera_from_pb_prost(data), "the fast reader disagrees with prost");
+    let Ok(cam) = decoded else { return };
     assert!(trigger_core::camera_problems(&cam).is_empty(), "decoded a camera that cannot be true: {cam:?}");
     let mut index = RTreeIndex::new();
     index.upsert(cam.clone()).expect("a decoded camera is indexable");

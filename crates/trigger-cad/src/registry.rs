@@ -49,7 +49,8 @@ pub fn camera_from_pb(bytes: &[u8]) -> Result<CameraRecord, BadCamera> {
     }
 }
 
-fn camera_from_pb_prost(bytes: &[u8]) -> Result<CameraRecord, BadCamera> {
+/// [`camera_from_pb`] through prost alone: the reference the fast reader is checked against (tests, fuzzing).
+pub fn camera_from_pb_prost(bytes: &[u8]) -> Result<CameraRecord, BadCamera> {
     let m = pb::CameraRecord::decode(bytes)
         .map_err(|e| BadCamera { reason: "malformed_protobuf", detail: format!("not a CameraRecord: {e}") })?;
     let id = m.camera_id;

@@ -316,7 +316,7 @@ mod tests {
                 daily_cap: 3,
                 live_stream_allowed: false,
             },
-            online: i % 2 == 0,
+            online: i.is_multiple_of(2),
             updated_at: i as i64,
         }
     }
