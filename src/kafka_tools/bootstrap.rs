@@ -129,18 +129,6 @@ pub fn bench_bootstrap(bootstrap: &str, cameras: usize, partitions: i32, policy:
     let bare = t.elapsed().as_secs_f64();
     anyhow::ensure!(records == cameras as u64, "the bare consumer read {records} records, not {cameras}");
     eprintln!("bare consumer: {records} records in {bare:.1} s");
-    if std::env::var("BENCH_IN_PROCESS").is_ok() {
-        let t = Instant::now();
-        let mut f = trigger_kafka::registry::RegistryFollower::new(&settings)?;
-        let target = f.end_offsets(Duration::from_secs(30))?;
-        let mut index = trigger_index::RTreeIndex::new();
-        index.start_loading();
-        let (mut applied, mut bad) = (Default::default(), Vec::new());
-        f.load(&mut index, &target, Instant::now() + Duration::from_secs(3600), &mut applied, &mut bad)?;
-        let read = t.elapsed().as_secs_f64();
-        index.finish_loading();
-        eprintln!("in process: read {read:.1} s, built {:.1} s, {} cameras", t.elapsed().as_secs_f64(), index.len());
-    }
     let (ready_s, read_s, rss) = serve_until_ready(&settings, policy)?;
     eprintln!("serve: ready in {ready_s:.1} s (registry read in {read_s:.1} s), RSS {rss:.0} MB");
     Ok(BootstrapRow {

@@ -223,9 +223,7 @@ impl<B: SpatialBackend> CameraIndex<B> {
 
     /// Remove a camera (registry tombstone: removed or opted out). Returns the record it held.
     pub fn remove(&mut self, camera_id: &str) -> Option<CameraRecord> {
-        let slot = self.store.slot_of(camera_id)?;
-        let record = self.store.record(slot);
-        let (slot, q) = self.store.remove(camera_id)?;
+        let (slot, q, record) = self.store.remove(camera_id)?;
         if !self.loading {
             self.backend.remove(slot, q);
         }

@@ -240,18 +240,19 @@ impl Store {
         (slot, None)
     }
 
-    /// Remove a camera: its slot and point.
-    pub(crate) fn remove(&mut self, camera_id: &str) -> Option<(Slot, QPoint)> {
+    /// Remove a camera: its slot, its stored point and the record it held (one id lookup).
+    pub(crate) fn remove(&mut self, camera_id: &str) -> Option<(Slot, QPoint, CameraRecord)> {
         let h = self.hasher.hash_one(camera_id);
         let (arena, texts) = (&self.arena, &self.text);
         let Ok(e) = self.by_id.find_entry(h, |&s| entry(arena, texts, s).0 == camera_id) else { return None };
         let (slot, _) = e.remove();
+        let record = self.record(slot);
         self.garbage += self.text_len(slot);
         let i = slot as usize;
         self.text[i] = FREE;
         self.consents.release(self.consent[i] & !ONLINE);
         self.free.push(slot);
-        Some((slot, self.points[i]))
+        Some((slot, self.points[i], record))
     }
 
     pub(crate) fn set_consent(&mut self, slot: Slot, c: &Consent) {
