@@ -2,6 +2,7 @@
 //! Kafka service wiring (`serve`) and the Kafka tools (`demo`, `cameras publish`, `replay --to-kafka`).
 //! `main.rs` is the command line over these; benches and tests use them directly.
 
+pub mod bridge;
 pub mod cameras;
 pub mod config;
 pub mod index;
@@ -9,6 +10,7 @@ pub mod kafka_tools;
 pub mod replay;
 pub mod report;
 pub mod serve;
+pub mod signing;
 pub mod simulate;
 pub mod stats;
 pub mod transparency;

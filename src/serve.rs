@@ -64,6 +64,7 @@ pub struct ServeConfig {
     pub service: ServiceSection,
     pub http: HttpSection,
     pub log: LogSection,
+    pub signing: crate::signing::SigningSection,
 }
 
 impl Default for ServeConfig {
@@ -75,6 +76,7 @@ impl Default for ServeConfig {
             service: ServiceSection::default(),
             http: HttpSection::default(),
             log: LogSection::default(),
+            signing: Default::default(),
         }
     }
 }
@@ -107,7 +109,8 @@ fn unknown_keys(fig: &Figment) -> Vec<String> {
 impl ServeConfig {
     /// Defaults, then `file` (if given), then the environment. Every problem is reported at once.
     pub fn load(file: Option<&Path>) -> Result<Self> {
-        Self::load_with_env(file, Env::prefixed("DT_").split("__"))
+        // DT_BRIDGE_* configure the bridge, not the service.
+        Self::load_with_env(file, Env::prefixed("DT_").filter(|k| !k.as_str().starts_with("bridge_")).split("__"))
     }
 
     pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<Self> {
@@ -226,7 +229,8 @@ pub fn run(cfg: &ServeConfig, health: &Health, shutdown: &AtomicBool) -> Result<
     for w in policy.warnings() {
         tracing::warn!(warning = %w, "policy");
     }
-    struct Serve<'a>(&'a ServeConfig, Engine, &'a Health, &'a AtomicBool);
+    let signer = cfg.signing.signer()?;
+    struct Serve<'a>(&'a ServeConfig, Engine, &'a Health, &'a AtomicBool, Arc<trigger_core::CommandSigner>);
     impl crate::index::IndexJob for Serve<'_> {
         type Output = Result<RunStats, trigger_kafka::KafkaError>;
         fn run<B: trigger_index::SpatialBackend>(
@@ -234,12 +238,15 @@ pub fn run(cfg: &ServeConfig, health: &Health, shutdown: &AtomicBool) -> Result<
             mut index: trigger_index::CameraIndex<B>,
             _: crate::index::IndexKind,
         ) -> Self::Output {
-            let Serve(cfg, mut engine, health, shutdown) = self;
-            Service::new(cfg.kafka.clone(), cfg.service.clone(), &mut engine, &mut index, health).run(shutdown)
+            let Serve(cfg, mut engine, health, shutdown, signer) = self;
+            Service::new(cfg.kafka.clone(), cfg.service.clone(), &mut engine, &mut index, health)
+                .signed_by(signer)
+                .run(shutdown)
         }
     }
     // The registry topic fills the index: it starts empty.
-    let (stats, _) = crate::index::with_index(cfg.index, vec![], Serve(cfg, Engine::new(policy), health, shutdown));
+    let (stats, _) =
+        crate::index::with_index(cfg.index, vec![], Serve(cfg, Engine::new(policy), health, shutdown, signer));
     Ok(stats?)
 }
 

@@ -321,3 +321,42 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     pub(crate) agency: Option<String>,
 }
+
+#[derive(Args)]
+pub(crate) struct KeygenArgs {
+    /// The key id verifiers know it by (carried in every command; [A-Za-z0-9._-], e.g. the month of issue).
+    #[arg(long)]
+    pub(crate) key_id: String,
+    /// Where to write the secret key (hex).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct CommandsVerifyArgs {
+    /// A file of length-delimited CameraCommand records.
+    #[arg(required_unless_present = "from_kafka", conflicts_with = "from_kafka")]
+    pub(crate) path: Option<PathBuf>,
+    /// Read the commands topic of this Kafka cluster instead (read_committed).
+    #[arg(long, value_name = "BOOTSTRAP")]
+    pub(crate) from_kafka: Option<String>,
+    /// With --from-kafka: service config file whose topic names and security to use.
+    #[arg(long, requires = "from_kafka")]
+    pub(crate) config: Option<PathBuf>,
+    /// The trusted public keys: a TOML file of `[[key]]` tables with `id` and `public_key`.
+    #[arg(long)]
+    pub(crate) keys: PathBuf,
+    /// Check expiry at this instant (ms since the epoch) and count expired commands as failures.
+    #[arg(long)]
+    pub(crate) at: Option<i64>,
+}
+
+#[derive(Args)]
+pub(crate) struct BridgeArgs {
+    /// TOML configuration (see config/bridge.toml).
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+}

@@ -83,8 +83,15 @@ pub(crate) enum Command {
     /// Break-glass requests.
     #[command(subcommand)]
     BreakGlass(BreakGlassCmd),
+    /// Signed camera commands: make a signing key, verify commands.
+    #[command(subcommand)]
+    Commands(CommandsCmd),
     /// Run the Kafka consumer service (layered config: defaults, --config FILE, DT_* environment).
     Serve(ServeArgs),
+    /// Drive cameras: consume the commands topic in the bridge's own group, verify each command's signature,
+    /// deduplicate across restarts, and make each served camera's target (MQTT, Frigate, Home Assistant,
+    /// ZoneMinder zmtrigger) start or stop recording (README, "Driving cameras: the bridge").
+    Bridge(BridgeArgs),
     /// The whole Kafka path with zero setup: an in-process broker, a generated registry, the service, and the
     /// bundled CAD sample replayed through it; prints the summary with end-to-end latency percentiles.
     Demo(DemoArgs),
@@ -122,6 +129,17 @@ pub(crate) enum BreakGlassCmd {
     /// Send signed requests (JSON, one per line) to the running service: onto the CFS topic, keyed like their
     /// incident, marked with the header dt.kind = break-glass.
     Send(BreakGlassSendArgs),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CommandsCmd {
+    /// Make an Ed25519 command-signing key: the secret goes to --out (owner-only, never overwritten; serve's
+    /// signing.key_file), the public key is printed as a `[[key]]` entry for verifiers' keys files.
+    Keygen(KeygenArgs),
+    /// Verify camera commands (the commands topic, or a file of length-delimited CameraCommand records):
+    /// signature, key id, expiry at --at. Counts by reason; exits 1 if any is unsigned, mis-signed, signed by
+    /// an unknown key or malformed (expired ones only with --at, since every old command has expired).
+    Verify(CommandsVerifyArgs),
 }
 
 #[derive(Subcommand)]

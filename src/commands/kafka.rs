@@ -2,7 +2,7 @@
 
 use super::{create_parent, decode_file, event_points};
 use crate::cli::{
-    BenchArgs, BenchBootstrapArgs, BreakGlassSendArgs, DemoArgs, InputFormat, ServeArgs, TopicsCreateArgs,
+    BenchArgs, BenchBootstrapArgs, BreakGlassSendArgs, BridgeArgs, DemoArgs, InputFormat, ServeArgs, TopicsCreateArgs,
 };
 use anyhow::{Context, Result};
 use dispatch_trigger::serve::{self, ServeConfig};
@@ -33,6 +33,24 @@ pub(super) fn serve(a: ServeArgs) -> Result<()> {
         dead_letters = stats.dead_letters,
         "stopped"
     );
+    Ok(())
+}
+
+pub(super) fn bridge(a: BridgeArgs) -> Result<()> {
+    let cfg = dispatch_trigger::bridge::BridgeConfig::load(&a.config)?;
+    if a.print_config {
+        println!("{}", toml::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    serve::init_logging(&cfg.log);
+    serve::prometheus()?;
+    let shutdown = serve::shutdown_flag()?;
+    let health = std::sync::Arc::new(trigger_kafka::Health::default());
+    if let Some(addr) = serve::spawn_http(&cfg.http.listen, health.clone())? {
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
+    let stats = dispatch_trigger::bridge::run(&cfg, &health, &shutdown)?;
+    tracing::info!(stats = %serde_json::to_string(&stats)?, "stopped");
     Ok(())
 }
 

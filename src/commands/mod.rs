@@ -6,8 +6,9 @@ mod cameras;
 mod kafka;
 mod replay;
 mod reports;
+mod signed;
 
-use crate::cli::{AuditCmd, BreakGlassCmd, CamerasCmd, Cli, Command, InputFormat, ReportCmd, TopicsCmd};
+use crate::cli::{AuditCmd, BreakGlassCmd, CamerasCmd, Cli, Command, CommandsCmd, InputFormat, ReportCmd, TopicsCmd};
 use anyhow::{Context, Result};
 use dispatch_trigger::config;
 use dispatch_trigger::serve::ServeConfig;
@@ -27,12 +28,15 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) if a.to_kafka.is_some() => replay::to_kafka(policy, a),
         Command::Replay(a) => replay::offline(policy, a),
         Command::Serve(a) => kafka::serve(a),
+        Command::Bridge(a) => kafka::bridge(a),
         Command::Audit(AuditCmd::Verify(a)) => audit::verify(a),
         Command::Audit(AuditCmd::Redact(a)) => audit::redact(a),
         Command::Simulate(a) => reports::simulate(policy, a),
         Command::Report(ReportCmd::Transparency(a)) => reports::transparency(a),
         Command::Report(ReportCmd::Owner(a)) => reports::owner(a),
         Command::BreakGlass(BreakGlassCmd::Send(a)) => kafka::break_glass_send(a),
+        Command::Commands(CommandsCmd::Keygen(a)) => signed::keygen(a),
+        Command::Commands(CommandsCmd::Verify(a)) => signed::verify(a),
         Command::Topics(TopicsCmd::Create(a)) => kafka::topics_create(a),
         Command::Demo(a) => kafka::demo(policy, a),
         Command::BenchKafka(a) => kafka::bench(policy, a),

@@ -1,11 +1,9 @@
 //! Shared by the Kafka tests: cameras and calls around one spot in Nashville, and reading commands back.
 #![allow(dead_code)] // each test file uses its own subset
 
-use prost::Message as _;
 use std::time::Duration;
 use trigger_core::{CallForService, CameraCommand, CameraRecord, Category, Consent, Location, Status};
 use trigger_kafka::{codec, inspect, KafkaSettings};
-use trigger_proto::v1 as pb;
 
 /// Downtown Nashville, inside the MNPD jurisdiction.
 pub const SPOT: (f64, f64) = (36.1627, -86.7816);
@@ -55,7 +53,7 @@ pub fn commands(settings: &KafkaSettings, read_committed: bool) -> Vec<CameraCom
     inspect::read_topic(settings, &settings.topics.commands, read_committed, Duration::from_secs(30))
         .unwrap()
         .iter()
-        .map(|m| codec::command_from_pb(pb::CameraCommand::decode(m.payload.as_deref().unwrap()).unwrap()).unwrap())
+        .map(|m| codec::decode_command(m.payload.as_deref().unwrap()).unwrap().0)
         .collect()
 }
 
@@ -342,9 +340,20 @@ pub fn serve_until_ready(
     port: u16,
     env: &[(&str, &str)],
 ) -> std::process::Child {
+    spawn_until_ready("serve", config, log, port, env)
+}
+
+/// `COMMAND --config CONFIG` (serve, bridge) as a child process, returned once its `/readyz` answers 200.
+pub fn spawn_until_ready(
+    command: &str,
+    config: &std::path::Path,
+    log: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     let mut child = std::process::Command::new(BIN)
         .current_dir(root())
-        .args(["serve", "--config"])
+        .args([command, "--config"])
         .arg(config)
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())

@@ -7,6 +7,7 @@
 //! Caller, person, callback, vehicle and narrative data are dropped here: decoders read only the fields a
 //! `CallForService` has, and there is nowhere else to put anything.
 
+pub mod commands;
 pub mod csv_profile;
 pub mod eido;
 pub mod error;

@@ -17,6 +17,7 @@ pub mod geodesy;
 pub mod policy;
 pub mod reject;
 pub mod secret;
+pub mod signing;
 pub mod tally;
 pub mod types;
 
@@ -30,5 +31,6 @@ pub use engine::{
 pub use policy::{Jurisdiction, JurisdictionError, Policy, PolicyConfig, PolicyError, PolicyProblem};
 pub use reject::{Reject, RejectReason};
 pub use secret::Secret;
+pub use signing::{CommandKeys, CommandRefusal, CommandSignature, CommandSigner, SeenWindow};
 pub use tally::{pass_on, DecisionSink, Tally};
 pub use types::*;

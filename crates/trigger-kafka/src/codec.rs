@@ -1,57 +1,11 @@
 //! Wire forms of what crosses Kafka: domain types to and from the protobuf contracts.
 
-use trigger_core::{Action, CameraCommand, Category, OwnerNotice};
+use trigger_core::OwnerNotice;
 use trigger_proto::v1 as pb;
 
-fn action(a: Action) -> pb::CommandAction {
-    match a {
-        Action::Start => pb::CommandAction::Start,
-        Action::Stop => pb::CommandAction::Stop,
-    }
-}
-
-pub fn command(c: &CameraCommand) -> pb::CameraCommand {
-    pb::CameraCommand {
-        command_id: c.command_id.clone(),
-        camera_id: c.camera_id.clone(),
-        action: action(c.action) as i32,
-        incident_ref: c.incident_ref.clone(),
-        category: c.category.as_str().to_string(),
-        record_seconds: c.record_seconds,
-        live_stream: c.live_stream,
-        issued_at_ms: c.issued_at,
-        expires_at_ms: c.expires_at,
-    }
-}
-
-/// A command on the wire that is not one this service could have written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadCommand {
-    #[error("command {command_id}: action {action} is neither START nor STOP")]
-    Action { command_id: String, action: i32 },
-    #[error("command {command_id}: unknown category {category:?}")]
-    Category { command_id: String, category: String },
-}
-
-/// Wire -> domain, for consumers of the commands topic (tests, tools).
-pub fn command_from_pb(m: pb::CameraCommand) -> Result<CameraCommand, BadCommand> {
-    Ok(CameraCommand {
-        action: match pb::CommandAction::try_from(m.action) {
-            Ok(pb::CommandAction::Start) => Action::Start,
-            Ok(pb::CommandAction::Stop) => Action::Stop,
-            _ => return Err(BadCommand::Action { command_id: m.command_id, action: m.action }),
-        },
-        category: Category::parse(&m.category)
-            .ok_or_else(|| BadCommand::Category { command_id: m.command_id.clone(), category: m.category.clone() })?,
-        command_id: m.command_id,
-        camera_id: m.camera_id,
-        incident_ref: m.incident_ref,
-        record_seconds: m.record_seconds,
-        live_stream: m.live_stream,
-        issued_at: m.issued_at_ms,
-        expires_at: m.expires_at_ms,
-    })
-}
+// The command contract is read by the bridge and by cameras: it lives with the other decoders (trigger-cad, no
+// librdkafka), where the fuzzer reaches it.
+pub use trigger_cad::commands::{command_from_pb, command_to_pb, decode_command, BadCommand};
 
 /// The audit form of a decision: see `trigger_audit` (conversion and hash chain).
 pub use trigger_audit::activation;
@@ -76,7 +30,7 @@ pub use trigger_cad::registry::{camera_from_pb, camera_to_pb, status_from_pb, st
 mod tests {
     use super::*;
     use prost::Message;
-    use trigger_core::{CameraRecord, Consent, MinuteOfDay, QuietHours};
+    use trigger_core::{CameraRecord, Category, Consent, MinuteOfDay, QuietHours};
 
     #[test]
     fn camera_round_trips_and_bad_consent_is_refused() {

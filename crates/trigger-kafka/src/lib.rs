@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod codec;
+pub mod command_feed;
 pub mod connect;
 pub mod embedded;
 pub mod inspect;

@@ -16,9 +16,12 @@ use crate::KafkaError;
 use prost::Message as _;
 use rdkafka::message::{Message as _, OwnedMessage};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 use trigger_cad::DecodeOptions;
-use trigger_core::{pass_on, CallForService, Decision, DecisionSink, Engine, IncidentSnapshot, Reject, RejectReason};
+use trigger_core::{
+    pass_on, CallForService, CommandSigner, Decision, DecisionSink, Engine, IncidentSnapshot, Reject, RejectReason,
+};
 use trigger_index::{CameraIndex, SpatialBackend};
 
 /// A batch's outputs, in the order they are to be produced, and its events as decoded.
@@ -40,6 +43,8 @@ pub struct Planner {
     /// One audit hash chain per CFS partition, written to the audit partition of the same number.
     chains: HashMap<i32, trigger_audit::Chain>,
     incident_partition: HashMap<(String, String), i32>,
+    /// Signs every camera command (None: unsigned, for tests of the plan alone).
+    pub(crate) signer: Option<Arc<CommandSigner>>,
 }
 
 impl Planner {
@@ -51,6 +56,7 @@ impl Planner {
             max_message_bytes,
             chains: HashMap::new(),
             incident_partition: HashMap::new(),
+            signer: None,
         }
     }
 
@@ -171,7 +177,11 @@ impl Planner {
         let m = at.message;
         let t = &self.topics;
         for c in &d.commands {
-            out.push(OutRecord::keyed(&t.commands, c.camera_id.as_bytes(), Some(codec::command(c).encode_to_vec())));
+            out.push(OutRecord::keyed(
+                &t.commands,
+                c.camera_id.as_bytes(),
+                Some(codec::command_to_pb(c, self.signer.as_deref()).encode_to_vec()),
+            ));
         }
         let chain = self.chains.get_mut(&m.partition()).expect("checked before planning");
         let sealed = chain.seal(codec::activation(&d.record));

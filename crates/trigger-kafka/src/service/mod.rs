@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use trigger_core::{Engine, Reject};
+use trigger_core::{CommandSigner, Engine, Reject};
 use trigger_index::{CameraIndex, SpatialBackend};
 
 pub use crate::options::{Health, RunStats, ServiceOptions};
@@ -130,6 +130,12 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         let eos = settings.delivery == Delivery::ExactlyOnce;
         let planner = Planner::new(settings.topics.clone(), eos, opts.dead_letters(), opts.max_message_bytes);
         Self { settings, opts, engine, index, health, stats: RunStats::default(), planner }
+    }
+
+    /// Sign every camera command with `signer`.
+    pub fn signed_by(mut self, signer: Arc<CommandSigner>) -> Self {
+        self.planner.signer = Some(signer);
+        self
     }
 
     fn eos(&self) -> bool {

@@ -1,0 +1,99 @@
+//! What the bridge drives: one [`Target`] per configured `[[target]]`, each speaking one real protocol.
+//! A target reports how a delivery failed so the bridge knows whether to try again ([`TargetError`]).
+
+mod http;
+mod mqtt;
+mod zm;
+
+use crate::journal::EventIds;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use trigger_core::{Action, CameraCommand};
+
+pub use http::{FrigateConfig, HomeAssistantConfig};
+pub use mqtt::MqttConfig;
+pub use zm::ZmTriggerConfig;
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Worth another try (connection refused or reset, timeout, HTTP 408/429/5xx, no MQTT acknowledgement).
+    #[error("retriable: {0}")]
+    Retriable(String),
+    /// Another try would fail the same way (HTTP 4xx other than 408/429: bad token, unknown camera).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// One configured target.
+pub trait Target: Send + std::fmt::Debug {
+    /// The target's kind, a metric label: mqtt | frigate | home_assistant | zmtrigger.
+    fn kind(&self) -> &'static str;
+    /// Make `camera` (the target's own name for the camera) start or stop as `cmd` says.
+    fn deliver(&mut self, cmd: &CameraCommand, camera: &str, events: &mut dyn EventIds) -> Result<(), TargetError>;
+}
+
+/// `[[target]]`: a name the cameras refer to, and its kind with the kind's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TargetConfig {
+    Mqtt(MqttConfig),
+    Frigate(FrigateConfig),
+    HomeAssistant(HomeAssistantConfig),
+    Zmtrigger(ZmTriggerConfig),
+}
+
+impl TargetConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Mqtt(c) => &c.name,
+            Self::Frigate(c) => &c.name,
+            Self::HomeAssistant(c) => &c.name,
+            Self::Zmtrigger(c) => &c.name,
+        }
+    }
+
+    /// Connect (or prepare to) the target; `timeout` bounds each delivery attempt.
+    pub fn build(&self, timeout: Duration) -> Result<Box<dyn Target>, String> {
+        Ok(match self {
+            Self::Mqtt(c) => Box::new(mqtt::Mqtt::connect(c, timeout)?),
+            Self::Frigate(c) => Box::new(http::Frigate::new(c, timeout)),
+            Self::HomeAssistant(c) => Box::new(http::HomeAssistant::new(c, timeout)?),
+            Self::Zmtrigger(c) => Box::new(zm::ZmTrigger::new(c, timeout)),
+        })
+    }
+}
+
+/// `start` | `stop`.
+pub(crate) fn action_word(a: Action) -> &'static str {
+    match a {
+        Action::Start => "start",
+        Action::Stop => "stop",
+    }
+}
+
+/// The JSON every MQTT message carries (and Frigate's sub label is made from): the command's fields, the
+/// target's camera name, no caller data (the command has none).
+pub(crate) fn payload(cmd: &CameraCommand, camera: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": action_word(cmd.action),
+        "camera": camera,
+        "camera_id": cmd.camera_id,
+        "command_id": cmd.command_id,
+        "label": cmd.category.as_str(),
+        "record_seconds": cmd.record_seconds,
+        "live_stream": cmd.live_stream,
+        "incident_ref": cmd.incident_ref,
+        "issued_at_ms": cmd.issued_at,
+        "expires_at_ms": cmd.expires_at,
+    })
+}
+
+/// `{camera}`, `{camera_id}`, `{label}` and `{action}` filled in.
+pub(crate) fn fill(template: &str, cmd: &CameraCommand, camera: &str) -> String {
+    template
+        .replace("{camera}", camera)
+        .replace("{camera_id}", &cmd.camera_id)
+        .replace("{label}", cmd.category.as_str())
+        .replace("{action}", action_word(cmd.action))
+}
