@@ -1,4 +1,5 @@
-//! The engine: decide() for one triggering event, and the replay of the recorded CAD log (events/s).
+//! The engine: decide() for one triggering event, the replay of the recorded CAD log (events/s), and signing
+//! and verifying one camera command (the engine signs every command; the bridge verifies every one).
 //!
 //! Inputs are real: the Metro Nashville 2024 export (../shared, or the bundled week in fixtures/ when
 //! ../shared is absent) with a seeded layout of 50,000 cameras around its events.
@@ -85,5 +86,28 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// One command signed (the engine, per command) and verified (the bridge, per command).
+fn signing(c: &mut Criterion) {
+    use trigger_core::{Action, CameraCommand, Category, CommandKeys, CommandSigner};
+    let cmd = CameraCommand {
+        command_id: "0f3c2a9b41d7e8a6".into(),
+        camera_id: "cam-004211".into(),
+        action: Action::Start,
+        incident_ref: "3f1e9c0a7b2d4e6f".into(),
+        category: Category::ShotsFired,
+        record_seconds: 600,
+        live_stream: false,
+        issued_at: 1_700_000_000_000,
+        expires_at: 1_700_000_060_000,
+    };
+    let signer = CommandSigner::from_seed("engine-1", [7; 32]);
+    let keys = CommandKeys::from_hex([("engine-1", signer.public_key_hex().as_str())]).unwrap();
+    let sig = signer.sign(&cmd);
+    let mut g = c.benchmark_group("command");
+    g.bench_function("sign", |b| b.iter(|| black_box(signer.sign(black_box(&cmd)))));
+    g.bench_function("verify", |b| b.iter(|| black_box(keys.verify(black_box(&cmd), Some(&sig), 0))));
+    g.finish();
+}
+
+criterion_group!(benches, bench, signing);
 criterion_main!(benches);

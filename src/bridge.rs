@@ -113,7 +113,14 @@ pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result
         health.broker_seen_ms.store(wall_ms(), Relaxed);
         let outcome = bridge.handle(&m.payload, &wall_ms, shutdown);
         if outcome == Outcome::Interrupted {
-            break;
+            if shutdown.load(Relaxed) {
+                break;
+            }
+            // Not a shutdown: the journal could not be written. Delivering without it would lose the dedup.
+            bail!(
+                "the bridge's journal in {} cannot be written (see the log): stopping",
+                cfg.bridge.state_dir.display()
+            );
         }
         feed.done(&m)?;
         health.handled.fetch_add(1, Relaxed);

@@ -529,3 +529,27 @@ fn commands_verify_names_what_it_refuses() {
         assert!(out.contains(want), "{want:?} in {out}");
     }
 }
+
+/// The shipped example configuration loads; an unknown key and a camera of an unknown target are refused.
+#[test]
+fn the_shipped_bridge_config_loads_and_mistakes_are_named() {
+    let cfg = BridgeConfig::load(&common::root().join("config/bridge.toml")).unwrap();
+    assert_eq!((cfg.target.len(), cfg.camera.len(), cfg.verify.key.len()), (4, 3, 1));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[bridge]\nstate_dirr = \"x\"\n").unwrap();
+    let e = format!("{:#}", BridgeConfig::load(&bad).unwrap_err());
+    assert!(e.contains("state_dirr"), "{e}");
+    std::fs::write(
+        &bad,
+        format!(
+            "[[verify.key]]\nid = \"k\"\npublic_key = {:?}\n[[camera]]\nid = \"c\"\ntarget = \"nowhere\"\n",
+            signer().public_key_hex()
+        ),
+    )
+    .unwrap();
+    let cfg = BridgeConfig::load(&bad).unwrap();
+    let keys = dispatch_trigger::signing::command_keys(&cfg.verify.key).unwrap();
+    let e = trigger_bridge::Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone()).unwrap_err().to_string();
+    assert!(e.contains("\"nowhere\", which is not configured"), "{e}");
+}

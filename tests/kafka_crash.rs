@@ -46,12 +46,13 @@ fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id(b: &
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("serve.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
         &config,
         format!(
             "policy = \"config/policy.toml\"\n{}\
              [kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
-             [service]\npoll_timeout_ms = 20\n[http]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n",
+             [service]\npoll_timeout_ms = 20\n[http]\nlisten = \"127.0.0.1:{port}\"\n[log]\nlevel = \"warn\"\n",
             common::kafka_section(&settings)
         ),
     )
@@ -112,6 +113,12 @@ fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id(b: &
         assert!(child.try_wait().unwrap().is_none(), "the last child exited by itself");
         std::thread::sleep(Duration::from_millis(200));
     };
+    // SIGTERM only once the last child has installed its handlers (it serves /healthz after them): a signal
+    // before that would end it the default way.
+    while common::http_get(port, "/healthz").is_none_or(|r| !r.contains(" 200 ")) {
+        assert!(t.elapsed() < Duration::from_secs(120), "the last child never served /healthz");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();

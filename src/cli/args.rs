@@ -64,17 +64,24 @@ pub(crate) struct RedactArgs {
     pub(crate) out: Option<PathBuf>,
 }
 
+/// A topic read back instead of a file: `--from-kafka BOOTSTRAP [--config FILE]`.
 #[derive(Args)]
-pub(crate) struct VerifyArgs {
-    /// audit.pb, or a replay output folder holding one.
-    #[arg(required_unless_present = "from_kafka", conflicts_with = "from_kafka")]
-    pub(crate) path: Option<PathBuf>,
-    /// Read the audit topic of this Kafka cluster instead.
+pub(crate) struct FromKafka {
+    /// Read the topic from this Kafka cluster instead of a file (read_committed).
     #[arg(long, value_name = "BOOTSTRAP")]
     pub(crate) from_kafka: Option<String>,
     /// With --from-kafka: service config file whose topic names and security to use.
     #[arg(long, requires = "from_kafka")]
     pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// audit.pb, or a replay output folder holding one.
+    #[arg(required_unless_present = "from_kafka", conflicts_with = "from_kafka")]
+    pub(crate) path: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) source: FromKafka,
     /// Accept a stream that starts mid-chain (older records deleted by retention); by default the first record
     /// must start a chain.
     #[arg(long)]
@@ -208,6 +215,13 @@ pub(crate) struct DemoArgs {
     /// Also write the summary here (JSON).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+    /// Add the bridge: it verifies the signed commands and drives an in-process HTTP sink speaking Frigate's
+    /// events API; the summary gains the latency from CAD emitted to camera target called.
+    #[arg(long)]
+    pub(crate) bridge: bool,
+    /// Run on this Kafka cluster instead of the embedded broker (topics and groups named for this run).
+    #[arg(long, value_name = "BOOTSTRAP")]
+    pub(crate) bootstrap: Option<String>,
 }
 
 #[derive(Args)]
@@ -337,12 +351,8 @@ pub(crate) struct CommandsVerifyArgs {
     /// A file of length-delimited CameraCommand records.
     #[arg(required_unless_present = "from_kafka", conflicts_with = "from_kafka")]
     pub(crate) path: Option<PathBuf>,
-    /// Read the commands topic of this Kafka cluster instead (read_committed).
-    #[arg(long, value_name = "BOOTSTRAP")]
-    pub(crate) from_kafka: Option<String>,
-    /// With --from-kafka: service config file whose topic names and security to use.
-    #[arg(long, requires = "from_kafka")]
-    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) source: FromKafka,
     /// The trusted public keys: a TOML file of `[[key]]` tables with `id` and `public_key`.
     #[arg(long)]
     pub(crate) keys: PathBuf,

@@ -35,8 +35,8 @@ pub(super) fn verify(a: VerifyArgs) -> Result<()> {
         (None, true) => None,
         (None, false) => Some(trigger_audit::GENESIS),
     };
-    let streams = match &a.from_kafka {
-        Some(b) => kafka_streams(kafka_target(a.config.as_deref(), b)?)?,
+    let streams = match &a.source.from_kafka {
+        Some(b) => kafka_streams(kafka_target(a.source.config.as_deref(), b)?)?,
         None => {
             let mut path = a.path.clone().expect("clap requires a path without --from-kafka");
             if path.is_dir() {

@@ -11,6 +11,22 @@ use std::path::{Path, PathBuf};
 use trigger_cad::replay::Pace;
 use trigger_cad::DecodeOptions;
 
+/// What a long-running process (serve, bridge) sets up first: logs, the Prometheus recorder, SIGTERM/SIGINT,
+/// /metrics /healthz /readyz on `listen`.
+fn process_telemetry(
+    log: &serve::LogSection,
+    listen: &str,
+) -> Result<(std::sync::Arc<trigger_kafka::Health>, std::sync::Arc<std::sync::atomic::AtomicBool>)> {
+    serve::init_logging(log);
+    serve::prometheus()?;
+    let shutdown = serve::shutdown_flag()?;
+    let health = std::sync::Arc::new(trigger_kafka::Health::default());
+    if let Some(addr) = serve::spawn_http(listen, health.clone())? {
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
+    Ok((health, shutdown))
+}
+
 pub(super) fn serve(a: ServeArgs) -> Result<()> {
     let cfg = ServeConfig::load(a.config.as_deref())?;
     if a.print_config {
@@ -18,13 +34,7 @@ pub(super) fn serve(a: ServeArgs) -> Result<()> {
         println!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
-    serve::init_logging(&cfg.log);
-    serve::prometheus()?;
-    let shutdown = serve::shutdown_flag()?;
-    let health = std::sync::Arc::new(trigger_kafka::Health::default());
-    if let Some(addr) = serve::spawn_http(&cfg.http.listen, health.clone())? {
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-    }
+    let (health, shutdown) = process_telemetry(&cfg.log, &cfg.http.listen)?;
     let stats = serve::run(&cfg, &health, &shutdown)?;
     tracing::info!(
         events = stats.events,
@@ -42,13 +52,7 @@ pub(super) fn bridge(a: BridgeArgs) -> Result<()> {
         println!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
-    serve::init_logging(&cfg.log);
-    serve::prometheus()?;
-    let shutdown = serve::shutdown_flag()?;
-    let health = std::sync::Arc::new(trigger_kafka::Health::default());
-    if let Some(addr) = serve::spawn_http(&cfg.http.listen, health.clone())? {
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-    }
+    let (health, shutdown) = process_telemetry(&cfg.log, &cfg.http.listen)?;
     let stats = dispatch_trigger::bridge::run(&cfg, &health, &shutdown)?;
     tracing::info!(stats = %serde_json::to_string(&stats)?, "stopped");
     Ok(())
@@ -68,6 +72,8 @@ pub(super) fn demo(policy_path: &Path, a: DemoArgs) -> Result<()> {
         pace,
         partitions: a.partitions,
         policy: policy_path.to_path_buf(),
+        bridge: a.bridge,
+        bootstrap: a.bootstrap.clone(),
     })?;
     let json = serde_json::to_string_pretty(&summary)?;
     println!("{json}");

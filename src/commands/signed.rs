@@ -16,8 +16,8 @@ pub(super) fn keygen(a: KeygenArgs) -> Result<()> {
 
 /// Every record to check: (where it was, its bytes).
 fn records(a: &CommandsVerifyArgs) -> Result<Vec<(String, Vec<u8>)>> {
-    if let Some(b) = &a.from_kafka {
-        let s = kafka_target(a.config.as_deref(), b)?;
+    if let Some(b) = &a.source.from_kafka {
+        let s = kafka_target(a.source.config.as_deref(), b)?;
         let topic = s.topics.commands.clone();
         let got = trigger_kafka::inspect::read_topic(&s, &topic, true, std::time::Duration::from_secs(120))?;
         return Ok(got

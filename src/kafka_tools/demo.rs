@@ -2,6 +2,7 @@
 //! the service, the bundled CAD sample replayed through it, and the summary read back from the broker.
 
 use super::{embedded_service_config, publish_cameras, send_cad_log, Percentiles, SendReport, Times};
+use crate::bridge::BridgeStats;
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -34,6 +35,9 @@ pub struct DemoSummary {
     pub end_to_end_ms: Option<Percentiles>,
     /// Engine::decide, microseconds.
     pub decide_us: Option<Percentiles>,
+    /// With --bridge: what the bridge did and the latency to the camera's recorder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<super::bridged::BridgeSummary>,
 }
 
 pub struct DemoOptions {
@@ -43,23 +47,63 @@ pub struct DemoOptions {
     pub pace: Pace,
     pub partitions: i32,
     pub policy: std::path::PathBuf,
+    /// Also run the bridge, driving an in-process HTTP sink (Frigate's API).
+    pub bridge: bool,
+    /// A cluster to run on instead of the embedded one (topics named for this run).
+    pub bootstrap: Option<String>,
+}
+
+/// The embedded broker with the default topic names, or `bootstrap` with topics named for this run (so runs
+/// never mix); the topics created either way.
+fn demo_cluster(bootstrap: Option<&str>, partitions: i32) -> Result<(Option<EmbeddedCluster>, KafkaSettings)> {
+    let mut settings = KafkaSettings { group_id: "dispatch-trigger-demo".into(), ..KafkaSettings::default() };
+    let Some(b) = bootstrap else {
+        let cluster = EmbeddedCluster::start(1)?;
+        settings.bootstrap_servers = cluster.bootstrap_servers();
+        cluster.create_topics(&settings.topics, partitions)?;
+        return Ok((Some(cluster), settings));
+    };
+    settings.bootstrap_servers = b.to_string();
+    let run = format!("demo-{}", trigger_kafka::wall_ms());
+    settings.group_id = format!("dispatch-trigger-{run}");
+    for t in settings.topics.each_mut() {
+        *t = format!("{t}.{run}");
+    }
+    trigger_kafka::connect::check_connection(&settings, Duration::from_secs(15))?;
+    trigger_kafka::admin::create_topics(&settings, &settings.topics, partitions, 1, 1)?;
+    Ok((None, settings))
 }
 
 /// The whole Kafka path with zero setup: an in-process broker, the registry published, the service running
 /// on a thread, the CAD log produced into it, then the service stopped the way SIGTERM stops it.
 pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
-    let cluster = EmbeddedCluster::start(1)?;
-    let mut settings = KafkaSettings { bootstrap_servers: cluster.bootstrap_servers(), ..KafkaSettings::default() };
-    settings.group_id = "dispatch-trigger-demo".into();
-    cluster.create_topics(&settings.topics, o.partitions)?;
-    eprintln!("embedded broker at {} ({} partitions)", settings.bootstrap_servers, o.partitions);
+    let (cluster, settings) = demo_cluster(o.bootstrap.as_deref(), o.partitions)?;
+    let which = if cluster.is_some() { "embedded broker" } else { "broker" };
+    eprintln!("{which} at {} ({} partitions)", settings.bootstrap_servers, o.partitions);
 
     let published = publish_cameras(&settings, &o.cameras)?;
     eprintln!("published {published} cameras to {}", settings.topics.registry);
 
-    let cfg = embedded_service_config(&settings, &o.policy)?;
+    let mut cfg = embedded_service_config(&settings, &o.policy)?;
+    // The demo's own command-signing key, trusted by its bridge.
+    let seed: [u8; 32] = rand::random();
+    cfg.signing = crate::signing::SigningSection {
+        key_id: "demo".into(),
+        key: Some(trigger_core::Secret::new(hex::encode(seed))),
+        key_file: None,
+    };
+    let public = trigger_core::CommandSigner::from_seed("demo", seed).public_key_hex();
+    let sink = o.bridge.then(super::bridged::Sink::start).transpose()?;
+    let bridge = sink.as_ref().map(|s| super::bridged::config(&settings, &o.cameras, s, &public));
     let health = Health::default();
-    let (sent, stats) = replay_through_service(&cfg, &health, o.decoded, o.pace, &o.cad_log)?;
+    let (sent, stats, bridged) = replay_through_service(&cfg, &health, o.decoded, o.pace, &o.cad_log, bridge.as_ref())?;
+    let bridge = match (sink, bridged) {
+        (Some(sink), Some(b)) => {
+            let engine = trigger_core::Engine::new(crate::config::load_policy(&o.policy)?);
+            Some(super::bridged::summary(&settings, &engine, &sink, b)?)
+        }
+        _ => None,
+    };
     let mut topics = BTreeMap::new();
     for t in settings.topics.outputs() {
         topics.insert(t.to_string(), trigger_kafka::inspect::topic_record_count(&settings, t)?);
@@ -72,7 +116,10 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
     ];
     let notes = eviction_notes(&topics, &produced);
     Ok(DemoSummary {
-        broker: "embedded (librdkafka mock cluster, real Kafka protocol on localhost)".into(),
+        broker: match &cluster {
+            Some(_) => "embedded (librdkafka mock cluster, real Kafka protocol on localhost)".into(),
+            None => settings.bootstrap_servers.clone(),
+        },
         cameras_published: published,
         cad_log: o.cad_log,
         sent,
@@ -87,26 +134,30 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
         notes,
         end_to_end_ms: Percentiles::of(&stats.end_to_end_us, 1e3),
         decide_us: Percentiles::of(&stats.decide_us, 1.0),
+        bridge,
     })
 }
 
-/// Run the service on a thread, replay the log into it once it holds partitions, wait until every record
-/// sent is handled, stop it.
+/// Run the service (and the bridge) on threads, replay the log into it once it holds partitions, wait until
+/// every record sent is handled (and every command reached the bridge), stop them.
 fn replay_through_service(
     cfg: &crate::serve::ServeConfig,
     health: &Health,
     decoded: Decoded,
     pace: Pace,
     cad_log: &str,
-) -> Result<(SendReport, RunStats)> {
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|s| -> Result<(SendReport, RunStats)> {
+    bridge: Option<&crate::bridge::BridgeConfig>,
+) -> Result<(SendReport, RunStats, Option<BridgeStats>)> {
+    let (stop, bridge_stop, bridge_health) = (AtomicBool::new(false), AtomicBool::new(false), Health::default());
+    std::thread::scope(|s| -> Result<(SendReport, RunStats, Option<BridgeStats>)> {
         let service = s.spawn(|| crate::serve::run(cfg, health, &stop));
+        let bridged = bridge.map(|b| s.spawn(|| crate::bridge::run(b, &bridge_health, &bridge_stop)));
         let ready_by = Instant::now() + Duration::from_secs(60);
         // Ready (registry loaded) and holding partitions (the consumer group has formed).
         while !health.ready.load(Relaxed) || health.assigned_partitions.load(Relaxed) == 0 {
             if service.is_finished() || Instant::now() > ready_by {
                 stop.store(true, Relaxed);
+                bridge_stop.store(true, Relaxed);
                 return match service.join().expect("service thread") {
                     Err(e) => Err(e.context("the service did not start")),
                     Ok(_) => anyhow::bail!("the service did not become ready within 60 s"),
@@ -120,14 +171,28 @@ fn replay_through_service(
         eprintln!("service ready: replaying {cad_log} into {}", cfg.kafka.topics.cfs);
         let sent = send_cad_log(&cfg.kafka, decoded, pace, Times::Rebased, true, &AtomicBool::new(false));
         let expected = sent.as_ref().map_or(0, |r| r.events + r.bad_records);
-        let done_by = Instant::now() + Duration::from_secs(120);
-        while health.handled.load(Relaxed) < expected && Instant::now() < done_by && !service.is_finished() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(120, || health.handled.load(Relaxed) >= expected || service.is_finished());
         stop.store(true, Relaxed);
         let stats = service.join().expect("service thread")?;
-        Ok((sent?, stats))
+        let bridged = match bridged {
+            None => None,
+            Some(b) => {
+                let commands = stats.start_commands + stats.stop_commands;
+                wait_until(60, || bridge_health.handled.load(Relaxed) >= commands || b.is_finished());
+                bridge_stop.store(true, Relaxed);
+                Some(b.join().expect("bridge thread")?)
+            }
+        };
+        Ok((sent?, stats, bridged))
     })
+}
+
+/// Wait until `done` or `secs` have passed.
+fn wait_until(secs: u64, done: impl Fn() -> bool) {
+    let by = Instant::now() + Duration::from_secs(secs);
+    while !done() && Instant::now() < by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// librdkafka's mock cluster keeps at most 5 MiB per partition and evicts the oldest records: on a long demo

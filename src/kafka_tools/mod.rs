@@ -153,6 +153,7 @@ impl Percentiles {
 
 mod bench;
 mod bootstrap;
+mod bridged;
 mod demo;
 
 pub use bench::{bench_kafka, BenchOptions, BenchRow};

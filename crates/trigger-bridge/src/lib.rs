@@ -74,7 +74,8 @@ pub enum Outcome {
     Expired { kind: &'static str, last_error: String },
     /// A permanent error (another try would fail the same way).
     Failed { kind: &'static str, error: String },
-    /// Shutdown came while retrying: not finished, its offset must not be stored (the next run retries it).
+    /// Shutdown came while retrying, or the journal could not be written: not finished, its offset must not
+    /// be stored (the next run retries it).
     Interrupted,
 }
 
