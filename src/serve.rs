@@ -110,7 +110,10 @@ impl ServeConfig {
     /// Defaults, then `file` (if given), then the environment. Every problem is reported at once.
     pub fn load(file: Option<&Path>) -> Result<Self> {
         // DT_BRIDGE_* configure the bridge, not the service.
-        Self::load_with_env(file, Env::prefixed("DT_").filter(|k| !k.as_str().starts_with("bridge_")).split("__"))
+        Self::load_with_env(
+            file,
+            Env::prefixed("DT_").filter(|k| !k.as_str().to_ascii_lowercase().starts_with("bridge_")).split("__"),
+        )
     }
 
     pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<Self> {
@@ -262,6 +265,7 @@ mod tests {
         std::fs::write(&f, "[kafka]\nbootstrap_servers = \"file:9092\"\ngroup_id = \"from-file\"\n").unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("DT_KAFKA__BOOTSTRAP_SERVERS", "env:9092");
+            jail.set_env("DT_BRIDGE_KAFKA__GROUP_ID", "the-bridge's, not the service's");
             let c = ServeConfig::load(Some(&f)).unwrap();
             assert_eq!(c.kafka.bootstrap_servers, "env:9092", "environment wins over the file");
             assert_eq!(c.kafka.group_id, "from-file", "file wins over defaults");

@@ -199,21 +199,41 @@ impl Bridge {
             Ok(x) => x,
             Err(o) => return self.count(o, None),
         };
-        if self.journal.in_doubt(&cmd.command_id) {
-            metrics::counter!("dispatch_trigger_bridge_in_doubt_total").increment(1);
-            tracing::warn!(command_id = %cmd.command_id, "delivering again a command the last run began and did not finish");
+        let in_doubt = self.journal.in_doubt(&cmd.command_id);
+        if !in_doubt {
+            if let Err(e) = self.journal.begin(&cmd.command_id) {
+                tracing::error!(error = %e, "journal write failed: not delivering without a record of it");
+                return Outcome::Interrupted;
+            }
         }
-        if let Err(e) = self.journal.begin(&cmd.command_id) {
-            tracing::error!(error = %e, "journal write failed: not delivering without a record of it");
-            return Outcome::Interrupted;
-        }
-        let outcome = self.deliver(&cmd, target, &name, now, stop);
+        let outcome = match in_doubt.then(|| self.resolve_doubt(&cmd, target, &name)).flatten() {
+            Some(o) => o,
+            None => self.deliver(&cmd, target, &name, now, stop),
+        };
         if outcome != Outcome::Interrupted {
             if let Err(e) = self.journal.done(&cmd.command_id, outcome.label()) {
                 tracing::error!(error = %e, command_id = %cmd.command_id, "journal write failed");
             }
         }
         self.count(outcome, Some((&cmd, now())))
+    }
+
+    /// A command the last run began and did not finish: ask the target whether it has it. `Some` outcome: it
+    /// has (nothing is sent again); `None`: deliver (it has not, or it cannot tell, which is logged).
+    fn resolve_doubt(&mut self, cmd: &CameraCommand, t: usize, name: &str) -> Option<Outcome> {
+        let kind = self.targets[t].kind();
+        let (resolution, outcome) = match self.targets[t].already_has(cmd, name, &mut self.journal) {
+            Some(true) => ("already_delivered", Some(Outcome::Delivered { kind })),
+            Some(false) => ("not_delivered", None),
+            None => ("delivered_again", None),
+        };
+        metrics::counter!("dispatch_trigger_bridge_in_doubt_total", "resolution" => resolution).increment(1);
+        if resolution == "delivered_again" {
+            tracing::warn!(command_id = %cmd.command_id, kind, "delivering again a command the last run began and did not finish (the target cannot be asked)");
+        } else {
+            tracing::info!(command_id = %cmd.command_id, kind, resolution, "a command the last run began and did not finish");
+        }
+        outcome
     }
 
     /// Try until delivered, failed for good, expired, or told to stop.

@@ -35,6 +35,8 @@ impl CommandFeed {
     /// password or certificate fails here, with the broker's reason).
     pub fn open(settings: &KafkaSettings) -> Result<Self, KafkaError> {
         crate::connect::check_connection(settings, Duration::from_secs(30))?;
+        // Offsets are committed in the background once stored, whatever delivery mode the settings name.
+        let settings = KafkaSettings { delivery: crate::Delivery::AtLeastOnce, ..settings.clone() };
         let consumer: BaseConsumer<crate::Ctx> =
             settings.client_config(Role::CfsConsumer).create_with_context(crate::Ctx("bridge"))?;
         consumer.subscribe(&[&settings.topics.commands])?;

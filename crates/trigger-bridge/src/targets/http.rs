@@ -75,6 +75,17 @@ impl Frigate {
         Ok(())
     }
 
+    /// The event this command created, if Frigate has one: its sub label names the command.
+    fn find_event(&self, cmd: &CameraCommand, camera: &str) -> Result<Option<String>, TargetError> {
+        let url = format!("{}/api/events", self.url);
+        let label = format!("dispatch-trigger {}", cmd.command_id);
+        let req = self.agent.get(&url).query("cameras", camera).query("sub_label", &label).query("limit", "1");
+        let text = answer(req.call())?;
+        let found: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| TargetError::Retriable(e.to_string()))?;
+        Ok(found.as_array().and_then(|a| a.first()).and_then(|e| e["id"].as_str()).map(str::to_string))
+    }
+
     fn stop(&self, cmd: &CameraCommand, events: &mut dyn EventIds) -> Result<(), TargetError> {
         let Some(id) = events.open_event(&cmd.camera_id, &cmd.incident_ref) else {
             tracing::debug!(command_id = %cmd.command_id, "frigate: STOP with no open event (nothing to end)");
@@ -101,6 +112,22 @@ impl Target for Frigate {
         match cmd.action {
             Action::Start => self.start(cmd, camera, events),
             Action::Stop => self.stop(cmd, events),
+        }
+    }
+
+    /// A START in doubt is looked up (`GET /api/events?cameras=..&sub_label=dispatch-trigger <command_id>`); a
+    /// STOP is not (ending an event twice ends it once).
+    fn already_has(&mut self, cmd: &CameraCommand, camera: &str, events: &mut dyn EventIds) -> Option<bool> {
+        if cmd.action == Action::Stop {
+            return None;
+        }
+        match self.find_event(cmd, camera) {
+            Ok(Some(id)) => Some(events.event_started(&cmd.camera_id, &cmd.incident_ref, &id).is_ok()),
+            Ok(None) => Some(false),
+            Err(e) => {
+                tracing::warn!(command_id = %cmd.command_id, error = %e, "frigate: cannot look the command up");
+                None
+            }
         }
     }
 }

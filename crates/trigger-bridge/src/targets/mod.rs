@@ -31,6 +31,13 @@ pub trait Target: Send + std::fmt::Debug {
     fn kind(&self) -> &'static str;
     /// Make `camera` (the target's own name for the camera) start or stop as `cmd` says.
     fn deliver(&mut self, cmd: &CameraCommand, camera: &str, events: &mut dyn EventIds) -> Result<(), TargetError>;
+
+    /// Asked after a crash left `cmd` in doubt (begun, not recorded as done): does the target already have it?
+    /// `Some(true)` it has (not delivered again), `Some(false)` it has not, `None` it cannot tell (the default:
+    /// MQTT, Home Assistant and zmtrigger keep no record to ask; the command is delivered again).
+    fn already_has(&mut self, _cmd: &CameraCommand, _camera: &str, _events: &mut dyn EventIds) -> Option<bool> {
+        None
+    }
 }
 
 /// `[[target]]`: a name the cameras refer to, and its kind with the kind's settings.
