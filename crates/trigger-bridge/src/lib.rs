@@ -192,12 +192,26 @@ impl Bridge {
         Ok((cmd, target, name))
     }
 
+    /// A command left in doubt by the last run and refused now (it has expired since): it ends here, so the
+    /// journal does not carry it forever.
+    fn end_doubt(&mut self, bytes: &[u8], o: &Outcome) {
+        let Ok((cmd, _)) = trigger_cad::commands::decode_command(bytes) else { return };
+        if self.journal.in_doubt(&cmd.command_id) {
+            if let Err(e) = self.journal.done(&cmd.command_id, o.label()) {
+                tracing::error!(error = %e, "journal write failed");
+            }
+        }
+    }
+
     /// One record of the commands topic, start to end (see the crate documentation). `now` is the wall
     /// clock; `stop` ends retrying early (the outcome is then `Interrupted`).
     pub fn handle(&mut self, bytes: &[u8], now: &dyn Fn() -> Millis, stop: &AtomicBool) -> Outcome {
         let (cmd, target, name) = match self.admit(bytes, now()) {
             Ok(x) => x,
-            Err(o) => return self.count(o, None),
+            Err(o) => {
+                self.end_doubt(bytes, &o);
+                return self.count(o, None);
+            }
         };
         let in_doubt = self.journal.in_doubt(&cmd.command_id);
         if !in_doubt {
@@ -306,4 +320,51 @@ impl Bridge {
     /// Every refusal reason (metric label values).
     pub const REFUSALS: [&'static str; 7] =
         ["malformed", "unsigned", "unknown_key", "bad_signature", "expired", "unknown_camera", "replayed"];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use trigger_core::{Action, Category, CommandSigner};
+
+    fn bridge(dir: &std::path::Path, signer: &CommandSigner) -> Bridge {
+        let keys = CommandKeys::from_hex([(signer.key_id(), signer.public_key_hex().as_str())]).unwrap();
+        // A zmtrigger target connects on first delivery: nothing listens, nothing is needed here.
+        let zm: TargetConfig = serde_json::from_value(serde_json::json!(
+            {"kind": "zmtrigger", "name": "zm", "address": "127.0.0.1:9"}
+        ))
+        .unwrap();
+        let cam = CameraEntry { id: "cam-1".into(), target: "zm".into(), name: None };
+        let opts = BridgeOptions { state_dir: dir.to_path_buf(), fsync: false, ..BridgeOptions::default() };
+        Bridge::new(keys, &[zm], &[cam], opts).unwrap()
+    }
+
+    #[test]
+    fn a_command_left_in_doubt_that_expired_since_ends_in_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = CommandSigner::from_seed("k", [1; 32]);
+        {
+            let mut j = Journal::open(dir.path(), 10, false).unwrap();
+            j.begin("c-1").unwrap(); // the last run died here
+        }
+        let mut b = bridge(dir.path(), &signer);
+        let cmd = CameraCommand {
+            command_id: "c-1".into(),
+            camera_id: "cam-1".into(),
+            action: Action::Start,
+            incident_ref: "i".into(),
+            category: Category::Burglary,
+            record_seconds: 60,
+            live_stream: false,
+            issued_at: 1_000,
+            expires_at: 2_000,
+        };
+        let bytes = trigger_cad::commands::command_to_pb(&cmd, Some(&signer)).encode_to_vec();
+        let o = b.handle(&bytes, &|| 5_000, &AtomicBool::new(false));
+        assert!(matches!(o, Outcome::Refused { reason: "expired", .. }), "{o:?}");
+        drop(b);
+        let j = Journal::open(dir.path(), 10, false).unwrap();
+        assert!(!j.in_doubt("c-1") && j.finished("c-1"));
+    }
 }

@@ -103,7 +103,10 @@ impl Mqtt {
     /// Publish at QoS 1 and wait for the broker's acknowledgement of that very packet.
     fn publish_acked(&mut self, topic: String, body: Vec<u8>) -> Result<(), TargetError> {
         while self.acks.try_recv().is_ok() {} // news of earlier, timed-out attempts
-        self.client.publish(topic, QoS::AtLeastOnce, false, body).map_err(|e| TargetError::Retriable(e.to_string()))?;
+                                              // try_: while the broker is away, requests queue up to the client's capacity; never block on a full queue.
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, false, body)
+            .map_err(|e| TargetError::Retriable(e.to_string()))?;
         let deadline = std::time::Instant::now() + self.timeout;
         let mut sent = None;
         loop {
