@@ -17,6 +17,9 @@ pub(crate) struct BenchArgs {
     /// Events in the flat-out run.
     #[arg(long, default_value_t = 20_000)]
     pub(crate) max_events: usize,
+    /// Runs per rate and processor (relay and engine alternating), pooled into one row each.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) rounds: usize,
     #[arg(long, default_value_t = 3)]
     pub(crate) partitions: i32,
     /// CAD log whose events are replayed (cycled), CSV through --profile.

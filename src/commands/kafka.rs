@@ -102,6 +102,7 @@ pub(super) fn bench(policy_path: &Path, a: BenchArgs) -> Result<()> {
         events: decoded.events.into_iter().map(|e| e.event).collect(),
         policy: policy_path.to_path_buf(),
         bootstrap: a.bootstrap.clone(),
+        rounds: a.rounds,
     })?;
     print_bench_table(&rows);
     if let Some(out) = &a.out {

@@ -23,6 +23,35 @@ pub struct BenchOptions {
     pub policy: std::path::PathBuf,
     /// An external cluster (Apache Kafka) instead of the in-process mock cluster.
     pub bootstrap: Option<String>,
+    /// Runs per rate and processor, relay and engine alternating, pooled into one row each: a shared
+    /// machine's slow minute then falls on both sides rather than on one.
+    pub rounds: usize,
+}
+
+/// One run's raw result; rounds of the same rate and processor are pooled into one row.
+struct Measured {
+    histogram: hdrhistogram::Histogram<u64>,
+    events: u64,
+    elapsed_s: f64,
+}
+
+impl Measured {
+    fn pool(&mut self, other: Measured) -> Result<()> {
+        self.histogram.add(&other.histogram).map_err(|e| anyhow::anyhow!("pooling histograms: {e:?}"))?;
+        self.events += other.events;
+        self.elapsed_s += other.elapsed_s;
+        Ok(())
+    }
+
+    fn row(&self, p: Processor, rate: Option<f64>) -> BenchRow {
+        BenchRow {
+            processor: if p == Processor::Relay { "relay" } else { "engine" },
+            offered: rate.map_or("max".into(), |r| format!("{r}")),
+            events: self.events,
+            achieved_per_s: (self.events as f64 / self.elapsed_s).round(),
+            end_to_end_ms: Percentiles::of(&self.histogram, 1e3),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -64,28 +93,31 @@ pub fn bench_kafka(o: &BenchOptions) -> Result<Vec<BenchRow>> {
         Some(b) => Target::External(b.clone()),
         None => Target::Embedded(EmbeddedCluster::start(1)?),
     };
-    let mut rows = Vec::new();
     let mut runs: Vec<(Option<f64>, Processor)> = Vec::new();
     for r in &o.rates {
-        runs.push((Some(*r), Processor::Relay));
-        runs.push((Some(*r), Processor::Engine));
+        for _ in 0..o.rounds.max(1) {
+            runs.push((Some(*r), Processor::Relay));
+            runs.push((Some(*r), Processor::Engine));
+        }
     }
     runs.push((None, Processor::Relay));
     runs.push((None, Processor::Engine));
+    let mut pooled: Vec<(Option<f64>, Processor, Measured)> = Vec::new();
     for (i, (rate, p)) in runs.into_iter().enumerate() {
         let n = rate.map_or(o.max_events, |r| (r * o.seconds).round() as usize);
-        let row = measure(&cluster, i, p, rate, n, o)?;
+        let m = measure(&cluster, i, p, rate, n, o)?;
+        let row = m.row(p, rate);
+        let p99 = row.end_to_end_ms.as_ref().map(|x| x.p99);
         eprintln!(
-            "{:>6} {:>8}: {} events, {:.0}/s, p99 {:?} ms",
-            row.processor,
-            row.offered,
-            row.events,
-            row.achieved_per_s,
-            row.end_to_end_ms.as_ref().map(|x| x.p99)
+            "{:>6} {:>8}: {} events, {:.0}/s, p99 {p99:?} ms",
+            row.processor, row.offered, row.events, row.achieved_per_s
         );
-        rows.push(row);
+        match pooled.iter_mut().find(|(r, q, _)| *r == rate && *q == p) {
+            Some((_, _, acc)) => acc.pool(m)?,
+            None => pooled.push((rate, p, m)),
+        }
     }
-    Ok(rows)
+    Ok(pooled.iter().map(|(rate, p, m)| m.row(*p, *rate)).collect())
 }
 
 fn measure(
@@ -95,7 +127,7 @@ fn measure(
     rate: Option<f64>,
     n: usize,
     o: &BenchOptions,
-) -> Result<BenchRow> {
+) -> Result<Measured> {
     let (settings, relayed) = bench_topics(cluster, run, p, o)?;
     let label = settings.group_id.clone();
     let cfg = embedded_service_config(&settings, &o.policy)?;
@@ -104,7 +136,7 @@ fn measure(
     // and for the first fetch (about a second), and counting them was the "~0.5 s outliers" of earlier runs.
     health.measure_from_ms.store(i64::MAX, Relaxed);
     let stop = AtomicBool::new(false);
-    std::thread::scope(|s| -> Result<BenchRow> {
+    std::thread::scope(|s| -> Result<Measured> {
         let worker = s.spawn(|| -> Result<hdrhistogram::Histogram<u64>> {
             Ok(match p {
                 Processor::Relay => trigger_kafka::relay::run_relay(&settings, &relayed, &cfg.service, &health, &stop)?,
@@ -130,14 +162,8 @@ fn measure(
         }
         let elapsed = started.elapsed().as_secs_f64();
         stop.store(true, Relaxed);
-        let h = worker.join().expect("processor thread")?;
-        Ok(BenchRow {
-            processor: if p == Processor::Relay { "relay" } else { "engine" },
-            offered: rate.map_or("max".into(), |r| format!("{r}")),
-            events: health.handled.load(Relaxed) - WARM_UP as u64,
-            achieved_per_s: ((health.handled.load(Relaxed) - WARM_UP as u64) as f64 / elapsed).round(),
-            end_to_end_ms: Percentiles::of(&h, 1e3),
-        })
+        let histogram = worker.join().expect("processor thread")?;
+        Ok(Measured { histogram, events: health.handled.load(Relaxed) - WARM_UP as u64, elapsed_s: elapsed })
     })
 }
 
