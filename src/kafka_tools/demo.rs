@@ -76,6 +76,17 @@ fn demo_cluster(bootstrap: Option<&str>, partitions: i32) -> Result<(Option<Embe
 
 /// The whole Kafka path with zero setup: an in-process broker, the registry published, the service running
 /// on a thread, the CAD log produced into it, then the service stopped the way SIGTERM stops it.
+/// The demo's own command-signing key (made for this run, trusted by its bridge); returns its public half.
+fn sign_with_a_demo_key(cfg: &mut crate::serve::ServeConfig) -> String {
+    let seed: [u8; 32] = rand::random();
+    cfg.signing = crate::signing::SigningSection {
+        key_id: "demo".into(),
+        key: Some(trigger_core::Secret::new(hex::encode(seed))),
+        key_file: None,
+    };
+    trigger_core::CommandSigner::from_seed("demo", seed).public_key_hex()
+}
+
 pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
     let (cluster, settings) = demo_cluster(o.bootstrap.as_deref(), o.partitions)?;
     let which = if cluster.is_some() { "embedded broker" } else { "broker" };
@@ -85,14 +96,7 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
     eprintln!("published {published} cameras to {}", settings.topics.registry);
 
     let mut cfg = embedded_service_config(&settings, &o.policy)?;
-    // The demo's own command-signing key, trusted by its bridge.
-    let seed: [u8; 32] = rand::random();
-    cfg.signing = crate::signing::SigningSection {
-        key_id: "demo".into(),
-        key: Some(trigger_core::Secret::new(hex::encode(seed))),
-        key_file: None,
-    };
-    let public = trigger_core::CommandSigner::from_seed("demo", seed).public_key_hex();
+    let public = sign_with_a_demo_key(&mut cfg);
     let sink = o.bridge.then(super::bridged::Sink::start).transpose()?;
     let bridge = sink.as_ref().map(|s| super::bridged::config(&settings, &o.cameras, s, &public));
     let health = Health::default();
