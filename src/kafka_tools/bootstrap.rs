@@ -5,9 +5,10 @@
 //! to its end with a bare consumer (the follower's client settings, every partition from the beginning,
 //! payloads touched, nothing decoded); then start `dispatch-trigger serve` as a child process on the same
 //! topics and time it from spawn to `/readyz` 200 (the service is ready only once the registry is read to
-//! its end), reading its RSS then. `serve` runs as the deploy manifests run it: with glibc's malloc limited to
-//! two arenas (`MALLOC_ARENA_MAX=2`, unless the caller's environment sets it), since librdkafka's threads
-//! otherwise leave ~50 MB per 1M cameras of freed fetch buffers in arenas of their own.
+//! its end), reading its RSS then. `serve` runs as the deploy manifests run it, with glibc's malloc tuned
+//! ([`DEPLOYED_MALLOC`], unless the caller's environment sets them): two arenas, since librdkafka's threads
+//! otherwise keep freed fetch buffers in arenas of their own, and a fixed mmap threshold, so buffers over 128 KiB
+//! go back to the system when freed.
 
 use super::publish_cameras;
 use crate::cameras::{generate, Placement};
@@ -53,8 +54,8 @@ fn ready(addr: &str) -> bool {
     body.starts_with("HTTP/1.1 200") || body.starts_with("HTTP/1.0 200")
 }
 
-/// glibc's arenas for `serve`, as deploy/Dockerfile and deploy/k8s set them.
-const DEPLOYED_ARENAS: &str = "2";
+/// glibc's malloc settings for `serve`, as deploy/Dockerfile and deploy/k8s set them.
+const DEPLOYED_MALLOC: [(&str, &str); 2] = [("MALLOC_ARENA_MAX", "2"), ("MALLOC_MMAP_THRESHOLD_", "131072")];
 
 /// Start `serve` on `settings`' topics; time spawn → /readyz 200; its RSS then. The child is stopped after.
 /// Returns (spawn to ready, the service's registry + status read, RSS MB).
@@ -77,7 +78,7 @@ fn serve_until_ready(settings: &KafkaSettings, policy: &Path) -> Result<(f64, f6
         .arg(policy)
         .args(["serve", "--config"])
         .arg(&cfg)
-        .env("MALLOC_ARENA_MAX", std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| DEPLOYED_ARENAS.into()))
+        .envs(DEPLOYED_MALLOC.iter().map(|(k, v)| (*k, std::env::var(k).unwrap_or_else(|_| v.to_string()))))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()
