@@ -280,7 +280,7 @@ fn the_bridge_drives_every_target_and_refuses_bad_commands(broker: &Broker) {
     let http = HttpPeer::start(HashMap::from([("/flaky/", (503, 2)), (r#""entity_id":"locked""#, (401, 99)), ("/down/", (503, 999))]), Duration::ZERO);
     let (zm_port, zm) = zm_listener();
     let dir = tempfile::tempdir().unwrap();
-    // SAFETY of the test: every test of this binary sets the same value.
+    // The Home Assistant token comes from the environment; both runs of this test set the same value.
     std::env::set_var("BRIDGE_TEST_HA_TOKEN", "ha-token-1");
     let extra = format!(
         "[[target]]\nname = \"mq\"\nkind = \"mqtt\"\nbroker = \"127.0.0.1:{}\"\n\
