@@ -80,8 +80,7 @@ pub fn read_keys_file(path: &Path) -> Result<CommandKeys> {
 /// `commands keygen`: a new key, the secret written to `out` (owner-only), the public half returned.
 pub fn keygen(key_id: &str, out: &Path) -> Result<String> {
     let seed: [u8; 32] = rand::random();
-    let signer = CommandSigner::from_seed(key_id, seed);
-    CommandSigner::from_hex(key_id, &Secret::new(hex::encode(seed)))?; // the key id is checked
+    let signer = CommandSigner::from_hex(key_id, &Secret::new(hex::encode(seed)))?; // checks the key id
     if out.exists() {
         bail!("{} exists: keygen never overwrites a key", out.display());
     }

@@ -175,29 +175,31 @@ impl Bridge {
         Ok(Self { keys, cameras: map, targets: built, journal, opts })
     }
 
-    /// Everything before a delivery: the command, its target and camera name, or why it is refused.
-    fn admit(&self, bytes: &[u8], now: Millis) -> Result<(CameraCommand, usize, String), Outcome> {
-        let (cmd, sig) =
-            trigger_cad::commands::decode_command(bytes).map_err(|e| refused(e.reason(), e.to_string()))?;
+    /// Everything between decoding and a delivery: the command's target and camera name, or why it is refused.
+    fn admit(
+        &self,
+        cmd: &CameraCommand,
+        sig: Option<&trigger_core::CommandSignature>,
+        now: Millis,
+    ) -> Result<(usize, String), Outcome> {
         if !plain_id(&cmd.command_id) {
             return Err(refused("malformed", format!("command id {:?} is not plain ASCII", cmd.command_id)));
         }
-        self.keys.verify(&cmd, sig.as_ref(), now).map_err(|r| refused(r.as_str(), r.to_string()))?;
+        self.keys.verify(cmd, sig, now).map_err(|r| refused(r.as_str(), r.to_string()))?;
         let Some((target, name)) = self.cameras.get(&cmd.camera_id).cloned() else {
             return Err(refused("unknown_camera", format!("camera {:?} is not served by this bridge", cmd.camera_id)));
         };
         if self.journal.finished(&cmd.command_id) {
             return Err(refused("replayed", format!("command {} already reached an end", cmd.command_id)));
         }
-        Ok((cmd, target, name))
+        Ok((target, name))
     }
 
     /// A command left in doubt by the last run and refused now (it has expired since): it ends here, so the
     /// journal does not carry it forever.
-    fn end_doubt(&mut self, bytes: &[u8], o: &Outcome) {
-        let Ok((cmd, _)) = trigger_cad::commands::decode_command(bytes) else { return };
-        if self.journal.in_doubt(&cmd.command_id) {
-            if let Err(e) = self.journal.done(&cmd.command_id, o.label()) {
+    fn end_doubt(&mut self, command_id: &str, o: &Outcome) {
+        if self.journal.in_doubt(command_id) {
+            if let Err(e) = self.journal.done(command_id, o.label()) {
                 tracing::error!(error = %e, "journal write failed");
             }
         }
@@ -206,10 +208,14 @@ impl Bridge {
     /// One record of the commands topic, start to end (see the crate documentation). `now` is the wall
     /// clock; `stop` ends retrying early (the outcome is then `Interrupted`).
     pub fn handle(&mut self, bytes: &[u8], now: &dyn Fn() -> Millis, stop: &AtomicBool) -> Outcome {
-        let (cmd, target, name) = match self.admit(bytes, now()) {
+        let (cmd, sig) = match trigger_cad::commands::decode_command(bytes) {
+            Ok(x) => x,
+            Err(e) => return self.count(refused(e.reason(), e.to_string()), None),
+        };
+        let (target, name) = match self.admit(&cmd, sig.as_ref(), now()) {
             Ok(x) => x,
             Err(o) => {
-                self.end_doubt(bytes, &o);
+                self.end_doubt(&cmd.command_id, &o);
                 return self.count(o, None);
             }
         };
