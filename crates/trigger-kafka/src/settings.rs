@@ -235,6 +235,11 @@ fn low_latency_defaults(role: Role) -> ClientConfig {
         Role::CfsConsumer | Role::RegistryFollower => {
             c.set("fetch.wait.max.ms", "10");
             c.set("fetch.error.backoff.ms", "50");
+            // When the local queue is over its threshold (queued.min.messages), librdkafka stops fetching for
+            // this long (default 1 s), and a reader slower than the network (the registry's decode + apply at
+            // start-up) then drains the queue and waits, hundreds of ms at a time: start-up took 3-6x a bare
+            // consumer's time mostly in those waits.
+            c.set("fetch.queue.backoff.ms", "10");
             // At-least-once: stored offsets are committed every second, so a crash re-decides at most
             // about a second of events (librdkafka's default is five).
             c.set("auto.commit.interval.ms", "1000");
