@@ -108,7 +108,7 @@ pub fn generate(count: usize, seed: u64, placement: &Placement, tz: Tz) -> Resul
             };
             (p, owner)
         };
-        let consent = if second { out[i - 1].consent.clone() } else { consent(&mut rng, tz) };
+        let consent = if second { out[i - 1].consent } else { consent(&mut rng, tz) };
         out.push(CameraRecord {
             camera_id: format!("cam-{i:08}"),
             // Opaque: a keyed-looking token, not a sequence a reader could map back to a household.

@@ -3,7 +3,7 @@
 
 use prost::Message;
 use trigger_core::camera::{self, CameraProblem};
-use trigger_core::{CameraRecord, Consent, QuietHours};
+use trigger_core::{CameraRecord, CameraRef, Consent, QuietHours};
 use trigger_proto::v1 as pb;
 
 pub fn camera_to_pb(c: &CameraRecord) -> pb::CameraRecord {
@@ -44,9 +44,16 @@ pub struct BadCamera {
 /// category string; anything else (and every error) takes prost's path, whose answer it must equal.
 pub fn camera_from_pb(bytes: &[u8]) -> Result<CameraRecord, BadCamera> {
     match fast::camera(bytes) {
-        Some(rec) => Ok(rec),
+        Some(rec) => Ok(rec.to_record()),
         None => camera_from_pb_prost(bytes),
     }
+}
+
+/// The common registry record read without a copy, its strings borrowed from `bytes`: the same camera
+/// [`camera_from_pb`] returns, or None when it would take prost's path (an unusual encoding, or a camera
+/// it refuses: call [`camera_from_pb`] for the reason).
+pub fn camera_ref_from_pb(bytes: &[u8]) -> Option<CameraRef<'_>> {
+    fast::camera(bytes)
 }
 
 /// [`camera_from_pb`] through prost alone: the reference the fast reader is checked against (tests, fuzzing).
@@ -120,7 +127,7 @@ pub fn status_from_pb(bytes: &[u8]) -> Result<CameraStatus, BadCamera> {
 /// value prost would truncate) or that is not a valid camera: the caller then takes prost's path.
 mod fast {
     use trigger_core::camera;
-    use trigger_core::{CameraRecord, CategorySet, Consent, QuietHours};
+    use trigger_core::{CameraRef, CategorySet, Consent, QuietHours};
 
     struct Cur<'a>(&'a [u8]);
 
@@ -182,7 +189,7 @@ mod fast {
     const FIXED64: u64 = 1;
     const LEN: u64 = 2;
 
-    pub(super) fn camera(bytes: &[u8]) -> Option<CameraRecord> {
+    pub(super) fn camera(bytes: &[u8]) -> Option<CameraRef<'_>> {
         let mut c = Cur(bytes);
         let (mut id, mut owner, mut loc, mut consent_, mut online, mut updated) = (None, None, None, None, None, None);
         while let Some((field, wire)) = c.key()? {
@@ -197,16 +204,16 @@ mod fast {
             }
         }
         let (lat, lon) = loc?;
-        let rec = CameraRecord {
-            camera_id: id.unwrap_or_default().to_string(),
-            owner_ref: owner.unwrap_or_default().to_string(),
+        let rec = CameraRef {
+            camera_id: id.unwrap_or_default(),
+            owner_ref: owner.unwrap_or_default(),
             lat,
             lon,
             consent: consent_?,
             online: online.unwrap_or(false),
             updated_at: updated.unwrap_or(0),
         };
-        trigger_core::camera_problems(&rec).is_empty().then_some(rec)
+        trigger_core::camera_ref_problems(&rec).is_empty().then_some(rec)
     }
 
     fn location(bytes: &[u8]) -> Option<(f64, f64)> {
@@ -329,7 +336,7 @@ mod tests {
             variants.push([full.clone(), tail].concat());
             for v in variants {
                 if let Some(fast) = fast::camera(&v) {
-                    prop_assert_eq!(Ok(fast), camera_from_pb_prost(&v));
+                    prop_assert_eq!(Ok(fast.to_record()), camera_from_pb_prost(&v));
                 }
             }
         }
@@ -356,6 +363,6 @@ mod tests {
             online: true,
             updated_at: 5,
         };
-        assert_eq!(fast::camera(&camera_to_pb(&cam).encode_to_vec()), Some(cam));
+        assert_eq!(fast::camera(&camera_to_pb(&cam).encode_to_vec()).map(|c| c.to_record()), Some(cam));
     }
 }

@@ -5,7 +5,7 @@
 //! topic dead-letters the record and keeps the camera out of the index.
 
 use crate::reject::check_coordinates;
-use crate::types::{CameraRecord, Category, MinuteOfDay};
+use crate::types::{CameraRecord, CameraRef, Category, MinuteOfDay};
 use crate::RejectReason;
 use std::fmt;
 
@@ -96,11 +96,16 @@ impl fmt::Display for CameraProblem {
 
 /// Every problem of one camera entry (empty when it may be loaded).
 pub fn camera_problems(c: &CameraRecord) -> Vec<CameraProblem> {
+    camera_ref_problems(&c.view())
+}
+
+/// [`camera_problems`] of a borrowed record.
+pub fn camera_ref_problems(c: &CameraRef<'_>) -> Vec<CameraProblem> {
     let mut out = Vec::new();
     if c.camera_id.trim().is_empty() {
         out.push(CameraProblem::EmptyId);
     }
-    for (field, v) in [("camera_id", &c.camera_id), ("owner_ref", &c.owner_ref)] {
+    for (field, v) in [("camera_id", c.camera_id), ("owner_ref", c.owner_ref)] {
         if v.len() > MAX_REF_BYTES {
             out.push(CameraProblem::TooLong { field, bytes: v.len() });
         }

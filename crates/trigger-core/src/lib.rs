@@ -22,7 +22,7 @@ pub mod tally;
 pub mod types;
 
 pub use breakglass::{Authorisation, BreakGlassKey, BreakGlassRequest, Refusal};
-pub use camera::{camera_problems, CameraProblem};
+pub use camera::{camera_problems, camera_ref_problems, CameraProblem};
 pub use classify::{Classification, Classifier, CodeTable, TableProblem, UnknownPolicy};
 pub use engine::{
     command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion,

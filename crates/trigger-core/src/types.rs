@@ -233,7 +233,7 @@ impl QuietHours {
 }
 
 /// What the owner agreed to. Nothing outside it is ever commanded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Consent {
     pub categories: CategorySet,
     pub max_radius_m: f64,
@@ -267,6 +267,37 @@ fn yes() -> bool {
 impl CameraRecord {
     pub fn point(&self) -> LatLon {
         LatLon::new(self.lat, self.lon)
+    }
+
+    pub fn view(&self) -> CameraRef<'_> {
+        let (camera_id, owner_ref) = (self.camera_id.as_str(), self.owner_ref.as_str());
+        let Self { lat, lon, consent, online, updated_at, .. } = *self;
+        CameraRef { camera_id, owner_ref, lat, lon, consent, online, updated_at }
+    }
+}
+
+/// A [`CameraRecord`] whose two strings are borrowed (from the bytes it was read from): what the registry's
+/// start-up read hands the index without allocating per camera.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CameraRef<'a> {
+    pub camera_id: &'a str,
+    pub owner_ref: &'a str,
+    pub lat: f64,
+    pub lon: f64,
+    pub consent: Consent,
+    pub online: bool,
+    pub updated_at: Millis,
+}
+
+impl CameraRef<'_> {
+    pub fn point(&self) -> LatLon {
+        LatLon::new(self.lat, self.lon)
+    }
+
+    pub fn to_record(&self) -> CameraRecord {
+        let Self { lat, lon, consent, online, updated_at, .. } = *self;
+        let (camera_id, owner_ref) = (self.camera_id.to_string(), self.owner_ref.to_string());
+        CameraRecord { camera_id, owner_ref, lat, lon, consent, online, updated_at }
     }
 }
 

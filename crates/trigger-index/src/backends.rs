@@ -182,7 +182,8 @@ impl SpatialBackend for RTreeBackend {
     const NAME: &'static str = "rstar";
 
     fn bulk_load(mut items: Vec<(Slot, QPoint)>) -> Self {
-        items.sort_unstable_by_key(|&(s, q)| (cell_of(q), s));
+        // In the store's cluster order (what `finish_loading` passes in is already sorted so: a linear check).
+        items.sort_unstable_by_key(|&(s, q)| (cluster_key(q), s));
         let (mut cells, mut buckets, mut leaves) = (hashbrown::HashMap::new(), Vec::<Bucket>::new(), Vec::new());
         for (s, q) in items {
             let (cx, cy) = cell_of(q);

@@ -9,7 +9,7 @@ use crate::{QPoint, Slot};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use trigger_core::{CameraRecord, CategorySet, Consent, Millis};
+use trigger_core::{CameraRecord, CameraRef, CategorySet, Consent, Millis};
 
 /// `text` of a free slot.
 const FREE: u32 = u32::MAX;
@@ -55,11 +55,11 @@ impl Consents {
         }
         let h = match self.free.pop() {
             Some(h) => {
-                self.table[h as usize] = (c.clone(), 1);
+                self.table[h as usize] = (*c, 1);
                 h
             }
             None => {
-                self.table.push((c.clone(), 1));
+                self.table.push((*c, 1));
                 (self.table.len() - 1) as u32
             }
         };
@@ -136,6 +136,13 @@ impl Store {
         self.by_id.len()
     }
 
+    /// Room for `cameras` cameras in all in the id table. (Only there: a column grows by a copy, but the
+    /// table grows by hashing every id again, each read from the arena at random.)
+    pub(crate) fn reserve(&mut self, cameras: usize) {
+        let (arena, text, hasher) = (&self.arena, &self.text, &self.hasher);
+        self.by_id.reserve(cameras.saturating_sub(self.by_id.len()), |&s| hasher.hash_one(entry(arena, text, s).0));
+    }
+
     pub(crate) fn slot_of(&self, camera_id: &str) -> Option<Slot> {
         let h = self.hasher.hash_one(camera_id);
         self.by_id.find(h, |&s| entry(&self.arena, &self.text, s).0 == camera_id).copied()
@@ -164,7 +171,7 @@ impl Store {
             owner_ref: owner.to_string(),
             lat: ll.lat,
             lon: ll.lon,
-            consent: self.consents.table[(c & !ONLINE) as usize].0.clone(),
+            consent: self.consents.table[(c & !ONLINE) as usize].0,
             online: c & ONLINE != 0,
             updated_at: self.updated[slot as usize],
         }
@@ -188,31 +195,24 @@ impl Store {
 
     /// Rewrite the arena with the live entries only, in slot order.
     fn compact(&mut self) {
-        let mut arena = String::with_capacity(self.arena.len() - self.garbage);
-        for s in 0..self.text.len() {
-            if self.text[s] != FREE {
-                let o = self.text[s] as usize;
-                let len = self.text_len(s as Slot);
-                self.text[s] = arena.len() as u32;
-                arena.push_str(&self.arena[o..o + len]);
-            }
-        }
-        self.arena = arena;
+        self.arena = compacted(&self.arena, &mut self.text, self.garbage);
         self.garbage = 0;
     }
 
     /// Insert or replace a (checked, quantised) record. Returns its slot and, for a replaced camera, its
     /// previous point.
-    pub(crate) fn upsert(&mut self, r: &CameraRecord, q: QPoint) -> (Slot, Option<QPoint>) {
+    pub(crate) fn upsert(&mut self, r: &CameraRef<'_>, q: QPoint) -> (Slot, Option<QPoint>) {
         if self.garbage > self.compact_min && self.garbage * 2 > self.arena.len() {
             self.compact();
         }
         let handle = self.consents.intern(&r.consent) | if r.online { ONLINE } else { 0 };
-        if let Some(slot) = self.slot_of(&r.camera_id) {
+        let h = self.hasher.hash_one(r.camera_id);
+        let found = self.by_id.find(h, |&s| entry(&self.arena, &self.text, s).0 == r.camera_id).copied();
+        if let Some(slot) = found {
             let i = slot as usize;
             if entry(&self.arena, &self.text, slot).1 != r.owner_ref {
                 self.garbage += self.text_len(slot);
-                self.text[i] = self.push_text(&r.camera_id, &r.owner_ref);
+                self.text[i] = self.push_text(r.camera_id, r.owner_ref);
             }
             self.consents.release(self.consent[i] & !ONLINE);
             self.consent[i] = handle;
@@ -220,7 +220,7 @@ impl Store {
             let before = std::mem::replace(&mut self.points[i], q);
             return (slot, Some(before));
         }
-        let text = self.push_text(&r.camera_id, &r.owner_ref);
+        let text = self.push_text(r.camera_id, r.owner_ref);
         let slot = match self.free.pop() {
             Some(s) => {
                 let i = s as usize;
@@ -236,7 +236,7 @@ impl Store {
             }
         };
         let (arena, texts, hasher) = (&self.arena, &self.text, &self.hasher);
-        self.by_id.insert_unique(hasher.hash_one(&*r.camera_id), slot, |&s| hasher.hash_one(entry(arena, texts, s).0));
+        self.by_id.insert_unique(h, slot, |&s| hasher.hash_one(entry(arena, texts, s).0));
         (slot, None)
     }
 
@@ -276,27 +276,77 @@ impl Store {
     }
 
     /// Renumber the slots in the order of `key(point)` (after a bulk load), so that cameras near each other
-    /// sit near each other in every column and in the arena; and give back what growth left unused.
-    pub(crate) fn cluster(&mut self, key: impl Fn(QPoint) -> u64) {
-        let mut order: Vec<Slot> = self.live().collect();
-        order.sort_by_cached_key(|&s| (key(self.points[s as usize]), s));
-        let pick = |col: &[u32]| order.iter().map(|&s| col[s as usize]).collect::<Vec<_>>();
-        self.text = pick(&self.text);
-        self.consent = pick(&self.consent);
-        self.points = order.iter().map(|&s| self.points[s as usize]).collect();
-        self.updated = order.iter().map(|&s| self.updated[s as usize]).collect();
+    /// sit near each other in every column and in the arena; and give back what growth left unused. Every
+    /// slot is live after it, so the points column is the whole spatial picture: `beside` gets it while this
+    /// thread rewrites the arena and the id table (the spatial structure is built there, on the other core).
+    pub(crate) fn cluster(&mut self, key: impl Fn(QPoint) -> u64, beside: impl FnOnce(&[QPoint]) + Send) {
+        let keyed: Vec<(u64, Slot)> = self.live().map(|s| (key(self.points[s as usize]), s)).collect();
+        let order = sorted_slots(keyed);
+        let ((points, updated), (text, consent)) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| (gather(&self.points, &order), gather(&self.updated, &order)));
+            let here = (gather(&self.text, &order), gather(&self.consent, &order));
+            (other.join().expect("gathering columns"), here)
+        });
+        (self.points, self.updated, self.text, self.consent) = (points, updated, text, consent);
         self.free.clear();
-        self.garbage = self.arena.len() - (0..order.len() as Slot).map(|s| self.text_len(s)).sum::<usize>();
-        self.compact();
-        let (arena, texts, hasher) = (&self.arena, &self.text, &self.hasher);
-        let mut by_id = HashTable::with_capacity(order.len());
-        for s in 0..order.len() as Slot {
-            by_id.insert_unique(hasher.hash_one(entry(arena, texts, s).0), s, |&s| {
-                hasher.hash_one(entry(arena, texts, s).0)
-            });
-        }
-        self.by_id = by_id;
+        std::thread::scope(|scope| {
+            let points = &self.points;
+            scope.spawn(move || beside(points));
+            self.arena = compacted(&self.arena, &mut self.text, self.garbage);
+            self.garbage = 0;
+            // The id table's entries renumbered in place: the ids, and so their hashes, are unchanged.
+            let mut new_of_old = vec![FREE; order.iter().max().map_or(0, |&s| s as usize + 1)];
+            for (n, &s) in order.iter().enumerate() {
+                new_of_old[s as usize] = n as Slot;
+            }
+            for s in self.by_id.iter_mut() {
+                *s = new_of_old[*s as usize];
+            }
+            let (arena, text, hasher) = (&self.arena, &self.text, &self.hasher);
+            self.by_id.shrink_to_fit(|&s| hasher.hash_one(entry(arena, text, s).0));
+        });
     }
+}
+
+/// The slots of `keyed` in (key, slot) order: each half sorted on a core of its own, then merged.
+fn sorted_slots(mut keyed: Vec<(u64, Slot)>) -> Vec<Slot> {
+    let (n, mid) = (keyed.len(), keyed.len() / 2);
+    let (a, b) = keyed.split_at_mut(mid);
+    std::thread::scope(|scope| {
+        scope.spawn(|| a.sort_unstable());
+        b.sort_unstable();
+    });
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    let mut order = Vec::with_capacity(n);
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x <= y => a.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, None) => break,
+        };
+        order.extend(next.map(|&(_, s)| s));
+    }
+    order
+}
+
+/// `col`'s entries in `order`.
+fn gather<T: Copy>(col: &[T], order: &[Slot]) -> Vec<T> {
+    order.iter().map(|&s| col[s as usize]).collect()
+}
+
+/// A new arena holding the live entries of `text` (FREE: none) in slot order; `text` rewritten to point
+/// into it. `garbage`: the bytes of `arena` no live entry uses.
+fn compacted(arena: &str, text: &mut [u32], garbage: usize) -> String {
+    let mut out = String::with_capacity(arena.len() - garbage);
+    for t in text.iter_mut().filter(|t| **t != FREE) {
+        let o = *t as usize;
+        let b = arena.as_bytes();
+        let len = 2 + b[o] as usize + b[o + 1 + b[o] as usize] as usize;
+        *t = out.len() as u32;
+        out.push_str(&arena[o..o + len]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -330,7 +380,7 @@ mod tests {
         for round in 0..50 {
             for i in 0..20 {
                 let c = cam(i, round * 100 + i, 100.0 + (round % 4) as f64);
-                s.upsert(&c, QPoint::from_latlon(LatLon::new(c.lat, c.lon)));
+                s.upsert(&c.view(), QPoint::from_latlon(LatLon::new(c.lat, c.lon)));
                 want.insert(c.camera_id.clone(), c);
             }
             let gone = format!("cam-{}", round % 20);

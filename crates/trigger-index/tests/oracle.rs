@@ -149,12 +149,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let id = format!("cam-{i:03}");
                 if let Some(m) = model.get_mut(&id) {
                     m.consent.max_radius_m = r;
-                    let c = &m.consent;
-                    for changed in [
-                        rtree.set_consent(&id, c.clone()),
-                        h3.set_consent(&id, c.clone()),
-                        loaded.set_consent(&id, c.clone()),
-                    ] {
+                    let c = m.consent;
+                    for changed in [rtree.set_consent(&id, c), h3.set_consent(&id, c), loaded.set_consent(&id, c)] {
                         prop_assert!(changed);
                     }
                     prop_assert_eq!(rtree.get(&id).unwrap().consent.max_radius_m, r);

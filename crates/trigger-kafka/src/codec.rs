@@ -24,7 +24,9 @@ pub fn notice(n: &OwnerNotice) -> pb::OwnerNotice {
 
 // The registry record codec is an input format: it lives with the other decoders (trigger-cad, no librdkafka),
 // where the fuzzer reaches it.
-pub use trigger_cad::registry::{camera_from_pb, camera_to_pb, status_from_pb, status_to_pb, BadCamera, CameraStatus};
+pub use trigger_cad::registry::{
+    camera_from_pb, camera_ref_from_pb, camera_to_pb, status_from_pb, status_to_pb, BadCamera, CameraStatus,
+};
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@
 //! No Kafka here: the registry bench drives it with protobuf bytes.
 
 use crate::codec::{camera_from_pb, status_from_pb, BadCamera};
+use trigger_core::CameraRef;
 use trigger_index::{CameraIndex, SpatialBackend, StatusChange};
 
 /// Which compacted topic a follower reads, and so what its records may change.
@@ -90,11 +91,7 @@ pub fn apply_change<B: SpatialBackend>(
             applied.removals += u64::from(index.remove(key).is_some());
             Ok(())
         }
-        Change::Upsert(rec) => {
-            index.upsert(rec).map_err(|e| BadCamera { reason: e.reason(), detail: e.to_string() })?;
-            applied.upserts += 1;
-            Ok(())
-        }
+        Change::Upsert(rec) => upsert(index, rec.view(), applied),
         Change::Status(st) => {
             match index.set_status(key, st.online, st.last_seen_ms) {
                 StatusChange::Applied => applied.status += 1,
@@ -104,6 +101,38 @@ pub fn apply_change<B: SpatialBackend>(
         }
         Change::Nothing => Ok(()),
     });
+    settle(index, feed, key, result, applied)
+}
+
+/// Apply a registry record already read without a copy ([`crate::codec::camera_ref_from_pb`]; its camera
+/// id is its key): [`apply_change`] of its upsert, without building a `CameraRecord`.
+pub fn apply_ref<B: SpatialBackend>(
+    index: &mut CameraIndex<B>,
+    rec: CameraRef<'_>,
+    applied: &mut Applied,
+) -> Result<(), BadCamera> {
+    let result = upsert(index, rec, applied);
+    settle(index, Feed::Registry, rec.camera_id, result, applied)
+}
+
+fn upsert<B: SpatialBackend>(
+    index: &mut CameraIndex<B>,
+    rec: CameraRef<'_>,
+    applied: &mut Applied,
+) -> Result<(), BadCamera> {
+    index.upsert_ref(rec).map_err(|e| BadCamera { reason: e.reason(), detail: e.to_string() })?;
+    applied.upserts += 1;
+    Ok(())
+}
+
+/// A record that could not be applied is counted, and a registry camera it was meant to change removed.
+fn settle<B: SpatialBackend>(
+    index: &mut CameraIndex<B>,
+    feed: Feed,
+    key: &str,
+    result: Result<(), BadCamera>,
+    applied: &mut Applied,
+) -> Result<(), BadCamera> {
     if result.is_err() {
         applied.bad += 1;
         if feed == Feed::Registry {

@@ -4,9 +4,9 @@
 
 mod apply;
 
-pub use apply::{apply, apply_change, decode, Applied, BadRegistryRecord, Change, Feed};
+pub use apply::{apply, apply_change, apply_ref, decode, Applied, BadRegistryRecord, Change, Feed};
 
-use crate::codec::BadCamera;
+use crate::codec::{self, BadCamera};
 use crate::settings::{KafkaSettings, Role};
 use crate::KafkaError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -14,22 +14,107 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::mpsc::SyncSender;
+use std::ops::Range;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
+use trigger_core::CameraRef;
 use trigger_index::{CameraIndex, SpatialBackend};
 
-/// A record as the loader's reader thread read it (decoding is the applying thread's: polling and copying
-/// cost about what decoding and applying do, so the two threads stay busy alike).
+/// Records as the loader's reader thread read them: keys and payloads copied into one buffer, so a batch of
+/// records costs no allocation; the applier sends each batch back empty to be filled again. (A copy per record
+/// made the two threads free each other's allocations: glibc's arena lock then held the applier back about half
+/// of its time.) The reader also decodes the common registry record, so the applier only applies it.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    reads: Vec<Read>,
+}
+
+/// One record of a [`Batch`]: where its key and payload are in the batch's bytes (None: absent).
 struct Read {
     partition: i32,
     offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
+    key: Option<Range<usize>>,
+    payload: Option<Range<usize>>,
+    /// A registry record the reader decoded, its key its camera id; None: the applier decodes it (a
+    /// tombstone, a status record, or anything the copy-free reader leaves to prost, errors included).
+    camera: Option<Decoded>,
+}
+
+/// A decoded camera whose strings are ranges of the batch's bytes (`fields`' own strings are empty).
+struct Decoded {
+    id: Range<usize>,
+    owner: Range<usize>,
+    fields: CameraRef<'static>,
+}
+
+/// How it was read: the camera, decoded, or the key and payload to decode.
+enum Record<'a> {
+    Camera(CameraRef<'a>),
+    Raw(Option<&'a [u8]>, Option<&'a [u8]>),
+}
+
+impl Batch {
+    const RECORDS: usize = 1024;
+
+    fn push(&mut self, feed: Feed, partition: i32, offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>) {
+        let mut copy = |b: Option<&[u8]>| {
+            b.map(|b| {
+                self.bytes.extend_from_slice(b);
+                self.bytes.len() - b.len()..self.bytes.len()
+            })
+        };
+        let (key, payload) = (copy(key), copy(payload));
+        let camera = match (feed, &key, &payload) {
+            (Feed::Registry, Some(k), Some(p)) => self.decode(k.clone(), p.clone()),
+            _ => None,
+        };
+        self.reads.push(Read { partition, offset, key, payload, camera });
+    }
+
+    fn decode(&self, key: Range<usize>, payload: Range<usize>) -> Option<Decoded> {
+        let rec =
+            codec::camera_ref_from_pb(&self.bytes[payload]).filter(|r| r.camera_id.as_bytes() == &self.bytes[key])?;
+        let at = |s: &str| {
+            let start = s.as_ptr().addr() - self.bytes.as_ptr().addr();
+            start..start + s.len()
+        };
+        let fields = CameraRef { camera_id: "", owner_ref: "", ..rec };
+        Some(Decoded { id: at(rec.camera_id), owner: at(rec.owner_ref), fields })
+    }
+
+    fn full(&self) -> bool {
+        self.reads.len() >= Self::RECORDS
+    }
+
+    fn text(&self, r: &Range<usize>) -> Option<&str> {
+        std::str::from_utf8(&self.bytes[r.clone()]).ok()
+    }
+
+    fn records(&self) -> impl Iterator<Item = (&Read, Record<'_>)> {
+        let slice = |r: &Option<Range<usize>>| r.clone().map(|r| &self.bytes[r]);
+        self.reads.iter().map(move |r| {
+            let camera = r.camera.as_ref().and_then(|d| {
+                Some(CameraRef { camera_id: self.text(&d.id)?, owner_ref: self.text(&d.owner)?, ..d.fields })
+            });
+            let record = match camera {
+                Some(c) => Record::Camera(c),
+                None => Record::Raw(slice(&r.key), slice(&r.payload)),
+            };
+            (r, record)
+        })
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.reads.clear();
+    }
 }
 
 /// The loader's reading side: poll up to `target` (or `deadline`), in batches to the applier.
 struct Reader<'a> {
     consumer: &'a BaseConsumer<crate::Ctx>,
+    feed: Feed,
     topic: &'a str,
     target: &'a HashMap<i32, i64>,
     deadline: Instant,
@@ -40,36 +125,52 @@ impl Reader<'_> {
         reached(self.target, pos)
     }
 
-    /// Returns whether the target was reached, and the positions read to.
-    fn run(self, mut position: HashMap<i32, i64>, tx: SyncSender<Vec<Read>>) -> (bool, HashMap<i32, i64>) {
-        let mut batch = Vec::with_capacity(1024);
-        while !self.caught_up(&position) {
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
+    /// Returns whether the target was reached, and the positions read to. Full batches go out on `tx`; empty
+    /// ones come back on `empty` (a new one is made only when none has come back yet).
+    fn run(
+        self,
+        mut position: HashMap<i32, i64>,
+        tx: SyncSender<Batch>,
+        empty: Receiver<Batch>,
+    ) -> (bool, HashMap<i32, i64>) {
+        let mut batch = Batch::default();
+        let (mut done, mut wait, mut polls) = (self.caught_up(&position), Duration::ZERO, 0u32);
+        while !done {
+            // The clock is read every 256 polls, and after an empty one: while records are queued a poll returns
+            // at once, so a stale wait costs nothing, and the deadline is missed by microseconds at most.
+            if polls.is_multiple_of(256) {
+                let left = self.deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                wait = left.min(Duration::from_millis(100));
             }
-            match self.consumer.poll(left.min(Duration::from_millis(100))) {
+            polls = polls.wrapping_add(1);
+            match self.consumer.poll(wait) {
                 Some(Ok(m)) => {
-                    position.insert(m.partition(), m.offset() + 1);
-                    let (key, payload) = (m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec));
-                    batch.push(Read { partition: m.partition(), offset: m.offset(), key, payload });
+                    let (p, next) = (m.partition(), m.offset() + 1);
+                    position.insert(p, next);
+                    batch.push(self.feed, p, m.offset(), m.key(), m.payload());
+                    // Only a partition reaching its target can end the read.
+                    done = self.target.get(&p).is_some_and(|&t| next >= t) && self.caught_up(&position);
                 }
                 Some(Err(RdError::PartitionEOF(p))) => {
                     if let Some(o) = end_position(self.consumer, self.topic, p) {
                         position.insert(p, o);
                     }
+                    done = self.caught_up(&position);
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, topic = self.topic, "registry consumer error (librdkafka retries)")
                 }
-                None => {}
+                None => polls = 0,
             }
-            let full = batch.len() >= 1024 || (!batch.is_empty() && self.caught_up(&position));
-            if full && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(1024))).is_err() {
+            let send = batch.full() || (!batch.reads.is_empty() && done);
+            if send && tx.send(std::mem::replace(&mut batch, empty.try_recv().unwrap_or_default())).is_err() {
                 break;
             }
         }
-        if !batch.is_empty() {
+        if !batch.reads.is_empty() {
             let _ = tx.send(batch);
         }
         (self.caught_up(&position), position)
@@ -157,6 +258,10 @@ impl RegistryFollower {
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    pub fn feed(&self) -> Feed {
+        self.feed
     }
 
     /// The registry's current end offsets (high watermarks): one ListOffsets request per broker.
@@ -269,21 +374,134 @@ impl RegistryFollower {
         applied: &mut Applied,
         bad: &mut Vec<BadRegistryRecord>,
     ) -> Result<bool, KafkaError> {
-        let reader = Reader { consumer: &self.consumer, topic: &self.topic, target, deadline };
+        let reader = Reader { consumer: &self.consumer, feed: self.feed, topic: &self.topic, target, deadline };
         let position = self.position.clone();
         let (reached, position) = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Read>>(16);
-            let reading = s.spawn(move || reader.run(position, tx));
-            for Read { partition, offset, key, payload } in rx.into_iter().flatten() {
-                let k = key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                if let Err(BadCamera { reason, detail }) = apply(index, self.feed, &k, payload.as_deref(), applied) {
-                    let (topic, payload) = (self.topic.clone(), payload.unwrap_or_default());
-                    bad.push(BadRegistryRecord { topic, partition, offset, key, payload, reason, detail });
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(16);
+            let (back, empty) = std::sync::mpsc::channel::<Batch>();
+            let reading = s.spawn(move || reader.run(position, tx, empty));
+            for mut batch in rx {
+                for (read, record) in batch.records() {
+                    let result = match record {
+                        Record::Camera(camera) => apply_ref(index, camera, applied),
+                        Record::Raw(key, payload) => {
+                            let k = key.map(String::from_utf8_lossy).unwrap_or_default();
+                            apply(index, self.feed, &k, payload, applied)
+                        }
+                    };
+                    if let Err(BadCamera { reason, detail }) = result {
+                        let slice = |r: &Option<Range<usize>>| r.clone().map(|r| batch.bytes[r].to_vec());
+                        let (key, payload) = (slice(&read.key), slice(&read.payload).unwrap_or_default());
+                        let (topic, partition, offset) = (self.topic.clone(), read.partition, read.offset);
+                        bad.push(BadRegistryRecord { topic, partition, offset, key, payload, reason, detail });
+                    }
                 }
+                batch.clear();
+                let _ = back.send(batch);
             }
             reading.join().expect("registry reader thread")
         });
         self.position = position;
         Ok(reached)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::camera_to_pb;
+    use crate::produce::Publisher;
+    use crate::{EmbeddedCluster, Topics};
+    use prost::Message as _;
+    use trigger_core::{CameraRecord, Category, Consent, MinuteOfDay, QuietHours};
+    use trigger_index::RTreeIndex;
+
+    fn camera(i: usize, owner: usize, radius: f64) -> CameraRecord {
+        let quiet = i.is_multiple_of(3).then_some(QuietHours {
+            start: MinuteOfDay(22 * 60),
+            end: MinuteOfDay(7 * 60),
+            time_zone: chrono_tz::America::Chicago,
+        });
+        CameraRecord {
+            camera_id: format!("cam-{i}"),
+            owner_ref: format!("owner-{owner}"),
+            lat: 36.0 + (i % 97) as f64 * 1e-3,
+            lon: -86.8 + (i / 97) as f64 * 1e-3,
+            consent: Consent {
+                categories: [Category::Burglary, Category::ALL[i % Category::ALL.len()]].into_iter().collect(),
+                max_radius_m: radius,
+                quiet_hours: quiet,
+                daily_cap: 1 + (i % 4) as u32,
+                live_stream_allowed: i.is_multiple_of(2),
+            },
+            online: !i.is_multiple_of(5),
+            updated_at: i as i64,
+        }
+    }
+
+    /// The start-up read (reader thread decoding, applier applying, in loading mode) leaves exactly the index
+    /// and the dead letters that applying every record one by one does: later records win, tombstones and
+    /// refused updates remove, and every bad record is kept with its original bytes.
+    #[test]
+    fn the_start_up_read_equals_applying_each_record() {
+        let cluster = EmbeddedCluster::start(1).expect("mock cluster");
+        let topics = Topics { registry: "registry-load-test".into(), ..Topics::default() };
+        cluster.create_topics(&topics, 1).expect("topics");
+        let settings = KafkaSettings { bootstrap_servers: cluster.bootstrap_servers(), topics, ..Default::default() };
+        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let pb = |c: &CameraRecord| Some(camera_to_pb(c).encode_to_vec());
+        for i in 0..3000 {
+            records.push((format!("cam-{i}").into_bytes(), pb(&camera(i, i / 4, 250.0))));
+        }
+        for i in (0..3000).step_by(7) {
+            records.push((format!("cam-{i}").into_bytes(), pb(&camera(i, i / 3, 400.0))));
+            // new owner, consent
+        }
+        for i in (0..3000).step_by(11) {
+            records.push((format!("cam-{i}").into_bytes(), None)); // left the registry
+        }
+        let mut island = camera(5, 1, 250.0);
+        (island.lat, island.lon) = (0.0, 0.0);
+        records.extend([
+            (b"cam-12".to_vec(), pb(&island)),               // refused: cam-12 must go
+            (b"cam-13".to_vec(), pb(&camera(14, 1, 250.0))), // key is not the record's id: cam-13 goes
+            (b"cam-15".to_vec(), Some(b"\xff\xfe not protobuf".to_vec())),
+            (b"cam-\xff".to_vec(), pb(&camera(16, 1, 250.0))), // a key that is not UTF-8
+            (b"cam-3001".to_vec(), pb(&camera(3001, 9, 250.0))),
+        ]);
+        let mut publisher = Publisher::new(&settings).expect("publisher");
+        let topic = settings.topics.registry.clone();
+        for (key, payload) in &records {
+            match payload {
+                Some(p) => publisher.raw(&topic, key, p).expect("send"),
+                None => publisher.remove_camera(&topic, std::str::from_utf8(key).expect("utf-8")).expect("send"),
+            }
+        }
+        publisher.wait().expect("acked");
+
+        let (mut expected, mut expected_bad, mut counted) = (RTreeIndex::new(), Vec::new(), Applied::default());
+        for (key, payload) in &records {
+            let k = String::from_utf8_lossy(key);
+            if let Err(e) = apply(&mut expected, Feed::Registry, &k, payload.as_deref(), &mut counted) {
+                expected_bad.push((key.clone(), payload.clone().unwrap_or_default(), e.reason));
+            }
+        }
+
+        let mut follower = RegistryFollower::new(&settings).expect("follower");
+        let target = follower.end_offsets(Duration::from_secs(10)).expect("end offsets");
+        let (mut index, mut applied, mut bad) = (RTreeIndex::new(), Applied::default(), Vec::new());
+        index.start_loading();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        assert!(follower.load(&mut index, &target, deadline, &mut applied, &mut bad).expect("load"), "read to the end");
+        index.finish_loading();
+
+        assert_eq!(applied, counted);
+        let got_bad: Vec<_> = bad.into_iter().map(|b| (b.key.unwrap_or_default(), b.payload, b.reason)).collect();
+        assert_eq!(got_bad, expected_bad);
+        let (mut got, mut want): (Vec<_>, Vec<_>) = (index.iter().collect(), expected.iter().collect());
+        got.sort_by(|a, b| a.camera_id.cmp(&b.camera_id));
+        want.sort_by(|a, b| a.camera_id.cmp(&b.camera_id));
+        assert!(want.len() > 2500 && !want.iter().any(|c| ["cam-11", "cam-12", "cam-13"].contains(&&*c.camera_id)));
+        assert_eq!(got, want);
     }
 }

@@ -5,7 +5,7 @@
 
 use super::Service;
 use crate::records::{registry_dead_letter, OutRecord};
-use crate::registry::{Applied, BadRegistryRecord, RegistryFollower};
+use crate::registry::{Applied, BadRegistryRecord, Feed, RegistryFollower};
 use crate::settings::KafkaSettings;
 use crate::sink::Delivering;
 use crate::KafkaError;
@@ -13,6 +13,10 @@ use crate::{telemetry, wall_ms};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use trigger_index::SpatialBackend;
+
+/// The most cameras the id table is sized for before a start-up read: 2^24 buckets (~84 MB). A national
+/// fleet fits; a topic whose end offsets say more grows the table as it reads.
+const RESERVE_AT_MOST: usize = 14_000_000;
 
 /// The registry follower, and the status follower when the deployment has a status topic.
 #[derive(Debug)]
@@ -65,6 +69,11 @@ impl<B: SpatialBackend> Service<'_, B> {
         let target = registry.end_offsets(Duration::from_secs(30))?;
         let total: i64 = target.values().sum();
         tracing::info!(topic = %registry.topic(), records = total, "reading the camera registry");
+        if registry.feed() == Feed::Registry {
+            // The end offsets count every record the topic ever held, and compaction leaves gaps: so at most
+            // this many cameras, capped so that a long-lived topic cannot make the id table huge.
+            self.index.reserve(usize::try_from(total).unwrap_or(0).min(RESERVE_AT_MOST));
+        }
         let mut bad = Vec::new();
         loop {
             let step = Instant::now() + Duration::from_secs(1);
