@@ -47,6 +47,10 @@ pub(crate) struct BenchBootstrapArgs {
     /// Registry topic partitions.
     #[arg(long, default_value_t = 6)]
     pub(crate) partitions: i32,
+    /// Read the registry an earlier run published (the topics' prefix it printed, `boot-…`) instead of
+    /// publishing one; `--cameras` and `--partitions` are then the topic's own.
+    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["cameras", "partitions"])]
+    pub(crate) reuse: Option<String>,
     /// Also write the row here (JSON).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,

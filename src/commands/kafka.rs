@@ -115,7 +115,11 @@ pub(super) fn bench(policy_path: &Path, a: BenchArgs) -> Result<()> {
 
 pub(super) fn bench_bootstrap(policy_path: &Path, a: BenchBootstrapArgs) -> Result<()> {
     serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
-    let row = kafka_tools::bench_bootstrap(&a.bootstrap, a.cameras, a.partitions, policy_path)?;
+    let registry = match a.reuse {
+        Some(prefix) => kafka_tools::Registry::Reuse(prefix),
+        None => kafka_tools::Registry::Publish { cameras: a.cameras, partitions: a.partitions },
+    };
+    let row = kafka_tools::bench_bootstrap(&a.bootstrap, registry, policy_path)?;
     println!("| cameras | partitions | topic MB | bare consumer s | serve ready s | ratio | serve RSS MB | RSS bytes/camera |");
     println!("|---|---|---|---|---|---|---|---|");
     println!(

@@ -107,29 +107,38 @@ fn serve_until_ready(settings: &KafkaSettings, policy: &Path) -> Result<(f64, f6
     Ok((ready_s, read_s, rss))
 }
 
-pub fn bench_bootstrap(bootstrap: &str, cameras: usize, partitions: i32, policy: &Path) -> Result<BootstrapRow> {
-    let label = format!("boot-{}", wall_ms());
+/// What `bench-bootstrap` reads: a registry it publishes, or one an earlier run left (its topics' prefix).
+#[derive(Debug, Clone)]
+pub enum Registry {
+    Publish { cameras: usize, partitions: i32 },
+    Reuse(String),
+}
+
+pub fn bench_bootstrap(bootstrap: &str, registry: Registry, policy: &Path) -> Result<BootstrapRow> {
+    let label = match &registry {
+        Registry::Publish { .. } => format!("boot-{}", wall_ms()),
+        Registry::Reuse(label) => label.clone(),
+    };
     let mut topics = Topics::default();
     for t in topics.each_mut() {
         *t = format!("{label}.{t}");
     }
-    let settings =
-        KafkaSettings { bootstrap_servers: bootstrap.to_string(), group_id: label, topics, ..KafkaSettings::default() };
-    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, partitions, 1)?;
-    // Generated and published in slices, so the generator's records never all sit in memory at once.
-    let t = Instant::now();
-    let bar = crate::progress_bar(cameras as u64, "cameras published");
-    let slice = 1_000_000;
-    for (k, start) in (0..cameras).step_by(slice).enumerate() {
-        let mut cams = generate(slice.min(cameras - start), 1000 + k as u64, &Placement::Fleet, chrono_tz::UTC)?;
-        for c in &mut cams {
-            c.camera_id = format!("cam-{k:03}-{}", &c.camera_id[4..]);
+    let settings = KafkaSettings {
+        bootstrap_servers: bootstrap.to_string(),
+        group_id: format!("{label}-{}", wall_ms()),
+        topics,
+        ..KafkaSettings::default()
+    };
+    let cameras = match registry {
+        Registry::Publish { cameras, partitions } => {
+            publish_fleet(&settings, cameras, partitions)?;
+            eprintln!("registry {label:?} (read it again with --reuse {label})");
+            cameras
         }
-        publish_cameras(&settings, &cams)?;
-        bar.inc(cams.len() as u64);
-    }
-    bar.finish_and_clear();
-    eprintln!("published {cameras} cameras in {:.1} s", t.elapsed().as_secs_f64());
+        Registry::Reuse(_) => trigger_kafka::inspect::topic_record_count(&settings, &settings.topics.registry)
+            .with_context(|| format!("reading the registry of {label:?}"))? as usize,
+    };
+    let partitions = trigger_kafka::inspect::partition_count(&settings, &settings.topics.registry)? as i32;
     let t = Instant::now();
     let (records, bytes) =
         trigger_kafka::inspect::read_to_end_bare(&settings, &settings.topics.registry, Duration::from_secs(3600))?;
@@ -149,4 +158,24 @@ pub fn bench_bootstrap(bootstrap: &str, cameras: usize, partitions: i32, policy:
         serve_rss_mb: rss.round(),
         serve_rss_bytes_per_camera: (rss * 1024.0 * 1024.0 / cameras as f64).round(),
     })
+}
+
+/// Create `settings`' topics and publish `cameras` generated cameras into its registry.
+fn publish_fleet(settings: &KafkaSettings, cameras: usize, partitions: i32) -> Result<()> {
+    trigger_kafka::admin::create_topics(settings, &settings.topics, 1, partitions, 1)?;
+    // Generated and published in slices, so the generator's records never all sit in memory at once.
+    let t = Instant::now();
+    let bar = crate::progress_bar(cameras as u64, "cameras published");
+    let slice = 1_000_000;
+    for (k, start) in (0..cameras).step_by(slice).enumerate() {
+        let mut cams = generate(slice.min(cameras - start), 1000 + k as u64, &Placement::Fleet, chrono_tz::UTC)?;
+        for c in &mut cams {
+            c.camera_id = format!("cam-{k:03}-{}", &c.camera_id[4..]);
+        }
+        publish_cameras(settings, &cams)?;
+        bar.inc(cams.len() as u64);
+    }
+    bar.finish_and_clear();
+    eprintln!("published {cameras} cameras in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
 }

@@ -157,5 +157,5 @@ mod bridged;
 mod demo;
 
 pub use bench::{bench_kafka, BenchOptions, BenchRow};
-pub use bootstrap::{bench_bootstrap, BootstrapRow};
+pub use bootstrap::{bench_bootstrap, BootstrapRow, Registry};
 pub use demo::{demo, DemoOptions, DemoSummary};
