@@ -49,8 +49,11 @@ pub(crate) struct BenchBootstrapArgs {
     pub(crate) partitions: i32,
     /// Read the registry an earlier run published (the topics' prefix it printed, `boot-…`) instead of
     /// publishing one; `--cameras` and `--partitions` are then the topic's own.
-    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["cameras", "partitions"])]
+    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["cameras", "partitions", "keep"])]
     pub(crate) reuse: Option<String>,
+    /// Leave the published registry on the broker (for --reuse); without it the run's topics are deleted.
+    #[arg(long)]
+    pub(crate) keep: bool,
     /// Also write the row here (JSON).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,

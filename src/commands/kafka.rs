@@ -117,7 +117,7 @@ pub(super) fn bench_bootstrap(policy_path: &Path, a: BenchBootstrapArgs) -> Resu
     serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
     let registry = match a.reuse {
         Some(prefix) => kafka_tools::Registry::Reuse(prefix),
-        None => kafka_tools::Registry::Publish { cameras: a.cameras, partitions: a.partitions },
+        None => kafka_tools::Registry::Publish { cameras: a.cameras, partitions: a.partitions, keep: a.keep },
     };
     let row = kafka_tools::bench_bootstrap(&a.bootstrap, registry, policy_path)?;
     println!("| cameras | partitions | topic MB | bare consumer s | serve ready s | ratio | serve RSS MB | RSS bytes/camera |");

@@ -129,8 +129,30 @@ fn measure(
     o: &BenchOptions,
 ) -> Result<Measured> {
     let (settings, relayed) = bench_topics(cluster, run, p, o)?;
+    let measured = measure_on(&settings, &relayed, p, rate, n, o);
+    if let Target::External(_) = cluster {
+        // A broker keeping every run's topics slows down: on one holding ~5,800 partitions of earlier runs, the
+        // engine's 100/s p99 was 1.8-2.6x the relay's, on a fresh one 1.1x (BENCHMARKS.md).
+        let mut topics = settings.topics.all().to_vec();
+        topics.push(&relayed);
+        if let Err(e) = trigger_kafka::admin::delete_topics(&settings, &topics) {
+            eprintln!("warning: this run's topics are left on the broker: {e}");
+        }
+    }
+    measured
+}
+
+/// One run on `settings`' topics (and `relayed`, the relay's output).
+fn measure_on(
+    settings: &KafkaSettings,
+    relayed: &str,
+    p: Processor,
+    rate: Option<f64>,
+    n: usize,
+    o: &BenchOptions,
+) -> Result<Measured> {
     let label = settings.group_id.clone();
-    let cfg = embedded_service_config(&settings, &o.policy)?;
+    let cfg = embedded_service_config(settings, &o.policy)?;
     let health = Health::default();
     // Nothing counts until the warm-up is over: the warm-up's records wait for the consumer group to form
     // and for the first fetch (about a second), and counting them was the "~0.5 s outliers" of earlier runs.
@@ -139,7 +161,7 @@ fn measure(
     std::thread::scope(|s| -> Result<Measured> {
         let worker = s.spawn(|| -> Result<hdrhistogram::Histogram<u64>> {
             Ok(match p {
-                Processor::Relay => trigger_kafka::relay::run_relay(&settings, &relayed, &cfg.service, &health, &stop)?,
+                Processor::Relay => trigger_kafka::relay::run_relay(settings, relayed, &cfg.service, &health, &stop)?,
                 Processor::Engine => crate::serve::run(&cfg, &health, &stop)?.end_to_end_us,
             })
         });
@@ -149,7 +171,7 @@ fn measure(
             std::thread::sleep(Duration::from_millis(10));
         }
         let mut sender =
-            Sender { publisher: Publisher::new(&settings)?, topic: &settings.topics.cfs, events: &o.events };
+            Sender { publisher: Publisher::new(settings)?, topic: &settings.topics.cfs, events: &o.events };
         warm_up(&mut sender, n, &health, || !worker.is_finished() && Instant::now() < by)
             .with_context(|| format!("the {label} processor did not warm up"))?;
         health.measure_from_ms.store(wall_ms(), Relaxed);

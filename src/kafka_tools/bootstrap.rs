@@ -110,7 +110,12 @@ fn serve_until_ready(settings: &KafkaSettings, policy: &Path) -> Result<(f64, f6
 /// What `bench-bootstrap` reads: a registry it publishes, or one an earlier run left (its topics' prefix).
 #[derive(Debug, Clone)]
 pub enum Registry {
-    Publish { cameras: usize, partitions: i32 },
+    /// Publish a fleet; `keep`: leave its topics for `Reuse` (else they are deleted once measured).
+    Publish {
+        cameras: usize,
+        partitions: i32,
+        keep: bool,
+    },
     Reuse(String),
 }
 
@@ -130,22 +135,32 @@ pub fn bench_bootstrap(bootstrap: &str, registry: Registry, policy: &Path) -> Re
         ..KafkaSettings::default()
     };
     let cameras = match registry {
-        Registry::Publish { cameras, partitions } => {
+        Registry::Publish { cameras, partitions, keep } => {
             publish_fleet(&settings, cameras, partitions)?;
-            eprintln!("registry {label:?} (read it again with --reuse {label})");
-            cameras
+            let row = measure(&settings, cameras, policy);
+            if keep {
+                eprintln!("registry kept: read it again with --reuse {label}");
+            } else if let Err(e) = trigger_kafka::admin::delete_topics(&settings, &settings.topics.all()) {
+                eprintln!("warning: the run's topics ({label}.*) are left on the broker: {e}");
+            }
+            return row;
         }
         Registry::Reuse(_) => trigger_kafka::inspect::topic_record_count(&settings, &settings.topics.registry)
             .with_context(|| format!("reading the registry of {label:?}"))? as usize,
     };
-    let partitions = trigger_kafka::inspect::partition_count(&settings, &settings.topics.registry)? as i32;
+    measure(&settings, cameras, policy)
+}
+
+/// The bare consumer, then `serve`, on `settings`' registry of `cameras` cameras.
+fn measure(settings: &KafkaSettings, cameras: usize, policy: &Path) -> Result<BootstrapRow> {
+    let partitions = trigger_kafka::inspect::partition_count(settings, &settings.topics.registry)? as i32;
     let t = Instant::now();
     let (records, bytes) =
-        trigger_kafka::inspect::read_to_end_bare(&settings, &settings.topics.registry, Duration::from_secs(3600))?;
+        trigger_kafka::inspect::read_to_end_bare(settings, &settings.topics.registry, Duration::from_secs(3600))?;
     let bare = t.elapsed().as_secs_f64();
     anyhow::ensure!(records == cameras as u64, "the bare consumer read {records} records, not {cameras}");
     eprintln!("bare consumer: {records} records in {bare:.1} s");
-    let (ready_s, read_s, rss) = serve_until_ready(&settings, policy)?;
+    let (ready_s, read_s, rss) = serve_until_ready(settings, policy)?;
     eprintln!("serve: ready in {ready_s:.1} s (registry read in {read_s:.1} s), RSS {rss:.0} MB");
     Ok(BootstrapRow {
         cameras,

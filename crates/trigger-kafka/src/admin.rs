@@ -92,6 +92,25 @@ pub fn create_topic(settings: &KafkaSettings, name: &str, partitions: i32) -> Re
     Ok(())
 }
 
+/// Delete topics (a benchmark's own, once measured): a broker keeping every run's topics slows down, and so
+/// would the runs after. Topics already gone are not an error.
+pub fn delete_topics(settings: &KafkaSettings, names: &[&str]) -> Result<(), KafkaError> {
+    let admin = admin_client(settings)?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut errs = Vec::new();
+    for r in block_on(admin.delete_topics(names, &opts))? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => errs.push(format!("{name}: {code}")),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(KafkaError::Setup(format!("deleting topics: {}", errs.join("; "))))
+    }
+}
+
 /// Set one configuration entry of a topic (incremental: the topic's other settings are left as they are).
 pub fn set_topic_config(settings: &KafkaSettings, topic: &str, key: &str, value: &str) -> Result<(), KafkaError> {
     use rdkafka::admin::{AlterConfig, ResourceSpecifier};
