@@ -144,7 +144,11 @@ impl Store {
     }
 
     pub(crate) fn slot_of(&self, camera_id: &str) -> Option<Slot> {
-        let h = self.hasher.hash_one(camera_id);
+        self.find(self.hasher.hash_one(camera_id), camera_id)
+    }
+
+    /// [`slot_of`](Self::slot_of) with the id's hash already taken.
+    fn find(&self, h: u64, camera_id: &str) -> Option<Slot> {
         self.by_id.find(h, |&s| entry(&self.arena, &self.text, s).0 == camera_id).copied()
     }
 
@@ -207,8 +211,7 @@ impl Store {
         }
         let handle = self.consents.intern(&r.consent) | if r.online { ONLINE } else { 0 };
         let h = self.hasher.hash_one(r.camera_id);
-        let found = self.by_id.find(h, |&s| entry(&self.arena, &self.text, s).0 == r.camera_id).copied();
-        if let Some(slot) = found {
+        if let Some(slot) = self.find(h, r.camera_id) {
             let i = slot as usize;
             if entry(&self.arena, &self.text, slot).1 != r.owner_ref {
                 self.garbage += self.text_len(slot);

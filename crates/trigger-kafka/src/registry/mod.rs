@@ -55,7 +55,10 @@ enum Record<'a> {
 }
 
 impl Batch {
+    /// A batch is full at this many records or bytes (registry records are ~150 bytes; a few near the 1 MB
+    /// limit must not make a batch, and the 16 the channel holds, a gigabyte).
     const RECORDS: usize = 1024;
+    const BYTES: usize = 1 << 20;
 
     fn push(&mut self, feed: Feed, partition: i32, offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>) {
         let mut copy = |b: Option<&[u8]>| {
@@ -84,7 +87,7 @@ impl Batch {
     }
 
     fn full(&self) -> bool {
-        self.reads.len() >= Self::RECORDS
+        self.reads.len() >= Self::RECORDS || self.bytes.len() >= Self::BYTES
     }
 
     fn text(&self, r: &Range<usize>) -> Option<&str> {
