@@ -296,9 +296,14 @@ impl<B: SpatialBackend> CameraIndex<B> {
                 out.push(Hit { slot, distance_m: d });
             }
         });
-        out.sort_unstable_by(|a, b| {
-            a.distance_m.total_cmp(&b.distance_m).then_with(|| self.store.id(a.slot).cmp(self.store.id(b.slot)))
-        });
+        // By distance, then each run of equal distances (a household's cameras share a point) by camera_id: the
+        // ids, read from the arena, are compared once per tie rather than at every comparison the sort makes.
+        out.sort_unstable_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
+        for tied in out.chunk_by_mut(|a, b| a.distance_m.total_cmp(&b.distance_m).is_eq()) {
+            if tied.len() > 1 {
+                tied.sort_unstable_by(|a, b| self.store.id(a.slot).cmp(self.store.id(b.slot)));
+            }
+        }
     }
 
     /// Cameras within `radius_m` of `center`, nearest first, ties by camera_id.
