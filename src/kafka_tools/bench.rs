@@ -132,7 +132,7 @@ fn measure(
     let measured = measure_on(&settings, &relayed, p, rate, n, o);
     if let Target::External(_) = cluster {
         // A broker keeping every run's topics slows down: on one holding ~5,800 partitions of earlier runs, the
-        // engine's 100/s p99 was 1.8-2.6x the relay's, on a fresh one 1.1x (BENCHMARKS.md).
+        // engine's 100/s p99 was 1.8-2.6x the relay's, on a fresh one 1.1-1.2x (BENCHMARKS.md).
         let mut topics = settings.topics.all().to_vec();
         topics.push(&relayed);
         if let Err(e) = trigger_kafka::admin::delete_topics(&settings, &topics) {

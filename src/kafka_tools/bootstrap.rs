@@ -1,7 +1,8 @@
 //! `bench-bootstrap`: how long `serve` takes to read a national registry at start-up, next to a bare consumer
 //! reading the same topic (issue 10, item 3), and what the process holds once it has.
 //!
-//! One run: publish N generated cameras (the national fleet layout) into a registry topic of its own; read it
+//! One run: publish N generated cameras (the national fleet layout) into a registry topic of its own (deleted
+//! after the run unless kept; a kept one can be read again, [`Registry::Reuse`]); read it
 //! to its end with a bare consumer (the follower's client settings, every partition from the beginning,
 //! payloads touched, nothing decoded); then start `dispatch-trigger serve` as a child process on the same
 //! topics and time it from spawn to `/readyz` 200 (the service is ready only once the registry is read to
