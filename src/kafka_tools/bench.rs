@@ -131,8 +131,8 @@ fn measure(
     let (settings, relayed) = bench_topics(cluster, run, p, o)?;
     let measured = measure_on(&settings, &relayed, p, rate, n, o);
     if let Target::External(_) = cluster {
-        // A broker keeping every run's topics slows down: on one holding ~5,800 partitions of earlier runs, the
-        // engine's 100/s p99 was 1.8-2.6x the relay's, on a fresh one 1.1-1.2x (BENCHMARKS.md).
+        // A broker keeping every run's topics slows down: one holding ~5,800 partitions of earlier runs stalled
+        // the engine for 100+ ms at times, which a fresh broker does not (BENCHMARKS.md).
         let mut topics = settings.topics.all().to_vec();
         topics.push(&relayed);
         if let Err(e) = trigger_kafka::admin::delete_topics(&settings, &topics) {
