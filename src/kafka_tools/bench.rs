@@ -135,9 +135,7 @@ fn measure(
         // the engine for 100+ ms at times, which a fresh broker does not (BENCHMARKS.md).
         let mut topics = settings.topics.all().to_vec();
         topics.push(&relayed);
-        if let Err(e) = trigger_kafka::admin::delete_topics(&settings, &topics) {
-            eprintln!("warning: this run's topics are left on the broker: {e}");
-        }
+        super::delete_topics_or_warn(&settings, &topics);
     }
     measured
 }

@@ -135,21 +135,25 @@ pub fn bench_bootstrap(bootstrap: &str, registry: Registry, policy: &Path) -> Re
         topics,
         ..KafkaSettings::default()
     };
-    let cameras = match registry {
+    let (cameras, delete_after) = match registry {
         Registry::Publish { cameras, partitions, keep } => {
             publish_fleet(&settings, cameras, partitions)?;
-            let row = measure(&settings, cameras, policy);
             if keep {
-                eprintln!("registry kept: read it again with --reuse {label}");
-            } else if let Err(e) = trigger_kafka::admin::delete_topics(&settings, &settings.topics.all()) {
-                eprintln!("warning: the run's topics ({label}.*) are left on the broker: {e}");
+                eprintln!("the registry is kept: read it again with --reuse {label}");
             }
-            return row;
+            (cameras, !keep)
         }
-        Registry::Reuse(_) => trigger_kafka::inspect::topic_record_count(&settings, &settings.topics.registry)
-            .with_context(|| format!("reading the registry of {label:?}"))? as usize,
+        Registry::Reuse(_) => {
+            let n = trigger_kafka::inspect::topic_record_count(&settings, &settings.topics.registry)
+                .with_context(|| format!("reading the registry of {label:?}"))?;
+            (n as usize, false)
+        }
     };
-    measure(&settings, cameras, policy)
+    let row = measure(&settings, cameras, policy);
+    if delete_after {
+        super::delete_topics_or_warn(&settings, &settings.topics.all());
+    }
+    row
 }
 
 /// The bare consumer, then `serve`, on `settings`' registry of `cameras` cameras.

@@ -43,6 +43,13 @@ fn embedded_service_config(settings: &KafkaSettings, policy: &std::path::Path) -
     Ok(cfg)
 }
 
+/// A benchmark's own topics deleted once it has measured; a failure is only a warning (the figures stand).
+fn delete_topics_or_warn(settings: &KafkaSettings, topics: &[&str]) {
+    if let Err(e) = trigger_kafka::admin::delete_topics(settings, topics) {
+        eprintln!("warning: this run's topics are left on the broker: {e}");
+    }
+}
+
 /// Publish a camera layout into the registry topic; returns how many were acknowledged.
 pub fn publish_cameras(settings: &KafkaSettings, cams: &[CameraRecord]) -> Result<usize> {
     let mut p = Publisher::new(settings)?;

@@ -107,6 +107,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The id table's hash of a slot: its camera id's, the id read from the arena (what the table rehashes with).
+fn slot_hash<'a>(arena: &'a str, text: &'a [u32], hasher: &'a DefaultHashBuilder) -> impl Fn(&Slot) -> u64 + 'a {
+    move |&s| hasher.hash_one(entry(arena, text, s).0)
+}
+
 fn entry<'a>(arena: &'a str, text: &[u32], slot: Slot) -> (&'a str, &'a str) {
     let o = text[slot as usize] as usize;
     let b = arena.as_bytes();
@@ -139,8 +144,8 @@ impl Store {
     /// Room for `cameras` cameras in all in the id table. (Only there: a column grows by a copy, but the
     /// table grows by hashing every id again, each read from the arena at random.)
     pub(crate) fn reserve(&mut self, cameras: usize) {
-        let (arena, text, hasher) = (&self.arena, &self.text, &self.hasher);
-        self.by_id.reserve(cameras.saturating_sub(self.by_id.len()), |&s| hasher.hash_one(entry(arena, text, s).0));
+        let rehash = slot_hash(&self.arena, &self.text, &self.hasher);
+        self.by_id.reserve(cameras.saturating_sub(self.by_id.len()), rehash);
     }
 
     pub(crate) fn slot_of(&self, camera_id: &str) -> Option<Slot> {
@@ -238,8 +243,7 @@ impl Store {
                 (self.points.len() - 1) as Slot
             }
         };
-        let (arena, texts, hasher) = (&self.arena, &self.text, &self.hasher);
-        self.by_id.insert_unique(h, slot, |&s| hasher.hash_one(entry(arena, texts, s).0));
+        self.by_id.insert_unique(h, slot, slot_hash(&self.arena, &self.text, &self.hasher));
         (slot, None)
     }
 
@@ -305,8 +309,7 @@ impl Store {
             for s in self.by_id.iter_mut() {
                 *s = new_of_old[*s as usize];
             }
-            let (arena, text, hasher) = (&self.arena, &self.text, &self.hasher);
-            self.by_id.shrink_to_fit(|&s| hasher.hash_one(entry(arena, text, s).0));
+            self.by_id.shrink_to_fit(slot_hash(&self.arena, &self.text, &self.hasher));
         });
     }
 }

@@ -94,15 +94,19 @@ impl Batch {
         std::str::from_utf8(&self.bytes[r.clone()]).ok()
     }
 
+    /// A key's or payload's bytes (None: absent).
+    fn slice(&self, r: &Option<Range<usize>>) -> Option<&[u8]> {
+        r.clone().map(|r| &self.bytes[r])
+    }
+
     fn records(&self) -> impl Iterator<Item = (&Read, Record<'_>)> {
-        let slice = |r: &Option<Range<usize>>| r.clone().map(|r| &self.bytes[r]);
         self.reads.iter().map(move |r| {
             let camera = r.camera.as_ref().and_then(|d| {
                 Some(CameraRef { camera_id: self.text(&d.id)?, owner_ref: self.text(&d.owner)?, ..d.fields })
             });
             let record = match camera {
                 Some(c) => Record::Camera(c),
-                None => Record::Raw(slice(&r.key), slice(&r.payload)),
+                None => Record::Raw(self.slice(&r.key), self.slice(&r.payload)),
             };
             (r, record)
         })
@@ -393,8 +397,8 @@ impl RegistryFollower {
                         }
                     };
                     if let Err(BadCamera { reason, detail }) = result {
-                        let slice = |r: &Option<Range<usize>>| r.clone().map(|r| batch.bytes[r].to_vec());
-                        let (key, payload) = (slice(&read.key), slice(&read.payload).unwrap_or_default());
+                        let key = batch.slice(&read.key).map(<[u8]>::to_vec);
+                        let payload = batch.slice(&read.payload).unwrap_or_default().to_vec();
                         let (topic, partition, offset) = (self.topic.clone(), read.partition, read.offset);
                         bad.push(BadRegistryRecord { topic, partition, offset, key, payload, reason, detail });
                     }
