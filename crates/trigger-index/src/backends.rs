@@ -94,28 +94,21 @@ fn cell_envelope(cx: i32, cy: i32) -> AABB<[f32; 2]> {
     AABB::from_corners([deg(cx) as f32, deg(cy) as f32], [deg(cx + 1) as f32, deg(cy + 1) as f32])
 }
 
-/// A leaf of the tree: an occupied cell of the grid, and where its bucket is.
+/// A leaf of the tree: an occupied cell of the grid (its bucket is the map's entry for it).
 ///
 /// The envelope is the cell's, rounded to f32: rounding is monotonic, so a point inside a query box is inside
 /// the rounded box and its cell's rounded envelope intersects it (the tree never misses a candidate). f32
 /// because rstar's heuristics square and add coordinates, which would overflow i32 at 1e-7 degree resolution.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Cell {
     cx: i32,
     cy: i32,
-    bucket: u32,
 }
 
 impl RTreeObject for Cell {
     type Envelope = AABB<[f32; 2]>;
     fn envelope(&self) -> Self::Envelope {
         cell_envelope(self.cx, self.cy)
-    }
-}
-
-impl PartialEq for Cell {
-    fn eq(&self, other: &Self) -> bool {
-        (self.cx, self.cy) == (other.cx, other.cy)
     }
 }
 
@@ -134,17 +127,22 @@ fn point(cx: i32, cy: i32, dx: u16, dy: u16) -> QPoint {
     QPoint { lon: (cx as i64 * CELL + dx as i64) as i32, lat: (cy as i64 * CELL + dy as i64) as i32 }
 }
 
+/// A query box in 1e-7 degree units (inclusive, widened outwards).
+fn quantised([x0, y0, x1, y1]: [f64; 4]) -> [i64; 4] {
+    let q = |d: f64, up: bool| (if up { (d * 1e7).ceil() } else { (d * 1e7).floor() }) as i64;
+    [q(x0, false), q(y0, false), q(x1, true), q(y1, true)]
+}
+
 /// Cameras in buckets of a fixed lon/lat grid, found two ways: a small query (a few cells: every radius a
 /// decision uses) looks its cells up in a hash map; a wide one walks an rstar R-tree of the occupied cells,
 /// so its cost follows the cameras, not the area.
 ///
 /// An R-tree with one leaf per camera spends a node entry (40 bytes in rstar) on every camera; here the tree
-/// and the map spend theirs per occupied cell, and a camera costs its 12-byte entry.
+/// and the map spend theirs per occupied cell (the map holds the bucket itself: a lookup finds the cameras
+/// without a second indirection), and a camera costs its 8-byte entry.
 pub struct RTreeBackend {
     tree: RTree<Cell, Params>,
-    cells: hashbrown::HashMap<(i32, i32), u32>,
-    buckets: Vec<Bucket>,
-    free: Vec<u32>,
+    cells: hashbrown::HashMap<(i32, i32), Bucket>,
 }
 
 impl std::fmt::Debug for RTreeBackend {
@@ -153,28 +151,47 @@ impl std::fmt::Debug for RTreeBackend {
     }
 }
 
+/// The cameras of one cell within `box_` (1e-7 degree, inclusive): the box as offsets from the cell's corner,
+/// compared with each entry's own (a cell the box misses gives an empty range).
+fn scan_bucket(box_: [i64; 4], (cx, cy): (i32, i32), bucket: &[(Slot, u16, u16)], out: &mut impl FnMut(Slot, QPoint)) {
+    let [x0, y0, x1, y1] = box_;
+    let (ox, oy) = (cx as i64 * CELL, cy as i64 * CELL);
+    let range = |lo: i64, hi: i64| (lo.max(0), hi.min(CELL - 1));
+    let ((ax, bx), (ay, by)) = (range(x0 - ox, x1 - ox), range(y0 - oy, y1 - oy));
+    if ax > bx || ay > by {
+        return;
+    }
+    let (ax, bx, ay, by) = (ax as u16, bx as u16, ay as u16, by as u16);
+    for &(s, dx, dy) in bucket {
+        if dx >= ax && dx <= bx && dy >= ay && dy <= by {
+            out(s, point(cx, cy, dx, dy));
+        }
+    }
+}
+
 impl RTreeBackend {
-    /// Every bucket whose cell may hold a point of `[x0, y0, x1, y1]` (degrees).
-    fn buckets_in(&self, [x0, y0, x1, y1]: [f64; 4], out: &mut impl FnMut((i32, i32), &Bucket)) {
-        let q = |d: f64, up: bool| (if up { (d * 1e7).ceil() } else { (d * 1e7).floor() }) as i64;
-        let (cx0, cy0) = (q(x0, false).div_euclid(CELL), q(y0, false).div_euclid(CELL));
-        let (cx1, cy1) = (q(x1, true).div_euclid(CELL), q(y1, true).div_euclid(CELL));
-        if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) <= DIRECT_CELLS {
-            for cy in cy0..=cy1 {
-                for cx in cx0..=cx1 {
-                    let cell = (cx as i32, cy as i32);
-                    if let Some(&b) = self.cells.get(&cell) {
-                        out(cell, &self.buckets[b as usize]);
-                    }
-                }
-            }
+    /// Every camera of `box_` (1e-7 degree, inclusive), and perhaps a few more: the box's cells are looked up
+    /// (a few: directly in the map; many: through the tree).
+    fn scan(&self, box_: [i64; 4], out: &mut impl FnMut(Slot, QPoint)) {
+        let [x0, y0, x1, y1] = box_;
+        let (cx0, cy0, cx1, cy1) = (x0.div_euclid(CELL), y0.div_euclid(CELL), x1.div_euclid(CELL), y1.div_euclid(CELL));
+        if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) > DIRECT_CELLS {
+            let deg = |v: i64| (v as f64 / 1e7) as f32;
+            let env = AABB::from_corners([deg(x0), deg(y0)], [deg(x1), deg(y1)]);
+            let _ = self.tree.locate_in_envelope_intersecting_int(env, |c| {
+                scan_bucket(box_, (c.cx, c.cy), &self.cells[&(c.cx, c.cy)], out);
+                ControlFlow::<()>::Continue(())
+            });
             return;
         }
-        let env = AABB::from_corners([x0 as f32, y0 as f32], [x1 as f32, y1 as f32]);
-        let _ = self.tree.locate_in_envelope_intersecting_int(env, |c| {
-            out((c.cx, c.cy), &self.buckets[c.bucket as usize]);
-            ControlFlow::<()>::Continue(())
-        });
+        for cy in cy0..=cy1 {
+            for cx in cx0..=cx1 {
+                let cell = (cx as i32, cy as i32);
+                if let Some(b) = self.cells.get(&cell) {
+                    scan_bucket(box_, cell, b, out);
+                }
+            }
+        }
     }
 }
 
@@ -184,56 +201,47 @@ impl SpatialBackend for RTreeBackend {
     fn bulk_load(mut items: Vec<(Slot, QPoint)>) -> Self {
         // In the store's cluster order (what `finish_loading` passes in is already sorted so: a linear check).
         items.sort_unstable_by_key(|&(s, q)| (cluster_key(q), s));
-        let (mut cells, mut buckets, mut leaves) = (hashbrown::HashMap::new(), Vec::<Bucket>::new(), Vec::new());
+        let (mut cells, mut leaves) = (hashbrown::HashMap::<_, Bucket>::new(), Vec::new());
+        let mut current: Option<((i32, i32), Bucket)> = None;
         for (s, q) in items {
-            let (cx, cy) = cell_of(q);
-            match leaves.last() {
-                Some(&Cell { cx: x, cy: y, .. }) if (x, y) == (cx, cy) => {
-                    buckets.last_mut().expect("bucket").push(entry(s, q))
-                }
+            let cell = cell_of(q);
+            match &mut current {
+                Some((c, bucket)) if *c == cell => bucket.push(entry(s, q)),
                 _ => {
-                    let bucket = buckets.len() as u32;
-                    leaves.push(Cell { cx, cy, bucket });
-                    cells.insert((cx, cy), bucket);
-                    buckets.push(vec![entry(s, q)]);
+                    if let Some((c, mut bucket)) = current.replace((cell, vec![entry(s, q)])) {
+                        bucket.shrink_to_fit();
+                        cells.insert(c, bucket);
+                    }
+                    leaves.push(Cell { cx: cell.0, cy: cell.1 });
                 }
             }
         }
-        buckets.iter_mut().for_each(Vec::shrink_to_fit);
-        Self { tree: RTree::bulk_load_with_params(leaves), cells, buckets, free: Vec::new() }
+        if let Some((c, mut bucket)) = current {
+            bucket.shrink_to_fit();
+            cells.insert(c, bucket);
+        }
+        Self { tree: RTree::bulk_load_with_params(leaves), cells }
     }
 
     fn insert(&mut self, slot: Slot, p: QPoint) {
         let (cx, cy) = cell_of(p);
-        if let Some(&b) = self.cells.get(&(cx, cy)) {
-            self.buckets[b as usize].push(entry(slot, p));
-            return;
+        match self.cells.entry((cx, cy)) {
+            hashbrown::hash_map::Entry::Occupied(mut b) => b.get_mut().push(entry(slot, p)),
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                v.insert(vec![entry(slot, p)]);
+                self.tree.insert(Cell { cx, cy });
+            }
         }
-        let bucket = match self.free.pop() {
-            Some(b) => {
-                self.buckets[b as usize].push(entry(slot, p));
-                b
-            }
-            None => {
-                self.buckets.push(vec![entry(slot, p)]);
-                (self.buckets.len() - 1) as u32
-            }
-        };
-        self.cells.insert((cx, cy), bucket);
-        self.tree.insert(Cell { cx, cy, bucket });
     }
 
     fn remove(&mut self, slot: Slot, p: QPoint) -> bool {
         let (cx, cy) = cell_of(p);
-        let Some(&b) = self.cells.get(&(cx, cy)) else { return false };
-        let v = &mut self.buckets[b as usize];
+        let Some(v) = self.cells.get_mut(&(cx, cy)) else { return false };
         let Some(i) = v.iter().position(|&(s, ..)| s == slot) else { return false };
         v.swap_remove(i);
         if v.is_empty() {
-            *v = Vec::new();
             self.cells.remove(&(cx, cy));
-            self.tree.remove(&Cell { cx, cy, bucket: b });
-            self.free.push(b);
+            self.tree.remove(&Cell { cx, cy });
         } else if v.capacity() > 2 * v.len() + 4 {
             v.shrink_to_fit();
         }
@@ -242,9 +250,7 @@ impl SpatialBackend for RTreeBackend {
 
     fn candidates(&self, _: LatLon, _: f64, boxes: &[[f64; 4]], out: &mut impl FnMut(Slot, QPoint)) {
         for &b in boxes {
-            self.buckets_in(b, &mut |(cx, cy), bucket| {
-                bucket.iter().for_each(|&(s, dx, dy)| out(s, point(cx, cy, dx, dy)))
-            });
+            self.scan(quantised(b), out);
         }
     }
 }

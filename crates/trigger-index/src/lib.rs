@@ -1,7 +1,7 @@
 //! trigger-index: the in-memory camera index.
 //!
 //! One API, [`CameraIndex`], over interchangeable spatial backends:
-//! - [`RTreeBackend`]: an rstar R-tree of grid buckets (the cameras of one 0.003° cell each); a radius query
+//! - [`RTreeBackend`]: an rstar R-tree of grid buckets (the cameras of one 0.004° cell each); a radius query
 //!   becomes one or two bounding boxes on the sphere (split at the antimeridian, widened to all longitudes
 //!   near a pole).
 //! - [`H3Backend`]: an h3o cell map; a radius query becomes a grid disk of cells sized to cover the circle.
@@ -110,20 +110,6 @@ fn check(rec: &CameraRef<'_>) -> Result<(), IndexError> {
     } else {
         Err(IndexError::InvalidCamera { camera_id: rec.camera_id.to_string(), problems })
     }
-}
-
-/// A query's boxes in 1e-7 degree units, for the cheap pre-filter before the great-circle distance.
-fn quantised_boxes(boxes: &[[f64; 4]]) -> [[i32; 4]; 2] {
-    let q = |d: f64, up: bool| {
-        let v = if up { (d * Q).ceil() } else { (d * Q).floor() };
-        v.clamp(i32::MIN as f64, i32::MAX as f64) as i32
-    };
-    // A second box that matches nothing when there is only one.
-    let mut out = [[i32::MAX, i32::MAX, i32::MIN, i32::MIN]; 2];
-    for (o, &[x0, y0, x1, y1]) in out.iter_mut().zip(boxes) {
-        *o = [q(x0, false), q(y0, false), q(x1, true), q(y1, true)];
-    }
-    out
 }
 
 /// What a heartbeat did.
@@ -280,13 +266,8 @@ impl<B: SpatialBackend> CameraIndex<B> {
         assert!(!self.loading, "a query while the index is loading (finish_loading first)");
         out.clear();
         let boxes = bounding_boxes(center, radius_m);
-        let boxes = boxes.as_slice();
-        let qboxes = quantised_boxes(boxes);
         let from = DistanceFrom::new(center);
-        self.backend.candidates(center, radius_m, boxes, &mut |slot, q| {
-            if !qboxes.iter().any(|b| q.lon >= b[0] && q.lat >= b[1] && q.lon <= b[2] && q.lat <= b[3]) {
-                return;
-            }
+        self.backend.candidates(center, radius_m, boxes.as_slice(), &mut |slot, q| {
             let p = q.to_latlon();
             if from.surely_beyond(p, radius_m) {
                 return;
@@ -298,8 +279,9 @@ impl<B: SpatialBackend> CameraIndex<B> {
         });
         // By distance, then each run of equal distances (a household's cameras share a point) by camera_id: the
         // ids, read from the arena, are compared once per tie rather than at every comparison the sort makes.
-        out.sort_unstable_by(|a, b| a.distance_m.total_cmp(&b.distance_m));
-        for tied in out.chunk_by_mut(|a, b| a.distance_m.total_cmp(&b.distance_m).is_eq()) {
+        // (A distance is never negative: its bits order as its value does.)
+        out.sort_unstable_by_key(|h| h.distance_m.to_bits());
+        for tied in out.chunk_by_mut(|a, b| a.distance_m.to_bits() == b.distance_m.to_bits()) {
             if tied.len() > 1 {
                 tied.sort_unstable_by(|a, b| self.store.id(a.slot).cmp(self.store.id(b.slot)));
             }
