@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Relay `settings.topics.cfs` to `output` until `shutdown`; returns record timestamp -> acknowledged,
 /// microseconds (the service's end-to-end measure).
@@ -46,6 +46,7 @@ pub fn run_relay(
         if batch.is_empty() {
             continue;
         }
+        let polled = (crate::wall_us(), Instant::now());
         let futures = batch
             .iter()
             .map(|m| {
@@ -53,10 +54,21 @@ pub fn run_relay(
                 enqueue(&producer, &r)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let sent = Instant::now();
         for f in futures {
             acked(f)?;
         }
         let now_us = crate::wall_us();
+        // The engine's `batch` line, for benches/batch_breakdown.py: the relay has no registry sync.
+        tracing::debug!(
+            events = batch.len(),
+            records = batch.len(),
+            age_at_poll_us = batch[0].timestamp().to_millis().map_or(0, |ms| (polled.0 - ms * 1000).max(0)),
+            registry_sync_us = 0,
+            plan_us = (sent - polled.1).as_micros() as u64,
+            ack_us = sent.elapsed().as_micros() as u64,
+            "relay batch"
+        );
         let mut last: HashMap<i32, i64> = HashMap::new();
         for m in &batch {
             if let Some(ts) = m.timestamp().to_millis().filter(|ts| *ts >= health.measure_from_ms.load(Relaxed)) {
