@@ -201,24 +201,13 @@ impl SpatialBackend for RTreeBackend {
     fn bulk_load(mut items: Vec<(Slot, QPoint)>) -> Self {
         // In the store's cluster order (what `finish_loading` passes in is already sorted so: a linear check).
         items.sort_unstable_by_key(|&(s, q)| (cluster_key(q), s));
-        let (mut cells, mut leaves) = (hashbrown::HashMap::<_, Bucket>::new(), Vec::new());
-        let mut current: Option<((i32, i32), Bucket)> = None;
-        for (s, q) in items {
-            let cell = cell_of(q);
-            match &mut current {
-                Some((c, bucket)) if *c == cell => bucket.push(entry(s, q)),
-                _ => {
-                    if let Some((c, mut bucket)) = current.replace((cell, vec![entry(s, q)])) {
-                        bucket.shrink_to_fit();
-                        cells.insert(c, bucket);
-                    }
-                    leaves.push(Cell { cx: cell.0, cy: cell.1 });
-                }
-            }
-        }
-        if let Some((c, mut bucket)) = current {
-            bucket.shrink_to_fit();
-            cells.insert(c, bucket);
+        let same_cell = |a: &(Slot, QPoint), b: &(Slot, QPoint)| cell_of(a.1) == cell_of(b.1);
+        let n = items.chunk_by(same_cell).count();
+        let (mut cells, mut leaves) = (hashbrown::HashMap::with_capacity(n), Vec::with_capacity(n));
+        for run in items.chunk_by(same_cell) {
+            let (cx, cy) = cell_of(run[0].1);
+            cells.insert((cx, cy), run.iter().map(|&(s, q)| entry(s, q)).collect::<Bucket>());
+            leaves.push(Cell { cx, cy });
         }
         Self { tree: RTree::bulk_load_with_params(leaves), cells }
     }
