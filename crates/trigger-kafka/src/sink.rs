@@ -120,23 +120,13 @@ impl Default for RetryPolicy {
     }
 }
 
-/// The at-least-once sink: one idempotent, gapless producer per output topic (a *lane*), each replaced after a
-/// fatal error.
-///
-/// **Why a producer per topic.** librdkafka sends one produce request per partition, and the broker answers
-/// the requests of one connection one at a time. An event that starts cameras writes ~17 records to 5-7
-/// partitions of three topics (commands, audit, owner notices); through one producer those requests queued
-/// behind each other on one connection. A producer of its own for each topic gives each topic a connection
-/// of its own, and the broker serves them side by side. Order is unaffected: every record of a topic goes
-/// through the same producer, and order is only ever promised within a partition.
+/// The at-least-once sink: one idempotent, gapless producer that is replaced after a fatal error.
 pub struct Delivering {
     settings: KafkaSettings,
     role: Role,
-    lanes: Vec<FutureProducer>,
-    /// The lane of each topic seen so far.
-    lane_of: HashMap<String, usize>,
+    producer: FutureProducer,
     retry: RetryPolicy,
-    /// Partitions written to by the producer of their topic's lane (see [`Delivering::hold_unproven`]).
+    /// Partitions this producer has written to (see [`Delivering::hold_unproven`]).
     proven: HashMap<String, HashSet<i32>>,
     /// Records sent again after a failure, over the sink's life.
     pub retries: u64,
@@ -146,7 +136,6 @@ impl std::fmt::Debug for Delivering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivering")
             .field("role", &self.role)
-            .field("lanes", &self.lane_of)
             .field("retry", &self.retry)
             .field("proven", &self.proven)
             .field("retries", &self.retries)
@@ -155,17 +144,9 @@ impl std::fmt::Debug for Delivering {
 }
 
 impl Delivering {
-    /// A sink with no producer yet: each topic's is made by [`Delivering::open`] or at its first record.
     pub fn new(settings: &KafkaSettings, role: Role, retry: RetryPolicy) -> Result<Self, KafkaError> {
-        Ok(Self {
-            settings: settings.clone(),
-            role,
-            lanes: Vec::new(),
-            lane_of: HashMap::new(),
-            retry,
-            proven: HashMap::new(),
-            retries: 0,
-        })
+        let producer = Self::create(settings, role)?;
+        Ok(Self { settings: settings.clone(), role, producer, retry, proven: HashMap::new(), retries: 0 })
     }
 
     fn create(settings: &KafkaSettings, role: Role) -> Result<FutureProducer, KafkaError> {
@@ -174,29 +155,8 @@ impl Delivering {
         Ok(config.create()?)
     }
 
-    /// Make the producers of these topics now and learn each topic's metadata, so that the first record to a
-    /// topic waits for neither (a new idempotent producer needs ~0.65 s for its producer id).
-    pub fn open(&mut self, topics: &[&str]) -> Result<(), KafkaError> {
-        for topic in topics {
-            let lane = self.lane(topic)?;
-            learn_metadata(&self.lanes[lane], topic);
-        }
-        Ok(())
-    }
-
-    /// The lane of a topic, its producer made at the topic's first record.
-    fn lane(&mut self, topic: &str) -> Result<usize, KafkaError> {
-        if let Some(&lane) = self.lane_of.get(topic) {
-            return Ok(lane);
-        }
-        self.lanes.push(Self::create(&self.settings, self.role)?);
-        self.lane_of.insert(topic.to_string(), self.lanes.len() - 1);
-        Ok(self.lanes.len() - 1)
-    }
-
-    /// How many producers (connections to each broker) the sink has made.
-    pub fn lanes(&self) -> usize {
-        self.lanes.len()
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
     }
 
     /// Produce every record and wait for every acknowledgement, retrying by the rule in the module docs.
@@ -205,9 +165,6 @@ impl Delivering {
         let mut pending: Vec<usize> = (0..records.len()).collect();
         let mut backoff = Duration::from_millis(100);
         let mut permanent_rounds = 0;
-        for r in records {
-            self.lane(&r.topic)?;
-        }
         loop {
             let (now, mut held) = self.hold_unproven(records, &pending);
             let mut failed = self.send_round(records, &now);
@@ -275,21 +232,17 @@ impl Delivering {
                 _ => ErrorClass::Retriable,
             };
         }
-        for lane in 0..self.lanes.len() {
-            if let Some((code, reason)) = self.lanes[lane].client().fatal_error() {
-                tracing::warn!(code = ?code, %reason, "fatal producer error: replacing the producer");
-                self.lanes[lane] = Self::create(&self.settings, self.role)?;
-                for (topic, _) in self.lane_of.iter().filter(|(_, &l)| l == lane) {
-                    self.proven.remove(topic);
-                }
-            }
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::warn!(code = ?code, %reason, "fatal producer error: replacing the producer");
+            self.producer = Self::create(&self.settings, self.role)?;
+            self.proven.clear();
         }
         Ok(worst)
     }
 
-    /// One round: enqueue every pending record in order, each through its topic's lane (made by `deliver`),
-    /// and collect what failed, with its error. After a record of a topic is refused at enqueue, the later
-    /// records of that topic are not sent this round (they would land ahead of it).
+    /// One round: enqueue every pending record in order and collect what failed, with its error. After a
+    /// record of a topic is refused at enqueue, the later records of that topic are not sent this round (they
+    /// would land ahead of it).
     fn send_round(&self, records: &[OutRecord], pending: &[usize]) -> Vec<(usize, Code)> {
         let mut failed = Vec::new();
         let mut refused: HashSet<&str> = HashSet::new();
@@ -300,34 +253,25 @@ impl Delivering {
                 failed.push((i, code));
                 continue;
             }
-            let producer = &self.lanes[self.lane_of[&r.topic]];
-            match enqueue(producer, r) {
-                Ok(f) => futures.push((i, f, producer)),
+            match enqueue(&self.producer, r) {
+                Ok(f) => futures.push((i, f)),
                 Err(e) => {
                     refused.insert(&r.topic);
                     failed.push((i, code_of(&e)));
                 }
             }
         }
-        for (i, f, producer) in futures {
+        for (i, f) in futures {
             if let Err(e) = acked(f) {
                 failed.push((i, code_of(&e)));
-                // After a fatal error nothing more will be delivered by that producer: fail what is still
-                // queued or in flight on it now rather than at its message timeout.
-                if producer.client().fatal_error().is_some() {
-                    producer.purge(PurgeConfig::default().queue().inflight());
+                // After a fatal error nothing more will be delivered: fail what is still queued or in flight
+                // now rather than at its message timeout.
+                if self.producer.client().fatal_error().is_some() {
+                    self.producer.purge(PurgeConfig::default().queue().inflight());
                 }
             }
         }
         failed
-    }
-}
-
-/// Ask for a topic's metadata now, so that the producer's first record to it does not wait for it. A topic
-/// not there yet is only warned about: the first record then waits, and its errors follow the rule.
-pub fn learn_metadata(producer: &FutureProducer, topic: &str) {
-    if let Err(e) = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10)) {
-        tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
     }
 }
 
@@ -409,38 +353,6 @@ mod tests {
                 assert_eq!(attempts, 2);
             }
             other => panic!("expected a named permanent delivery error, got {other:?}"),
-        }
-    }
-
-    /// Each output topic gets a producer of its own, made once; records of three topics interleaved in one
-    /// plan all land, each topic's in the order given, and a second plan reuses the same producers.
-    #[test]
-    fn each_topic_has_its_own_producer_and_keeps_its_order() {
-        let (_cluster, settings) = setup();
-        let t = &settings.topics;
-        let mut sink = Delivering::new(&settings, Role::Producer, RetryPolicy::default()).expect("sink");
-        sink.open(&[&t.audit]).expect("open");
-        assert_eq!(sink.lanes(), 1);
-        let topics = [&t.commands, &t.audit, &t.notices];
-        let plan = |round: usize| -> Vec<OutRecord> {
-            (0..30).map(|i| OutRecord::keyed(topics[i % 3], format!("r{round}-{i}"), Some(vec![i as u8]))).collect()
-        };
-        for round in 0..2 {
-            assert!(sink.deliver(&plan(round), &AtomicBool::new(false)).expect("delivered"));
-            assert_eq!(sink.lanes(), 3, "one producer per topic, made once");
-        }
-        for (n, topic) in topics.iter().enumerate() {
-            let got: Vec<Vec<u8>> = crate::inspect::read_topic(&settings, topic, false, Duration::from_secs(10))
-                .expect("read")
-                .into_iter()
-                .map(|r| r.key.expect("key"))
-                .collect();
-            let want: Vec<Vec<u8>> = (0..2)
-                .flat_map(|round| {
-                    (0..30).filter(move |i| i % 3 == n).map(move |i| format!("r{round}-{i}").into_bytes())
-                })
-                .collect();
-            assert_eq!(got, want, "{topic}");
         }
     }
 }

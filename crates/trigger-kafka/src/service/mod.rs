@@ -16,7 +16,7 @@ use registry_feed::Feeds;
 use crate::plan::Planner;
 use crate::rebalance::{commit, CfsContext, Rebalanced};
 use crate::settings::{Delivery, KafkaSettings, Role};
-use crate::sink::{commit_transaction, learn_metadata, Delivering};
+use crate::sink::{commit_transaction, Delivering};
 use crate::telemetry::{self, stage, Stage};
 use crate::KafkaError;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -48,10 +48,10 @@ fn last_offsets(batch: &[OwnedMessage]) -> HashMap<(&str, i32), i64> {
 
 use crate::{wall_ms, wall_us};
 
-/// Where a plan goes: at-least-once, a delivering sink (a producer per output topic); exactly-once, the
-/// transactional producer, and a delivering sink for what belongs to no CFS transaction (dead letters of bad
-/// registry records: on the transactional producer outside a transaction librdkafka refuses them, and since
-/// the registry is re-read from its start, one bad camera would stop every instance at every start).
+/// Where a plan goes: at-least-once, one delivering producer; exactly-once, the transactional producer, and
+/// a delivering one for what belongs to no CFS transaction (dead letters of bad registry records: on the
+/// transactional producer outside a transaction librdkafka refuses them, and since the registry is re-read
+/// from its start, one bad camera would stop every instance at every start).
 enum Sink {
     AtLeastOnce(Delivering),
     ExactlyOnce { producer: FutureProducer, side: Delivering },
@@ -65,22 +65,17 @@ impl Sink {
                 let producer: FutureProducer = settings.client_config(Role::Producer).create()?;
                 // Fences an earlier instance with the same transactional.id and aborts what it left open.
                 producer.init_transactions(Duration::from_secs(60))?;
-                let mut side = Delivering::new(settings, Role::SideProducer, opts.retry())?;
-                side.open(&[&settings.topics.dead_letter])?;
+                let side = Delivering::new(settings, Role::SideProducer, opts.retry())?;
                 Sink::ExactlyOnce { producer, side }
             }
         })
     }
 
-    /// Make the producers of the batch outputs and learn every output topic's metadata now, so the first
-    /// record to each waits for neither.
-    fn open(&mut self, topics: &[&str]) -> Result<(), KafkaError> {
+    /// The producer of the batch outputs.
+    fn producer(&self) -> &FutureProducer {
         match self {
-            Sink::AtLeastOnce(d) => d.open(topics),
-            Sink::ExactlyOnce { producer, .. } => {
-                topics.iter().for_each(|topic| learn_metadata(producer, topic));
-                Ok(())
-            }
+            Sink::AtLeastOnce(d) => d.producer(),
+            Sink::ExactlyOnce { producer, .. } => producer,
         }
     }
 
@@ -152,7 +147,12 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         crate::connect::check_connection(&self.settings, Duration::from_secs(30))?;
         self.check_partitions()?;
         let mut sink = Sink::new(&self.settings, &self.opts)?;
-        sink.open(&self.settings.topics.outputs())?;
+        // Learn every output topic's metadata now, so the first record to each does not wait for it.
+        for topic in self.settings.topics.outputs() {
+            if let Err(e) = sink.producer().client().fetch_metadata(Some(topic), Duration::from_secs(10)) {
+                tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
+            }
+        }
         let mut registry = Feeds::open(&self.settings)?;
         if !self.bootstrap_registry(&mut registry, sink.side(), shutdown)? {
             return Ok(self.stats);
