@@ -11,6 +11,8 @@ no registry sync; plan = enqueueing its one record), and for the engine's events
 record (the audit record alone) and for those that wrote more (commands, audit and owner notices: one produce
 request per partition, which the broker answers one at a time on the producer's connection). The warm-up's and
 the flat-out runs' batches are in the log too; at 100 events/s they are a few percent of the one-event batches.
+Then, per round of `--rounds` (the relay's run and the engine's after it), the p99 of the batch total: the
+spread between rounds is this machine's noise, which a pooled ratio averages over.
 """
 import re
 import sys
@@ -51,6 +53,29 @@ def main(path):
             continue
         cells = [f"{pct([r[k] for r in g], 0.5) / 1e3:.2f} / {pct([r[k] for r in g], 0.99) / 1e3:.2f}" for k in PARTS + ["total_us"]]
         print(f"| {name} | {len(g)} | " + " | ".join(cells) + " |")
+    rounds(rows)
+
+
+def rounds(rows, least=500):
+    """Per round (a run of consecutive relay or engine batches, as `--rounds` alternates them), the p99 of the
+    batch total, and each engine round's p99 over the relay round before it: how much the pooled ratio hides."""
+    runs = []
+    for r in rows:
+        if runs and runs[-1][0] == r["relay"]:
+            runs[-1][1].append(r["total_us"])
+        else:
+            runs.append((r["relay"], [r["total_us"]]))
+    runs = [(relay, t) for relay, t in runs if len(t) >= least]
+    if len(runs) < 2:
+        return
+    print("\n| round | relay n | relay p99 ms | engine n | engine p99 ms | engine / relay |")
+    print("|---|---|---|---|---|---|")
+    n = 0
+    for (a_relay, a), (b_relay, b) in zip(runs, runs[1:]):
+        if a_relay and not b_relay:
+            n += 1
+            ra, rb = pct(a, 0.99) / 1e3, pct(b, 0.99) / 1e3
+            print(f"| {n} | {len(a)} | {ra:.2f} | {len(b)} | {rb:.2f} | {rb / ra:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -480,6 +480,42 @@ crate::on_every_broker! {
         }
     }
 
+    fn a_batch_that_cannot_touch_a_camera_takes_no_registry_round_trip_and_an_opt_out_still_applies(b: &Broker) {
+        let settings = b.settings(1);
+        let cfg = config(&settings);
+        publish(&settings, |p, s| {
+            p.camera(&s.topics.registry, &camera("cam-0", 30.0)).unwrap();
+            p.camera(&s.topics.registry, &camera("cam-1", 60.0)).unwrap();
+        });
+        // A routine call (escort / convoy): not a trigger type, so it can start no camera.
+        let routine = |incident: &str| {
+            let mut ev = shots_fired(incident, 1, Status::New);
+            (ev.call_type_code, ev.call_type_text) = ("14".into(), "ESCORT / CONVOY".into());
+            ev
+        };
+        let (health, stop) = (Health::default(), AtomicBool::new(false));
+        let stats = std::thread::scope(|s| {
+            let svc = start(s, &cfg, &health, &stop);
+            for i in 0..10 {
+                publish(&settings, |p, s| p.cfs(&s.topics.cfs, &routine(&format!("ROUTINE-{i}"))).unwrap());
+                svc.wait_handled(i + 1);
+            }
+            // cam-0 opts out; right after, a routine call and a shooting: the shooting must not command cam-0.
+            publish(&settings, |p, s| p.remove_camera(&s.topics.registry, "cam-0").unwrap());
+            publish(&settings, |p, s| {
+                p.cfs(&s.topics.cfs, &routine("ROUTINE-AFTER")).unwrap();
+                p.cfs(&s.topics.cfs, &shots_fired("AFTER", 1, Status::New)).unwrap();
+            });
+            svc.wait_handled(12);
+            svc.stop()
+        });
+        assert!(stats.registry_round_trips_skipped >= 10, "one-routine-call batches skip it: {stats:?}");
+        assert!(stats.registry_round_trips >= 1, "the shooting's batch takes it: {stats:?}");
+        let cmds = commands(&settings);
+        assert_eq!(cameras_of(&cmds, "AFTER", Action::Start), set(&["cam-1"]));
+        assert_eq!(cmds.len(), 1, "routine calls command nothing: {cmds:?}");
+    }
+
     fn two_instances_share_the_partitions_through_a_rebalance_and_decide_every_event(b: &Broker) {
         let settings = b.settings(4);
         let cfg = config(&settings);

@@ -417,7 +417,7 @@ impl Engine {
             Classification::Unknown => unreachable!("refused by admit"),
         };
         (d.record.category, d.record.rule) = (category, rule);
-        let cat_policy = category.and_then(|c| policy.category(c)).filter(|p| p.enabled);
+        let cat_policy = enabled_policy(policy, &class);
         if let Some((why, outcome)) = terminal(ev, &class, cat_policy) {
             d.stop_active(st, loc.point(), category.or(st.category).unwrap_or(Category::Burglary), why, cams);
             return Ok(d.finish(outcome));
@@ -440,6 +440,26 @@ impl Engine {
         select(&mut d, st, caps, &scope, cams, loc.point());
         let outcome = plan(&d, had_started);
         Ok(d.finish(outcome))
+    }
+
+    /// Whether deciding `ev` next may read the camera registry. False only where the decision cannot depend
+    /// on any camera: the event is not a partner's, its call type is unknown (a reject), or it starts nothing
+    /// (closed, blocked, not a trigger type, a disabled category) for an incident that has no camera to stop.
+    /// The steps are `decide`'s own (classify, [`terminal`]), taken without changing any state; anything else
+    /// (a trigger type, an incident with cameras started) may, so the service confirms the registry is current
+    /// first. A batch of events none of which may needs no registry round trip: nothing in it can start a
+    /// camera, so no incident in it gains one either.
+    pub fn may_use_cameras(&self, ev: &CallForService) -> bool {
+        let Some(agency) = self.policy.agencies.get(&ev.agency_id) else { return false };
+        let class = agency.classifier.classify(&ev.call_type_code, &ev.call_type_text);
+        if class == Classification::Unknown {
+            return false;
+        }
+        let starts_nothing = terminal(ev, &class, enabled_policy(&self.policy, &class)).is_some();
+        let recording = || {
+            self.incidents.get(&(ev.agency_id.clone(), ev.incident_id.clone())).is_some_and(|st| !st.started.is_empty())
+        };
+        !starts_nothing || recording()
     }
 
     /// The decision record as it stands before any step: the event's identity, area and latencies.
@@ -524,6 +544,14 @@ fn terminal(
         (Classification::Blocked { .. }, _) => Some((StopReason::Reclassified, Outcome::BlockedType)),
         (Classification::NotTrigger { .. }, _) => Some((StopReason::Reclassified, Outcome::NotTriggerType)),
         (_, None) => Some((StopReason::Reclassified, Outcome::CategoryDisabled)),
+        _ => None,
+    }
+}
+
+/// The policy of a trigger type's category, if that category is enabled.
+fn enabled_policy<'p>(policy: &'p Policy, class: &Classification) -> Option<&'p crate::policy::CategoryPolicy> {
+    match class {
+        Classification::Trigger { category, .. } => policy.category(*category).filter(|p| p.enabled),
         _ => None,
     }
 }

@@ -496,6 +496,59 @@ proptest! {
     }
 }
 
+proptest! {
+    /// `may_use_cameras` is what lets the service skip the registry round trip: wherever it says no, the
+    /// decision must not depend on the registry at all. Two engines decide the same events; the second is
+    /// given no camera whenever the first's `may_use_cameras` said no. Any decision (or any later one, through
+    /// the state it leaves) that did depend on a camera comes out different.
+    #[test]
+    fn where_may_use_cameras_says_no_the_registry_changes_nothing(
+        events in prop::collection::vec((0u8..3, prop::sample::select(vec!["70", "53", "93", "99"]), any::<bool>(), 0u8..4, any::<bool>(), 0i64..2_000_000), 1..40),
+    ) {
+        let registry: Vec<CameraRecord> = (0..6).map(|i| cam(&format!("c{i}"), 20.0 + 30.0 * i as f64)).collect();
+        let (mut a, mut b) = (engine(), engine());
+        let mut sorted = events.clone();
+        sorted.sort_by_key(|x| x.5);
+        let mut said_no = 0;
+        for (n, (inc, code, alarm, status, partner, t)) in sorted.into_iter().enumerate() {
+            let now = T0 + t;
+            let status = [Status::New, Status::Updated, Status::Closed, Status::Cancelled][status as usize];
+            let mut x = ev(n as u32 + 1, status, code, now);
+            x.incident_id = format!("I{inc}");
+            if alarm {
+                x.call_type_text = "BURGLARY ALARM".into(); // the alarm category: disabled in this policy
+            }
+            x.received_at = now;
+            if !partner {
+                x.agency_id = "elsewhere".into();
+            }
+            let may = a.may_use_cameras(&x);
+            said_no += usize::from(!may);
+            let none: &[CameraRecord] = &[];
+            let with_b = if may { registry.as_slice() } else { none };
+            prop_assert_eq!(a.decide(&x, registry.as_slice(), now), b.decide(&x, with_b, now), "event {} ({:?})", n, x);
+        }
+        prop_assume!(said_no > 0);
+    }
+}
+
+#[test]
+fn may_use_cameras_only_for_triggers_and_incidents_with_cameras() {
+    let mut e = engine();
+    let registry = vec![cam("a", 50.0)];
+    let open = ev(1, Status::New, "70", T0);
+    assert!(e.may_use_cameras(&open), "a trigger type searches for cameras");
+    assert!(!e.may_use_cameras(&ev(1, Status::New, "93", T0)), "not a trigger type, nothing started");
+    assert!(!e.may_use_cameras(&ev(1, Status::New, "99", T0)), "an unknown type is a reject");
+    assert!(!e.may_use_cameras(&ev(1, Status::Closed, "70", T0)), "a close with nothing started");
+    let mut stranger = open.clone();
+    stranger.agency_id = "elsewhere".into();
+    assert!(!e.may_use_cameras(&stranger), "not a partner's");
+    assert_eq!(starts(&e.decide(&open, registry.as_slice(), T0).unwrap()), ["a"]);
+    assert!(e.may_use_cameras(&ev(2, Status::Closed, "70", T0 + 1000)), "closing stops the camera started");
+    assert!(e.may_use_cameras(&ev(2, Status::Updated, "93", T0 + 1000)), "reclassified: stops it too");
+}
+
 #[test]
 fn a_restored_snapshot_decides_later_revisions_as_the_original_would() {
     let cams = vec![cam("a", 50.0), cam("b", 60.0)];

@@ -34,7 +34,8 @@ pub struct ServiceOptions {
     /// How long start-up may take to read the registry to its end before it gives up.
     pub registry_bootstrap_timeout_s: u64,
     /// Strict: before each batch, read the registry to the end offsets it has at that moment (one ListOffsets
-    /// round trip), so an opt-out acknowledged before an event was polled applies to that event.
+    /// round trip), so an opt-out acknowledged before an event was polled applies to that event. A batch whose
+    /// events cannot touch a camera (`trigger_core::Engine::may_use_cameras`) skips the round trip.
     pub registry_sync: RegistrySync,
     /// Strict sync waits at most this long.
     pub registry_sync_timeout_ms: u64,
@@ -181,10 +182,26 @@ pub struct RunStats {
     pub dead_letters: u64,
     pub registry: Applied,
     pub delivery_retries: u64,
+    /// Strict registry sync: batches that took the ListOffsets round trip, and batches that needed none
+    /// (no event in them could touch a camera: `trigger_core::Engine::may_use_cameras`).
+    pub registry_round_trips: u64,
+    pub registry_round_trips_skipped: u64,
     /// CFS record timestamp (when it was produced) -> every output acknowledged, microseconds.
     pub end_to_end_us: Histogram<u64>,
     /// Wall-clock time of `Engine::decide`, microseconds.
     pub decide_us: Histogram<u64>,
+}
+
+impl RunStats {
+    /// A batch under strict registry sync: whether it needed the round trip.
+    pub fn count_sync(&mut self, needed: bool) {
+        if needed {
+            self.registry_round_trips += 1;
+        } else {
+            self.registry_round_trips_skipped += 1;
+        }
+        crate::telemetry::registry_round_trip(needed);
+    }
 }
 
 impl std::ops::Deref for RunStats {
@@ -202,6 +219,8 @@ impl Default for RunStats {
             dead_letters: 0,
             registry: Applied::default(),
             delivery_retries: 0,
+            registry_round_trips: 0,
+            registry_round_trips_skipped: 0,
             end_to_end_us: h(),
             decide_us: h(),
         }

@@ -95,12 +95,34 @@ impl Planner {
         self.incident_partition.retain(|(a, i), _| engine.snapshot_incident(a, i).is_some());
     }
 
-    /// Decide a batch and plan its outputs. `now` is the wall clock in Unix ms, read once per decision.
+    /// A batch's events as decoded (a break-glass request is not a CFS event: it decodes as a reject, and
+    /// `plan` takes it by its header instead).
+    pub fn decode(&self, batch: &[OwnedMessage]) -> Vec<Result<CallForService, Reject>> {
+        let opts = DecodeOptions { max_message_bytes: self.max_message_bytes, agency_id: None };
+        batch.iter().map(|m| trigger_cad::pb::decode_one(m.payload().unwrap_or_default(), &opts)).collect()
+    }
+
+    /// Whether deciding the batch may read the camera registry (`Engine::may_use_cameras` of any of its
+    /// events): if not, the service needs no registry round trip before it.
+    pub fn may_use_cameras(
+        engine: &Engine,
+        batch: &[OwnedMessage],
+        decoded: &[Result<CallForService, Reject>],
+    ) -> bool {
+        batch
+            .iter()
+            .zip(decoded)
+            .any(|(m, ev)| !is_break_glass(m) && ev.as_ref().is_ok_and(|e| engine.may_use_cameras(e)))
+    }
+
+    /// Decide a batch (`decoded`: [`Planner::decode`] of it) and plan its outputs. `now` is the wall clock in
+    /// Unix ms, read once per decision.
     pub fn plan<B: SpatialBackend>(
         &mut self,
         engine: &mut Engine,
         index: &CameraIndex<B>,
         batch: &[OwnedMessage],
+        decoded: Vec<Result<CallForService, Reject>>,
         stats: &mut RunStats,
         now: &dyn Fn() -> i64,
     ) -> Result<Plan, KafkaError> {
@@ -109,9 +131,6 @@ impl Planner {
             return Err(KafkaError::Internal(format!("audit chains of partitions {missing:?} were not resumed")));
         }
         let polled_ms = now();
-        let opts = DecodeOptions { max_message_bytes: self.max_message_bytes, agency_id: None };
-        let decoded: Vec<Result<CallForService, Reject>> =
-            batch.iter().map(|m| trigger_cad::pb::decode_one(m.payload().unwrap_or_default(), &opts)).collect();
         let mut sink = BatchSink { planner: self, records: Vec::new(), dead_letters: 0 };
         for i in priority_order(engine, batch, &decoded) {
             let m = &batch[i];

@@ -49,6 +49,12 @@ pub fn consumer_error(error: &rdkafka::error::KafkaError) {
     tracing::warn!(%error, "CFS consumer error (librdkafka retries)");
 }
 
+/// Strict registry sync, per batch: the round trip taken, or skipped (no event of the batch could touch a camera).
+pub fn registry_round_trip(taken: bool) {
+    let round_trip = if taken { "taken" } else { "skipped" };
+    metrics::counter!("dispatch_trigger_registry_round_trips_total", "round_trip" => round_trip).increment(1);
+}
+
 pub fn registry_sync_timeout() {
     metrics::counter!("dispatch_trigger_registry_sync_timeouts_total").increment(1);
     tracing::warn!("registry not confirmed current before a batch (deciding with what has arrived)");

@@ -174,8 +174,16 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 continue;
             }
             let synced = Instant::now();
-            self.apply_registry(&mut registry, sink.side(), self.opts.registry_sync_wait())?;
-            if !self.handle_batch(&mut sink, &consumer, &batch, synced, shutdown)? {
+            let decoded = self.planner.decode(&batch);
+            // Strict sync costs a round trip; a batch none of whose events can touch a camera needs none (what
+            // has already arrived is applied all the same).
+            let sync = self.opts.registry_sync_wait().filter(|_| {
+                let needed = Planner::may_use_cameras(self.engine, &batch, &decoded);
+                self.stats.count_sync(needed);
+                needed
+            });
+            self.apply_registry(&mut registry, sink.side(), sync)?;
+            if !self.handle_batch(&mut sink, &consumer, &batch, decoded, synced, shutdown)? {
                 break;
             }
         }
@@ -289,11 +297,12 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         sink: &mut Sink,
         consumer: &BaseConsumer<CfsContext>,
         batch: &[OwnedMessage],
+        decoded: Vec<Result<trigger_core::CallForService, Reject>>,
         synced: Instant,
         shutdown: &AtomicBool,
     ) -> Result<bool, KafkaError> {
         let t0 = Instant::now();
-        let plan = self.planner.plan(self.engine, self.index, batch, &mut self.stats, &wall_ms)?;
+        let plan = self.planner.plan(self.engine, self.index, batch, decoded, &mut self.stats, &wall_ms)?;
         let sent = Instant::now();
         match sink {
             Sink::ExactlyOnce { producer, .. } => {
