@@ -509,8 +509,8 @@ crate::on_every_broker! {
             svc.wait_handled(12);
             svc.stop()
         });
-        assert!(stats.registry_round_trips_skipped >= 10, "one-routine-call batches skip it: {stats:?}");
-        assert!(stats.registry_round_trips >= 1, "the shooting's batch takes it: {stats:?}");
+        assert!(stats.registry_round_trips.skipped >= 10, "one-routine-call batches skip it: {stats:?}");
+        assert!(stats.registry_round_trips.taken >= 1, "the shooting's batch takes it: {stats:?}");
         let cmds = commands(&settings);
         assert_eq!(cameras_of(&cmds, "AFTER", Action::Start), set(&["cam-1"]));
         assert_eq!(cmds.len(), 1, "routine calls command nothing: {cmds:?}");

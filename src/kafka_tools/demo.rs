@@ -33,7 +33,7 @@ pub struct DemoSummary {
     pub notes: Vec<String>,
     /// Batches that confirmed the registry current first (one ListOffsets round trip), and batches that needed
     /// no round trip: none of their events could touch a camera.
-    pub registry_round_trips: RoundTrips,
+    pub registry_round_trips: trigger_kafka::RoundTrips,
     /// CFS produced -> every output acknowledged, milliseconds.
     pub end_to_end_ms: Option<Percentiles>,
     /// Engine::decide, microseconds.
@@ -41,12 +41,6 @@ pub struct DemoSummary {
     /// With --bridge: what the bridge did and the latency to the camera's recorder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bridge: Option<super::bridged::BridgeSummary>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RoundTrips {
-    pub taken: u64,
-    pub skipped: u64,
 }
 
 pub struct DemoOptions {
@@ -145,10 +139,7 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
         dead_letters: stats.dead_letters,
         topics,
         notes,
-        registry_round_trips: RoundTrips {
-            taken: stats.registry_round_trips,
-            skipped: stats.registry_round_trips_skipped,
-        },
+        registry_round_trips: stats.registry_round_trips,
         end_to_end_ms: Percentiles::of(&stats.end_to_end_us, 1e3),
         decide_us: Percentiles::of(&stats.decide_us, 1.0),
         bridge,

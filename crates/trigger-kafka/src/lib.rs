@@ -43,7 +43,7 @@ pub mod topics;
 pub use embedded::EmbeddedCluster;
 pub use produce::Publisher;
 pub use records::OutRecord;
-pub use service::{DeadLetterPayload, Health, RunStats, Service, ServiceOptions};
+pub use service::{DeadLetterPayload, Health, RoundTrips, RunStats, Service, ServiceOptions};
 pub use settings::{Delivery, KafkaSettings, Secret, Security, Topics};
 
 /// Errors of the Kafka layer, by whose fault and whether retrying helps.

@@ -182,23 +182,28 @@ pub struct RunStats {
     pub dead_letters: u64,
     pub registry: Applied,
     pub delivery_retries: u64,
-    /// Strict registry sync: batches that took the ListOffsets round trip, and batches that needed none
-    /// (no event in them could touch a camera: `trigger_core::Engine::may_use_cameras`).
-    pub registry_round_trips: u64,
-    pub registry_round_trips_skipped: u64,
+    pub registry_round_trips: RoundTrips,
     /// CFS record timestamp (when it was produced) -> every output acknowledged, microseconds.
     pub end_to_end_us: Histogram<u64>,
     /// Wall-clock time of `Engine::decide`, microseconds.
     pub decide_us: Histogram<u64>,
 }
 
-impl RunStats {
+/// Strict registry sync: batches that took the ListOffsets round trip, and batches that needed none (no event
+/// in them could touch a camera: `trigger_core::Engine::may_use_cameras`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RoundTrips {
+    pub taken: u64,
+    pub skipped: u64,
+}
+
+impl RoundTrips {
     /// A batch under strict registry sync: whether it needed the round trip.
-    pub fn count_sync(&mut self, needed: bool) {
+    pub fn count(&mut self, needed: bool) {
         if needed {
-            self.registry_round_trips += 1;
+            self.taken += 1;
         } else {
-            self.registry_round_trips_skipped += 1;
+            self.skipped += 1;
         }
         crate::telemetry::registry_round_trip(needed);
     }
@@ -219,8 +224,7 @@ impl Default for RunStats {
             dead_letters: 0,
             registry: Applied::default(),
             delivery_retries: 0,
-            registry_round_trips: 0,
-            registry_round_trips_skipped: 0,
+            registry_round_trips: RoundTrips::default(),
             end_to_end_us: h(),
             decide_us: h(),
         }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use trigger_core::{CommandSigner, Engine, Reject};
 use trigger_index::{CameraIndex, SpatialBackend};
 
-pub use crate::options::{Health, RunStats, ServiceOptions};
+pub use crate::options::{Health, RoundTrips, RunStats, ServiceOptions};
 pub use crate::records::{
     dead_letter, DeadLetterPayload, DEAD_LETTER_MAX_BYTES, H_CAMERA_PROBLEM, H_DETAIL, H_KIND, H_OFFSET,
     H_ORIGINAL_BYTES, H_ORIGINAL_SHA256, H_PARTITION, H_PAYLOAD_DROPPED, H_REASON, H_TOPIC, KIND_BREAK_GLASS,
@@ -173,13 +173,13 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 self.apply_registry(&mut registry, sink.side(), None)?;
                 continue;
             }
-            let synced = Instant::now();
             let decoded = self.planner.decode(&batch);
+            let synced = Instant::now();
             // Strict sync costs a round trip; a batch none of whose events can touch a camera needs none (what
             // has already arrived is applied all the same).
             let sync = self.opts.registry_sync_wait().filter(|_| {
                 let needed = Planner::may_use_cameras(self.engine, &batch, &decoded);
-                self.stats.count_sync(needed);
+                self.stats.registry_round_trips.count(needed);
                 needed
             });
             self.apply_registry(&mut registry, sink.side(), sync)?;
