@@ -11,8 +11,9 @@ no registry sync; plan = enqueueing its one record), and for the engine's events
 record (the audit record alone) and for those that wrote more (commands, audit and owner notices: one produce
 request per partition, which the broker answers one at a time on the producer's connection). The warm-up's and
 the flat-out runs' batches are in the log too; at 100 events/s they are a few percent of the one-event batches.
-Then, per round of `--rounds` (the relay's run and the engine's after it), the p99 of the batch total: the
-spread between rounds is this machine's noise, which a pooled ratio averages over.
+Then, per round of `--rounds` (a relay run and an engine run, in either order), the p99 of the batch totals:
+the spread between rounds is this machine's noise, which a pooled ratio averages over. Runs are told apart by
+bench-kafka's summary line at the end of each; the broker warm-up run it does not count is left out.
 """
 import re
 import sys
@@ -25,9 +26,20 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0
 
 
-def main(path):
-    rows = []
+# bench-kafka's line at the end of each run: "relay      100: 3000 events, 100/s, p99 Some(4.1) ms".
+RUN_END = re.compile(r"^\s*(relay|engine)\s+(\S+): \d+ events")
+
+
+def runs_of(path):
+    """The one-event batches of each run, closed by bench-kafka's summary line of that run: a list of
+    (processor, offered, counted, rows). A run the bench did not count (its broker warm-up) says so."""
+    runs, rows = [], []
     for line in open(path, errors="replace"):
+        end = RUN_END.match(line)
+        if end:
+            runs.append((end.group(1), end.group(2), "not counted" not in line, rows))
+            rows = []
+            continue
         if " batch " not in line or "age_at_poll_us=" not in line:
             continue
         kv = dict(re.findall(r"(\w+)=(\d+)", line))
@@ -37,6 +49,12 @@ def main(path):
         row["relay"] = " relay batch " in line
         row["total_us"] = sum(row[k] for k in PARTS)
         rows.append(row)
+    return runs
+
+
+def main(path):
+    runs = runs_of(path)
+    rows = [r for _, _, counted, rs in runs if counted for r in rs]
     if not rows:
         sys.exit(f"{path}: no one-event batch lines (run with RUST_LOG=trigger_kafka::service=debug)")
     engine = [r for r in rows if not r["relay"]]
@@ -53,29 +71,22 @@ def main(path):
             continue
         cells = [f"{pct([r[k] for r in g], 0.5) / 1e3:.2f} / {pct([r[k] for r in g], 0.99) / 1e3:.2f}" for k in PARTS + ["total_us"]]
         print(f"| {name} | {len(g)} | " + " | ".join(cells) + " |")
-    rounds(rows)
+    rounds(runs)
 
 
-def rounds(rows, least=500):
-    """Per round (a run of consecutive relay or engine batches, as `--rounds` alternates them), the p99 of the
-    batch total, and each engine round's p99 over the relay round before it: how much the pooled ratio hides."""
-    runs = []
-    for r in rows:
-        if runs and runs[-1][0] == r["relay"]:
-            runs[-1][1].append(r["total_us"])
-        else:
-            runs.append((r["relay"], [r["total_us"]]))
-    runs = [(relay, t) for relay, t in runs if len(t) >= least]
-    if len(runs) < 2:
+def rounds(runs):
+    """Per round (bench-kafka's --rounds: a relay run and an engine run at one rate, in either order), the p99
+    of the batch totals of each side and the engine's over the relay's: how much the pooled ratio hides."""
+    paced = [(p, rate, rs) for p, rate, counted, rs in runs if counted and rate != "max"]
+    pairs = [(a, b) for a, b in zip(paced[0::2], paced[1::2]) if a[1] == b[1] and {a[0], b[0]} == {"relay", "engine"}]
+    if not pairs:
         return
-    print("\n| round | relay n | relay p99 ms | engine n | engine p99 ms | engine / relay |")
+    print("\n| round | rate | first | relay p99 ms | engine p99 ms | engine / relay |")
     print("|---|---|---|---|---|---|")
-    n = 0
-    for (a_relay, a), (b_relay, b) in zip(runs, runs[1:]):
-        if a_relay and not b_relay:
-            n += 1
-            ra, rb = pct(a, 0.99) / 1e3, pct(b, 0.99) / 1e3
-            print(f"| {n} | {len(a)} | {ra:.2f} | {len(b)} | {rb:.2f} | {rb / ra:.2f}x |")
+    for n, (a, b) in enumerate(pairs, 1):
+        side = {a[0]: a[2], b[0]: b[2]}
+        ra, rb = (pct([r["total_us"] for r in side[k]], 0.99) / 1e3 for k in ("relay", "engine"))
+        print(f"| {n} | {a[1]} | {a[0]} | {ra:.2f} | {rb:.2f} | {rb / ra:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ pub(crate) struct BenchArgs {
     /// Events in the flat-out run.
     #[arg(long, default_value_t = 20_000)]
     pub(crate) max_events: usize,
-    /// Runs per rate and processor (relay and engine alternating), pooled into one row each.
+    /// Runs per rate and processor, pooled into one row each; rounds alternate which side goes first, and with
+    /// more than one an uncounted pair at the first rate warms the broker up first.
     #[arg(long, default_value_t = 1)]
     pub(crate) rounds: usize,
     #[arg(long, default_value_t = 3)]

@@ -23,8 +23,10 @@ pub struct BenchOptions {
     pub policy: std::path::PathBuf,
     /// An external cluster (Apache Kafka) instead of the in-process mock cluster.
     pub bootstrap: Option<String>,
-    /// Runs per rate and processor, relay and engine alternating, pooled into one row each: a shared
-    /// machine's slow minute then falls on both sides rather than on one.
+    /// Runs per rate and processor, pooled into one row each: a shared machine's slow minute then falls on
+    /// both sides rather than on one. Rounds alternate which side goes first (relay-engine, engine-relay, ...),
+    /// so a drift over the runs (a broker warming up) favours neither, and with more than one round an
+    /// uncounted pair at the first rate warms the broker up before anything is counted.
     pub rounds: usize,
 }
 
@@ -93,25 +95,42 @@ pub fn bench_kafka(o: &BenchOptions) -> Result<Vec<BenchRow>> {
         Some(b) => Target::External(b.clone()),
         None => Target::Embedded(EmbeddedCluster::start(1)?),
     };
-    let mut runs: Vec<(Option<f64>, Processor)> = Vec::new();
+    // (rate, processor, counted)
+    let mut runs: Vec<(Option<f64>, Processor, bool)> = Vec::new();
+    let pair = |round: usize| {
+        if round.is_multiple_of(2) {
+            [Processor::Relay, Processor::Engine]
+        } else {
+            [Processor::Engine, Processor::Relay]
+        }
+    };
+    if let (Some(&first), true) = (o.rates.first(), o.rounds > 1) {
+        runs.extend(pair(0).map(|p| (Some(first), p, false)));
+    }
     for r in &o.rates {
-        for _ in 0..o.rounds.max(1) {
-            runs.push((Some(*r), Processor::Relay));
-            runs.push((Some(*r), Processor::Engine));
+        for round in 0..o.rounds.max(1) {
+            runs.extend(pair(round).map(|p| (Some(*r), p, true)));
         }
     }
-    runs.push((None, Processor::Relay));
-    runs.push((None, Processor::Engine));
+    runs.extend(pair(0).map(|p| (None, p, true)));
     let mut pooled: Vec<(Option<f64>, Processor, Measured)> = Vec::new();
-    for (i, (rate, p)) in runs.into_iter().enumerate() {
+    for (i, (rate, p, counted)) in runs.into_iter().enumerate() {
         let n = rate.map_or(o.max_events, |r| (r * o.seconds).round() as usize);
         let m = measure(&cluster, i, p, rate, n, o)?;
         let row = m.row(p, rate);
         let p99 = row.end_to_end_ms.as_ref().map(|x| x.p99);
+        // benches/batch_breakdown.py splits the debug log into runs at these lines.
         eprintln!(
-            "{:>6} {:>8}: {} events, {:.0}/s, p99 {p99:?} ms",
-            row.processor, row.offered, row.events, row.achieved_per_s
+            "{:>6} {:>8}: {} events, {:.0}/s, p99 {p99:?} ms{}",
+            row.processor,
+            row.offered,
+            row.events,
+            row.achieved_per_s,
+            if counted { "" } else { " (broker warm-up, not counted)" }
         );
+        if !counted {
+            continue;
+        }
         match pooled.iter_mut().find(|(r, q, _)| *r == rate && *q == p) {
             Some((_, _, acc)) => acc.pool(m)?,
             None => pooled.push((rate, p, m)),
