@@ -1,6 +1,7 @@
 //! The Kafka-facing commands of the binary, on Apache Kafka and on the mock cluster: cameras publish and
 //! replay --to-kafka (with the decoder's refused records sent as their original bytes). `topics create` needs
-//! the CreateTopics API, which the mock cluster does not serve: tests/kafka_tansu.rs runs it against tansu.
+//! the CreateTopics API, which the mock cluster does not serve: it runs on Apache Kafka here and against tansu
+//! in tests/kafka_tansu.rs.
 
 mod common;
 
@@ -48,4 +49,29 @@ fn cameras_publish_and_replay_to_kafka(broker: &Broker) {
         .count();
     assert!(decodable as i64 >= events, "every event is a protobuf CallForService");
 }
+}
+
+/// `topics create --fanout-partitions`: the commands and owner notices get their own, smaller partition count;
+/// the audit, dead-letter and changelog topics follow the CFS topic (the audit chain of CFS partition p is
+/// audit partition p, and exactly-once needs the changelog partitioned as the CFS topic).
+#[test]
+fn topics_create_gives_commands_and_notices_their_own_partition_count() {
+    let Some(broker) = common::Broker::apache() else { return };
+    let mut settings = trigger_kafka::KafkaSettings { bootstrap_servers: broker.bootstrap(), ..Default::default() };
+    for name in settings.topics.each_mut() {
+        *name = format!("{name}.fanout-{}", std::process::id());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, common::kafka_section(&settings)).unwrap();
+    let (b, cfg) = (settings.bootstrap_servers.clone(), config.to_str().unwrap().to_string());
+    let t = &settings.topics;
+    let args = ["topics", "create", "--to", &b, "--config", &cfg, "--partitions", "4", "--fanout-partitions", "1"];
+    // (The status topic keeps its default name here, which other tests on the shared broker may have created.)
+    assert!(run(&args).contains(&format!("{}, ", t.commands)));
+    let count = |topic: &str| inspect::partition_count(&settings, topic).unwrap();
+    assert_eq!((count(&t.commands), count(&t.notices)), (1, 1));
+    for topic in [&t.cfs, &t.audit, &t.dead_letter, &t.changelog] {
+        assert_eq!(count(topic), 4, "{topic}");
+    }
 }

@@ -21,8 +21,13 @@ pub(crate) struct BenchArgs {
     /// more than one an uncounted pair at the first rate warms the broker up first.
     #[arg(long, default_value_t = 1)]
     pub(crate) rounds: usize,
+    /// Partitions of the CFS topic and its outputs.
     #[arg(long, default_value_t = 3)]
     pub(crate) partitions: i32,
+    /// Partitions of the engine's commands and owner-notices topics (default: --partitions; the relay's output
+    /// keeps --partitions).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub(crate) fanout_partitions: Option<i32>,
     /// CAD log whose events are replayed (cycled), CSV through --profile.
     #[arg(long, default_value = "../shared/data/cad/nashville_mnpd_calls_2024_sample.csv")]
     pub(crate) cad: PathBuf,
@@ -169,6 +174,10 @@ pub(crate) struct TopicsCreateArgs {
     /// Partitions of the CFS topic, its outputs and the changelog (they must match for exactly-once).
     #[arg(long, default_value_t = 6)]
     pub(crate) partitions: i32,
+    /// Partitions of the commands and owner-notices topics (default: --partitions). Fewer means fewer produce
+    /// requests for an event that starts cameras to wait on (BENCHMARKS.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub(crate) fanout_partitions: Option<i32>,
     #[arg(long, default_value_t = 3)]
     pub(crate) registry_partitions: i32,
     #[arg(long, default_value_t = 1)]

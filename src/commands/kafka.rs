@@ -98,6 +98,7 @@ pub(super) fn bench(policy_path: &Path, a: BenchArgs) -> Result<()> {
         seconds: a.seconds,
         max_events: a.max_events,
         partitions: a.partitions,
+        fanout_partitions: a.fanout_partitions,
         cameras: cams,
         events: decoded.events.into_iter().map(|e| e.event).collect(),
         policy: policy_path.to_path_buf(),
@@ -163,14 +164,16 @@ fn print_bench_table(rows: &[kafka_tools::BenchRow]) {
 
 pub(super) fn topics_create(a: TopicsCreateArgs) -> Result<()> {
     let settings = a.target.settings()?;
-    let created = trigger_kafka::admin::create_topics_with(
-        &settings,
-        &settings.topics,
-        a.partitions,
-        a.registry_partitions,
-        a.replication,
-        a.audit_retention_days.map_or(trigger_kafka::admin::AUDIT_RETENTION_MS, |d| i64::from(d) * 86_400_000),
-    )?;
+    let layout = trigger_kafka::admin::TopicLayout {
+        partitions: a.partitions,
+        fanout_partitions: a.fanout_partitions,
+        registry_partitions: a.registry_partitions,
+        replication: a.replication,
+        audit_retention_ms: a
+            .audit_retention_days
+            .map_or(trigger_kafka::admin::AUDIT_RETENTION_MS, |d| i64::from(d) * 86_400_000),
+    };
+    let created = trigger_kafka::admin::create_topics_with(&settings, &settings.topics, &layout)?;
     println!("created {} topics at {}: {}", created.len(), settings.bootstrap_servers, created.join(", "));
     Ok(())
 }

@@ -17,6 +17,8 @@ pub struct BenchOptions {
     /// Events in the as-fast-as-possible run that measures the highest sustained rate.
     pub max_events: usize,
     pub partitions: i32,
+    /// Partitions of the engine's commands and owner-notices topics (`None`: `partitions`).
+    pub fanout_partitions: Option<i32>,
     pub cameras: Vec<CameraRecord>,
     /// Real CAD events, cycled (with a new incident id each cycle) as long as a run needs.
     pub events: Vec<CallForService>,
@@ -247,11 +249,18 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
     };
     match cluster {
         Target::Embedded(c) => {
-            c.create_topics(&settings.topics, o.partitions)?;
+            c.create_fanout_topics(&settings.topics, o.partitions, o.fanout_partitions.unwrap_or(o.partitions))?;
             c.mock().create_topic(&t("relayed"), o.partitions, 1)?;
         }
         Target::External(_) => {
-            trigger_kafka::admin::create_topics(&settings, &settings.topics, o.partitions, 1, 1)?;
+            let layout = trigger_kafka::admin::TopicLayout {
+                partitions: o.partitions,
+                fanout_partitions: o.fanout_partitions,
+                registry_partitions: 1,
+                replication: 1,
+                audit_retention_ms: trigger_kafka::admin::AUDIT_RETENTION_MS,
+            };
+            trigger_kafka::admin::create_topics_with(&settings, &settings.topics, &layout)?;
             trigger_kafka::admin::create_topic(&settings, &t("relayed"), o.partitions)?;
         }
     }

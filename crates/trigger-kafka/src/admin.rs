@@ -26,6 +26,24 @@ pub const DEAD_LETTER_RETENTION_MS: &str = "604800000";
 /// Explicit, because a cluster's default retention (often 7 days) would silently expire it.
 pub const AUDIT_RETENTION_MS: i64 = -1;
 
+/// How many partitions each topic gets, and how long the audit trail is kept ([`create_topics_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicLayout {
+    /// The CFS topic's, and so the audit, dead-letter and changelog topics' (the audit chain of CFS partition
+    /// p is audit partition p; exactly-once needs the changelog partitioned as the CFS topic).
+    pub partitions: i32,
+    /// The commands' and owner notices' (`None`: as many as `partitions`). An event that starts cameras
+    /// writes a command and a notice per camera, keyed by camera and by owner, and librdkafka sends one
+    /// produce request per partition: fewer partitions here, fewer requests for that event to wait on
+    /// (BENCHMARKS.md). They carry a few records a second at national scale.
+    pub fanout_partitions: Option<i32>,
+    /// The registry's and the status topic's.
+    pub registry_partitions: i32,
+    pub replication: i32,
+    /// The audit topic's `retention.ms` (-1: forever).
+    pub audit_retention_ms: i64,
+}
+
 /// Create every topic the service uses (existing ones are left as they are). `partitions` is the CFS topic's
 /// (and its outputs'); the registry and the status topic get `registry_partitions`. The audit topic keeps its records forever.
 pub fn create_topics(
@@ -35,28 +53,34 @@ pub fn create_topics(
     registry_partitions: i32,
     replication: i32,
 ) -> Result<Vec<String>, KafkaError> {
-    create_topics_with(settings, topics, partitions, registry_partitions, replication, AUDIT_RETENTION_MS)
+    let layout = TopicLayout {
+        partitions,
+        fanout_partitions: None,
+        registry_partitions,
+        replication,
+        audit_retention_ms: AUDIT_RETENTION_MS,
+    };
+    create_topics_with(settings, topics, &layout)
 }
 
-/// [`create_topics`] with the audit topic's `retention.ms` (-1: forever).
+/// [`create_topics`] with every count and the audit retention given. Returns the topics it created.
 pub fn create_topics_with(
     settings: &KafkaSettings,
     topics: &Topics,
-    partitions: i32,
-    registry_partitions: i32,
-    replication: i32,
-    audit_retention_ms: i64,
+    layout: &TopicLayout,
 ) -> Result<Vec<String>, KafkaError> {
     let admin = admin_client(settings)?;
-    let topic = |name, n| NewTopic::new(name, n, TopicReplication::Fixed(replication));
-    let audit_retention = audit_retention_ms.to_string();
+    let topic = |name, n| NewTopic::new(name, n, TopicReplication::Fixed(layout.replication));
+    let audit_retention = layout.audit_retention_ms.to_string();
+    let (partitions, registry_partitions) = (layout.partitions, layout.registry_partitions);
+    let fanout = layout.fanout_partitions.unwrap_or(partitions);
     let specs: Vec<NewTopic> = vec![
         topic(&topics.cfs, partitions),
         topic(&topics.registry, registry_partitions).set("cleanup.policy", "compact"),
         topic(&topics.status, registry_partitions).set("cleanup.policy", "compact"),
-        topic(&topics.commands, partitions),
+        topic(&topics.commands, fanout),
         topic(&topics.audit, partitions).set("retention.ms", &audit_retention),
-        topic(&topics.notices, partitions),
+        topic(&topics.notices, fanout),
         topic(&topics.dead_letter, partitions).set("retention.ms", DEAD_LETTER_RETENTION_MS),
         topic(&topics.changelog, partitions).set("cleanup.policy", "compact"),
     ];

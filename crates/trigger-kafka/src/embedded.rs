@@ -29,8 +29,18 @@ impl EmbeddedCluster {
 
     /// Create the service's topics: `partitions` for the CFS topic and its outputs, one for the registry.
     pub fn create_topics(&self, topics: &Topics, partitions: i32) -> Result<(), KafkaError> {
+        self.create_fanout_topics(topics, partitions, partitions)
+    }
+
+    /// [`EmbeddedCluster::create_topics`], with `fanout` partitions for the commands and owner notices (see
+    /// [`crate::admin::TopicLayout::fanout_partitions`]).
+    pub fn create_fanout_topics(&self, topics: &Topics, partitions: i32, fanout: i32) -> Result<(), KafkaError> {
         for t in topics.all() {
-            let n = if t == topics.registry { 1 } else { partitions };
+            let n = match t {
+                t if t == topics.registry => 1,
+                t if t == topics.commands || t == topics.notices => fanout,
+                _ => partitions,
+            };
             self.cluster.create_topic(t, n, 1)?;
         }
         Ok(())
