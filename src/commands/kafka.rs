@@ -164,14 +164,11 @@ fn print_bench_table(rows: &[kafka_tools::BenchRow]) {
 
 pub(super) fn topics_create(a: TopicsCreateArgs) -> Result<()> {
     let settings = a.target.settings()?;
+    let defaults = trigger_kafka::admin::TopicLayout::new(a.partitions, a.registry_partitions, a.replication);
     let layout = trigger_kafka::admin::TopicLayout {
-        partitions: a.partitions,
         fanout_partitions: a.fanout_partitions,
-        registry_partitions: a.registry_partitions,
-        replication: a.replication,
-        audit_retention_ms: a
-            .audit_retention_days
-            .map_or(trigger_kafka::admin::AUDIT_RETENTION_MS, |d| i64::from(d) * 86_400_000),
+        audit_retention_ms: a.audit_retention_days.map_or(defaults.audit_retention_ms, |d| i64::from(d) * 86_400_000),
+        ..defaults
     };
     let created = trigger_kafka::admin::create_topics_with(&settings, &settings.topics, &layout)?;
     println!("created {} topics at {}: {}", created.len(), settings.bootstrap_servers, created.join(", "));

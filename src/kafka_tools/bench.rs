@@ -247,19 +247,16 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
         },
         ..KafkaSettings::default()
     };
+    let layout = trigger_kafka::admin::TopicLayout {
+        fanout_partitions: o.fanout_partitions,
+        ..trigger_kafka::admin::TopicLayout::new(o.partitions, 1, 1)
+    };
     match cluster {
         Target::Embedded(c) => {
-            c.create_fanout_topics(&settings.topics, o.partitions, o.fanout_partitions.unwrap_or(o.partitions))?;
+            c.create_fanout_topics(&settings.topics, o.partitions, layout.fanout())?;
             c.mock().create_topic(&t("relayed"), o.partitions, 1)?;
         }
         Target::External(_) => {
-            let layout = trigger_kafka::admin::TopicLayout {
-                partitions: o.partitions,
-                fanout_partitions: o.fanout_partitions,
-                registry_partitions: 1,
-                replication: 1,
-                audit_retention_ms: trigger_kafka::admin::AUDIT_RETENTION_MS,
-            };
             trigger_kafka::admin::create_topics_with(&settings, &settings.topics, &layout)?;
             trigger_kafka::admin::create_topic(&settings, &t("relayed"), o.partitions)?;
         }

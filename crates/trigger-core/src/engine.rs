@@ -279,9 +279,13 @@ impl Engine {
         format!("inc_{}", hex::encode(&mac.finalize().into_bytes()[..12]))
     }
 
+    fn incident(&self, agency_id: &str, incident_id: &str) -> Option<&IncidentState> {
+        self.incidents.get(&(agency_id.to_string(), incident_id.to_string()))
+    }
+
     /// The state of one incident, if the engine holds it.
     pub fn snapshot_incident(&self, agency_id: &str, incident_id: &str) -> Option<IncidentSnapshot> {
-        let st = self.incidents.get(&(agency_id.to_string(), incident_id.to_string()))?;
+        let st = self.incident(agency_id, incident_id)?;
         Some(IncidentSnapshot {
             agency_id: agency_id.to_string(),
             incident_id: incident_id.to_string(),
@@ -456,9 +460,7 @@ impl Engine {
             return false;
         }
         let starts_nothing = terminal(ev, &class, enabled_policy(&self.policy, &class)).is_some();
-        let recording = || {
-            self.incidents.get(&(ev.agency_id.clone(), ev.incident_id.clone())).is_some_and(|st| !st.started.is_empty())
-        };
+        let recording = || self.incident(&ev.agency_id, &ev.incident_id).is_some_and(|st| !st.started.is_empty());
         !starts_nothing || recording()
     }
 

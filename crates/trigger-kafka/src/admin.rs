@@ -44,6 +44,24 @@ pub struct TopicLayout {
     pub audit_retention_ms: i64,
 }
 
+impl TopicLayout {
+    /// Commands and notices partitioned like the CFS topic, the audit trail kept forever.
+    pub fn new(partitions: i32, registry_partitions: i32, replication: i32) -> Self {
+        Self {
+            partitions,
+            fanout_partitions: None,
+            registry_partitions,
+            replication,
+            audit_retention_ms: AUDIT_RETENTION_MS,
+        }
+    }
+
+    /// The commands' and owner notices' partition count.
+    pub fn fanout(&self) -> i32 {
+        self.fanout_partitions.unwrap_or(self.partitions)
+    }
+}
+
 /// Create every topic the service uses (existing ones are left as they are). `partitions` is the CFS topic's
 /// (and its outputs'); the registry and the status topic get `registry_partitions`. The audit topic keeps its records forever.
 pub fn create_topics(
@@ -53,14 +71,7 @@ pub fn create_topics(
     registry_partitions: i32,
     replication: i32,
 ) -> Result<Vec<String>, KafkaError> {
-    let layout = TopicLayout {
-        partitions,
-        fanout_partitions: None,
-        registry_partitions,
-        replication,
-        audit_retention_ms: AUDIT_RETENTION_MS,
-    };
-    create_topics_with(settings, topics, &layout)
+    create_topics_with(settings, topics, &TopicLayout::new(partitions, registry_partitions, replication))
 }
 
 /// [`create_topics`] with every count and the audit retention given. Returns the topics it created.
@@ -73,7 +84,7 @@ pub fn create_topics_with(
     let topic = |name, n| NewTopic::new(name, n, TopicReplication::Fixed(layout.replication));
     let audit_retention = layout.audit_retention_ms.to_string();
     let (partitions, registry_partitions) = (layout.partitions, layout.registry_partitions);
-    let fanout = layout.fanout_partitions.unwrap_or(partitions);
+    let fanout = layout.fanout();
     let specs: Vec<NewTopic> = vec![
         topic(&topics.cfs, partitions),
         topic(&topics.registry, registry_partitions).set("cleanup.policy", "compact"),
