@@ -38,6 +38,12 @@ pub fn default_policy() -> PathBuf {
     installed(DEFAULT_POLICY)
 }
 
+/// The configuration compiled into this binary (`config/policy.toml` of the source tree it was built from),
+/// whatever folder it runs in; the working directory's when the copy cannot be written.
+pub fn bundled_policy() -> PathBuf {
+    compiled_in().map(|root| root.join(DEFAULT_POLICY)).unwrap_or_else(|_| default_policy())
+}
+
 /// Write the compiled-in config and sample into a cache folder named after their content (once; files are
 /// written whole and renamed into place, so concurrent runs agree).
 fn compiled_in() -> Result<PathBuf> {
@@ -147,6 +153,35 @@ pub fn load_profile(name_or_path: &str, policy_path: &Path) -> Result<CsvProfile
 pub struct CheckedProfiles {
     pub profiles: Vec<String>,
     pub warnings: Vec<String>,
+    /// Configurations that still decide and audit but can never start a camera (check-config fails on them).
+    pub errors: Vec<String>,
+}
+
+/// Where a profile's events can never start a camera, because they carry no type text for the shipped
+/// vocabularies to corroborate: an error naming the categories that can never fire.
+pub fn type_text_errors(p: &CsvProfile, policy: &Policy) -> Vec<String> {
+    let enabled: Vec<&str> =
+        policy.config.categories.iter().filter(|(_, c)| c.enabled).map(|(c, _)| c.as_str()).collect();
+    match p.reads_type_text() {
+        (false, false) => vec![format!(
+            "profile {} reads no type text (columns.type_text): a code or a label alone never starts a camera, \
+             so {} can never fire. Map the export's call-type description column as type_text",
+            p.name,
+            enabled.join(", ")
+        )],
+        (true, false) => vec![format!(
+            "profile {} maps a final type but no final_type_text: revisions after the first carry no type text, \
+             so {} can never fire on them. Map the final type's description as final_type_text",
+            p.name,
+            enabled.join(", ")
+        )],
+        (false, true) => vec![format!(
+            "profile {} reads no type_text for the first revision: {} can never fire on it",
+            p.name,
+            enabled.join(", ")
+        )],
+        (true, true) => vec![],
+    }
 }
 
 /// Load every profile in `profiles/` beside the policy (every problem of every profile is reported at once)
@@ -171,6 +206,7 @@ pub fn check_profiles(policy_path: &Path, policy: &Policy) -> Result<CheckedProf
             Err(e) => errs.push(format!("{}: {e:#}", f.display())),
             Ok(p) => {
                 out.warnings.extend(profile_warnings(&p, policy, &tables));
+                out.errors.extend(type_text_errors(&p, policy));
                 out.profiles.push(p.name);
             }
         }
@@ -181,8 +217,8 @@ pub fn check_profiles(policy_path: &Path, policy: &Policy) -> Result<CheckedProf
     Ok(out)
 }
 
-/// Where a profile and its agency's code tables do not fit: the columns it maps decide what the hard block and
-/// the tables' rules can see.
+/// Where a profile and its agency's code tables do not fit: the columns it maps decide what the tables' rules
+/// can see (a profile that reads no type text is an error: [`type_text_errors`]).
 fn profile_warnings(p: &CsvProfile, policy: &Policy, tables: &[CodeTable]) -> Vec<String> {
     let c = &p.columns;
     let maps_code = !(c.type_code.names().is_empty() && c.final_type_code.names().is_empty());
@@ -199,26 +235,6 @@ fn profile_warnings(p: &CsvProfile, policy: &Policy, tables: &[CodeTable]) -> Ve
     };
     let used: Vec<&CodeTable> = tables.iter().filter(|t| names.contains(&&t.name)).collect();
     let mut w = Vec::new();
-    if maps_code && !maps_text {
-        let code_only: Vec<&str> = used.iter().filter(|t| t.code_only()).map(|t| t.name.as_str()).collect();
-        let with_text: Vec<&str> = used.iter().filter(|t| !t.code_only()).map(|t| t.name.as_str()).collect();
-        let mut msg = format!(
-            "profile {} maps call-type codes but no type text (type_text / final_type_text): the hard block sees \
-             only the codes and the labels of the code tables' rules",
-            p.name
-        );
-        if !code_only.is_empty() {
-            msg += &format!(
-                "; table(s) {} have only code rules, so a protest or immigration code is caught only by its label: \
-                 map the export's description column as type_text",
-                code_only.join(", ")
-            );
-        }
-        if !with_text.is_empty() {
-            msg += &format!("; the text rules of table(s) {} can never match", with_text.join(", "));
-        }
-        w.push(msg);
-    }
     if maps_text && !maps_code && !used.is_empty() && used.iter().all(|t| t.code_only()) {
         w.push(format!(
             "profile {} maps type text but no code, and its tables have only code rules: no event can match a rule",

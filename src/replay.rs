@@ -136,6 +136,49 @@ pub struct Summary {
     pub audit_head: String,
     /// Wall-clock time of `Engine::decide` per event, microseconds (null with --no-wall-clock).
     pub decide_latency_us: Option<Latency>,
+    /// Rows (records) of the input, and those none of whose events was decided, by the reason of the first
+    /// refusal: a refusal that takes most rows is a misconfiguration, not a result.
+    pub rows: u64,
+    pub rows_refused: BTreeMap<&'static str, u64>,
+    /// Decisions whose type text corroborated a trigger category (whatever came of them after).
+    pub corroborated_decisions: u64,
+    /// Agency -> digest of the classification in force (classification.json holds what each digests).
+    pub classification: BTreeMap<String, String>,
+}
+
+/// The run's silent partial failures, made loud: more than half of the rows refused for one reason; every
+/// decision for an agency that is not a partner; no decision corroborated by the CAD's own type text.
+pub fn check_summary(s: &Summary) -> std::result::Result<(), String> {
+    let mut problems = Vec::new();
+    if let Some((reason, n)) = s.rows_refused.iter().max_by_key(|(_, n)| **n) {
+        if n * 2 > s.rows {
+            problems.push(format!(
+                "{n} of {} rows were refused as {reason} (rejects.jsonl has each with its detail): check the \
+                 profile (timestamp_format, columns) against the export",
+                s.rows
+            ));
+        }
+    }
+    let not_partner = s.outcomes.get(Outcome::NotPartner.as_str()).copied().unwrap_or(0);
+    if s.decisions > 0 && not_partner == s.decisions {
+        problems.push(format!(
+            "every one of the {} decisions was not_partner: the events' agency is not an [[agency]] of the policy \
+             (the profile's agency_id, or --agency)",
+            s.decisions
+        ));
+    } else if s.decisions > 0 && s.corroborated_decisions == 0 {
+        problems.push(format!(
+            "no event's type text corroborated a trigger category ({} decisions; outcomes {:?}): nothing could \
+             start a camera. If the export has such calls, the profile's type_text does not read the column that \
+             names them (README, \"The vocabularies\")",
+            s.decisions, s.outcomes
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 #[derive(Serialize)]
@@ -240,6 +283,9 @@ struct Counts {
     by_category: BTreeMap<&'static str, CategoryStats>,
     triggered: BTreeSet<String>,
     decide_us: Vec<f64>,
+    corroborated: u64,
+    /// Per row (source position): whether any of its events was decided, else the first refusal's reason.
+    rows: BTreeMap<String, Result<(), RejectReason>>,
 }
 
 impl Counts {
@@ -249,12 +295,33 @@ impl Counts {
             by_category: Category::ALL.iter().map(|c| (c.as_str(), CategoryStats::default())).collect(),
             triggered: BTreeSet::new(),
             decide_us: Vec::with_capacity(events),
+            corroborated: 0,
+            rows: BTreeMap::new(),
         }
+    }
+
+    /// What became of a row: decided wins over refused; the first refusal names a refused row.
+    fn row(&mut self, position: &str, fate: Result<(), RejectReason>) {
+        let e = self.rows.entry(position.to_string()).or_insert(fate);
+        if fate.is_ok() {
+            *e = Ok(());
+        }
+    }
+
+    fn rows_refused(&self) -> BTreeMap<&'static str, u64> {
+        let mut by = BTreeMap::new();
+        for reason in self.rows.values().filter_map(|f| f.err()) {
+            *by.entry(reason.as_str()).or_default() += 1;
+        }
+        by
     }
 
     /// Per category and distinct incidents (the tally counts the rest, through [`pass_on`]).
     fn by_category(&mut self, d: &Decision) {
         let rec = &d.record;
+        if rec.category.is_some() && rec.outcome != Outcome::Uncorroborated {
+            self.corroborated += 1;
+        }
         if let Some(c) = rec.category {
             let cs = self.by_category.get_mut(c.as_str()).expect("all categories");
             cs.events += 1;
@@ -289,8 +356,22 @@ pub fn run(
     let mut counts = Counts::new(decoded.events.len());
     for r in &decoded.rejects {
         counts.tally.refused(r.reason);
+        counts.row(&r.position, Err(r.reason));
         sink.undecodable(r)?;
     }
+    let classification: BTreeMap<String, String> = engine
+        .policy()
+        .config
+        .agencies
+        .iter()
+        .map(|a| (a.id.clone(), engine.policy().classification_digest(&a.id).to_string()))
+        .collect();
+    let documents: BTreeMap<&str, serde_json::Value> =
+        classification.iter().map(|(id, digest)| (digest.as_str(), engine.policy().classification(id))).collect();
+    let mut cw = writer(&opts.out_dir, "classification.json")?;
+    serde_json::to_writer_pretty(&mut cw, &documents)?;
+    cw.write_all(b"\n")?;
+    cw.flush()?;
     event_time_order(&mut decoded.events);
     decide_all(engine, cams, &decoded.events, opts, &mut sink, &mut counts)?;
     let s = Summary {
@@ -313,6 +394,10 @@ pub fn run(
         decode_warnings: std::mem::take(&mut decoded.warnings),
         audit_records: counts.tally.decision_count(),
         decide_latency_us: opts.wall_clock.then(|| counts.latency()),
+        rows: counts.rows.len() as u64,
+        rows_refused: counts.rows_refused(),
+        corroborated_decisions: counts.corroborated,
+        classification,
         by_category: counts.by_category,
         audit_head: sink.finish()?,
     };
@@ -361,6 +446,7 @@ fn decide_all(
         if let Ok(d) = &result {
             counts.by_category(d);
         }
+        counts.row(&de.source.position, result.as_ref().map(|_| ()).map_err(|r| r.reason));
         pass_on(sink, &mut counts.tally, &de.source, &result)?;
         if i % 256 == 0 {
             bar.set_position(i as u64);

@@ -232,6 +232,9 @@ pub fn run(cfg: &ServeConfig, health: &Health, shutdown: &AtomicBool) -> Result<
     for w in policy.warnings() {
         tracing::warn!(warning = %w, "policy");
     }
+    for a in &policy.config.agencies {
+        tracing::info!(agency = %a.id, classification = %policy.classification_digest(&a.id), "classification in force");
+    }
     let signer = cfg.signing.signer()?;
     struct Serve<'a>(&'a ServeConfig, Engine, &'a Health, &'a AtomicBool, Arc<trigger_core::CommandSigner>);
     impl crate::index::IndexJob for Serve<'_> {

@@ -1,6 +1,8 @@
 //! The public transparency report, from the audit trail alone: per agency x category x month, incidents that
 //! triggered, cameras activated (total, median and max per incident) and refusals by reason; activations per
-//! coarse H3 cell. Counts only: no camera, owner or incident identifier leaves this module.
+//! coarse H3 cell; per category, the distinct CAD type texts that started cameras (what each category stood
+//! for) and the classifications in force (their digests). Counts only: no camera, owner or incident identifier
+//! leaves this module.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -20,6 +22,8 @@ pub struct Row {
     pub cameras_per_incident_median: f64,
     pub cameras_per_incident_max: u64,
     pub refused_blocked_type: u64,
+    /// A rule mapped the call to the category but the CAD's type text did not corroborate it.
+    pub refused_uncorroborated: u64,
     /// Refused by the backlog guard (decided more than `max_lag_s` after the CAD emitted it).
     pub refused_stale: u64,
     /// Emitted after the category's incident window.
@@ -37,6 +41,25 @@ pub struct Area {
     pub incidents_triggered: Option<u64>,
 }
 
+/// One CAD type text that started cameras under a category: what the category stood for.
+#[derive(Debug, Clone, Serialize)]
+pub struct TypeText {
+    pub agency: String,
+    pub category: String,
+    pub type_text: String,
+    /// Decisions with this text that started at least one camera.
+    pub decisions: u64,
+    pub cameras_activated: u64,
+}
+
+/// A classification in force over the trail (`dispatch-trigger classification` prints what it digests).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassificationUse {
+    pub agency: String,
+    pub classification: String,
+    pub records: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub audit_records: usize,
@@ -47,6 +70,9 @@ pub struct Report {
     pub min_count: u64,
     pub rows: Vec<Row>,
     pub areas: Vec<Area>,
+    /// Per agency and category, every distinct type text that started cameras, commonest first.
+    pub type_texts: Vec<TypeText>,
+    pub classifications: Vec<ClassificationUse>,
 }
 
 /// (agency, category, month): one row of the report.
@@ -64,7 +90,10 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
     let mut rows: BTreeMap<RowKey, Row> = BTreeMap::new();
     // incident_ref -> (row of its first trigger, STARTs over its life, its coarse cell)
     let mut incidents: HashMap<&str, (RowKey, u64, Option<String>)> = HashMap::new();
+    let mut texts: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
+    let mut classifications: BTreeMap<(String, String), u64> = BTreeMap::new();
     for r in &records {
+        *classifications.entry((r.agency_id.clone(), r.classification.clone())).or_default() += 1;
         let key = (r.agency_id.clone(), r.category.clone(), month(r.decided_at_ms));
         let row = rows.entry(key.clone()).or_insert_with(|| Row {
             agency: key.0.clone(),
@@ -74,6 +103,7 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
         });
         match r.outcome.as_str() {
             "blocked_type" => row.refused_blocked_type += 1,
+            "uncorroborated" => row.refused_uncorroborated += 1,
             "refused_stale" => row.refused_stale += 1,
             "outside_incident_window" => row.refused_outside_incident_window += 1,
             "outside_jurisdiction" => row.refused_outside_jurisdiction += 1,
@@ -84,6 +114,8 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
         // The count, not the per-camera detail: it outlives the detail's retention.
         let starts = r.cameras_started as u64;
         if starts > 0 {
+            let t = texts.entry((r.agency_id.clone(), r.category.clone(), r.type_text.clone())).or_default();
+            (t.0, t.1) = (t.0 + 1, t.1 + starts);
             let cell = r
                 .area_h3
                 .parse::<h3o::CellIndex>()
@@ -99,7 +131,23 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
         .into_iter()
         .map(|(h3_cell, n)| Area { h3_cell, incidents_triggered: (n >= min_count).then_some(n) })
         .collect();
+    let mut type_texts: Vec<TypeText> = texts
+        .into_iter()
+        .map(|((agency, category, type_text), (decisions, cameras_activated))| TypeText {
+            agency,
+            category,
+            type_text,
+            decisions,
+            cameras_activated,
+        })
+        .collect();
+    type_texts.sort_by(|a, b| (&a.agency, &a.category, b.decisions).cmp(&(&b.agency, &b.category, a.decisions)));
     Ok(Report {
+        type_texts,
+        classifications: classifications
+            .into_iter()
+            .map(|((agency, classification), records)| ClassificationUse { agency, classification, records })
+            .collect(),
         audit_records: records.len(),
         audit_head: head,
         h3_resolution: resolution,
@@ -177,6 +225,11 @@ pub fn write(report: &Report, dir: &Path) -> Result<()> {
         w.serialize(r)?;
     }
     w.flush()?;
+    let mut w = csv::Writer::from_path(dir.join("transparency-type-texts.csv"))?;
+    for t in &report.type_texts {
+        w.serialize(t)?;
+    }
+    w.flush()?;
     std::fs::write(dir.join("transparency.json"), serde_json::to_string_pretty(report)? + "\n")?;
 
     let mut html = html_head(report);
@@ -223,6 +276,7 @@ fn charts(report: &Report) -> String {
     let by_category = sum_by(&|r| (r.category.clone(), r.incidents_triggered));
     let refusals: Vec<(String, u64)> = [
         ("blocked type", report.rows.iter().map(|r| r.refused_blocked_type).sum::<u64>()),
+        ("not corroborated by the CAD's text", report.rows.iter().map(|r| r.refused_uncorroborated).sum()),
         ("stale (backlog over max_lag_s)", report.rows.iter().map(|r| r.refused_stale).sum()),
         ("outside the incident window", report.rows.iter().map(|r| r.refused_outside_incident_window).sum()),
         ("outside jurisdiction", report.rows.iter().map(|r| r.refused_outside_jurisdiction).sum()),
@@ -248,10 +302,11 @@ fn charts(report: &Report) -> String {
 /// The tables: by agency x category x month, and by area.
 fn tables(report: &Report) -> String {
     let mut html = String::new();
-    html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>stale (backlog)</th><th>outside incident window</th><th>outside jurisdiction</th><th>break-glass granted</th><th>break-glass refused</th></tr>");
+    html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>not corroborated</th><th>stale (backlog)</th><th>outside incident window</th><th>outside jurisdiction</th><th>break-glass granted</th><th>break-glass refused</th></tr>");
     for r in report.rows.iter().filter(|r| {
         r.incidents_triggered
             + r.refused_blocked_type
+            + r.refused_uncorroborated
             + r.refused_stale
             + r.refused_outside_incident_window
             + r.refused_outside_jurisdiction
@@ -261,7 +316,7 @@ fn tables(report: &Report) -> String {
     }) {
         let _ = write!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.agency),
             esc(if r.category.is_empty() { "(none)" } else { &r.category }),
             r.month,
@@ -270,11 +325,38 @@ fn tables(report: &Report) -> String {
             r.cameras_per_incident_median,
             r.cameras_per_incident_max,
             r.refused_blocked_type,
+            r.refused_uncorroborated,
             r.refused_stale,
             r.refused_outside_incident_window,
             r.refused_outside_jurisdiction,
             r.break_glass_uses,
             r.break_glass_refused
+        );
+    }
+    html.push_str(
+        "</table><h2>What each category stood for</h2><p class=\"note\">Every call-type text, as the CAD \
+        sent it, under which cameras were started.</p><table><tr><th>agency</th><th>category</th><th>CAD type text</th>\
+        <th>decisions that started cameras</th><th>cameras activated</th></tr>",
+    );
+    for t in &report.type_texts {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&t.agency),
+            esc(&t.category),
+            esc(&t.type_text),
+            t.decisions,
+            t.cameras_activated
+        );
+    }
+    html.push_str("</table><h2>Classifications in force</h2><table><tr><th>agency</th><th>classification</th><th>audit records</th></tr>");
+    for c in &report.classifications {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            esc(&c.agency),
+            esc(&c.classification),
+            c.records
         );
     }
     html.push_str("</table><h2>By area (H3 cell)</h2><table><tr><th>H3 cell</th><th>incidents triggered</th></tr>");

@@ -31,14 +31,31 @@ fn config_copy(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn check_config_validates_every_profile_and_warns_where_the_hard_block_is_blind() {
+fn check_config_validates_every_profile_and_fails_on_one_that_can_never_start_a_camera() {
     let out = std::process::Command::new(BIN).current_dir(root()).arg("check-config").output().unwrap();
-    assert!(out.status.success());
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("2 CSV profiles: example-city, nashville-mnpd"), "{stdout}");
-    // The example city's export has codes and no description column.
-    assert!(stderr.contains("profile example-city maps call-type codes but no type text"), "{stderr}");
-    assert!(!stderr.contains("profile nashville-mnpd"), "{stderr}");
+    assert!(!stderr.contains("profile "), "{stderr}");
+    assert!(stderr.contains("classification of agency \"nashville-mnpd\": cls_"), "{stderr}");
+
+    // A profile that reads codes only: it still decides, but nothing it feeds can start a camera.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = config_copy(dir.path());
+    let codes_only = dir.path().join("profiles/nashville-mnpd.toml");
+    let text = std::fs::read_to_string(&codes_only).unwrap();
+    std::fs::write(
+        &codes_only,
+        text.replace("type_text = [\"Tencode Description\", \"Tencode Suffix Description\"]\n", ""),
+    )
+    .unwrap();
+    let err = run_fails(&["check-config", "--policy", s(&policy)]);
+    assert!(err.contains("profile nashville-mnpd reads no type text"), "{err}");
+    assert!(
+        err.contains("burglary, vehicle_break_in, robbery, shots_fired, shooting, stabbing, hostage can never fire"),
+        "{err}"
+    );
+    drop(dir);
 
     // A broken profile and a code table that maps a protest code to a trigger: every problem, named.
     let dir = tempfile::tempdir().unwrap();

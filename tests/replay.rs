@@ -256,7 +256,8 @@ fn every_kind_of_bad_input_is_a_named_reject_and_the_good_rows_still_decide() {
         row("BAD-ZERO", "83", "SHOTS FIRED", "0", "0", "2024-07-03 12:00:03"),
         row("", "83", "SHOTS FIRED", "36.16", "-86.78", "2024-07-03 12:00:04"),
         row("BAD-TIME", "83", "SHOTS FIRED", "36.16", "-86.78", "yesterday-ish"),
-        row("BAD-TYPE", "999", "ALIEN LANDING", "36.16", "-86.78", "2024-07-03 12:00:05"),
+        // (Not ALIEN LANDING: ALIEN is a blocked immigration term, and a block is decided, not refused.)
+        row("BAD-TYPE", "999", "UFO LANDING", "36.16", "-86.78", "2024-07-03 12:00:05"),
         "1,BAD-NOTYPE,,,,,,,,100,MAIN ST,,B,H,527,36.16,-86.78,9705,2024-07-03 12:00:06".to_string(),
         "1,BAD-SHORT,,83".to_string(),
         row("BAD-BIG", "83", &"X".repeat(3000), "36.16", "-86.78", "2024-07-03 12:00:07"),
@@ -325,19 +326,21 @@ fn nena_eido_samples() {
         let o = out.path().join(f);
         let path = format!("../shared/data/eido/{f}");
         let args = ["replay", &path, "--format", "eido", "--cameras", s(&cams), "--out", s(&o)];
+        let err = run_fails(&args);
         if f == "sample-call-transfer.json" {
             // Its only record is refused: the replay writes its outputs, then fails with the reason.
-            let err = run_fails(&args);
             assert!(err.contains("every record was refused (1 of 1)") && err.contains("missing_call_type"), "{err}");
         } else {
-            run(&args);
+            // Its only incident is blocked: decided and audited, and a run in which nothing could start a camera
+            // says so.
+            assert!(err.contains("no event's type text corroborated a trigger category"), "{err}");
         }
     }
     // 2020 generation: the civil-unrest incident is located (gml:pos) and refused as a blocked type.
     let d = lines(&out.path().join("sample-civil-unrest-2020.json"), "decisions.jsonl");
     assert_eq!(d.len(), 1);
     assert_eq!(d[0]["outcome"], "blocked_type");
-    assert_eq!(d[0]["rule"], "builtin:civil_unrest");
+    assert_eq!(d[0]["rule"], "builtin:first_amendment:CIVIL UNREST");
     assert_eq!(d[0]["agency_id"], "psap.allegheny.pa.us");
     assert!(lines(&out.path().join("sample-civil-unrest-2020.json"), "commands.jsonl").is_empty());
     // 2021+ generation: a call transfer has no incident type (and only a civic address): a named reject.

@@ -205,6 +205,14 @@ pub(crate) struct RefArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct ClassificationArgs {
+    /// The CSV profile whose type columns feed the engine (as `replay --profile`); without it, the service's
+    /// input (the CallForService fields).
+    #[arg(long)]
+    pub(crate) profile: Option<String>,
+}
+
+#[derive(Args)]
 pub(crate) struct ServeArgs {
     /// TOML configuration file (see config/serve.toml); every key is optional.
     #[arg(long)]

@@ -63,8 +63,12 @@ pub(crate) enum Command {
     /// Replay a CAD log through the engine, offline, in event-time order.
     Replay(ReplayArgs),
     /// Load and validate the policy, code tables, jurisdictions and every CSV profile beside it; print
-    /// warnings (a development key, a profile whose columns the hard block cannot see through, ...).
+    /// warnings (a development key, a category no rule maps to, a label outside the vocabularies, ...) and
+    /// fail on a profile that can never start a camera (it reads no type text).
     CheckConfig,
+    /// Print the classification in force for every agency (shipped vocabularies, code tables as matched,
+    /// the input's type columns), keyed by the digest every audit record carries.
+    Classification(ClassificationArgs),
     /// The opaque incident reference of a CAD incident number, for holders of the policy's incident_ref_key
     /// (the agency, an auditor) joining audit records to their own CAD numbers.
     Ref(RefArgs),

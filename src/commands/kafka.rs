@@ -58,9 +58,16 @@ pub(super) fn bridge(a: BridgeArgs) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn demo(policy_path: &Path, a: DemoArgs) -> Result<()> {
+pub(super) fn demo(policy_path: &Path, bundled: bool, a: DemoArgs) -> Result<()> {
     serve::init_logging(&serve::LogSection { format: serve::LogFormat::Text, level: "warn".into() });
+    let origin = if bundled { "the bundled configuration" } else { "--policy" };
+    eprintln!("demo: policy {} ({origin})", policy_path.display());
+    let policy = config::load_policy(policy_path)
+        .with_context(|| format!("demo: the policy {} ({origin}) cannot be used", policy_path.display()))?;
     let profile = config::load_profile(&a.profile, policy_path)?;
+    for e in config::type_text_errors(&profile, &policy) {
+        eprintln!("error: {e}");
+    }
     let decoded = decode_file(&a.cad, InputFormat::Csv, Some(&profile), &DecodeOptions::default())?;
     let cams =
         cameras::generate(a.cameras, a.seed, &cameras::Placement::Around(event_points(&decoded)), profile.time_zone)?;

@@ -18,10 +18,18 @@ use trigger_core::LatLon;
 use trigger_kafka::KafkaSettings;
 
 pub(crate) fn run(cli: Cli) -> Result<()> {
-    let policy = cli.policy.unwrap_or_else(config::default_policy);
+    // The demo runs the bundled configuration unless told otherwise: a folder's own config/policy.toml is a
+    // deployment's, not the demo's.
+    let demo_default = cli.policy.is_none() && matches!(cli.command, Command::Demo(_));
+    let policy = match cli.policy {
+        Some(p) => p,
+        None if demo_default => config::bundled_policy(),
+        None => config::default_policy(),
+    };
     let policy = policy.as_path();
     match cli.command {
         Command::CheckConfig => reports::check_config(policy),
+        Command::Classification(a) => reports::classification(policy, a),
         Command::Ref(a) => reports::incident_refs(policy, a),
         Command::Cameras(CamerasCmd::Generate(a)) => cameras::generate(policy, a),
         Command::Cameras(CamerasCmd::Publish(a)) => cameras::publish(a),
@@ -38,7 +46,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Commands(CommandsCmd::Keygen(a)) => signed::keygen(a),
         Command::Commands(CommandsCmd::Verify(a)) => signed::verify(a),
         Command::Topics(TopicsCmd::Create(a)) => kafka::topics_create(a),
-        Command::Demo(a) => kafka::demo(policy, a),
+        Command::Demo(a) => kafka::demo(policy, demo_default, a),
         Command::BenchKafka(a) => kafka::bench(policy, a),
         Command::BenchBootstrap(a) => kafka::bench_bootstrap(policy, a),
     }

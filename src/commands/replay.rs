@@ -57,11 +57,17 @@ pub(super) fn to_kafka(policy_path: &Path, a: ReplayArgs) -> Result<()> {
 
 pub(super) fn offline(policy_path: &Path, a: ReplayArgs) -> Result<()> {
     let out = a.out.clone().expect("clap requires --out without --to-kafka");
-    let policy = config::load_policy(policy_path)?;
+    let mut policy = config::load_policy(policy_path)?;
+    let profile = a.profile.as_deref().map(|p| config::load_profile(p, policy_path)).transpose()?;
+    if let Some(p) = &profile {
+        policy.set_input_mapping(p.type_mapping());
+        for e in config::type_text_errors(p, &policy) {
+            eprintln!("error: {e}");
+        }
+    }
     for w in policy.warnings() {
         eprintln!("warning: {w}");
     }
-    let profile = a.profile.as_deref().map(|p| config::load_profile(p, policy_path)).transpose()?;
     let opts = DecodeOptions { max_message_bytes: a.max_message_bytes, agency_id: a.agency.clone() };
     let decoded = decode_file(&a.file, a.format, profile.as_ref(), &opts)?;
     let refused_all = replay::check_decoded(&decoded).err();
@@ -102,7 +108,7 @@ pub(super) fn offline(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         summary.commands.values().sum::<u64>(),
         out.display()
     );
-    match refused_all {
+    match refused_all.or_else(|| replay::check_summary(&summary).err()) {
         Some(why) => bail!("{why}\n(outputs written to {}; rejects.jsonl has every record)", out.display()),
         None => Ok(()),
     }

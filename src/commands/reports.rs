@@ -1,7 +1,7 @@
 //! `check-config`, `ref`, `report transparency`, `report owner`, `simulate`.
 
 use super::{decode_file, event_points};
-use crate::cli::{InputFormat, OwnerArgs, RefArgs, SimulateArgs, TransparencyArgs};
+use crate::cli::{ClassificationArgs, InputFormat, OwnerArgs, RefArgs, SimulateArgs, TransparencyArgs};
 use anyhow::{bail, Context, Result};
 use dispatch_trigger::{cameras, config};
 use std::io::IsTerminal;
@@ -15,6 +15,17 @@ pub(super) fn check_config(policy: &Path) -> Result<()> {
     for w in p.warnings().iter().chain(&checked.warnings) {
         eprintln!("warning: {w}");
     }
+    for a in &p.config.agencies {
+        eprintln!("classification of agency {:?}: {}", a.id, p.classification_digest(&a.id));
+    }
+    if !checked.errors.is_empty() {
+        bail!(
+            "{}: {} configuration(s) can never start a camera:\n  - {}",
+            policy.display(),
+            checked.errors.len(),
+            checked.errors.join("\n  - ")
+        );
+    }
     println!(
         "{}: ok ({} agencies, {} CSV profiles: {})",
         policy.display(),
@@ -22,6 +33,17 @@ pub(super) fn check_config(policy: &Path) -> Result<()> {
         checked.profiles.len(),
         checked.profiles.join(", ")
     );
+    Ok(())
+}
+
+pub(super) fn classification(policy: &Path, a: ClassificationArgs) -> Result<()> {
+    let mut p = config::load_policy(policy)?;
+    if let Some(name) = &a.profile {
+        p.set_input_mapping(config::load_profile(name, policy)?.type_mapping());
+    }
+    let docs: std::collections::BTreeMap<&str, serde_json::Value> =
+        p.config.agencies.iter().map(|x| (p.classification_digest(&x.id), p.classification(&x.id))).collect();
+    println!("{}", serde_json::to_string_pretty(&docs)?);
     Ok(())
 }
 
@@ -90,6 +112,16 @@ pub(super) fn incident_refs(policy: &Path, a: RefArgs) -> Result<()> {
     let engine = Engine::new(config::load_policy(policy)?);
     if engine.policy().config.incident_ref_key.expose() == trigger_core::policy::DEV_INCIDENT_REF_KEY {
         eprintln!("warning: incident_ref_key is the development default: these are not your deployment's references");
+    }
+    if !engine.policy().is_partner(&a.agency) {
+        let known: Vec<&str> = engine.policy().config.agencies.iter().map(|x| x.id.as_str()).collect();
+        bail!(
+            "agency {:?} is not defined in {} (agencies: {}): its incidents are never decided, so a reference \
+             for it matches no audit record",
+            a.agency,
+            policy.display(),
+            known.join(", ")
+        );
     }
     if let Some(id) = &a.incident {
         println!("{}", engine.incident_ref(&a.agency, id));

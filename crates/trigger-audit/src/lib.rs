@@ -63,6 +63,8 @@ pub fn activation(r: &DecisionRecord) -> pb::ActivationRecord {
         detail_digest: String::new(),
         detail_redacted: false,
         cameras_started: r.commanded.iter().filter(|c| c.action == Action::Start).count() as u32,
+        type_text: r.type_text.clone(),
+        classification: r.classification.clone(),
     }
 }
 

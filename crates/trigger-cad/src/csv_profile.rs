@@ -133,6 +133,31 @@ impl CsvProfile {
         }
     }
 
+    /// Where this profile reads the call type, as the published classification names it.
+    pub fn type_mapping(&self) -> String {
+        let c = &self.columns;
+        format!(
+            "csv profile {}: type_code = {:?}, type_text = {:?}, final_type_code = {:?}, final_type_text = {:?}, \
+             join = {:?}",
+            self.name,
+            c.type_code.names(),
+            c.type_text.names(),
+            c.final_type_code.names(),
+            c.final_type_text.names(),
+            self.join
+        )
+    }
+
+    /// Which revisions carry the CAD's type text: (the first, the later ones). A revision without it can never
+    /// start a camera. Later revisions read `final_type_text` when the profile maps a final type, else the
+    /// first revision's columns.
+    pub fn reads_type_text(&self) -> (bool, bool) {
+        let c = &self.columns;
+        let first = !c.type_text.names().is_empty();
+        let has_final = !(c.final_type_code.names().is_empty() && c.final_type_text.names().is_empty());
+        (first, if has_final { !c.final_type_text.names().is_empty() } else { first })
+    }
+
     fn all_columns(&self) -> Vec<&str> {
         let c = &self.columns;
         let l = &self.lifecycle;

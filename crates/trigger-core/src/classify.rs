@@ -1,79 +1,55 @@
-//! Call type -> category, from code tables loaded from config (TOML).
+//! Call type -> category, from code tables loaded from config (TOML), with the CAD's own words as the
+//! evidence that decides whether a category may start cameras (see [`crate::vocabulary`]).
 //!
 //! Order of evaluation, for each event:
-//! 1. The built-in hard block (civil unrest / protest, immigration enforcement), then any extra `blocked`
-//!    rules of the tables. A blocked type never triggers, whatever else matches; config cannot remove
-//!    a built-in block.
+//! 1. The built-in block: a blocked term ([`crate::vocabulary::BLOCKED`]) in the event's code or type text,
+//!    or one of the shipped standards' blocked codes ([`HARD_BLOCKED_CODES`]); then the `blocked` markers of
+//!    the tables. A blocked type never triggers, whatever else matches; config cannot remove a built-in block.
 //! 2. Exact code rules of the agency's tables, in table order (codes compare case-insensitively).
 //! 3. Text rules, in file order: a case-insensitive whole-word phrase match on the call type text
 //!    ("ARSON" does not match "PERSON").
 //! 4. Nothing matched: the table's `unknown` policy decides (reject the event, or ignore it).
+//! 5. The matched rule's label passes the same blocks as the event's own text.
+//! 6. A trigger category needs corroboration: the event's type text holds a phrase of the category's shipped
+//!    vocabulary ([`crate::vocabulary::CORROBORATING`]). Without it the event is `Uncorroborated`: decided,
+//!    audited, and it starts nothing. A code or a label alone never starts a camera.
 //!
 //! A match in a trigger category becomes `alarm` when the code or text also carries an alarm marker
 //! (`[alarm]` in the table) — alarm-only calls are their own category, off by default in policy.
 
 use crate::types::Category;
+use crate::vocabulary::{self, BlockKind};
 use serde::{Deserialize, Serialize};
-
-/// Phrases that hard-block a call type. Matched as whole words, case-insensitively, on the event's code and
-/// text and on the label of whatever table rule matched.
-pub const HARD_BLOCKED: &[(&str, &str)] = &[
-    ("CIVIL UNREST", "civil_unrest"),
-    ("CIVIL DISTURBANCE", "civil_unrest"),
-    ("CIVIL DISORDER", "civil_unrest"),
-    ("PROTEST", "civil_unrest"),
-    ("PROTESTS", "civil_unrest"),
-    ("PROTESTER", "civil_unrest"),
-    ("PROTESTERS", "civil_unrest"),
-    ("PROTESTOR", "civil_unrest"),
-    ("PROTESTORS", "civil_unrest"),
-    ("DEMONSTRATION", "civil_unrest"),
-    ("DEMONSTRATIONS", "civil_unrest"),
-    ("DEMONSTRATORS", "civil_unrest"),
-    ("RIOT", "civil_unrest"),
-    ("RIOTS", "civil_unrest"),
-    ("RIOTING", "civil_unrest"),
-    ("UNLAWFUL ASSEMBLY", "civil_unrest"),
-    ("FAILURE TO DISPERSE", "civil_unrest"),
-    ("MASS GATHERING", "civil_unrest"),
-    ("IMMIGRATION", "immigration"),
-    ("DEPORTATION", "immigration"),
-    ("ICE", "immigration"),
-    ("ICE ENFORCEMENT", "immigration"),
-    ("BORDER PATROL", "immigration"),
-    ("UNDOCUMENTED", "immigration"),
-    ("ILLEGAL ALIEN", "immigration"),
-    ("ILLEGAL ALIENS", "immigration"),
-];
 
 /// Codes of the shipped standards whose types are blocked, whatever a table says: matched exactly
 /// (case-insensitively) on the event's code and on every table rule's code. A city whose own code book reuses
 /// one of these for something else must use another code (or send the type text): the block errs on the side
 /// of never triggering.
-pub const HARD_BLOCKED_CODES: &[(&str, &str, &str)] = &[
-    ("CIVDIS", "civil_unrest", "APCO ANS 2.103 CIVIL DISTURBANCE"),
-    ("ALIEN", "immigration", "APCO ANS 2.103 IMMIGRATION"),
-    ("404", "civil_unrest", "California PC 404 riot"),
-    ("404.6", "civil_unrest", "California PC 404.6 incitement to riot"),
-    ("405", "civil_unrest", "California PC 405 participation in a riot"),
-    ("405A", "civil_unrest", "California PC 405a taking a person from custody during a riot"),
-    ("406", "civil_unrest", "California PC 406 rout"),
-    ("407", "civil_unrest", "California PC 407 unlawful assembly"),
-    ("408", "civil_unrest", "California PC 408 participation in an unlawful assembly"),
-    ("409", "civil_unrest", "California PC 409 remaining present after a dispersal order"),
+pub const HARD_BLOCKED_CODES: &[(&str, BlockKind, &str)] = &[
+    ("CIVDIS", BlockKind::FirstAmendment, "APCO ANS 2.103 CIVIL DISTURBANCE"),
+    ("ALIEN", BlockKind::Immigration, "APCO ANS 2.103 IMMIGRATION"),
+    ("404", BlockKind::FirstAmendment, "California PC 404 riot"),
+    ("404.6", BlockKind::FirstAmendment, "California PC 404.6 incitement to riot"),
+    ("405", BlockKind::FirstAmendment, "California PC 405 participation in a riot"),
+    ("405A", BlockKind::FirstAmendment, "California PC 405a taking a person from custody during a riot"),
+    ("406", BlockKind::FirstAmendment, "California PC 406 rout"),
+    ("407", BlockKind::FirstAmendment, "California PC 407 unlawful assembly"),
+    ("408", BlockKind::FirstAmendment, "California PC 408 participation in an unlawful assembly"),
+    ("409", BlockKind::FirstAmendment, "California PC 409 remaining present after a dispersal order"),
 ];
 
-/// Why a type is hard-blocked (`civil_unrest` or `immigration`), if it is: the code is one of
-/// [`HARD_BLOCKED_CODES`], or the code or any of `texts` holds a phrase of [`HARD_BLOCKED`]. Every input
-/// must already be trimmed and upper-cased.
-pub fn hard_block(code: &str, texts: &[&str]) -> Option<&'static str> {
-    if let Some((_, why, _)) = HARD_BLOCKED_CODES.iter().find(|(c, _, _)| *c == code) {
-        return Some(why);
+/// Why a type is hard-blocked, if it is: `KIND:code:CODE` for a code of [`HARD_BLOCKED_CODES`], or
+/// `KIND:PHRASE` for a blocked phrase in the code or in any of `texts` (KIND is `first_amendment` or
+/// `immigration`).
+pub fn hard_block(code: &str, texts: &[&str]) -> Option<String> {
+    let c = code.trim().to_uppercase();
+    if let Some((_, kind, _)) = HARD_BLOCKED_CODES.iter().find(|(x, _, _)| *x == c) {
+        return Some(format!("{}:code:{c}", kind.as_str()));
     }
-    HARD_BLOCKED
-        .iter()
-        .find(|(phrase, _)| has_phrase(code, phrase) || texts.iter().any(|t| has_phrase(t, phrase)))
-        .map(|(_, why)| *why)
+    std::iter::once(code)
+        .chain(texts.iter().copied())
+        .find_map(|t| vocabulary::blocked(&vocabulary::normalize(t)))
+        .map(|(kind, phrase)| format!("{}:{phrase}", kind.as_str()))
 }
 
 /// What a code or text rule maps to: a trigger category, or `none` (a known type that never triggers).
@@ -282,10 +258,9 @@ impl CodeTable {
             let (v, l) = (norm(&value), norm(&label));
             let why = if kind == "code" {
                 hard_block(&v, &[&l])
-                    .map(str::to_string)
                     .or_else(|| blocked_codes.contains(&v).then(|| "a table's [blocked] code".to_string()))
             } else {
-                hard_block("", &[&v, &l]).map(str::to_string)
+                hard_block("", &[&v, &l])
             }
             .or_else(|| {
                 blocked_text
@@ -318,14 +293,41 @@ impl CodeTable {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Classification {
-    /// A trigger category; `rule` names what matched, e.g. `nashville-mnpd:code:70`.
+    /// A trigger category, corroborated by the event's type text; `rule` names what matched, e.g.
+    /// `nashville-mnpd:code:70`.
     Trigger { category: Category, rule: String },
-    /// Never triggers (`builtin:civil_unrest`, `table:blocked:...`).
+    /// A rule maps the call to a trigger category, but the event's type text holds no phrase of the
+    /// category's vocabulary: it starts nothing.
+    Uncorroborated { category: Category, rule: String },
+    /// Never triggers (`builtin:first_amendment:PROTEST`, `TABLE:blocked`, ...).
     Blocked { rule: String },
     /// A known type that does not trigger.
     NotTrigger { rule: String },
     /// Nothing matched and the table says to reject.
     Unknown,
+}
+
+impl Classification {
+    /// The category a rule mapped the call to (corroborated or not).
+    pub fn category(&self) -> Option<Category> {
+        match self {
+            Classification::Trigger { category, .. } | Classification::Uncorroborated { category, .. } => {
+                Some(*category)
+            }
+            _ => None,
+        }
+    }
+
+    /// The rule that matched or blocked.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Classification::Trigger { rule, .. }
+            | Classification::Uncorroborated { rule, .. }
+            | Classification::Blocked { rule }
+            | Classification::NotTrigger { rule } => Some(rule),
+            Classification::Unknown => None,
+        }
+    }
 }
 
 /// Tables compiled for matching (upper-cased once).
@@ -403,6 +405,40 @@ impl Classifier {
         self.tables.iter().map(|t| t.name.as_str())
     }
 
+    /// Every rule that maps to a trigger category: (the rule's name, its category, its label; a text rule's
+    /// label is its phrase).
+    pub fn trigger_rules(&self) -> impl Iterator<Item = (String, Category, &str)> {
+        self.tables.iter().flat_map(|t| {
+            let codes = t.codes.iter().map(|(c, target, l)| (format!("{}:code:{c}", t.name), *target, l.as_str()));
+            let texts = t.texts.iter().map(|(p, target)| (format!("{}:text:{p}", t.name), *target, p.as_str()));
+            codes.chain(texts).filter_map(|(rule, target, label)| target.category().map(|c| (rule, c, label)))
+        })
+    }
+
+    /// True when some table marks codes or text as alarms (a trigger rule can then yield `alarm`).
+    pub fn has_alarm_markers(&self) -> bool {
+        self.tables.iter().any(|t| !t.alarm_codes.is_empty() || !t.alarm_text.is_empty())
+    }
+
+    /// The tables as they are matched (upper-cased, in order): part of the published classification.
+    pub fn describe(&self) -> serde_json::Value {
+        let tables: Vec<serde_json::Value> = self
+            .tables
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "unknown": t.unknown,
+                    "code_rules": t.codes.iter().map(|(c, target, label)| serde_json::json!([c, target, label])).collect::<Vec<_>>(),
+                    "text_rules": t.texts.iter().map(|(p, target)| serde_json::json!([p, target])).collect::<Vec<_>>(),
+                    "alarm": {"codes": t.alarm_codes, "text": t.alarm_text},
+                    "blocked": {"codes": t.blocked_codes, "text": t.blocked_text},
+                })
+            })
+            .collect();
+        serde_json::Value::Array(tables)
+    }
+
     /// Every problem of [`CodeTable::problems`] across these tables together (a code blocked by one table
     /// and mapped to a trigger by another is found here).
     pub fn problems(tables: &[CodeTable]) -> Vec<TableProblem> {
@@ -411,7 +447,10 @@ impl Classifier {
 
     pub fn classify(&self, code: &str, text: &str) -> Classification {
         let (code, text) = (norm(code), norm(text));
-        if let Some(why) = hard_block(&code, &[&text]) {
+        let words = vocabulary::normalize(&text);
+        let builtin = hard_block(&code, &[])
+            .or_else(|| vocabulary::blocked(&words).map(|(kind, phrase)| format!("{}:{phrase}", kind.as_str())));
+        if let Some(why) = builtin {
             return Classification::Blocked { rule: format!("builtin:{why}") };
         }
         for t in &self.tables {
@@ -431,32 +470,30 @@ impl Classifier {
                     .map(|(p, target)| (t, format!("{}:text:{p}", t.name), *target, p.as_str()))
             })
         });
-        match found {
-            Some((t, rule, target, label)) => {
-                // The matched rule's label is the type's name in the code book: it passes the same blocks as
-                // the event's own text, so a code-only event cannot slip a protest code past them.
-                if let Some(why) = hard_block("", &[label]) {
-                    return Classification::Blocked { rule: format!("builtin:{why}:{rule}") };
-                }
-                if self.tables.iter().any(|b| b.blocked_text.iter().any(|p| has_phrase(label, p))) {
-                    return Classification::Blocked { rule: format!("{}:blocked:{rule}", t.name) };
-                }
-                match target.category() {
-                    None => Classification::NotTrigger { rule },
-                    Some(mut category) => {
-                        let alarm = t.alarm_codes.contains(&code) || t.alarm_text.iter().any(|p| has_phrase(&text, p));
-                        if alarm && category != Category::Alarm {
-                            category = Category::Alarm;
-                        }
-                        let rule = if alarm { format!("{rule}+alarm") } else { rule };
-                        Classification::Trigger { category, rule }
-                    }
-                }
-            }
-            None => match self.tables.first().map(|t| t.unknown).unwrap_or_default() {
+        let Some((t, rule, target, label)) = found else {
+            return match self.tables.first().map(|t| t.unknown).unwrap_or_default() {
                 UnknownPolicy::Reject => Classification::Unknown,
                 UnknownPolicy::Ignore => Classification::NotTrigger { rule: "unknown:ignored".into() },
-            },
+            };
+        };
+        // The matched rule's label is the type's name in the code book: it passes the same blocks as the
+        // event's own text, so a code-only event cannot slip a protest code past them.
+        if let Some(why) = hard_block("", &[label]) {
+            return Classification::Blocked { rule: format!("builtin:{why}:{rule}") };
+        }
+        if self.tables.iter().any(|b| b.blocked_text.iter().any(|p| has_phrase(label, p))) {
+            return Classification::Blocked { rule: format!("{}:blocked:{rule}", t.name) };
+        }
+        let Some(mut category) = target.category() else { return Classification::NotTrigger { rule } };
+        let alarm = t.alarm_codes.contains(&code) || t.alarm_text.iter().any(|p| has_phrase(&text, p));
+        if alarm {
+            category = Category::Alarm;
+        }
+        let rule = if alarm { format!("{rule}+alarm") } else { rule };
+        // Evidence from the CAD, not from the operator: only the event's own type text corroborates.
+        match vocabulary::corroborates(category, &words) {
+            Some(_) => Classification::Trigger { category, rule },
+            None => Classification::Uncorroborated { category, rule },
         }
     }
 }
@@ -492,8 +529,13 @@ category = "shots_fired"
     fn exact_code_then_text_then_unknown() {
         let c = Classifier::new(&[table()]);
         assert_eq!(
-            c.classify("70", "whatever"),
+            c.classify("70", "BURGLARY - RESIDENCE"),
             Classification::Trigger { category: Category::Burglary, rule: "t:code:70".into() }
+        );
+        // The code alone classifies; without the CAD's own words for the category it starts nothing.
+        assert_eq!(
+            c.classify("70", "whatever"),
+            Classification::Uncorroborated { category: Category::Burglary, rule: "t:code:70".into() }
         );
         assert!(matches!(
             c.classify("", "Shots Fired near park"),

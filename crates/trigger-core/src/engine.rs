@@ -67,8 +67,12 @@ pub enum Outcome {
     RefusedStale,
     /// Emitted more than the category's incident window after the call was received; nothing started.
     OutsideIncidentWindow,
-    /// Civil unrest / protest / immigration or a table's blocked type: never triggers.
+    /// Protest and other First Amendment activity, civil unrest, immigration enforcement, or a table's blocked
+    /// type, named by this revision or by an earlier one of the incident: never triggers.
     BlockedType,
+    /// A rule maps the call to a trigger category, but the CAD's own type text does not corroborate it
+    /// (no phrase of the category's shipped vocabulary): nothing started.
+    Uncorroborated,
     /// A known type that does not trigger.
     NotTriggerType,
     /// A trigger category switched off in policy (e.g. alarm-only calls by default).
@@ -94,6 +98,7 @@ impl Outcome {
             Outcome::RefusedStale => "refused_stale",
             Outcome::OutsideIncidentWindow => "outside_incident_window",
             Outcome::BlockedType => "blocked_type",
+            Outcome::Uncorroborated => "uncorroborated",
             Outcome::NotTriggerType => "not_trigger_type",
             Outcome::CategoryDisabled => "category_disabled",
             Outcome::NotPartner => "not_partner",
@@ -188,6 +193,11 @@ pub struct DecisionRecord {
     pub latencies: Latencies,
     /// Decided under an active break-glass override (wider policy scope; owners' consent unchanged).
     pub break_glass: bool,
+    /// The call-type text as the CAD sent it for this revision: the evidence the category was judged on.
+    pub type_text: String,
+    /// Digest of the classification in force for the agency (code tables, shipped vocabularies, the input's
+    /// type columns): see [`Policy::classification`].
+    pub classification: String,
 }
 
 /// Everything one event causes.
@@ -214,6 +224,22 @@ struct IncidentState {
     /// A granted break-glass override.
     #[serde(default)]
     break_glass: Option<Override>,
+    /// The rule and revision that first named a blocked type: from then on nothing starts for the incident.
+    #[serde(default)]
+    blocked: Option<String>,
+}
+
+impl IncidentState {
+    fn new(now: Millis) -> Self {
+        Self {
+            last_revision: 0,
+            last_seen: now,
+            category: None,
+            started: BTreeMap::new(),
+            break_glass: None,
+            blocked: None,
+        }
+    }
 }
 
 /// One incident's planner state, for a changelog: enough to resume deciding its later revisions exactly
@@ -231,6 +257,9 @@ pub struct IncidentSnapshot {
     pub caps: BTreeMap<String, (i32, u32)>,
     #[serde(default)]
     pub break_glass: Option<Override>,
+    /// The rule and revision that first named a blocked type (sticky for the incident).
+    #[serde(default)]
+    pub blocked: Option<String>,
 }
 
 /// The planner: policy plus incident state and daily-cap counters.
@@ -295,6 +324,7 @@ impl Engine {
             started: st.started.clone(),
             caps: st.started.keys().filter_map(|id| self.caps.get(id).map(|c| (id.clone(), *c))).collect(),
             break_glass: st.break_glass,
+            blocked: st.blocked.clone(),
         })
     }
 
@@ -315,6 +345,7 @@ impl Engine {
                 category: s.category,
                 started: s.started,
                 break_glass: s.break_glass,
+                blocked: s.blocked,
             },
         );
     }
@@ -354,19 +385,16 @@ impl Engine {
             excluded: vec![],
             latencies: Latencies { emitted_to_decided_ms: 0, received_to_decided_ms: 0 },
             break_glass: false,
+            type_text: String::new(),
+            classification: self.policy.classification_digest(&req.agency_id).to_string(),
         };
         match verdict {
             Err(refusal) => record.rule = Some(format!("break_glass:refused:{refusal}")),
             Ok(()) => {
-                let st = self.incidents.entry((req.agency_id.clone(), req.incident_id.clone())).or_insert_with(|| {
-                    IncidentState {
-                        last_revision: 0,
-                        last_seen: now,
-                        category: None,
-                        started: BTreeMap::new(),
-                        break_glass: None,
-                    }
-                });
+                let st = self
+                    .incidents
+                    .entry((req.agency_id.clone(), req.incident_id.clone()))
+                    .or_insert_with(|| IncidentState::new(now));
                 st.last_seen = now;
                 st.break_glass = Some(crate::breakglass::Override {
                     radius_m: req.radius_m,
@@ -415,12 +443,8 @@ impl Engine {
             return Ok(d.finish(Outcome::NotPartner));
         };
         let (class, st) = admit(agency, incidents, ev, now)?;
-        let (category, rule) = match &class {
-            Classification::Trigger { category, rule } => (Some(*category), Some(rule.clone())),
-            Classification::Blocked { rule } | Classification::NotTrigger { rule } => (None, Some(rule.clone())),
-            Classification::Unknown => unreachable!("refused by admit"),
-        };
-        (d.record.category, d.record.rule) = (category, rule);
+        let category = class.category();
+        (d.record.category, d.record.rule) = (category, class.rule().map(str::to_string));
         let cat_policy = enabled_policy(policy, &class);
         if let Some((why, outcome)) = terminal(ev, &class, cat_policy) {
             d.stop_active(st, loc.point(), category.or(st.category).unwrap_or(Category::Burglary), why, cams);
@@ -459,9 +483,10 @@ impl Engine {
         if class == Classification::Unknown {
             return false;
         }
-        let starts_nothing = terminal(ev, &class, enabled_policy(&self.policy, &class)).is_some();
-        let recording = || self.incident(&ev.agency_id, &ev.incident_id).is_some_and(|st| !st.started.is_empty());
-        !starts_nothing || recording()
+        let st = self.incident(&ev.agency_id, &ev.incident_id);
+        let sticky = st.is_some_and(|st| st.blocked.is_some());
+        let starts_nothing = sticky || terminal(ev, &class, enabled_policy(&self.policy, &class)).is_some();
+        !starts_nothing || st.is_some_and(|st| !st.started.is_empty())
     }
 
     /// The decision record as it stands before any step: the event's identity, area and latencies.
@@ -485,13 +510,17 @@ impl Engine {
                 received_to_decided_ms: now.saturating_sub(ev.received_at),
             },
             break_glass: false,
+            type_text: ev.call_type_text.clone(),
+            classification: self.policy.classification_digest(&ev.agency_id).to_string(),
         }
     }
 }
 
 /// Admit: a call type some code table of the agency knows (else the named reject `unknown_call_type`) and a
 /// revision newer than the incident's last (else `duplicate_revision` / `out_of_order_revision`). The
-/// incident's state is created or touched.
+/// incident's state is created or touched. Sticky block: the first revision that names a blocked type marks
+/// the incident, and every later revision is classified as blocked by that rule, whatever it is
+/// reclassified to.
 fn admit<'s>(
     agency: &crate::policy::Agency,
     incidents: &'s mut HashMap<(String, String), IncidentState>,
@@ -520,15 +549,20 @@ fn admit<'s>(
             ));
         }
     }
-    let st = incidents.entry(key).or_insert_with(|| IncidentState {
-        last_revision: 0,
-        last_seen: now,
-        category: None,
-        started: BTreeMap::new(),
-        break_glass: None,
-    });
+    let st = incidents.entry(key).or_insert_with(|| IncidentState::new(now));
     st.last_revision = ev.revision;
     st.last_seen = now;
+    let class = match (&st.blocked, class) {
+        (None, Classification::Blocked { rule }) => {
+            st.blocked = Some(format!("{rule}@revision:{}", ev.revision));
+            Classification::Blocked { rule }
+        }
+        (Some(first), Classification::Blocked { rule }) => {
+            Classification::Blocked { rule: format!("{rule};sticky:{first}") }
+        }
+        (Some(first), _) => Classification::Blocked { rule: format!("sticky:{first}") },
+        (None, class) => class,
+    };
     Ok((class, st))
 }
 
@@ -545,6 +579,7 @@ fn terminal(
     match (class, cat_policy) {
         (Classification::Blocked { .. }, _) => Some((StopReason::Reclassified, Outcome::BlockedType)),
         (Classification::NotTrigger { .. }, _) => Some((StopReason::Reclassified, Outcome::NotTriggerType)),
+        (Classification::Uncorroborated { .. }, _) => Some((StopReason::Reclassified, Outcome::Uncorroborated)),
         (_, None) => Some((StopReason::Reclassified, Outcome::CategoryDisabled)),
         _ => None,
     }

@@ -20,6 +20,7 @@ pub mod secret;
 pub mod signing;
 pub mod tally;
 pub mod types;
+pub mod vocabulary;
 
 pub use breakglass::{Authorisation, BreakGlassKey, BreakGlassRequest, Refusal};
 pub use camera::{camera_problems, camera_ref_problems, CameraProblem};

@@ -5,6 +5,7 @@ use crate::classify::{Classification, Classifier, CodeTable};
 use crate::types::{CallForService, Category, LatLon};
 use geo::{BoundingRect, Intersects};
 use serde::Deserialize;
+use sha2::Digest as _;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,7 +290,15 @@ pub struct Policy {
     /// jurisdiction polygons are the large part.
     pub(crate) agencies: std::sync::Arc<BTreeMap<String, Agency>>,
     pub(crate) area_resolution: h3o::Resolution,
+    /// Where the input carries the call type (see [`Policy::set_input_mapping`]).
+    input_mapping: String,
+    /// Agency id -> digest of its classification; `""` -> the digest for events of no partner.
+    digests: BTreeMap<String, String>,
 }
+
+/// The input mapping of a policy until its caller names one: the call type as the `CallForService` carries it
+/// (the service's CFS topic, whose producers mapped the CAD's columns).
+pub const DEFAULT_INPUT_MAPPING: &str = "CallForService.call_type_code + CallForService.call_type_text";
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -297,6 +306,7 @@ impl std::fmt::Debug for Policy {
             .field("config", &self.config)
             .field("agencies", &self.agencies.keys().collect::<Vec<_>>())
             .field("area_resolution", &self.area_resolution)
+            .field("input_mapping", &self.input_mapping)
             .finish()
     }
 }
@@ -390,7 +400,15 @@ impl Policy {
             agencies.insert(a.id.clone(), Agency { classifier: Classifier::new(&ts), jurisdiction });
         }
         if errs.is_empty() {
-            Ok(Self { config, agencies: std::sync::Arc::new(agencies), area_resolution })
+            let mut p = Self {
+                config,
+                agencies: std::sync::Arc::new(agencies),
+                area_resolution,
+                input_mapping: String::new(),
+                digests: BTreeMap::new(),
+            };
+            p.set_input_mapping(DEFAULT_INPUT_MAPPING);
+            Ok(p)
         } else {
             Err(PolicyError(errs))
         }
@@ -402,7 +420,79 @@ impl Policy {
         if self.config.incident_ref_key.expose() == DEV_INCIDENT_REF_KEY {
             w.push("incident_ref_key is the development default: set a secret per deployment".into());
         }
+        for (id, cats) in self.never_fire() {
+            let names: Vec<&str> = cats.iter().map(|c| c.as_str()).collect();
+            w.push(format!(
+                "agency {id:?}: no rule of its code tables maps to {}: these categories can never fire",
+                names.join(", ")
+            ));
+        }
+        for (id, a) in self.agencies.iter() {
+            for (rule, category, label) in a.classifier.trigger_rules() {
+                let words = crate::vocabulary::normalize(label);
+                if !label.is_empty() && crate::vocabulary::corroborates(category, &words).is_none() {
+                    w.push(format!(
+                        "agency {id:?}: rule {rule} (label {label:?}) maps to {} but its label holds no word of \
+                         that category's shipped vocabulary: its events start cameras only when the CAD's type \
+                         text does (README, \"The vocabularies\")",
+                        category.as_str()
+                    ));
+                }
+            }
+        }
         w
+    }
+
+    /// Name where the input carries the call type (a CSV profile's type columns, say): it is part of the
+    /// published classification, since the same tables read through another column decide differently.
+    pub fn set_input_mapping(&mut self, mapping: impl Into<String>) {
+        self.input_mapping = mapping.into();
+        let ids = self.agencies.keys().cloned().chain([String::new()]).collect::<Vec<_>>();
+        self.digests = ids
+            .into_iter()
+            .map(|id| {
+                let doc = serde_json::to_vec(&self.classification(&id)).expect("JSON values serialise");
+                let digest = format!("cls_{}", hex::encode(&sha2::Sha256::digest(doc)[..16]));
+                (id, digest)
+            })
+            .collect();
+    }
+
+    /// The classification in force for an agency, as published: the shipped vocabularies, the agency's code
+    /// tables as matched, and the input mapping. Its digest ([`Policy::classification_digest`]) is in every
+    /// audit record.
+    pub fn classification(&self, agency_id: &str) -> serde_json::Value {
+        let tables = self.agencies.get(agency_id).map(|a| a.classifier.describe());
+        serde_json::json!({
+            "agency": agency_id,
+            "input": self.input_mapping,
+            "tables": tables,
+            "vocabulary": crate::vocabulary::describe(),
+        })
+    }
+
+    /// The digest of [`Policy::classification`] (`cls_` and 128 bits, hex).
+    pub fn classification_digest(&self, agency_id: &str) -> &str {
+        self.digests.get(agency_id).or_else(|| self.digests.get("")).map_or("", String::as_str)
+    }
+
+    /// Per agency, the enabled categories no event can ever start cameras for: no rule of the agency's tables
+    /// maps to them (alarm: no alarm rule and no alarm marker beside a trigger rule).
+    pub fn never_fire(&self) -> BTreeMap<String, Vec<Category>> {
+        let enabled: Vec<Category> =
+            self.config.categories.iter().filter(|(_, p)| p.enabled).map(|(c, _)| *c).collect();
+        self.agencies
+            .iter()
+            .map(|(id, a)| {
+                let mapped: Vec<Category> = a.classifier.trigger_rules().map(|(_, c, _)| c).collect();
+                let reachable = |c: &Category| {
+                    mapped.contains(c)
+                        || (*c == Category::Alarm && !mapped.is_empty() && a.classifier.has_alarm_markers())
+                };
+                (id.clone(), enabled.iter().copied().filter(|c| !reachable(c)).collect())
+            })
+            .filter(|(_, cats): &(String, Vec<Category>)| !cats.is_empty())
+            .collect()
     }
 
     /// The incident window of a category, milliseconds.

@@ -85,6 +85,16 @@ fn cam(id: &str, north_m: f64) -> CameraRecord {
     }
 }
 
+/// The type text a CAD sends with each code of the test table (the evidence a START needs).
+fn text_of(code: &str) -> &'static str {
+    match code {
+        "70" => "BURGLARY - RESIDENCE",
+        "53" => "HOLDUP / ROBBERY",
+        "93" => "TRAFFIC VIOLATION",
+        _ => "",
+    }
+}
+
 fn ev(rev: u32, status: Status, code: &str, at: Millis) -> CallForService {
     CallForService {
         incident_id: "PD1".into(),
@@ -92,7 +102,7 @@ fn ev(rev: u32, status: Status, code: &str, at: Millis) -> CallForService {
         revision: rev,
         status,
         call_type_code: code.into(),
-        call_type_text: String::new(),
+        call_type_text: text_of(code).into(),
         priority: 1,
         location: Some(Location { lat: LAT, lon: LON, uncertainty_m: 0.0 }),
         received_at: T0,
@@ -259,6 +269,91 @@ fn reclassification_out_of_scope_stops_cameras() {
     let d3 = e.decide(&x, cams.as_slice(), T0 + 2000).unwrap();
     assert_eq!(d3.record.outcome, Outcome::BlockedType);
     assert_eq!(stops(&d3), ["a"]);
+}
+
+#[test]
+fn a_code_or_a_label_alone_starts_nothing_the_cads_own_words_must_corroborate() {
+    let mut e = engine();
+    let cams = vec![cam("a", 50.0)];
+    // Code 70 maps to burglary and its label says BURGLARY, but the CAD sent no type text.
+    let mut x = ev(1, Status::New, "70", T0);
+    x.call_type_text.clear();
+    let d1 = e.decide(&x, cams.as_slice(), T0).unwrap();
+    assert_eq!(d1.record.outcome, Outcome::Uncorroborated);
+    assert_eq!(d1.record.category, Some(Category::Burglary), "the claimed category is audited");
+    assert!(d1.commands.is_empty());
+    // Text that names another category does not corroborate this one.
+    let mut y = ev(2, Status::Updated, "70", T0 + 1000);
+    y.call_type_text = "REPORT TO FOLLOW / SHOTS FIRED".into();
+    assert_eq!(e.decide(&y, cams.as_slice(), T0 + 1000).unwrap().record.outcome, Outcome::Uncorroborated);
+    // The CAD's words arrive on a later revision: that revision starts the camera.
+    let z = ev(3, Status::Updated, "70", T0 + 2000);
+    let d3 = e.decide(&z, cams.as_slice(), T0 + 2000).unwrap();
+    assert_eq!(d3.record.outcome, Outcome::Triggered);
+    assert_eq!(d3.record.type_text, "BURGLARY - RESIDENCE");
+    assert_eq!(starts(&d3), ["a"]);
+    // And uncorroborated again: the camera stops, as for any reclassification out of the categories.
+    let d4 = e.decide(&x_at(&x, 4, T0 + 3000), cams.as_slice(), T0 + 3000).unwrap();
+    assert_eq!(d4.record.outcome, Outcome::Uncorroborated);
+    assert_eq!(stops(&d4), ["a"]);
+}
+
+fn x_at(x: &CallForService, rev: u32, at: Millis) -> CallForService {
+    CallForService { revision: rev, emitted_at: at, ..x.clone() }
+}
+
+#[test]
+fn once_an_incident_named_a_blocked_type_no_later_revision_starts_and_cameras_stop() {
+    let mut e = engine();
+    let cams = vec![cam("a", 50.0), cam("b", 80.0)];
+    let d1 = e.decide(&ev(1, Status::New, "53", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(starts(&d1), ["a", "b"]);
+    let mut protest = ev(2, Status::Updated, "53", T0 + 1000);
+    protest.call_type_text = "HOLDUP / ROBBERY AT PUBLIC GATHERING".into();
+    let d2 = e.decide(&protest, cams.as_slice(), T0 + 1000).unwrap();
+    assert_eq!(d2.record.outcome, Outcome::BlockedType);
+    assert_eq!(stops(&d2), ["a", "b"], "every camera still recording stops at that revision");
+    // Reclassified to a robbery again, with honest text: still blocked, and the record names the rule.
+    let mut later = cams.clone();
+    later.push(cam("c", 20.0));
+    let d3 = e.decide(&ev(3, Status::Updated, "53", T0 + 2000), later.as_slice(), T0 + 2000).unwrap();
+    assert_eq!(d3.record.outcome, Outcome::BlockedType);
+    assert!(d3.commands.is_empty(), "{:?}", d3.commands);
+    assert_eq!(
+        d3.record.rule.as_deref(),
+        Some("sticky:builtin:first_amendment:GATHERING@revision:2"),
+        "{:?}",
+        d3.record
+    );
+    // An incident blocked before it started anything needs no camera for any later revision.
+    let mut fresh = ev(1, Status::New, "53", T0);
+    (fresh.incident_id, fresh.call_type_text) = ("PD2".into(), "ROBBERY / IMMIGRATION ENFORCEMENT".into());
+    e.decide(&fresh, cams.as_slice(), T0).unwrap();
+    let next = CallForService { incident_id: "PD2".into(), ..ev(2, Status::Updated, "53", T0 + 1000) };
+    assert!(!e.may_use_cameras(&next));
+    // Sticky across a changelog restore too.
+    let snap = e.snapshot_incident("metro", "PD1").unwrap();
+    let mut other = engine();
+    other.restore_incident(snap);
+    let d4 = other.decide(&ev(4, Status::Updated, "53", T0 + 3000), later.as_slice(), T0 + 3000).unwrap();
+    assert_eq!(d4.record.outcome, Outcome::BlockedType);
+}
+
+#[test]
+fn every_record_names_the_classification_in_force() {
+    let mut e = engine();
+    let d = e.decide(&ev(1, Status::New, "70", T0), [].as_slice(), T0).unwrap();
+    let digest = d.record.classification.clone();
+    assert!(digest.starts_with("cls_") && digest.len() == 36, "{digest}");
+    assert_eq!(digest, e.policy().classification_digest("metro"));
+    // Another input mapping, or another table, is another classification.
+    let mut p = policy_with("");
+    p.set_input_mapping("csv profile x: type_text = [\"Disposition\"]");
+    assert_ne!(p.classification_digest("metro"), digest);
+    assert_ne!(policy_with("").classification_digest("metro"), policy_with("").classification_digest("nobody"));
+    let doc = e.policy().classification("metro");
+    assert!(doc["vocabulary"]["blocked"].as_array().is_some_and(|b| !b.is_empty()));
+    assert_eq!(doc["tables"][0]["name"], "t");
 }
 
 #[test]
