@@ -121,6 +121,85 @@ fn a_replay_that_refuses_every_row_fails_with_the_reasons() {
     assert!(out.join("rejects.jsonl").exists(), "the outputs are still written");
 }
 
+/// A copy of the shipped config with the Nashville profile changed by `edit`.
+fn with_profile(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let policy = config_copy(dir);
+    let profile = dir.join("profiles/nashville-mnpd.toml");
+    std::fs::write(&profile, edit(std::fs::read_to_string(&profile).unwrap())).unwrap();
+    policy
+}
+
+fn replay_fails(file: &str, policy: &Path, out: &Path, extra: &[&str]) -> String {
+    let args = ["replay", file, "--format", "csv", "--profile", "nashville-mnpd", "--generate-cameras", "200"];
+    run_fails(&[&args[..], &["--out", s(out), "--policy", s(policy)], extra].concat())
+}
+
+#[test]
+fn silent_partial_failures_are_loud() {
+    let full = "../shared/data/cad/nashville_mnpd_calls_2024_sample.csv";
+    // Day and month swapped: every row dated after the 12th is refused (most of them), the rest decide on
+    // wrong dates. The run writes its outputs, then fails with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = with_profile(dir.path(), |t| t.replace("%Y-%m-%d %H:%M:%S", "%Y-%d-%m %H:%M:%S"));
+    let out = dir.path().join("swapped");
+    let err = replay_fails(full, &policy, &out, &[]);
+    assert!(err.contains("rows were refused as unparseable_timestamp"), "{err}");
+    assert!(out.join("summary.json").exists());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let (rows, refused) =
+        (summary["rows"].as_u64().unwrap(), summary["rows_refused"]["unparseable_timestamp"].as_u64().unwrap());
+    assert_eq!(rows, 26_935);
+    assert!(refused * 2 > rows && refused < rows, "{refused} of {rows}");
+
+    // Every event for an agency the policy does not know.
+    let err = replay_fails(WEEK, &root().join("config/policy.toml"), &dir.path().join("np"), &["--agency", "nobody"]);
+    assert!(err.contains("was not_partner"), "{err}");
+
+    // A profile that reads the codes only: decided and audited, nothing can start; named at start and at the end.
+    let codes_only = tempfile::tempdir().unwrap();
+    let policy = with_profile(codes_only.path(), |t| {
+        t.replace("type_text = [\"Tencode Description\", \"Tencode Suffix Description\"]\n", "")
+    });
+    let out = codes_only.path().join("out");
+    let err = replay_fails(WEEK, &policy, &out, &[]);
+    assert!(err.contains("error: profile nashville-mnpd reads no type text"), "{err}");
+    assert!(err.contains("no event's type text corroborated a trigger category"), "{err}");
+    let decisions = std::fs::read_to_string(out.join("decisions.jsonl")).unwrap();
+    assert!(decisions.contains("\"outcome\":\"uncorroborated\""), "still decided and audited");
+    assert!(std::fs::read_to_string(out.join("commands.jsonl")).unwrap().is_empty());
+
+    // The type text read from an unrelated column (the disposition): nothing corroborates either.
+    let wrong = tempfile::tempdir().unwrap();
+    let policy = with_profile(wrong.path(), |t| {
+        t.replace("[\"Tencode Description\", \"Tencode Suffix Description\"]", "\"Disposition Description\"")
+    });
+    let err = replay_fails(WEEK, &policy, &wrong.path().join("out"), &[]);
+    assert!(err.contains("no event's type text corroborated a trigger category"), "{err}");
+}
+
+#[test]
+fn demo_runs_its_bundled_configuration_wherever_it_starts_and_ref_knows_its_agencies() {
+    // A folder with a deployment's own (here: broken) policy: the demo takes its bundled one and says so.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config/policy.toml"), "this is = not [a policy").unwrap();
+    let o = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["demo", "--rate", "5000", "--cameras", "500"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("(the bundled configuration)"), "{stderr}");
+    // Told to use that policy, it says which and why it fails.
+    let err = run_fails_in(dir.path(), &["demo", "--policy", "config/policy.toml", "--rate", "5000"]);
+    assert!(err.contains("demo: the policy config/policy.toml (--policy) cannot be used"), "{err}");
+    // ref: an agency the policy does not define has no references.
+    let err = run_fails(&["ref", "--agency", "nashville", "--incident", "PD1"]);
+    assert!(err.contains("agency \"nashville\" is not defined") && err.contains("nashville-mnpd"), "{err}");
+}
+
 #[test]
 fn replay_says_what_it_needs() {
     let help = run(&["replay", "--help"]);

@@ -347,3 +347,23 @@ fn the_shipped_standards_blocked_codes_never_trigger_even_without_text() {
         assert!(matches!(c.classify(code, "ROBBERY"), Classification::Blocked { .. }), "{code}");
     }
 }
+
+/// The README's tables are the public list of the vocabularies: every phrase the code holds stands there.
+#[test]
+fn the_readme_lists_every_phrase_of_the_vocabularies() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = &readme[readme.find("## The vocabularies").expect("the README has the section")..];
+    let mut missing = Vec::new();
+    for t in vocabulary::BLOCKED {
+        missing.extend(t.phrases.iter().chain(t.unless).filter(|p| !section.contains(**p)));
+    }
+    for e in vocabulary::CORROBORATING {
+        missing.extend(e.groups.iter().flat_map(|g| g.iter()).filter(|p| !section.contains(**p)));
+    }
+    for (short, long) in vocabulary::ABBREVIATIONS {
+        if !section.contains(&format!("{short} → {long}")) {
+            missing.push(short);
+        }
+    }
+    assert!(missing.is_empty(), "README \"The vocabularies\" does not list {missing:?}");
+}
