@@ -32,6 +32,45 @@ fn the_transparency_report_agrees_with_the_run_and_names_no_camera_or_owner() {
     let areas = report["areas"].as_array().unwrap();
     assert!(areas.iter().all(|a| a["h3_cell"].as_str().unwrap().len() == 15));
     assert!(areas.iter().any(|a| a["incidents_triggered"].is_null()), "small cells are not counted");
+    assert_eq!(sum("refused_uncorroborated"), outcome("uncorroborated"));
+
+    // What each category stood for: the CAD type texts behind every START, counted from the run's own
+    // decisions (not from the report's code), and the classification every record was decided under.
+    let mut want: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
+    let mut digests = std::collections::BTreeSet::new();
+    for l in std::fs::read_to_string(run_dir.join("decisions.jsonl")).unwrap().lines() {
+        let d: serde_json::Value = serde_json::from_str(l).unwrap();
+        digests.insert(d["classification"].as_str().unwrap().to_string());
+        let starts = d["commanded"].as_array().unwrap().iter().filter(|c| c["action"] == "start").count() as u64;
+        if starts > 0 {
+            let e = want
+                .entry((d["category"].as_str().unwrap().into(), d["type_text"].as_str().unwrap().into()))
+                .or_default();
+            *e = (e.0 + 1, e.1 + starts);
+        }
+    }
+    let got: std::collections::BTreeMap<(String, String), (u64, u64)> = report["type_texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let key = (t["category"].as_str().unwrap().into(), t["type_text"].as_str().unwrap().into());
+            (key, (t["decisions"].as_u64().unwrap(), t["cameras_activated"].as_u64().unwrap()))
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(got.keys().any(|(c, t)| c == "shots_fired" && t.contains("SHOTS FIRED")), "{got:?}");
+    let used: std::collections::BTreeSet<String> = report["classifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["classification"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(used, digests);
+    assert!(digests.iter().all(|d| d.starts_with("cls_")), "{digests:?}");
+    let classification: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("classification.json")).unwrap()).unwrap();
+    assert!(digests.iter().all(|d| classification.get(d).is_some()), "the run publishes what each digest is");
 
     // Counts only: none of the commanded cameras, their owners, or the incident references appear.
     let commands = std::fs::read_to_string(run_dir.join("commands.jsonl")).unwrap();

@@ -89,8 +89,8 @@ pub fn check(d: &Decision, cams: &[CameraRecord]) {
         assert!(c.expires_at >= c.issued_at, "a command that expires before it is issued: {c:?}");
         assert!(cams.iter().any(|k| k.camera_id == c.camera_id) || c.action == Action::Stop, "unknown camera {c:?}");
     }
-    if d.record.outcome == Outcome::BlockedType {
-        assert!(d.commands.iter().all(|c| c.action == Action::Stop), "a START for a blocked type: {d:?}");
+    if matches!(d.record.outcome, Outcome::BlockedType | Outcome::Uncorroborated) {
+        assert!(d.commands.iter().all(|c| c.action == Action::Stop), "a START for a blocked or uncorroborated type: {d:?}");
     }
 }
 
