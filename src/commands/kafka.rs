@@ -185,13 +185,14 @@ pub(super) fn topics_create(a: TopicsCreateArgs) -> Result<()> {
 pub(super) fn break_glass_send(a: BreakGlassSendArgs) -> Result<()> {
     let settings = a.target.settings()?;
     let text = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let stop = serve::shutdown_flag()?;
     let mut p = trigger_kafka::Publisher::new(&settings)?;
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let req: trigger_core::BreakGlassRequest =
             serde_json::from_str(line).with_context(|| format!("{} line {}", a.file.display(), i + 1))?;
         p.break_glass(&settings.topics.cfs, &req)?;
     }
-    let n = p.wait()?;
+    let n = kafka_tools::delivered(&mut p, &stop, "sending break-glass requests")?;
     println!("sent {n} break-glass requests to {}", settings.topics.cfs);
     Ok(())
 }

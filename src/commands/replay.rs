@@ -30,6 +30,7 @@ impl IndexJob for Replay<'_> {
 }
 
 pub(super) fn to_kafka(policy_path: &Path, a: ReplayArgs) -> Result<()> {
+    let stop = serve::shutdown_flag()?;
     let settings = kafka_target(a.config.as_deref(), a.to_kafka.as_deref().expect("checked by the caller"))?;
     let profile = a.profile.as_deref().map(|p| config::load_profile(p, policy_path)).transpose()?;
     let opts = DecodeOptions { max_message_bytes: a.max_message_bytes, agency_id: a.agency.clone() };
@@ -45,7 +46,6 @@ pub(super) fn to_kafka(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         (None, None) => Pace::AsFastAsPossible,
     };
     let times = if a.recorded_times { kafka_tools::Times::Recorded } else { kafka_tools::Times::Rebased };
-    let stop = serve::shutdown_flag()?;
     let r = kafka_tools::send_cad_log(&settings, decoded, pace, times, a.include_rejects, &stop)?;
     println!("{}", serde_json::to_string_pretty(&r)?);
     eprintln!(

@@ -262,7 +262,7 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
         }
     }
     if p == Processor::Engine {
-        publish_cameras(&settings, &o.cameras)?;
+        publish_cameras(&settings, &o.cameras, &super::NOT_STOPPED)?;
     }
     Ok((settings, t("relayed")))
 }

@@ -192,7 +192,7 @@ fn publish_fleet(settings: &KafkaSettings, cameras: usize, partitions: i32) -> R
         for c in &mut cams {
             c.camera_id = format!("cam-{k:03}-{}", &c.camera_id[4..]);
         }
-        publish_cameras(settings, &cams)?;
+        publish_cameras(settings, &cams, &super::NOT_STOPPED)?;
         bar.inc(cams.len() as u64);
     }
     bar.finish_and_clear();

@@ -95,7 +95,7 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
     let which = if cluster.is_some() { "embedded broker" } else { "broker" };
     eprintln!("{which} at {} ({} partitions)", settings.bootstrap_servers, o.partitions);
 
-    let published = publish_cameras(&settings, &o.cameras)?;
+    let published = publish_cameras(&settings, &o.cameras, &super::NOT_STOPPED)?;
     eprintln!("published {published} cameras to {}", settings.topics.registry);
 
     let mut cfg = embedded_service_config(&settings, &o.policy)?;

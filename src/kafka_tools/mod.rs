@@ -1,7 +1,7 @@
 //! Kafka-facing tools: `cameras publish`, `replay --to-kafka`, and `demo` (the whole Kafka path on an
 //! in-process broker).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -50,13 +50,26 @@ fn delete_topics_or_warn(settings: &KafkaSettings, topics: &[&str]) {
     }
 }
 
+/// The stop flag of in-process runs that are not stopped by a signal (demo, benchmarks).
+pub(crate) static NOT_STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// Wait for a tool's records: through a broker outage of any length, until every one is acknowledged or
+/// `stop` is set (SIGTERM / SIGINT), saying every 10 s how many are still waiting. The error names every
+/// record that was not delivered.
+pub fn delivered(p: &mut Publisher, stop: &AtomicBool, what: &str) -> Result<usize> {
+    p.wait_until(stop, Duration::from_secs(10), |n| {
+        eprintln!("{what}: {n} records not acknowledged yet (are the brokers reachable?); retrying until they are, or until stopped")
+    })
+    .map_err(|u| anyhow::anyhow!("{what}: {u}"))
+}
+
 /// Publish a camera layout into the registry topic; returns how many were acknowledged.
-pub fn publish_cameras(settings: &KafkaSettings, cams: &[CameraRecord]) -> Result<usize> {
+pub fn publish_cameras(settings: &KafkaSettings, cams: &[CameraRecord], stop: &AtomicBool) -> Result<usize> {
     let mut p = Publisher::new(settings)?;
     for c in cams {
         p.camera(&settings.topics.registry, c)?;
     }
-    p.wait().context("publishing cameras")
+    delivered(&mut p, stop, "publishing cameras")
 }
 
 /// How `send_cad_log` treats event times.
@@ -128,9 +141,22 @@ pub fn send_cad_log(
         }
     }
     bar.finish_and_clear();
-    p.wait().context("producing the CAD log")?;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    let acknowledged = delivered(&mut p, stop, "producing the CAD log");
+    let never_sent = decoded.events.len() as u64 - report.events;
+    match acknowledged {
+        Err(e) if never_sent > 0 => Err(e.context(format!("stopped: {never_sent} more events were never sent"))),
+        Err(e) => Err(e),
+        Ok(_) if never_sent > 0 => {
+            anyhow::bail!(
+                "stopped: {never_sent} of {} events were never sent (every one sent was acknowledged)",
+                decoded.events.len()
+            )
+        }
+        Ok(_) => {
+            report.seconds = started.elapsed().as_secs_f64();
+            Ok(report)
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

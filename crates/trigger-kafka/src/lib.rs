@@ -41,7 +41,7 @@ pub mod telemetry;
 pub mod topics;
 
 pub use embedded::EmbeddedCluster;
-pub use produce::Publisher;
+pub use produce::{Publisher, Undelivered};
 pub use records::OutRecord;
 pub use service::{DeadLetterPayload, Health, RoundTrips, RunStats, Service, ServiceOptions};
 pub use settings::{Delivery, KafkaSettings, Secret, Security, Topics};

@@ -57,10 +57,49 @@ pub fn acked(f: DeliveryFuture) -> Result<(), KafkaError> {
 pub const IDEMPOTENT_START: Duration = Duration::from_millis(650);
 
 /// Produces records and waits for acknowledgements: for tools and tests, not the service's hot path.
+///
+/// A publisher never drops a record: librdkafka's local delivery timeout is off (`message.timeout.ms = 0`,
+/// whatever the configuration says), so a record is retried through a broker outage of any length until it
+/// is acknowledged or refused for good; [`Publisher::wait_until`] waits for that, or until it is told to stop,
+/// and then names every record that was not acknowledged.
 pub struct Publisher {
     producer: FutureProducer,
-    pending: Vec<DeliveryFuture>,
+    /// Each record sent and not yet collected: what it is (for a report), and its acknowledgement.
+    pending: Vec<(String, DeliveryFuture)>,
     created: std::time::Instant,
+}
+
+/// Records a publisher could not deliver: refused by the brokers for good, or still unacknowledged when it
+/// was told to stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} of {} records not confirmed delivered ({} refused by the brokers; {} unacknowledged when stopped, which \
+     may or may not have reached them):\n  {}",
+    .refused.len() + .unacknowledged.len(),
+    .total,
+    .refused.len(),
+    .unacknowledged.len(),
+    .refused.iter().map(|(r, e)| format!("{r}: {e}")).chain(.unacknowledged.iter().map(|r| format!("{r}: not acknowledged"))).collect::<Vec<_>>().join("\n  ")
+)]
+pub struct Undelivered {
+    pub total: usize,
+    /// (record, the brokers' reason).
+    pub refused: Vec<(String, String)>,
+    pub unacknowledged: Vec<String>,
+}
+
+/// The acknowledgement, if it has come (never blocks).
+fn ready(f: &mut DeliveryFuture) -> Option<Result<(), KafkaError>> {
+    use std::future::Future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(f).poll(&mut cx) {
+        std::task::Poll::Pending => None,
+        std::task::Poll::Ready(Ok(Ok(_))) => Some(Ok(())),
+        std::task::Poll::Ready(Ok(Err((e, _)))) => Some(Err(e.into())),
+        std::task::Poll::Ready(Err(_)) => {
+            Some(Err(KafkaError::Internal("producer closed before the delivery report".into())))
+        }
+    }
 }
 
 impl std::fmt::Debug for Publisher {
@@ -74,7 +113,9 @@ impl Publisher {
         // Never transactional, whatever the service's delivery mode.
         let plain =
             KafkaSettings { delivery: crate::Delivery::AtLeastOnce, transactional_id: None, ..settings.clone() };
-        Ok(Self { producer: create_producer(&plain)?, pending: Vec::new(), created: std::time::Instant::now() })
+        let mut config = plain.client_config(Role::Producer);
+        config.set("message.timeout.ms", "0");
+        Ok(Self { producer: config.create()?, pending: Vec::new(), created: std::time::Instant::now() })
     }
 
     /// Wait until the producer can send at once. A new idempotent producer asks the broker for its producer
@@ -88,10 +129,17 @@ impl Publisher {
         }
     }
 
-    /// Enqueue without waiting; `wait` collects every acknowledgement.
+    /// Enqueue without waiting; `wait` collects every acknowledgement. The record is named in a report by its
+    /// topic and key.
     pub fn send(&mut self, r: &OutRecord) -> Result<(), KafkaError> {
+        let label = format!("{} key {}", r.topic, String::from_utf8_lossy(&r.key));
+        self.send_named(r, label)
+    }
+
+    /// As [`Publisher::send`], naming the record `label` in a report.
+    pub fn send_named(&mut self, r: &OutRecord, label: String) -> Result<(), KafkaError> {
         let f = enqueue(&self.producer, r)?;
-        self.pending.push(f);
+        self.pending.push((label, f));
         Ok(())
     }
 
@@ -99,12 +147,51 @@ impl Publisher {
     pub fn wait(&mut self) -> Result<usize, KafkaError> {
         let n = self.pending.len();
         let mut first_err = None;
-        for f in self.pending.drain(..) {
+        for (_, f) in self.pending.drain(..) {
             if let Err(e) = acked(f) {
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(n), Err)
+    }
+
+    /// Wait until every record sent so far is acknowledged or refused for good, or until `stop` is set;
+    /// `waiting` is told, every `every`, how many records are still unacknowledged (a broker outage). Returns
+    /// how many were acknowledged, or every record that was not.
+    pub fn wait_until(
+        &mut self,
+        stop: &std::sync::atomic::AtomicBool,
+        every: Duration,
+        mut waiting: impl FnMut(usize),
+    ) -> Result<usize, Undelivered> {
+        let total = self.pending.len();
+        let mut refused = Vec::new();
+        let mut last_said = std::time::Instant::now();
+        loop {
+            self.pending.retain_mut(|(label, f)| match ready(f) {
+                None => true,
+                Some(Ok(())) => false,
+                Some(Err(e)) => {
+                    refused.push((std::mem::take(label), e.to_string()));
+                    false
+                }
+            });
+            if self.pending.is_empty() || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            if last_said.elapsed() >= every {
+                waiting(self.pending.len());
+                last_said = std::time::Instant::now();
+            }
+            // The producer's own thread serves delivery reports: nothing to poll here.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let unacknowledged: Vec<String> = self.pending.drain(..).map(|(label, _)| label).collect();
+        if refused.is_empty() && unacknowledged.is_empty() {
+            Ok(total)
+        } else {
+            Err(Undelivered { total, refused, unacknowledged })
+        }
     }
 
     pub fn camera(&mut self, topic: &str, c: &CameraRecord) -> Result<(), KafkaError> {
@@ -123,7 +210,11 @@ impl Publisher {
     }
 
     pub fn cfs(&mut self, topic: &str, ev: &CallForService) -> Result<(), KafkaError> {
-        self.send(&OutRecord::keyed(topic, cfs_key(ev), Some(trigger_cad::pb::to_pb(ev).encode_to_vec())))
+        let r = OutRecord::keyed(topic, cfs_key(ev), Some(trigger_cad::pb::to_pb(ev).encode_to_vec()));
+        self.send_named(
+            &r,
+            format!("{topic}: incident {} of {} revision {}", ev.incident_id, ev.agency_id, ev.revision),
+        )
     }
 
     /// A break-glass request onto the CFS topic, keyed like its incident (the service decides it on the
