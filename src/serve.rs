@@ -199,7 +199,11 @@ pub fn spawn_http(listen: &str, health: Arc<Health>) -> Result<Option<std::net::
     std::thread::Builder::new().name("http".into()).spawn(move || {
         for req in server.incoming_requests() {
             let (code, body, ctype) = match req.url() {
-                "/metrics" => (200, handle.render(), "text/plain; version=0.0.4"),
+                "/metrics" => {
+                    // The gauge says what /readyz says, at the moment of the scrape.
+                    trigger_kafka::telemetry::ready(health.readiness(wall_ms()).is_ok());
+                    (200, handle.render(), "text/plain; version=0.0.4")
+                }
                 "/healthz" => (200, "ok\n".to_string(), "text/plain"),
                 "/readyz" => match health.readiness(wall_ms()) {
                     Ok(()) => (200, "ready\n".to_string(), "text/plain"),

@@ -651,7 +651,13 @@ crate::on_every_broker! {
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             let svc = start(s, &cfg, &health, &stop);
-            assert_eq!(http_get(addr, "/readyz").0, 200);
+            // Ready once the group has assigned it its partition; the gauge says the same at every scrape.
+            let t = Instant::now();
+            while http_get(addr, "/readyz").0 != 200 {
+                assert!(t.elapsed() < Duration::from_secs(30), "not ready: {}", http_get(addr, "/readyz").1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(http_get(addr, "/metrics").1.contains("dispatch_trigger_ready 1"));
             // No CFS for longer than cad_silence_s: flagged and exported.
             let t = Instant::now();
             while !health.cad_silent.load(Relaxed) {

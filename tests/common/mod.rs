@@ -343,8 +343,26 @@ pub fn serve_until_ready(
     spawn_until_ready("serve", config, log, port, env)
 }
 
+/// `serve --config CONFIG` as a child process, returned once its `/healthz` answers: ready or not (a standby
+/// of a consumer group holds no partition and is not ready).
+pub fn serve_until_up(config: &std::path::Path, log: &std::path::Path, port: u16) -> std::process::Child {
+    spawn_until(200, "/healthz", "serve", config, log, port, &[])
+}
+
 /// `COMMAND --config CONFIG` (serve, bridge) as a child process, returned once its `/readyz` answers 200.
 pub fn spawn_until_ready(
+    command: &str,
+    config: &std::path::Path,
+    log: &std::path::Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    spawn_until(200, "/readyz", command, config, log, port, env)
+}
+
+fn spawn_until(
+    code: u16,
+    path: &str,
     command: &str,
     config: &std::path::Path,
     log: &std::path::Path,
@@ -361,7 +379,7 @@ pub fn spawn_until_ready(
         .spawn()
         .expect("the service binary starts");
     let t0 = std::time::Instant::now();
-    while !http_get(port, "/readyz").is_some_and(|r| r.contains(" 200 ")) {
+    while !http_get(port, path).is_some_and(|r| r.contains(&format!(" {code} "))) {
         let log = || std::fs::read_to_string(log).unwrap_or_default();
         assert!(t0.elapsed() < Duration::from_secs(60), "the service did not become ready: {}", log());
         assert!(child.try_wait().unwrap().is_none(), "the service exited: {}", log());

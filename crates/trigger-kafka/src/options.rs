@@ -158,7 +158,9 @@ pub struct Health {
 }
 
 impl Health {
-    /// Whether the service can do its job at `now_ms` (Unix ms), and if not, why: `/readyz`.
+    /// Whether the service can do its job at `now_ms` (Unix ms), and if not, why: `/readyz`, and the
+    /// `dispatch_trigger_ready` gauge, which is set from it at every scrape. Ready: the registry is loaded, the
+    /// brokers answer, and the consumer group has assigned this instance partitions to decide.
     pub fn readiness(&self, now_ms: i64) -> Result<(), String> {
         use std::sync::atomic::Ordering::Relaxed;
         if !self.ready.load(Relaxed) {
@@ -168,6 +170,11 @@ impl Health {
         let silent = now_ms.saturating_sub(seen);
         if grace > 0 && seen > 0 && silent > grace {
             return Err(format!("not ready: no answer from the Kafka brokers for {} s", silent / 1000));
+        }
+        if self.assigned_partitions.load(Relaxed) == 0 {
+            return Err("not ready: no partition assigned to this instance, so it decides nothing (joining the \
+                        consumer group, a standby, or its group membership was lost)"
+                .into());
         }
         Ok(())
     }

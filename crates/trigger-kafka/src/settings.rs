@@ -245,6 +245,13 @@ fn low_latency_defaults(role: Role) -> ClientConfig {
             c.set("auto.commit.interval.ms", "1000");
         }
     }
+    if role == Role::CfsConsumer {
+        // Failover inside the latency budget: the group notices a killed instance after session.timeout.ms
+        // (librdkafka's default 45 s; 6 s is the brokers' default floor, group.min.session.timeout.ms), and a
+        // survivor hears of the rebalance at its next heartbeat.
+        c.set("session.timeout.ms", "6000");
+        c.set("heartbeat.interval.ms", "1000");
+    }
     c
 }
 

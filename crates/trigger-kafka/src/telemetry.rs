@@ -39,7 +39,7 @@ pub fn stage(stage: Stage, seconds: f64) {
     metrics::histogram!("dispatch_trigger_stage_seconds", "stage" => stage.as_str()).record(seconds.max(0.0));
 }
 
-/// The registry is loaded and the CFS subscription is on (or the service is stopping).
+/// Whether the instance is ready (`Health::readiness`): set at each scrape, so it always says what /readyz says.
 pub fn ready(ready: bool) {
     metrics::gauge!("dispatch_trigger_ready").set(if ready { 1.0 } else { 0.0 });
 }

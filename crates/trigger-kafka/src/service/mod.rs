@@ -193,7 +193,6 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         }
         consumer.unsubscribe();
         self.health.ready.store(false, Relaxed);
-        telemetry::ready(false);
         self.stats.delivery_retries = sink.retries();
         Ok(self.stats)
     }
@@ -235,7 +234,6 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         self.health.broker_grace_ms.store(self.opts.broker_grace().as_millis() as i64, Relaxed);
         self.broker_answered();
         self.health.ready.store(true, Relaxed);
-        telemetry::ready(true);
         tracing::info!(
             cameras = self.index.len(),
             topic = %self.settings.topics.cfs,
