@@ -10,11 +10,12 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 use trigger_bridge::targets::TargetConfig;
-use trigger_bridge::{Bridge, BridgeOptions, CameraEntry, Outcome};
+use trigger_bridge::{Bridge, BridgeOptions, CameraEntry, Outcome, Submitted};
 use trigger_kafka::command_feed::CommandFeed;
 use trigger_kafka::{wall_ms, Health, KafkaSettings};
 
@@ -97,10 +98,22 @@ impl BridgeStats {
     }
 }
 
-/// Run the bridge until `shutdown` is set: finish (or interrupt) the command in hand, commit, return counts.
+/// Records read ahead of the oldest unfinished one, at most (their offsets wait for it).
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// A record taken from the feed, in the order read, and what became of it (None: its lane has it).
+struct InFlight {
+    record: trigger_kafka::command_feed::CommandRecord,
+    ticket: Option<u64>,
+    outcome: Option<Outcome>,
+}
+
+/// Run the bridge until `shutdown` is set: hand records to the target lanes as they come, store each record's
+/// offset once it and every record before it finished, and at shutdown end the retries still running (those
+/// records are read again by the next run). Returns counts.
 pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result<BridgeStats> {
     let keys = crate::signing::command_keys(&cfg.verify.key)?;
-    let mut bridge = Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone())?;
+    let mut bridge = Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone(), wall_ms)?;
     for r in Bridge::REFUSALS {
         metrics::counter!("dispatch_trigger_bridge_refused_total", "reason" => r).absolute(0);
     }
@@ -108,25 +121,71 @@ pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result
     health.ready.store(true, Relaxed);
     tracing::info!(cameras = cfg.camera.len(), targets = cfg.target.len(), topic = %cfg.kafka.topics.commands, "bridge ready");
     let mut stats = BridgeStats::default();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     while !shutdown.load(Relaxed) {
-        let Some(m) = feed.poll(Duration::from_millis(100), health) else { continue };
-        health.broker_seen_ms.store(wall_ms(), Relaxed);
-        let outcome = bridge.handle(&m.payload, &wall_ms, shutdown);
-        if outcome == Outcome::Interrupted {
-            if shutdown.load(Relaxed) {
-                break;
+        if in_flight.len() < MAX_IN_FLIGHT {
+            let wait = if in_flight.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(5) };
+            if let Some(record) = feed.poll(wait, health) {
+                health.broker_seen_ms.store(wall_ms(), Relaxed);
+                let (ticket, outcome) = match bridge.submit(&record.payload) {
+                    Submitted::Finished(o) => (None, Some(o)),
+                    Submitted::Queued(t) => (Some(t), None),
+                };
+                in_flight.push_back(InFlight { record, ticket, outcome });
             }
+        }
+        collect(&mut bridge, &mut in_flight, Duration::ZERO);
+        if !store_finished(&feed, &mut in_flight, health, &mut stats)? {
             // Not a shutdown: the journal could not be written. Delivering without it would lose the dedup.
             bail!(
                 "the bridge's journal in {} cannot be written (see the log): stopping",
                 cfg.bridge.state_dir.display()
             );
         }
-        feed.done(&m)?;
-        health.handled.fetch_add(1, Relaxed);
-        stats.count(&outcome);
     }
+    // Retries end now; every record handed to a lane comes back, finished or interrupted.
+    bridge.stop();
+    // A lane answers within its attempt in progress; a lane that never does (its thread died) is not waited for:
+    // its records stay unfinished and are read again.
+    let deadline = std::time::Instant::now() + Duration::from_millis(cfg.bridge.attempt_timeout_ms + 5_000);
+    while in_flight.iter().any(|r| r.outcome.is_none()) && std::time::Instant::now() < deadline {
+        collect(&mut bridge, &mut in_flight, Duration::from_millis(100));
+    }
+    store_finished(&feed, &mut in_flight, health, &mut stats)?;
     health.ready.store(false, Relaxed);
     feed.close()?;
     Ok(stats)
+}
+
+/// Put the lanes' outcomes on their records.
+fn collect(bridge: &mut Bridge, in_flight: &mut VecDeque<InFlight>, wait: Duration) {
+    for (ticket, outcome) in bridge.finished(wait) {
+        if let Some(r) = in_flight.iter_mut().find(|r| r.ticket == Some(ticket)) {
+            r.outcome = Some(outcome);
+        }
+    }
+}
+
+/// Store the offsets of the finished records at the head of the queue, in order, up to the first one still in
+/// a lane or interrupted. False: an interrupted record at the head (the journal could not be written, or the
+/// bridge is stopping).
+fn store_finished(
+    feed: &CommandFeed,
+    in_flight: &mut VecDeque<InFlight>,
+    health: &Health,
+    stats: &mut BridgeStats,
+) -> Result<bool> {
+    while let Some(head) = in_flight.front() {
+        match &head.outcome {
+            None => return Ok(true),
+            Some(Outcome::Interrupted) => return Ok(false),
+            Some(o) => {
+                feed.done(&head.record)?;
+                health.handled.fetch_add(1, Relaxed);
+                stats.count(o);
+                in_flight.pop_front();
+            }
+        }
+    }
+    Ok(true)
 }

@@ -385,6 +385,73 @@ fn the_bridge_drives_every_target_and_refuses_bad_commands(broker: &Broker) {
     assert_eq!(health.handled.load(Relaxed), records.len() as u64);
 }
 
+/// One target failing, others healthy: the healthy targets' commands are delivered, each camera's in order,
+/// while the failing target's command is still being retried (before it expires), and the failing one is
+/// dropped at its expiry. A bridge that delivered one command at a time would reach the healthy ones only after
+/// that expiry.
+fn a_failing_target_delays_only_its_own_commands(broker: &Broker) {
+    let settings = broker.settings(1);
+    let bad = HttpPeer::start(HashMap::from([("/api/", (503, usize::MAX))]), Duration::ZERO);
+    let good = HttpPeer::start(HashMap::new(), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[[target]]\nname = \"bad\"\nkind = \"frigate\"\nurl = {:?}\n\
+         [[target]]\nname = \"good\"\nkind = \"frigate\"\nurl = {:?}\n\
+         [[camera]]\nid = \"cam-bad\"\ntarget = \"bad\"\nname = \"bad\"\n\
+         [[camera]]\nid = \"cam-g1\"\ntarget = \"good\"\nname = \"g1\"\n\
+         [[camera]]\nid = \"cam-g2\"\ntarget = \"good\"\nname = \"g2\"\n",
+        bad.url(),
+        good.url(),
+    );
+    let file = dir.path().join("bridge.toml");
+    std::fs::write(&file, bridge_toml(&settings, &dir.path().join("state"), "", &extra)).unwrap();
+    let cfg = BridgeConfig::load(&file).unwrap();
+    let hour = 3_600_000;
+    // The failing target's command comes first, on the same partition as every other.
+    let doomed = command("c-bad", "cam-bad", Action::Start, 15_000);
+    let records: Vec<(String, Vec<u8>)> = [
+        doomed.clone(),
+        command("c-g1-start", "cam-g1", Action::Start, hour),
+        command("c-g2-start", "cam-g2", Action::Start, hour),
+        command("c-g1-stop", "cam-g1", Action::Stop, hour),
+        command("c-g2-stop", "cam-g2", Action::Stop, hour),
+    ]
+    .iter()
+    .map(|c| ("one-key".to_string(), signed(c)))
+    .collect();
+    produce(&settings, &records);
+    let health = Health::default();
+    let stats = std::thread::scope(|s| {
+        let run = s.spawn(|| run_bridge(&cfg, &health, records.len() as u64));
+        // Every healthy command is delivered while the failing one is still unfinished: it stands first, so
+        // until it is dropped at its expiry no record is counted as handled (offsets are stored in order).
+        let t = Instant::now();
+        let waited = || {
+            format!(
+                "the healthy targets waited for the failing one: {} of 4 delivered when it was dropped",
+                good.requests().len()
+            )
+        };
+        while good.requests().len() < 4 {
+            assert_eq!(health.handled.load(Relaxed), 0, "{}", waited());
+            assert!(t.elapsed() < Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(health.handled.load(Relaxed), 0, "{}", waited());
+        assert!(common::now_ms() < doomed.expires_at && !bad.requests().is_empty(), "tried, and retried meanwhile");
+        run.join().unwrap()
+    });
+    // In order per camera: each START (create) before its STOP (end of the event the create answered).
+    let reqs = good.requests();
+    for cam in ["g1", "g2"] {
+        let create = reqs.iter().position(|r| r.url.starts_with(&format!("/api/events/{cam}/"))).unwrap();
+        let id = reqs[create].event_id.clone().unwrap();
+        let end = reqs.iter().position(|r| r.url == format!("/api/events/{id}/end")).unwrap();
+        assert!(create < end, "{cam}: {reqs:#?}");
+    }
+    assert_eq!((stats.delivered, stats.expired), (4, 1), "{stats:?}");
+}
+
 /// The whole loop: the engine (serve, signing with a configured key) decides a real call, and the bridge,
 /// which trusts that key, makes the camera's recorder start; `commands verify` accepts the topic.
 fn the_engine_signs_every_command_and_the_bridge_delivers_it(broker: &Broker) {
@@ -601,6 +668,8 @@ fn the_shipped_bridge_config_loads_and_mistakes_are_named() {
     .unwrap();
     let cfg = BridgeConfig::load(&bad).unwrap();
     let keys = dispatch_trigger::signing::command_keys(&cfg.verify.key).unwrap();
-    let e = trigger_bridge::Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone()).unwrap_err().to_string();
+    let e = trigger_bridge::Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone(), trigger_kafka::wall_ms)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("\"nowhere\", which is not configured"), "{e}");
 }

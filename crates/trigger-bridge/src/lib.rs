@@ -1,14 +1,18 @@
 //! trigger-bridge: from the commands topic to real recorders.
 //!
-//! Each command record goes through [`Bridge::handle`]: decode (named `malformed` if it is not a command the
+//! Each command record goes through [`Bridge::submit`]: decode (named `malformed` if it is not a command the
 //! engine writes), verify the engine's signature and key id ([`trigger_core::CommandKeys`]), look the camera
 //! up among the ones this bridge serves, refuse it if it has expired, skip it if it already reached an end
-//! (the [`journal::Journal`] of finished command ids, persisted across restarts), then drive the camera's
-//! target, retrying retriable failures with backoff until the command expires. Every outcome is counted; no
-//! bad record stops the bridge. No Kafka here: the binary feeds records in (trigger-kafka's `CommandFeed`)
-//! and stores each record's offset only after `handle` returned an outcome other than `Interrupted`.
+//! (the [`journal::Journal`] of finished command ids, persisted across restarts), then hand it to its target's
+//! lane ([`lanes`]), which drives the target, retrying retriable failures with backoff until the command
+//! expires. Lanes run concurrently, one per target, keeping each camera's commands in order: a failing target
+//! delays only its own commands. [`Bridge::finished`] collects what the lanes finished. Every outcome is
+//! counted; no bad record stops the bridge. No Kafka here: the binary feeds records in (trigger-kafka's
+//! `CommandFeed`) and stores a record's offset once it and every record before it finished with an outcome
+//! other than `Interrupted`.
 
 pub mod journal;
+mod lanes;
 pub mod targets;
 
 use journal::Journal;
@@ -16,8 +20,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use targets::{Target, TargetConfig, TargetError};
+use targets::TargetConfig;
 use trigger_core::{CameraCommand, CommandKeys, Millis};
 
 /// `[bridge]`: where the journal lives and how deliveries are tried.
@@ -108,11 +114,23 @@ pub enum SetupError {
     Journal { dir: String, error: std::io::Error },
 }
 
+/// What [`Bridge::submit`] did with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Finished at once (refused, or the journal could not be written: `Interrupted`).
+    Finished(Outcome),
+    /// Handed to its target's lane; [`Bridge::finished`] reports it under this ticket.
+    Queued(u64),
+}
+
 pub struct Bridge {
     keys: CommandKeys,
     cameras: HashMap<String, (usize, String)>,
-    targets: Vec<Box<dyn Target>>,
-    journal: Journal,
+    /// One lane per target, in the order of the targets.
+    lanes: Vec<lanes::Lane>,
+    done: Receiver<lanes::Done>,
+    shared: lanes::Shared,
+    next_ticket: u64,
     opts: BridgeOptions,
 }
 
@@ -121,9 +139,23 @@ impl std::fmt::Debug for Bridge {
         f.debug_struct("Bridge")
             .field("keys", &self.keys.len())
             .field("cameras", &self.cameras.len())
-            .field("targets", &self.targets)
+            .field("lanes", &self.lanes.len())
             .field("opts", &self.opts)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Relaxed);
+        for lane in &mut self.lanes {
+            lane.jobs.take();
+        }
+        for lane in &mut self.lanes {
+            if let Some(h) = lane.thread.take() {
+                let _ = h.join();
+            }
+        }
     }
 }
 
@@ -137,11 +169,13 @@ fn plain_id(id: &str) -> bool {
 }
 
 impl Bridge {
+    /// A bridge whose lanes read the time from `now` (Unix ms; the wall clock in the service).
     pub fn new(
         keys: CommandKeys,
         targets: &[TargetConfig],
         cameras: &[CameraEntry],
         opts: BridgeOptions,
+        now: fn() -> Millis,
     ) -> Result<Self, SetupError> {
         if keys.is_empty() {
             return Err(SetupError::NoKeys);
@@ -172,7 +206,28 @@ impl Bridge {
                 "commands begun by the last run and not finished (it stopped mid-delivery): delivered again when re-read"
             );
         }
-        Ok(Self { keys, cameras: map, targets: built, journal, opts })
+        let shared = lanes::Shared {
+            journal: Arc::new(Mutex::new(journal)),
+            stop: Arc::new(AtomicBool::new(false)),
+            now,
+            backoff_max: Duration::from_millis(opts.retry_backoff_max_ms),
+        };
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let mut lanes = Vec::with_capacity(built.len());
+        for (i, target) in built.into_iter().enumerate() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (done_tx, shared) = (done_tx.clone(), shared.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("bridge-lane-{i}"))
+                .spawn(move || lanes::run(target, rx, done_tx, shared))
+                .map_err(|e| SetupError::Target { name: targets[i].name().into(), error: e.to_string() })?;
+            lanes.push(lanes::Lane { jobs: Some(tx), thread: Some(handle) });
+        }
+        Ok(Self { keys, cameras: map, lanes, done, shared, next_ticket: 0, opts })
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.shared.journal.lock().expect("not poisoned")
     }
 
     /// Everything between decoding and a delivery: the command's target and camera name, or why it is refused.
@@ -189,7 +244,7 @@ impl Bridge {
         let Some((target, name)) = self.cameras.get(&cmd.camera_id).cloned() else {
             return Err(refused("unknown_camera", format!("camera {:?} is not served by this bridge", cmd.camera_id)));
         };
-        if self.journal.finished(&cmd.command_id) {
+        if self.journal().finished(&cmd.command_id) {
             return Err(refused("replayed", format!("command {} already reached an end", cmd.command_id)));
         }
         Ok((target, name))
@@ -198,95 +253,81 @@ impl Bridge {
     /// A command left in doubt by the last run and refused now (it has expired since): it ends here, so the
     /// journal does not carry it forever.
     fn end_doubt(&mut self, command_id: &str, o: &Outcome) {
-        if self.journal.in_doubt(command_id) {
-            if let Err(e) = self.journal.done(command_id, o.label()) {
+        let mut journal = self.journal();
+        if journal.in_doubt(command_id) {
+            if let Err(e) = journal.done(command_id, o.label()) {
                 tracing::error!(error = %e, "journal write failed");
             }
         }
     }
 
-    /// One record of the commands topic, start to end (see the crate documentation). `now` is the wall
-    /// clock; `stop` ends retrying early (the outcome is then `Interrupted`).
-    pub fn handle(&mut self, bytes: &[u8], now: &dyn Fn() -> Millis, stop: &AtomicBool) -> Outcome {
+    /// Take one record of the commands topic: refuse it at once, or hand it to its target's lane (see the crate
+    /// documentation). A command is recorded as begun in the journal before any delivery.
+    pub fn submit(&mut self, bytes: &[u8]) -> Submitted {
         let (cmd, sig) = match trigger_cad::commands::decode_command(bytes) {
             Ok(x) => x,
-            Err(e) => return self.count(refused(e.reason(), e.to_string()), None),
+            Err(e) => return Submitted::Finished(self.count(refused(e.reason(), e.to_string()), None)),
         };
-        let (target, name) = match self.admit(&cmd, sig.as_ref(), now()) {
+        let (target, name) = match self.admit(&cmd, sig.as_ref(), (self.shared.now)()) {
             Ok(x) => x,
             Err(o) => {
                 self.end_doubt(&cmd.command_id, &o);
-                return self.count(o, None);
+                return Submitted::Finished(self.count(o, None));
             }
         };
-        let in_doubt = self.journal.in_doubt(&cmd.command_id);
+        let in_doubt = self.journal().in_doubt(&cmd.command_id);
         if !in_doubt {
-            if let Err(e) = self.journal.begin(&cmd.command_id) {
+            if let Err(e) = self.journal().begin(&cmd.command_id) {
                 tracing::error!(error = %e, "journal write failed: not delivering without a record of it");
-                return Outcome::Interrupted;
+                return Submitted::Finished(Outcome::Interrupted);
             }
         }
-        let outcome = match in_doubt.then(|| self.resolve_doubt(&cmd, target, &name)).flatten() {
-            Some(o) => o,
-            None => self.deliver(&cmd, target, &name, now, stop),
-        };
-        if outcome != Outcome::Interrupted {
-            if let Err(e) = self.journal.done(&cmd.command_id, outcome.label()) {
-                tracing::error!(error = %e, command_id = %cmd.command_id, "journal write failed");
-            }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let job = lanes::Job { ticket, cmd, name, in_doubt };
+        match self.lanes[target].jobs.as_ref().map(|tx| tx.send(job).is_ok()) {
+            Some(true) => Submitted::Queued(ticket),
+            // A lane that is gone (its thread panicked): nothing is delivered, the record is retried next run.
+            _ => Submitted::Finished(Outcome::Interrupted),
         }
-        self.count(outcome, Some((&cmd, now())))
     }
 
-    /// A command the last run began and did not finish: ask the target whether it has it. `Some` outcome: it
-    /// has (nothing is sent again); `None`: deliver (it has not, or it cannot tell, which is logged).
-    fn resolve_doubt(&mut self, cmd: &CameraCommand, t: usize, name: &str) -> Option<Outcome> {
-        let kind = self.targets[t].kind();
-        let (resolution, outcome) = match self.targets[t].already_has(cmd, name, &mut self.journal) {
-            Some(true) => ("already_delivered", Some(Outcome::Delivered { kind })),
-            Some(false) => ("not_delivered", None),
-            None => ("delivered_again", None),
+    /// The commands the lanes finished since the last call, waiting up to `wait` for the first: each recorded
+    /// in the journal (but `Interrupted`), counted and logged.
+    pub fn finished(&mut self, wait: Duration) -> Vec<(u64, Outcome)> {
+        let first = match self.done.recv_timeout(wait) {
+            Ok(d) => d,
+            Err(_) => return vec![],
         };
-        metrics::counter!("dispatch_trigger_bridge_in_doubt_total", "resolution" => resolution).increment(1);
-        if resolution == "delivered_again" {
-            tracing::warn!(command_id = %cmd.command_id, kind, "delivering again a command the last run began and did not finish (the target cannot be asked)");
-        } else {
-            tracing::info!(command_id = %cmd.command_id, kind, resolution, "a command the last run began and did not finish");
-        }
-        outcome
-    }
-
-    /// Try until delivered, failed for good, expired, or told to stop.
-    fn deliver(
-        &mut self,
-        cmd: &CameraCommand,
-        t: usize,
-        name: &str,
-        now: &dyn Fn() -> Millis,
-        stop: &AtomicBool,
-    ) -> Outcome {
-        let kind = self.targets[t].kind();
-        let mut backoff = Duration::from_millis(50);
-        let max = Duration::from_millis(self.opts.retry_backoff_max_ms.max(50));
-        loop {
-            let last_error = match self.targets[t].deliver(cmd, name, &mut self.journal) {
-                Ok(()) => return Outcome::Delivered { kind },
-                Err(TargetError::Permanent(error)) => return Outcome::Failed { kind, error },
-                Err(TargetError::Retriable(e)) => e,
-            };
-            metrics::counter!("dispatch_trigger_bridge_retries_total", "kind" => kind).increment(1);
-            tracing::debug!(command_id = %cmd.command_id, error = %last_error, "delivery failed; retrying");
-            if now() + backoff.as_millis() as Millis > cmd.expires_at {
-                return Outcome::Expired { kind, last_error };
-            }
-            let until = std::time::Instant::now() + backoff;
-            while std::time::Instant::now() < until {
-                if stop.load(Relaxed) {
-                    return Outcome::Interrupted;
+        let mut out = Vec::new();
+        for d in std::iter::once(first).chain(std::iter::from_fn(|| self.done.try_recv().ok())) {
+            if d.outcome != Outcome::Interrupted {
+                if let Err(e) = self.journal().done(&d.cmd.command_id, d.outcome.label()) {
+                    tracing::error!(error = %e, command_id = %d.cmd.command_id, "journal write failed");
                 }
-                std::thread::sleep(Duration::from_millis(10).min(backoff));
             }
-            backoff = (backoff * 2).min(max);
+            let at = (self.shared.now)();
+            out.push((d.ticket, self.count(d.outcome, Some((&d.cmd, at)))));
+        }
+        out
+    }
+
+    /// End every retry: the lanes report each command they still hold as `Interrupted`.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Relaxed);
+    }
+
+    /// One record, start to end: [`Bridge::submit`], then wait for its outcome (commands the lanes finish
+    /// meanwhile for other tickets are recorded and counted, and dropped).
+    pub fn handle(&mut self, bytes: &[u8]) -> Outcome {
+        let ticket = match self.submit(bytes) {
+            Submitted::Finished(o) => return o,
+            Submitted::Queued(t) => t,
+        };
+        loop {
+            if let Some((_, o)) = self.finished(Duration::from_millis(50)).into_iter().find(|(t, _)| *t == ticket) {
+                return o;
+            }
         }
     }
 
@@ -343,7 +384,7 @@ mod tests {
         .unwrap();
         let cam = CameraEntry { id: "cam-1".into(), target: "zm".into(), name: None };
         let opts = BridgeOptions { state_dir: dir.to_path_buf(), fsync: false, ..BridgeOptions::default() };
-        Bridge::new(keys, &[zm], &[cam], opts).unwrap()
+        Bridge::new(keys, &[zm], &[cam], opts, || 5_000).unwrap()
     }
 
     #[test]
@@ -367,7 +408,7 @@ mod tests {
             expires_at: 2_000,
         };
         let bytes = trigger_cad::commands::command_to_pb(&cmd, Some(&signer)).encode_to_vec();
-        let o = b.handle(&bytes, &|| 5_000, &AtomicBool::new(false));
+        let o = b.handle(&bytes);
         assert!(matches!(o, Outcome::Refused { reason: "expired", .. }), "{o:?}");
         drop(b);
         let j = Journal::open(dir.path(), 10, false).unwrap();
