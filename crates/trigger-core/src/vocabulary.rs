@@ -262,11 +262,15 @@ pub const ABBREVIATIONS: &[(&str, &str)] = &[
 
 /// Text as words for matching (see the module documentation).
 pub fn normalize(text: &str) -> Vec<String> {
-    let folded: String = text
-        .nfkd()
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c) && *c != '\'' && *c != '\u{2019}')
-        .flat_map(char::to_uppercase)
-        .collect();
+    let folded: String = if text.is_ascii() {
+        // Most CAD text: nothing to decompose.
+        text.chars().filter(|c| *c != '\'').map(|c| c.to_ascii_uppercase()).collect()
+    } else {
+        text.nfkd()
+            .filter(|c| !unicode_normalization::char::is_combining_mark(*c) && *c != '\'' && *c != '\u{2019}')
+            .flat_map(char::to_uppercase)
+            .collect()
+    };
     let mut words: Vec<String> = Vec::new();
     let mut letters = String::new();
     for w in folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
@@ -307,16 +311,43 @@ pub fn holds(words: &[String], phrase: &str) -> bool {
     occurrences(words, phrase).next().is_some()
 }
 
-/// The blocked term the words name, if any: its kind and the phrase found. An occurrence inside one of the
-/// term's "unless" phrases does not count; any other does.
+/// A blocked phrase as matched: which term, its place among the term's phrases, and its words.
+struct BlockedPhrase {
+    term: usize,
+    index: usize,
+    phrase: &'static str,
+    words: Vec<&'static str>,
+}
+
+/// Every blocked phrase, by its first word: a text is scanned once, a hash look-up per word.
+static BLOCKED_BY_FIRST_WORD: std::sync::LazyLock<std::collections::HashMap<&'static str, Vec<BlockedPhrase>>> =
+    std::sync::LazyLock::new(|| {
+        let mut m: std::collections::HashMap<&'static str, Vec<BlockedPhrase>> = std::collections::HashMap::new();
+        for (term, t) in BLOCKED.iter().enumerate() {
+            for (index, phrase) in t.phrases.iter().enumerate() {
+                let words: Vec<&'static str> = phrase.split(' ').collect();
+                m.entry(words[0]).or_default().push(BlockedPhrase { term, index, phrase, words });
+            }
+        }
+        m
+    });
+
+/// The blocked term the words name, if any: its kind and the phrase found (the first term of [`BLOCKED`] that
+/// matches). An occurrence inside one of the term's "unless" phrases does not count; any other does.
 pub fn blocked(words: &[String]) -> Option<(BlockKind, &'static str)> {
-    BLOCKED.iter().find_map(|t| {
-        let excused: Vec<(usize, usize)> = t.unless.iter().flat_map(|u| occurrences(words, u)).collect();
-        t.phrases
-            .iter()
-            .find(|p| occurrences(words, p).any(|(s, e)| !excused.iter().any(|(us, ue)| *us <= s && e <= *ue)))
-            .map(|p| (t.kind, *p))
-    })
+    let mut found: Option<&BlockedPhrase> = None;
+    for (i, w) in words.iter().enumerate() {
+        for p in BLOCKED_BY_FIRST_WORD.get(w.as_str()).into_iter().flatten() {
+            let (s, e) = (i, i + p.words.len());
+            let here = e <= words.len() && words[s..e].iter().zip(&p.words).all(|(a, b)| a == b);
+            let excused =
+                || BLOCKED[p.term].unless.iter().any(|u| occurrences(words, u).any(|(us, ue)| us <= s && e <= ue));
+            if here && found.is_none_or(|f| (p.term, p.index) < (f.term, f.index)) && !excused() {
+                found = Some(p);
+            }
+        }
+    }
+    found.map(|p| (BLOCKED[p.term].kind, p.phrase))
 }
 
 /// The phrase of the category's vocabulary that the words hold (the first group's), if every group is held.
