@@ -57,18 +57,28 @@ fn replay_to_kafka(csv: &std::path::Path, bootstrap: &str, config: &std::path::P
         .unwrap()
 }
 
-#[test]
-fn replay_to_kafka_rides_out_an_outage_longer_than_its_timeout_and_delivers_every_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker_dir = dir.path().join("kafka");
-    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
+/// A broker of the test's own, `replay --to-kafka` of the slice started, and the broker SIGSTOPped 1.5 s later
+/// (a few events sent and acknowledged, the rest waiting): the broker (stopped with the guard), its folder, the
+/// settings, the slice's Event Numbers and the replay process.
+fn replaying_into_a_stopped_broker(
+    dir: &std::path::Path,
+) -> Option<(common::OwnBroker, std::path::PathBuf, KafkaSettings, BTreeSet<String>, std::process::Child)> {
+    let broker_dir = dir.join("kafka");
+    let (broker, bootstrap) = common::own_broker(&broker_dir)?;
     let settings =
         KafkaSettings { bootstrap_servers: bootstrap.clone(), group_id: "producers".into(), ..Default::default() };
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 2, 1, 1).unwrap();
-    let (csv, ids) = slice(dir.path());
-    let child = replay_to_kafka(&csv, &bootstrap, &config(dir.path(), &settings));
+    let (csv, ids) = slice(dir);
+    let child = replay_to_kafka(&csv, &bootstrap, &config(dir, &settings));
     std::thread::sleep(Duration::from_millis(1500));
     common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
+    Some((broker, broker_dir, settings, ids, child))
+}
+
+#[test]
+fn replay_to_kafka_rides_out_an_outage_longer_than_its_timeout_and_delivers_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_broker, broker_dir, settings, ids, child)) = replaying_into_a_stopped_broker(dir.path()) else { return };
     // Four times the configured delivery timeout.
     std::thread::sleep(Duration::from_secs(12));
     common::kafka_sh(&broker_dir, "resume").expect("SIGCONT");
@@ -81,15 +91,7 @@ fn replay_to_kafka_rides_out_an_outage_longer_than_its_timeout_and_delivers_ever
 #[test]
 fn replay_to_kafka_stopped_during_an_outage_names_every_event_not_delivered() {
     let dir = tempfile::tempdir().unwrap();
-    let broker_dir = dir.path().join("kafka");
-    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
-    let settings =
-        KafkaSettings { bootstrap_servers: bootstrap.clone(), group_id: "producers".into(), ..Default::default() };
-    trigger_kafka::admin::create_topics(&settings, &settings.topics, 2, 1, 1).unwrap();
-    let (csv, _) = slice(dir.path());
-    let child = replay_to_kafka(&csv, &bootstrap, &config(dir.path(), &settings));
-    std::thread::sleep(Duration::from_millis(1500));
-    common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
+    let Some((_broker, broker_dir, _, _, child)) = replaying_into_a_stopped_broker(dir.path()) else { return };
     std::thread::sleep(Duration::from_secs(3));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let out = child.wait_with_output().unwrap();

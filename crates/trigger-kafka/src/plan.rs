@@ -31,13 +31,27 @@ pub struct Plan {
     pub decoded: Vec<Result<CallForService, Reject>>,
 }
 
+/// Which decisions write their incident's state to the changelog (the state the next owner of the partition,
+/// or this instance after a restart, restores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changelog {
+    /// None (plans alone, in tests).
+    Off,
+    /// Every decision, inside the transaction that commits its outputs and its offset (exactly-once).
+    EveryDecision,
+    /// The decisions that change what must survive a restart — a camera started or stopped, a blocked type
+    /// named, an override granted — written after the batch's other outputs are acknowledged (at-least-once:
+    /// a state record never stands for a decision whose audit record was lost).
+    StateChanges,
+}
+
 /// Plans batches: holds the audit chain of each assigned partition and which partition each incident in
 /// the engine's state came from.
 #[derive(Debug)]
 pub struct Planner {
     topics: Topics,
-    /// Exactly-once: incident-state changes go in the plan as changelog records.
-    changelog: bool,
+    /// Which decisions write their incident's state to the changelog.
+    changelog: Changelog,
     letters: DeadLetterRule,
     max_message_bytes: usize,
     /// One audit hash chain per CFS partition, written to the audit partition of the same number.
@@ -48,7 +62,7 @@ pub struct Planner {
 }
 
 impl Planner {
-    pub fn new(topics: Topics, changelog: bool, letters: DeadLetterRule, max_message_bytes: usize) -> Self {
+    pub fn new(topics: Topics, changelog: Changelog, letters: DeadLetterRule, max_message_bytes: usize) -> Self {
         Self {
             topics,
             changelog,
@@ -141,8 +155,11 @@ impl Planner {
                 let incident = decoded[i].as_ref().ok().map(|ev| (ev.agency_id.clone(), ev.incident_id.clone()));
                 (decide(engine, index, &decoded[i], polled_ms, stats, now), incident)
             };
-            let snapshot = match (&result, &incident) {
-                (Ok(_), Some((a, id))) if sink.planner.changelog => Some(engine.snapshot_incident(a, id)),
+            let snapshot = match (&result, &incident, sink.planner.changelog) {
+                (Ok(d), Some((a, id)), Changelog::StateChanges) if changes_state(d) => {
+                    Some(engine.snapshot_incident(a, id))
+                }
+                (Ok(_), Some((a, id)), Changelog::EveryDecision) => Some(engine.snapshot_incident(a, id)),
                 _ => None,
             };
             let at = Event { message: m, incident, snapshot };
@@ -153,6 +170,13 @@ impl Planner {
         telemetry::incidents_in_state(engine.incidents_in_state());
         Ok(Plan { records, decoded })
     }
+}
+
+/// Whether a decision changed what a restart must not forget: the cameras an incident started (and stopped),
+/// the daily counts that came with them, the sticky block, a granted override.
+fn changes_state(d: &Decision) -> bool {
+    use trigger_core::Outcome;
+    !d.commands.is_empty() || matches!(d.record.outcome, Outcome::BlockedType | Outcome::BreakGlassGranted)
 }
 
 /// What locates a decided event in the service: its message, its incident (to key the changelog and to

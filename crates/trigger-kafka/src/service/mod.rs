@@ -127,8 +127,11 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         index: &'a mut CameraIndex<B>,
         health: &'a Health,
     ) -> Self {
-        let eos = settings.delivery == Delivery::ExactlyOnce;
-        let planner = Planner::new(settings.topics.clone(), eos, opts.dead_letters(), opts.max_message_bytes);
+        let changelog = match settings.delivery {
+            Delivery::ExactlyOnce => crate::plan::Changelog::EveryDecision,
+            Delivery::AtLeastOnce => crate::plan::Changelog::StateChanges,
+        };
+        let planner = Planner::new(settings.topics.clone(), changelog, opts.dead_letters(), opts.max_message_bytes);
         Self { settings, opts, engine, index, health, stats: RunStats::default(), planner }
     }
 
@@ -197,8 +200,8 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         Ok(self.stats)
     }
 
-    /// The audit chain of CFS partition p is written to audit partition p; exactly-once needs the changelog
-    /// partitioned as the CFS topic (state is written to the partition of the event that changed it).
+    /// The audit chain of CFS partition p is written to audit partition p; the changelog is partitioned as the
+    /// CFS topic (state is written to the partition of the event that changed it, in both delivery modes).
     fn check_partitions(&self) -> Result<(), KafkaError> {
         let t = &self.settings.topics;
         let count = |topic: &str| crate::inspect::partition_count(&self.settings, topic);
@@ -210,13 +213,10 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 t.audit, t.cfs
             )));
         }
-        if !self.eos() {
-            return Ok(());
-        }
         let log = count(&t.changelog)?;
         if cfs == 0 || cfs != log {
             return Err(KafkaError::Setup(format!(
-                "exactly-once needs the changelog {:?} with as many partitions as {:?} (has {log}, needs {cfs})",
+                "the changelog {:?} needs as many partitions as {:?} (has {log}, needs {cfs})",
                 t.changelog, t.cfs
             )));
         }
@@ -274,9 +274,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 }
                 Rebalanced::Assigned(parts) => {
                     self.resume_chains(&parts)?;
-                    if self.eos() {
-                        self.restore_partitions(&parts)?;
-                    }
+                    self.restore_partitions(&parts)?;
                 }
             }
         }
@@ -300,7 +298,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         shutdown: &AtomicBool,
     ) -> Result<bool, KafkaError> {
         let t0 = Instant::now();
-        let plan = self.planner.plan(self.engine, self.index, batch, decoded, &mut self.stats, &wall_ms)?;
+        let mut plan = self.planner.plan(self.engine, self.index, batch, decoded, &mut self.stats, &wall_ms)?;
         let sent = Instant::now();
         match sink {
             Sink::ExactlyOnce { producer, .. } => {
@@ -311,7 +309,14 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 commit_transaction(producer, consumer, &plan.records, &tpl)?;
             }
             Sink::AtLeastOnce(delivering) => {
-                if !delivering.deliver(&plan.records, shutdown)? {
+                // Incident state after the outputs it stands for: a restart never restores a decision whose
+                // commands or audit record were not acknowledged (it decides the event again instead).
+                let changelog = &self.settings.topics.changelog;
+                plan.records.sort_by_key(|r| &r.topic == changelog);
+                let (outputs, state) = plan.records.split_at(plan.records.partition_point(|r| &r.topic != changelog));
+                if !delivering.deliver(outputs, shutdown)?
+                    || (!state.is_empty() && !delivering.deliver(state, shutdown)?)
+                {
                     return Ok(false);
                 }
                 for ((topic, partition), offset) in last_offsets(batch) {

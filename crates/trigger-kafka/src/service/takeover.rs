@@ -1,6 +1,5 @@
-//! Taking over partitions: the audit chain head of each (both modes) and, exactly-once, the incident state
-//! from the committed changelog, read when the partitions are assigned, before any of their events is
-//! planned.
+//! Taking over partitions: the audit chain head of each and the incident state from the committed changelog
+//! (both delivery modes), read when the partitions are assigned, before any of their events is planned.
 
 use super::Service;
 use crate::KafkaError;
