@@ -106,6 +106,8 @@ pub struct Service<'a, B> {
     health: &'a Health,
     stats: RunStats,
     planner: Planner,
+    /// Partitions of the CFS topic (read at start).
+    cfs_partitions: usize,
 }
 
 impl<B> std::fmt::Debug for Service<'_, B> {
@@ -132,7 +134,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             Delivery::AtLeastOnce => crate::plan::Changelog::StateChanges,
         };
         let planner = Planner::new(settings.topics.clone(), changelog, opts.dead_letters(), opts.max_message_bytes);
-        Self { settings, opts, engine, index, health, stats: RunStats::default(), planner }
+        Self { settings, opts, engine, index, health, stats: RunStats::default(), planner, cfs_partitions: 0 }
     }
 
     /// Sign every camera command with `signer`.
@@ -202,10 +204,11 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
 
     /// The audit chain of CFS partition p is written to audit partition p; the changelog is partitioned as the
     /// CFS topic (state is written to the partition of the event that changed it, in both delivery modes).
-    fn check_partitions(&self) -> Result<(), KafkaError> {
+    fn check_partitions(&mut self) -> Result<(), KafkaError> {
         let t = &self.settings.topics;
         let count = |topic: &str| crate::inspect::partition_count(&self.settings, topic);
         let cfs = count(&t.cfs)?;
+        self.cfs_partitions = cfs;
         let audit = count(&t.audit)?;
         if audit < cfs {
             return Err(KafkaError::Setup(format!(
@@ -283,7 +286,18 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         if !missing.is_empty() {
             self.resume_chains(&missing)?;
         }
-        self.health.assigned_partitions.store(consumer.context().assigned.load(Relaxed), Relaxed);
+        let assigned = consumer.context().assigned.load(Relaxed);
+        if self.health.assigned_partitions.swap(assigned, Relaxed) != assigned
+            && assigned > 0
+            && (assigned as usize) < self.cfs_partitions
+        {
+            tracing::warn!(
+                assigned,
+                partitions = self.cfs_partitions,
+                "this instance decides some of the CFS partitions, another instance the rest: owners' daily caps \
+                 are counted per instance (one CFS partition keeps one decider for all; README, Deploy and capacity)"
+            );
+        }
         Ok(())
     }
 
