@@ -146,7 +146,7 @@ def main():
     finally:
         for p in procs:
             p.kill()
-        subprocess.run(["pkill", "-f", f"--to-kafka {bootstrap}"], check=False)
+        subprocess.run(["pkill", "-f", "--", f"--to-kafka {bootstrap}"], check=False)
         subprocess.run(["pkill", "-f", work], check=False)
         kafka("stop", kdir)
 
