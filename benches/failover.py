@@ -10,6 +10,11 @@ start the killed instance again as the standby and let the group settle. Prints 
 out/failover.json.
 
     python3 benches/failover.py [--rounds 10]
+
+With `--broker-outage SECONDS`, each round SIGSTOPs the broker for that long instead (longer than the consumers'
+6 s session: their membership is lost) and times, from its SIGCONT, the first decision of either instance.
+
+    python3 benches/failover.py --rounds 5 --broker-outage 30
 """
 
 import argparse
@@ -87,6 +92,7 @@ class Instance:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--broker-outage", type=float, default=0, metavar="SECONDS")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp(prefix="dt-failover-")
@@ -123,17 +129,30 @@ def main():
                 if time.time() > deadline:
                     sys.exit("the group never settled on one owner")
                 time.sleep(0.1)
-            before = decisions(survivor.port) or 0.0
-            t0 = time.monotonic()
-            owner.kill()
-            while (decisions(survivor.port) or 0.0) <= before:
-                if time.monotonic() - t0 > 120:
-                    sys.exit("the survivor never decided")
-                time.sleep(0.02)
+            if args.broker_outage:
+                kafka("pause", kdir)
+                time.sleep(args.broker_outage)
+                kafka("resume", kdir)
+                t0 = time.monotonic()
+                total = lambda: sum(decisions(i.port) or 0.0 for i in (a, b))
+                before = total()
+                while total() <= before:
+                    if time.monotonic() - t0 > 120:
+                        sys.exit("no decision after the outage")
+                    time.sleep(0.02)
+            else:
+                before = decisions(survivor.port) or 0.0
+                t0 = time.monotonic()
+                owner.kill()
+                while (decisions(survivor.port) or 0.0) <= before:
+                    if time.monotonic() - t0 > 120:
+                        sys.exit("the survivor never decided")
+                    time.sleep(0.02)
             took = time.monotonic() - t0
             times.append(took)
             print(f"round {r + 1}: {took:.2f} s", file=sys.stderr)
-            owner.start()
+            if not args.broker_outage:
+                owner.start()
             time.sleep(3)
         result = {"rounds": len(times), "p50_s": round(statistics.median(times), 2),
                   "max_s": round(max(times), 2), "min_s": round(min(times), 2),
@@ -141,7 +160,8 @@ def main():
         os.makedirs(os.path.join(ROOT, "out"), exist_ok=True)
         with open(os.path.join(ROOT, "out", "failover.json"), "w") as f:
             json.dump(result, f, indent=2)
-        print("| kills | failover p50 | max | min |\n| --- | --- | --- | --- |")
+        what = f"{args.broker_outage:g} s outages" if args.broker_outage else "kills"
+        print(f"| {what} | failover p50 | max | min |\n| --- | --- | --- | --- |")
         print(f"| {result['rounds']} | {result['p50_s']} s | {result['max_s']} s | {result['min_s']} s |")
     finally:
         for p in procs:
