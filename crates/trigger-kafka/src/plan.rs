@@ -1,5 +1,5 @@
 //! The plan of a batch: every output record its events cause (commands, sealed audit records, owner notices,
-//! dead letters and, exactly-once, incident-state changelog records), computed without any I/O. The engine
+//! dead letters and incident-state changelog records: see [`Changelog`]), computed without any I/O. The engine
 //! decides, the audit chains seal; a sink ([`crate::sink`]) then commits the plan.
 //!
 //! Everything the plan needs from Kafka is brought in before a batch is planned: the audit chain head of
@@ -180,7 +180,7 @@ fn changes_state(d: &Decision) -> bool {
 }
 
 /// What locates a decided event in the service: its message, its incident (to key the changelog and to
-/// forget on revocation) and, exactly-once, the incident's state after the decision.
+/// forget on revocation) and, where the changelog takes it, the incident's state after the decision.
 struct Event<'m> {
     message: &'m OwnedMessage,
     incident: Option<(String, String)>,
@@ -214,7 +214,7 @@ impl DecisionSink<Event<'_>> for BatchSink<'_> {
 }
 
 impl Planner {
-    /// The records of one decision: its commands, its sealed audit record, its notices, and exactly-once its
+    /// The records of one decision: its commands, its sealed audit record, its notices, and (see [`Changelog`]) its
     /// incident's state.
     fn plan_decision(&mut self, at: &Event<'_>, d: &Decision, out: &mut Vec<OutRecord>) {
         let m = at.message;
