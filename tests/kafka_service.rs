@@ -161,6 +161,42 @@ fn a_broker_outage_loses_no_event() {
     let cmds = commands(&settings);
     assert_eq!(cmds.iter().filter(|c| c.action == Action::Start).count(), 40, "one START per incident");
 }
+/// Readiness while the group membership is lost, and the membership watchdog (the mock cluster's coordinator
+/// forgets the member and refuses its joins): `/readyz`'s answer is 503 with the reason while the consumer is
+/// without membership, the watchdog creates the consumer anew once the bound has passed, and when the
+/// coordinator accepts joins again the instance decides again.
+#[test]
+fn a_lost_membership_is_not_ready_and_the_watchdog_creates_the_consumer_anew() {
+    let (cluster, settings) = setup(1);
+    let mut cfg = config(&settings);
+    cfg.service.membership_watchdog_ms = 2_000;
+    publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap());
+    let health = Health::default();
+    let stop = AtomicBool::new(false);
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !ok() {
+            assert!(t.elapsed() < Duration::from_secs(60), "{what}: {:?}", health.readiness(trigger_kafka::wall_ms()));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::thread::scope(|s| {
+        let svc = start(s, &cfg, &health, &stop);
+        wait("ready", &|| health.readiness(trigger_kafka::wall_ms()).is_ok());
+        cluster.lose_group_memberships(100_000);
+        wait("not ready once the membership is lost", &|| {
+            health.readiness(trigger_kafka::wall_ms()).is_err_and(|why| why.contains("membership was lost"))
+        });
+        wait("the watchdog fired", &|| health.consumers_recreated.load(Relaxed) >= 1);
+        assert!(health.readiness(trigger_kafka::wall_ms()).is_err(), "still without membership");
+        cluster.accept_joins();
+        wait("ready again", &|| health.readiness(trigger_kafka::wall_ms()).is_ok());
+        publish(&settings, |p, s| p.cfs(&s.topics.cfs, &shots_fired("W-1", 1, Status::New)).unwrap());
+        svc.wait_handled(1);
+        svc.stop();
+    });
+}
+
 fn committed_commands(settings: &KafkaSettings) -> Vec<CameraCommand> {
     common::commands(settings, true)
 }

@@ -55,6 +55,24 @@ impl EmbeddedCluster {
         Ok(self.cluster.broker_up(id)?)
     }
 
+    /// The group coordinator forgets its members (their next heartbeats answer UNKNOWN_MEMBER_ID: each consumer's
+    /// assignment is lost) and answers the next `refused_joins` JoinGroup requests COORDINATOR_LOAD_IN_PROGRESS,
+    /// so no consumer regains its membership until [`EmbeddedCluster::accept_joins`].
+    pub fn lose_group_memberships(&self, refused_joins: usize) {
+        use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+        let refused = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; refused_joins];
+        self.cluster.request_errors(RDKafkaApiKey::JoinGroup, &refused);
+        self.cluster
+            .request_errors(RDKafkaApiKey::Heartbeat, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID; 3]);
+    }
+
+    /// The coordinator accepts joins again (see [`EmbeddedCluster::lose_group_memberships`]).
+    pub fn accept_joins(&self) {
+        use rdkafka::types::RDKafkaApiKey;
+        self.cluster.clear_request_errors(RDKafkaApiKey::JoinGroup);
+        self.cluster.clear_request_errors(RDKafkaApiKey::Heartbeat);
+    }
+
     /// The underlying mock cluster, for fault injection beyond the helpers above.
     pub fn mock(&self) -> &MockCluster<'static, DefaultProducerContext> {
         &self.cluster

@@ -51,6 +51,9 @@ pub struct ServiceOptions {
     pub permanent_attempts: u32,
     /// `/readyz` answers 503 once no broker has answered for this long (and 200 again at the next answer).
     pub broker_grace_ms: u64,
+    /// The membership watchdog: a CFS consumer that lost its group membership (its assignment was lost, not
+    /// handed over) and has not joined the group again within this long is closed and created anew.
+    pub membership_watchdog_ms: u64,
 }
 
 impl ServiceOptions {
@@ -76,6 +79,10 @@ impl ServiceOptions {
 
     pub fn broker_grace(&self) -> Duration {
         Duration::from_millis(self.broker_grace_ms)
+    }
+
+    pub fn membership_watchdog(&self) -> Duration {
+        Duration::from_millis(self.membership_watchdog_ms)
     }
 
     pub fn dead_letters(&self) -> DeadLetterRule {
@@ -132,6 +139,7 @@ impl Default for ServiceOptions {
             retry_backoff_max_ms: 5000,
             permanent_attempts: RetryPolicy::default().permanent_attempts,
             broker_grace_ms: 10_000,
+            membership_watchdog_ms: 30_000,
         }
     }
 }
@@ -152,6 +160,8 @@ pub struct Health {
     pub broker_seen_ms: AtomicI64,
     /// How long without an answer `/readyz` tolerates, ms (0: not checked).
     pub broker_grace_ms: AtomicI64,
+    /// CFS consumers the membership watchdog closed and created anew.
+    pub consumers_recreated: AtomicU64,
     /// Only records produced at or after this instant (Unix ms) are counted in `RunStats::end_to_end_us`
     /// (benchmarks leave their warm-up out).
     pub measure_from_ms: AtomicI64,

@@ -11,7 +11,12 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub(crate) enum Rebalanced {
     Assigned(Vec<i32>),
-    Revoked(Vec<i32>),
+    /// Taken away; `lost`: not handed over in a rebalance but lost with the group membership (a session that
+    /// expired, a member the coordinator no longer knows).
+    Revoked {
+        partitions: Vec<i32>,
+        lost: bool,
+    },
 }
 
 /// Records rebalances for the service loop. At-least-once: commits stored offsets before partitions are
@@ -46,12 +51,15 @@ impl ConsumerContext for CfsContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = ?partitions_of(tpl), "partitions revoked");
-                if self.delivery == Delivery::AtLeastOnce {
+                let lost = consumer.assignment_lost();
+                tracing::info!(partitions = ?partitions_of(tpl), lost, "partitions revoked");
+                // A lost assignment's offsets can no longer be committed by this member.
+                if self.delivery == Delivery::AtLeastOnce && !lost {
                     commit(consumer);
                 }
                 self.assigned.store(0, Relaxed);
-                self.events.lock().expect("not poisoned").push(Rebalanced::Revoked(partitions_of(tpl)));
+                let partitions = partitions_of(tpl);
+                self.events.lock().expect("not poisoned").push(Rebalanced::Revoked { partitions, lost });
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),

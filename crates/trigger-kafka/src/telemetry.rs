@@ -44,6 +44,11 @@ pub fn ready(ready: bool) {
     metrics::gauge!("dispatch_trigger_ready").set(if ready { 1.0 } else { 0.0 });
 }
 
+/// The membership watchdog closed the CFS consumer and created it anew.
+pub fn consumer_recreated() {
+    metrics::counter!("dispatch_trigger_consumer_recreated_total").increment(1);
+}
+
 pub fn consumer_error(error: &rdkafka::error::KafkaError) {
     metrics::counter!("dispatch_trigger_consumer_errors_total").increment(1);
     tracing::warn!(%error, "CFS consumer error (librdkafka retries)");

@@ -108,6 +108,8 @@ pub struct Service<'a, B> {
     planner: Planner,
     /// Partitions of the CFS topic (read at start).
     cfs_partitions: usize,
+    /// Since when the consumer has been without its group membership (its assignment lost, not regained).
+    lost_since: Option<Instant>,
 }
 
 impl<B> std::fmt::Debug for Service<'_, B> {
@@ -134,7 +136,17 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             Delivery::AtLeastOnce => crate::plan::Changelog::StateChanges,
         };
         let planner = Planner::new(settings.topics.clone(), changelog, opts.dead_letters(), opts.max_message_bytes);
-        Self { settings, opts, engine, index, health, stats: RunStats::default(), planner, cfs_partitions: 0 }
+        Self {
+            settings,
+            opts,
+            engine,
+            index,
+            health,
+            stats: RunStats::default(),
+            planner,
+            cfs_partitions: 0,
+            lost_since: None,
+        }
     }
 
     /// Sign every camera command with `signer`.
@@ -162,13 +174,18 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         if !self.bootstrap_registry(&mut registry, sink.side(), shutdown)? {
             return Ok(self.stats);
         }
-        let consumer = self.subscribe()?;
+        let mut consumer = self.subscribe()?;
         let mut last_cfs = Instant::now();
         let mut last_prune = Instant::now();
         let mut batch: Vec<OwnedMessage> = Vec::with_capacity(self.opts.max_batch);
         while !shutdown.load(Relaxed) {
             self.poll_batch(&consumer, &mut batch);
             self.rebalanced(&consumer, &mut batch)?;
+            if self.lost_since.is_some_and(|t| t.elapsed() >= self.opts.membership_watchdog()) {
+                consumer = self.recreate(consumer)?;
+                batch.clear();
+                continue;
+            }
             self.watchdog(&mut last_cfs, !batch.is_empty());
             if last_prune.elapsed() > Duration::from_secs(60) {
                 self.planner.prune(self.engine);
@@ -226,6 +243,21 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         Ok(())
     }
 
+    /// The membership watchdog: close a consumer that lost its group membership and did not join again within
+    /// `membership_watchdog_ms`, and subscribe a new one (librdkafka's own rejoining can wait on a coordinator
+    /// that still holds the old member until its session expires).
+    fn recreate(&mut self, old: BaseConsumer<CfsContext>) -> Result<BaseConsumer<CfsContext>, KafkaError> {
+        tracing::warn!(
+            after_ms = self.opts.membership_watchdog_ms,
+            "the CFS consumer lost its group membership and did not regain it: creating it anew"
+        );
+        telemetry::consumer_recreated();
+        self.health.consumers_recreated.fetch_add(1, Relaxed);
+        drop(old);
+        self.lost_since = None;
+        self.subscribe()
+    }
+
     fn subscribe(&self) -> Result<BaseConsumer<CfsContext>, KafkaError> {
         let consumer: BaseConsumer<CfsContext> =
             self.settings.client_config(Role::CfsConsumer).create_with_context(CfsContext {
@@ -271,11 +303,16 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
     ) -> Result<(), KafkaError> {
         for e in consumer.context().take_events() {
             match e {
-                Rebalanced::Revoked(parts) => {
-                    batch.retain(|m| !parts.contains(&m.partition()));
-                    self.planner.forget_partitions(self.engine, &parts);
+                Rebalanced::Revoked { partitions, lost } => {
+                    batch.retain(|m| !partitions.contains(&m.partition()));
+                    self.planner.forget_partitions(self.engine, &partitions);
+                    if lost && self.lost_since.is_none() {
+                        self.lost_since = Some(Instant::now());
+                    }
                 }
                 Rebalanced::Assigned(parts) => {
+                    // A member again (a standby's assignment is empty).
+                    self.lost_since = None;
                     self.resume_chains(&parts)?;
                     self.restore_partitions(&parts)?;
                 }
