@@ -558,6 +558,19 @@ mod tests {
         assert_eq!(corroborates(Category::VehicleBreakIn, &w("BURG VEH")), Some("BURGLARY VEHICLE"));
     }
 
+    proptest::proptest! {
+        /// Any text at all (any Unicode, any punctuation) is read without a panic, and reading it twice agrees.
+        #[test]
+        fn any_text_is_read_without_a_panic(text in "\\PC{0,80}") {
+            let words = normalize(&text);
+            proptest::prop_assert_eq!(&words, &normalize(&text));
+            let _ = blocked(&words);
+            for c in Category::ALL {
+                let _ = corroborates(c, &words);
+            }
+        }
+    }
+
     #[test]
     fn every_category_has_a_vocabulary() {
         for c in Category::ALL {
