@@ -340,13 +340,23 @@ pub struct Classifier {
 struct Compiled {
     name: String,
     unknown: UnknownPolicy,
-    /// (code, target, label), upper-cased.
-    codes: Vec<(String, Target, String)>,
-    texts: Vec<(String, Target)>,
+    /// (code, target, label, what the label blocks), upper-cased.
+    codes: Vec<(String, Target, String, Option<LabelBlock>)>,
+    /// (phrase, target, what the phrase, as a label, blocks), upper-cased.
+    texts: Vec<(String, Target, Option<LabelBlock>)>,
     alarm_codes: Vec<String>,
     alarm_text: Vec<String>,
     blocked_codes: Vec<String>,
     blocked_text: Vec<String>,
+}
+
+/// Why a rule's label (a text rule's phrase) is a blocked type: found once, when the tables are compiled.
+#[derive(Debug, Clone)]
+enum LabelBlock {
+    /// A built-in blocked term (`KIND:PHRASE`).
+    Builtin(String),
+    /// A `[blocked]` text marker of one of the tables.
+    Table,
 }
 
 fn norm(s: &str) -> String {
@@ -379,6 +389,14 @@ pub fn has_phrase(hay: &str, needle: &str) -> bool {
 impl Classifier {
     /// Tables are consulted in the order given.
     pub fn new(tables: &[CodeTable]) -> Self {
+        let blocked_text: Vec<String> = tables.iter().flat_map(|t| t.blocked.text.iter().map(|s| norm(s))).collect();
+        // The matched rule's label passes the same blocks as the event's own text (see `classify`); labels are
+        // fixed, so that is settled here, once.
+        let label_block = |label: &str| -> Option<LabelBlock> {
+            hard_block("", &[label])
+                .map(LabelBlock::Builtin)
+                .or_else(|| blocked_text.iter().any(|p| has_phrase(label, p)).then_some(LabelBlock::Table))
+        };
         let tables = tables
             .iter()
             .map(|t| Compiled {
@@ -388,10 +406,15 @@ impl Classifier {
                     .rules
                     .iter()
                     .filter_map(|r| {
-                        r.code.as_deref().map(|c| (norm(c), r.category, norm(r.label.as_deref().unwrap_or_default())))
+                        let label = norm(r.label.as_deref().unwrap_or_default());
+                        r.code.as_deref().map(|c| (norm(c), r.category, label.clone(), label_block(&label)))
                     })
                     .collect(),
-                texts: t.rules.iter().filter_map(|r| r.text.as_deref().map(|c| (norm(c), r.category))).collect(),
+                texts: t
+                    .rules
+                    .iter()
+                    .filter_map(|r| r.text.as_deref().map(norm).map(|p| (p.clone(), r.category, label_block(&p))))
+                    .collect(),
                 alarm_codes: t.alarm.codes.iter().map(|s| norm(s)).collect(),
                 alarm_text: t.alarm.text.iter().map(|s| norm(s)).collect(),
                 blocked_codes: t.blocked.codes.iter().map(|s| norm(s)).collect(),
@@ -409,8 +432,8 @@ impl Classifier {
     /// label is its phrase).
     pub fn trigger_rules(&self) -> impl Iterator<Item = (String, Category, &str)> {
         self.tables.iter().flat_map(|t| {
-            let codes = t.codes.iter().map(|(c, target, l)| (format!("{}:code:{c}", t.name), *target, l.as_str()));
-            let texts = t.texts.iter().map(|(p, target)| (format!("{}:text:{p}", t.name), *target, p.as_str()));
+            let codes = t.codes.iter().map(|(c, target, l, _)| (format!("{}:code:{c}", t.name), *target, l.as_str()));
+            let texts = t.texts.iter().map(|(p, target, _)| (format!("{}:text:{p}", t.name), *target, p.as_str()));
             codes.chain(texts).filter_map(|(rule, target, label)| target.category().map(|c| (rule, c, label)))
         })
     }
@@ -429,8 +452,8 @@ impl Classifier {
                 serde_json::json!({
                     "name": t.name,
                     "unknown": t.unknown,
-                    "code_rules": t.codes.iter().map(|(c, target, label)| serde_json::json!([c, target, label])).collect::<Vec<_>>(),
-                    "text_rules": t.texts.iter().map(|(p, target)| serde_json::json!([p, target])).collect::<Vec<_>>(),
+                    "code_rules": t.codes.iter().map(|(c, target, label, _)| serde_json::json!([c, target, label])).collect::<Vec<_>>(),
+                    "text_rules": t.texts.iter().map(|(p, target, _)| serde_json::json!([p, target])).collect::<Vec<_>>(),
                     "alarm": {"codes": t.alarm_codes, "text": t.alarm_text},
                     "blocked": {"codes": t.blocked_codes, "text": t.blocked_text},
                 })
@@ -460,17 +483,17 @@ impl Classifier {
         }
         let found = self.tables.iter().find_map(|t| {
             let by_code = (!code.is_empty())
-                .then(|| t.codes.iter().find(|(c, _, _)| *c == code))
+                .then(|| t.codes.iter().find(|(c, _, _, _)| *c == code))
                 .flatten()
-                .map(|(c, target, label)| (t, format!("{}:code:{c}", t.name), *target, label.as_str()));
+                .map(|(c, target, _, block)| (t, format!("{}:code:{c}", t.name), *target, block));
             by_code.or_else(|| {
                 t.texts
                     .iter()
-                    .find(|(p, _)| has_phrase(&text, p))
-                    .map(|(p, target)| (t, format!("{}:text:{p}", t.name), *target, p.as_str()))
+                    .find(|(p, _, _)| has_phrase(&text, p))
+                    .map(|(p, target, block)| (t, format!("{}:text:{p}", t.name), *target, block))
             })
         });
-        let Some((t, rule, target, label)) = found else {
+        let Some((t, rule, target, label_block)) = found else {
             return match self.tables.first().map(|t| t.unknown).unwrap_or_default() {
                 UnknownPolicy::Reject => Classification::Unknown,
                 UnknownPolicy::Ignore => Classification::NotTrigger { rule: "unknown:ignored".into() },
@@ -478,11 +501,10 @@ impl Classifier {
         };
         // The matched rule's label is the type's name in the code book: it passes the same blocks as the
         // event's own text, so a code-only event cannot slip a protest code past them.
-        if let Some(why) = hard_block("", &[label]) {
-            return Classification::Blocked { rule: format!("builtin:{why}:{rule}") };
-        }
-        if self.tables.iter().any(|b| b.blocked_text.iter().any(|p| has_phrase(label, p))) {
-            return Classification::Blocked { rule: format!("{}:blocked:{rule}", t.name) };
+        match label_block {
+            Some(LabelBlock::Builtin(why)) => return Classification::Blocked { rule: format!("builtin:{why}:{rule}") },
+            Some(LabelBlock::Table) => return Classification::Blocked { rule: format!("{}:blocked:{rule}", t.name) },
+            None => {}
         }
         let Some(mut category) = target.category() else { return Classification::NotTrigger { rule } };
         let alarm = t.alarm_codes.contains(&code) || t.alarm_text.iter().any(|p| has_phrase(&text, p));
