@@ -48,6 +48,11 @@ fn owner_tz(consent: &Consent) -> chrono_tz::Tz {
     consent.quiet_hours.map_or(chrono_tz::UTC, |q| q.time_zone)
 }
 
+/// The owner-local day number of `at` (what the daily cap counts by).
+pub fn owner_day(consent: &Consent, at: Millis) -> i32 {
+    day_number(at, owner_tz(consent))
+}
+
 pub(crate) fn day_number(now: Millis, tz: chrono_tz::Tz) -> i32 {
     chrono::DateTime::from_timestamp_millis(now).map_or(0, |t| t.with_timezone(&tz).date_naive().num_days_from_ce())
 }

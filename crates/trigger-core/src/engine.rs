@@ -262,13 +262,59 @@ pub struct IncidentSnapshot {
     pub blocked: Option<String>,
 }
 
+fn incident_ref_with(key: &[u8], agency_id: &str, incident_id: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(agency_id.as_bytes());
+    mac.update(&[0x1f]);
+    mac.update(incident_id.as_bytes());
+    format!("inc_{}", hex::encode(&mac.finalize().into_bytes()[..12]))
+}
+
+/// Cap counters only ever grow within a day: the larger count of the same day wins, a later day replaces an
+/// earlier one.
+fn merge_cap(caps: &mut HashMap<String, (i32, u32)>, camera_id: String, day: i32, n: u32) {
+    let e = caps.entry(camera_id).or_insert((day, n));
+    if day > e.0 || (day == e.0 && n > e.1) {
+        *e = (day, n);
+    }
+}
+
+/// A new incident's state, with the cameras the commands topic says were started for it.
+fn new_incident(
+    sent: &mut HashMap<String, BTreeMap<String, Started>>,
+    incident_ref: &str,
+    now: Millis,
+) -> IncidentState {
+    let mut st = IncidentState::new(now);
+    if !sent.is_empty() {
+        st.started = sent.remove(incident_ref).unwrap_or_default();
+    }
+    st
+}
+
 /// The planner: policy plus incident state and daily-cap counters.
 pub struct Engine {
     policy: Policy,
     incidents: HashMap<(String, String), IncidentState>,
     /// camera_id -> (owner-local day number, STARTs that day)
     caps: HashMap<String, (i32, u32)>,
+    /// Cameras the commands topic says were started for incidents not in state yet (incident_ref -> camera ->
+    /// started): taken into the incident when it is first seen ([`Engine::restore_sent`]).
+    sent: HashMap<String, BTreeMap<String, Started>>,
     next_sweep: Millis,
+}
+
+/// A command this deployment sent, as read back from the commands topic when a decider takes over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentCommand {
+    pub incident_ref: String,
+    pub camera_id: String,
+    pub action: Action,
+    pub issued_at: Millis,
+    pub record_seconds: u32,
+    /// The owner-local day of `issued_at` ([`consent::owner_day`]); None: the camera is not in the registry,
+    /// and nothing is counted for it.
+    pub owner_day: Option<i32>,
 }
 
 const SWEEP_EVERY_MS: Millis = 60_000;
@@ -286,7 +332,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(policy: Policy) -> Self {
-        Self { policy, incidents: HashMap::new(), caps: HashMap::new(), next_sweep: Millis::MIN }
+        Self { policy, incidents: HashMap::new(), caps: HashMap::new(), sent: HashMap::new(), next_sweep: Millis::MIN }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -300,12 +346,7 @@ impl Engine {
 
     /// The opaque incident reference: HMAC-SHA-256(key, agency_id 0x1f incident_id), 96 bits, hex.
     pub fn incident_ref(&self, agency_id: &str, incident_id: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.policy.config.incident_ref_key.expose().as_bytes())
-            .expect("HMAC takes any key length");
-        mac.update(agency_id.as_bytes());
-        mac.update(&[0x1f]);
-        mac.update(incident_id.as_bytes());
-        format!("inc_{}", hex::encode(&mac.finalize().into_bytes()[..12]))
+        incident_ref_with(self.policy.config.incident_ref_key.expose().as_bytes(), agency_id, incident_id)
     }
 
     fn incident(&self, agency_id: &str, incident_id: &str) -> Option<&IncidentState> {
@@ -332,10 +373,7 @@ impl Engine {
     /// larger count of the same day wins, a later day replaces an earlier one.
     pub fn restore_incident(&mut self, s: IncidentSnapshot) {
         for (id, (day, n)) in s.caps {
-            let e = self.caps.entry(id).or_insert((day, n));
-            if day > e.0 || (day == e.0 && n > e.1) {
-                *e = (day, n);
-            }
+            merge_cap(&mut self.caps, id, day, n);
         }
         self.incidents.insert(
             (s.agency_id, s.incident_id),
@@ -353,6 +391,49 @@ impl Engine {
     /// Drop an incident's state (its partition moved to another instance).
     pub fn forget_incident(&mut self, agency_id: &str, incident_id: &str) {
         self.incidents.remove(&(agency_id.to_string(), incident_id.to_string()));
+    }
+
+    /// Drop every incident, cap counter and restored command (this instance no longer decides).
+    pub fn forget_all(&mut self) {
+        self.incidents.clear();
+        self.caps.clear();
+        self.sent.clear();
+    }
+
+    /// Take the commands that were sent (read back from the commands topic, oldest first) into the state, after
+    /// the changelog's snapshots: a decider can be killed after its commands were acknowledged and before the
+    /// incident state that stands for them was. Each START counts once per incident against its camera's
+    /// daily cap (the larger of this count and the changelog's wins) and marks the camera started for its
+    /// incident, in state now or first seen later; a STOP marks it stopped.
+    pub fn restore_sent(&mut self, commands: &[SentCommand]) {
+        let Engine { policy, incidents, caps, sent, .. } = self;
+        let key = policy.config.incident_ref_key.expose().as_bytes().to_vec();
+        let by_ref: HashMap<String, (String, String)> =
+            incidents.keys().map(|(a, i)| (incident_ref_with(&key, a, i), (a.clone(), i.clone()))).collect();
+        let mut per_day: HashMap<(&str, i32), std::collections::BTreeSet<&str>> = HashMap::new();
+        for c in commands {
+            let started = match by_ref.get(&c.incident_ref).and_then(|k| incidents.get_mut(k)) {
+                Some(st) => &mut st.started,
+                None => sent.entry(c.incident_ref.clone()).or_default(),
+            };
+            match c.action {
+                Action::Start => {
+                    let until = c.issued_at.saturating_add(c.record_seconds as i64 * 1000);
+                    started.entry(c.camera_id.clone()).or_insert(Started { until, stopped: false });
+                    if let Some(day) = c.owner_day {
+                        per_day.entry((&c.camera_id, day)).or_default().insert(&c.incident_ref);
+                    }
+                }
+                Action::Stop => {
+                    if let Some(s) = started.get_mut(&c.camera_id) {
+                        s.stopped = true;
+                    }
+                }
+            }
+        }
+        for ((camera, day), refs) in per_day {
+            merge_cap(caps, camera.to_string(), day, refs.len() as u32);
+        }
     }
 
     /// Decide a break-glass request at clock value `now`: granted (the incident's scope widens until the
@@ -391,10 +472,11 @@ impl Engine {
         match verdict {
             Err(refusal) => record.rule = Some(format!("break_glass:refused:{refusal}")),
             Ok(()) => {
+                let sent = &mut self.sent;
                 let st = self
                     .incidents
                     .entry((req.agency_id.clone(), req.incident_id.clone()))
-                    .or_insert_with(|| IncidentState::new(now));
+                    .or_insert_with(|| new_incident(sent, &record.incident_ref, now));
                 st.last_seen = now;
                 st.break_glass = Some(crate::breakglass::Override {
                     radius_m: req.radius_m,
@@ -416,6 +498,7 @@ impl Engine {
         let today_utc = consent::day_number(now, chrono_tz::UTC);
         // Owner-local days are within a day of UTC's: anything older than yesterday is finished.
         self.caps.retain(|_, (day, _)| *day >= today_utc - 1);
+        self.sent.retain(|_, cams| cams.values().any(|s| s.until.saturating_add(ttl) >= now));
     }
 
     /// Decide one event at clock value `now`. `Err` is bad input (to the dead-letter destination).
@@ -438,11 +521,11 @@ impl Engine {
         }
         let loc = ev.location.expect("validated");
         let mut d = Draft::new(self.record(ev, loc, now), now, &self.policy.config);
-        let Engine { policy, incidents, caps, .. } = self;
+        let Engine { policy, incidents, caps, sent, .. } = self;
         let Some(agency) = policy.agencies.get(&ev.agency_id) else {
             return Ok(d.finish(Outcome::NotPartner));
         };
-        let (class, st) = admit(agency, incidents, ev, now)?;
+        let (class, st) = admit(agency, incidents, sent, &d.record.incident_ref, ev, now)?;
         let category = class.category();
         (d.record.category, d.record.rule) = (category, class.rule().map(str::to_string));
         let cat_policy = enabled_policy(policy, &class);
@@ -524,6 +607,8 @@ impl Engine {
 fn admit<'s>(
     agency: &crate::policy::Agency,
     incidents: &'s mut HashMap<(String, String), IncidentState>,
+    sent: &mut HashMap<String, BTreeMap<String, Started>>,
+    incident_ref: &str,
     ev: &CallForService,
     now: Millis,
 ) -> Result<(Classification, &'s mut IncidentState), Reject> {
@@ -549,7 +634,7 @@ fn admit<'s>(
             ));
         }
     }
-    let st = incidents.entry(key).or_insert_with(|| IncidentState::new(now));
+    let st = incidents.entry(key).or_insert_with(|| new_incident(sent, incident_ref, now));
     st.last_revision = ev.revision;
     st.last_seen = now;
     let class = match (&st.blocked, class) {

@@ -27,7 +27,7 @@ pub use camera::{camera_problems, camera_ref_problems, CameraProblem};
 pub use classify::{Classification, Classifier, CodeTable, TableProblem, UnknownPolicy};
 pub use engine::{
     command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion,
-    IncidentSnapshot, Outcome, Started, StopReason,
+    IncidentSnapshot, Outcome, SentCommand, Started, StopReason,
 };
 pub use policy::{Jurisdiction, JurisdictionError, Policy, PolicyConfig, PolicyError, PolicyProblem};
 pub use reject::{Reject, RejectReason};

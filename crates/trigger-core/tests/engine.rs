@@ -680,6 +680,58 @@ fn a_restored_snapshot_decides_later_revisions_as_the_original_would() {
     assert!(again.snapshot_incident("metro", "PD1").is_none());
 }
 
+/// A decider killed after its commands were acknowledged but before the state that stands for them: the next
+/// decider knows only what the commands topic says. It counts each START against the camera's daily cap, and
+/// knows the camera records for its incident (so the incident's close stops it, and its re-decided revision
+/// starts it no second time).
+#[test]
+fn commands_read_back_bind_the_cap_and_stop_what_records() {
+    let mut c = cam("c", 10.0);
+    c.consent.daily_cap = 1;
+    let cams = vec![c.clone(), cam("a", 50.0)];
+    let mut original = engine();
+    let d = original.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(starts(&d), ["c", "a"]);
+    let sent: Vec<SentCommand> = d
+        .commands
+        .iter()
+        .map(|k| SentCommand {
+            incident_ref: k.incident_ref.clone(),
+            camera_id: k.camera_id.clone(),
+            action: k.action,
+            issued_at: k.issued_at,
+            record_seconds: k.record_seconds,
+            owner_day: Some(trigger_core::consent::owner_day(&c.consent, k.issued_at)),
+        })
+        .collect();
+
+    // Another incident first: c's one START of the day is spent.
+    let mut next = engine();
+    next.restore_sent(&sent);
+    let mut other = ev(1, Status::New, "70", T0 + 1000);
+    other.incident_id = "PD2".into();
+    let d2 = next.decide(&other, cams.as_slice(), T0 + 1000).unwrap();
+    assert!(excluded(&d2).contains(&("c", Exclusion::DailyCap)), "{:?}", excluded(&d2));
+    // The first incident decided again: its cameras are already recording for it.
+    let again = next.decide(&ev(1, Status::New, "70", T0 + 2000), cams.as_slice(), T0 + 2000).unwrap();
+    assert!(starts(&again).is_empty(), "started twice: {:?}", starts(&again));
+    let closed = next.decide(&ev(2, Status::Closed, "70", T0 + 3000), cams.as_slice(), T0 + 3000).unwrap();
+    assert_eq!(stops(&closed), ["a", "c"]);
+
+    // A STOP read back too: nothing is left recording.
+    let mut stopped = engine();
+    let mut all = sent.clone();
+    all.extend(sent.iter().map(|s| SentCommand { action: Action::Stop, ..s.clone() }));
+    stopped.restore_sent(&all);
+    let d3 = stopped.decide(&ev(2, Status::Closed, "70", T0 + 3000), cams.as_slice(), T0 + 3000).unwrap();
+    assert!(d3.commands.is_empty(), "{:?}", d3.commands);
+    // The changelog's snapshot and the commands together: the count is not doubled.
+    let mut both = engine();
+    both.restore_incident(original.snapshot_incident("metro", "PD1").unwrap());
+    both.restore_sent(&sent);
+    assert_eq!(both.snapshot_incident("metro", "PD1").unwrap().caps["c"].1, 1);
+}
+
 mod break_glass {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
