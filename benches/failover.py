@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-"""Failover time on Apache Kafka: from SIGKILL of the instance that owns the CFS partition to the first decision
-of that partition's next event by the other instance.
+"""Failover time on Apache Kafka: from SIGKILL of the instance that decides to the first decision of the next
+event by the other instance.
 
-A broker of its own (scripts/kafka.sh, in a temporary folder), one CFS partition, two `serve` instances in one
-consumer group (the release binary, default consumer settings), calls produced at 20/s throughout
-(`replay --to-kafka --rate 20`). Each round: find the owner (the instance whose /readyz answers 200), SIGKILL
-it, poll the survivor's `dispatch_trigger_decisions_total` every 20 ms until it grows (its first decision), then
-start the killed instance again as the standby and let the group settle. Prints a Markdown table and writes
+A broker of its own (scripts/kafka.sh, in a temporary folder), one CFS partition, two `serve` instances of one
+deployment (the release binary, default settings: one decides, one stands by), calls produced at 20/s
+throughout (`replay --to-kafka --rate 20`). Each round: find the decider (the instance whose /readyz answers
+200), SIGKILL it, poll the standby's `dispatch_trigger_decisions_total` every 20 ms until it grows (its first
+decision), then start the killed instance again as the standby and let the group settle. Prints a Markdown table and writes
 out/failover.json.
 
     python3 benches/failover.py [--rounds 10]
 
-With `--broker-outage SECONDS`, each round SIGSTOPs the broker for that long instead (longer than the consumers'
-6 s session: their membership is lost) and times, from its SIGCONT, the first decision of either instance.
+With `--broker-outage SECONDS`, each round SIGSTOPs the broker for that long instead (longer than the leadership
+group's 6 s session) and times, from its SIGCONT, the first decision of either instance.
 
     python3 benches/failover.py --rounds 5 --broker-outage 30
 """
@@ -127,7 +127,7 @@ def main():
                 if owner and not survivor.ready() and decisions(owner.port):
                     break
                 if time.time() > deadline:
-                    sys.exit("the group never settled on one owner")
+                    sys.exit("the deployment never settled on one decider")
                 time.sleep(0.1)
             if args.broker_outage:
                 kafka("pause", kdir)

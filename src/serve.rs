@@ -188,7 +188,8 @@ pub fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| h).clone())
 }
 
-/// /metrics, /healthz (the process serves), /readyz (registry loaded, consuming). Runs on its own thread.
+/// /metrics, /healthz (the process serves), /readyz (registry loaded, deciding), /standbyz (deciding, or a
+/// standby ready to take over). Runs on its own thread.
 pub fn spawn_http(listen: &str, health: Arc<Health>) -> Result<Option<std::net::SocketAddr>> {
     if listen.is_empty() {
         return Ok(None);
@@ -209,7 +210,11 @@ pub fn spawn_http(listen: &str, health: Arc<Health>) -> Result<Option<std::net::
                     Ok(()) => (200, "ready\n".to_string(), "text/plain"),
                     Err(why) => (503, why + "\n", "text/plain"),
                 },
-                _ => (404, "not found: /metrics, /healthz, /readyz\n".to_string(), "text/plain"),
+                "/standbyz" => match health.availability(wall_ms()) {
+                    Ok(()) => (200, "deciding or standing by\n".to_string(), "text/plain"),
+                    Err(why) => (503, why + "\n", "text/plain"),
+                },
+                _ => (404, "not found: /metrics, /healthz, /readyz, /standbyz\n".to_string(), "text/plain"),
             };
             let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes()).expect("valid header");
             let _ = req.respond(tiny_http::Response::from_string(body).with_status_code(code).with_header(header));

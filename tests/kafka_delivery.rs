@@ -54,10 +54,10 @@ fn a_permanent_error_keeps_each_audit_partition_in_chain_order_on_apache_kafka()
     let retry = RetryPolicy { backoff_max: Duration::from_millis(100), permanent_attempts: 1_000 };
     let mut sink = Delivering::new(&settings, Role::Producer, retry).expect("producer");
     let stop = AtomicBool::new(false);
-    assert!(sink.deliver(&records[..1], &stop).expect("record 0"));
+    assert!(sink.deliver(&records[..1], &|| stop.load(std::sync::atomic::Ordering::Relaxed)).expect("record 0"));
     let records = &records[1..];
     let delivered = std::thread::scope(|s| {
-        let job = s.spawn(|| sink.deliver(records, &stop));
+        let job = s.spawn(|| sink.deliver(records, &|| stop.load(std::sync::atomic::Ordering::Relaxed)));
         // Let record 1 fail a few times (the service would keep retrying it), then fix the topic.
         std::thread::sleep(Duration::from_secs(2));
         let landed_meanwhile = read_chain(&settings).len();

@@ -4,8 +4,9 @@
 //! One CFS partition, two instances: exactly one holds it and answers `/readyz` 200, the other is a standby
 //! and answers 503, and each one's `dispatch_trigger_ready` gauge says what its `/readyz` says. SIGKILL of the
 //! owner: the standby takes the partition over and decides the next event. SIGSTOP of the new owner for longer
-//! than the session timeout: it loses its membership, the other takes over, and the one that lost it answers
-//! 503 once it runs again. How long a failover takes is measured in BENCHMARKS.md, not asserted here.
+//! than the session timeout: it loses its membership, a third instance takes over, and the one that hung
+//! answers 503 once it runs again and decides nothing. How long a failover takes is measured in BENCHMARKS.md,
+//! not asserted here.
 
 mod common;
 
@@ -117,11 +118,11 @@ fn readiness_names_the_instance_that_decides_and_a_survivor_takes_over_on_apache
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(decided(&settings, "FO-1"));
-    // A second instance joins: one partition, one owner; the other is a standby and says so (once the
-    // rebalance its joining started is over: it logs its assignment, empty or not).
+    // A second instance joins: one decider; the other is a standby and says so (once it has joined the
+    // leadership group).
     let b = Instance::start(dir.path(), &settings, "b");
     let t = Instant::now();
-    while !std::fs::read_to_string(dir.path().join("b.log")).unwrap().contains("partitions assigned") {
+    while !common::http_get(b.port, "/readyz").is_some_and(|r| r.contains("a standby")) {
         assert!(t.elapsed() < Duration::from_secs(60), "the second instance never joined the group");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -140,11 +141,44 @@ fn readiness_names_the_instance_that_decides_and_a_survivor_takes_over_on_apache
     assert_eq!(owner.readiness(), Some((200, true)));
     let why = common::http_get(standby.port, "/readyz").unwrap();
     assert!(why.contains(" 503 ") && why.contains("no partition assigned"), "{why}");
+    // Both are available to an orchestrator: the decider, and a standby that can take over.
+    for i in [owner, standby] {
+        let r = common::http_get(i.port, "/standbyz").unwrap();
+        assert!(r.contains(" 200 "), "{r}");
+    }
 
     // SIGKILL of the owner: the standby takes over and decides the next event.
     owner.signal("-KILL");
     assert!(settle(standby, 200, standby, 200, Duration::from_secs(60)), "the survivor never took over");
     assert!(decided(&settings, "FO-2"), "the survivor decides the partition's next event");
+
+    // A third instance stands by; the decider hangs (SIGSTOP) for longer than the session timeout: the third
+    // takes over. When the hung one runs again it must not decide (its lease ran out while it hung): it answers
+    // 503, and the next event is decided once, by the new decider.
+    let c = Instance::start(dir.path(), &settings, "c");
+    let t = Instant::now();
+    while !common::http_get(c.port, "/readyz").is_some_and(|r| r.contains("a standby")) {
+        assert!(t.elapsed() < Duration::from_secs(60), "the third instance never joined the group");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    standby.signal("-STOP");
+    assert!(settle(&c, 200, &c, 200, Duration::from_secs(60)), "the third never took over from the hung one");
+    assert!(decided(&settings, "FO-3"));
+    standby.signal("-CONT");
+    assert!(settle(&c, 200, standby, 503, Duration::from_secs(60)), "the hung one still says it decides");
+    assert!(decided(&settings, "FO-4"));
+    std::thread::sleep(Duration::from_secs(2));
+    let engine = trigger_core::Engine::new(
+        dispatch_trigger::config::load_policy(&common::root().join("config/policy.toml")).unwrap(),
+    );
+    let want = engine.incident_ref("nashville-mnpd", "FO-4");
+    let audit = inspect::read_topic(&settings, &settings.topics.audit, false, Duration::from_secs(10)).unwrap();
+    let times = audit
+        .iter()
+        .filter(|r| pb::ActivationRecord::decode(r.payload.as_deref().unwrap()).unwrap().incident_ref == want)
+        .count();
+    assert_eq!(times, 1, "one decider decided FO-4");
     drop(a);
     drop(b);
+    drop(c);
 }

@@ -552,36 +552,40 @@ crate::on_every_broker! {
         assert_eq!(cmds.len(), 1, "routine calls command nothing: {cmds:?}");
     }
 
-    fn two_instances_share_the_partitions_through_a_rebalance_and_decide_every_event(b: &Broker) {
+    fn two_instances_one_decides_the_standby_takes_over_when_it_stops_and_every_event_is_decided(b: &Broker) {
         let settings = b.settings(4);
         let cfg = config(&settings);
         publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap());
         let (h1, h2) = (Health::default(), Health::default());
         let (stop1, stop2) = (AtomicBool::new(false), AtomicBool::new(false));
         let n = 200;
+        let send = |from: u64, to: u64| {
+            let mut p = Publisher::new(&settings).unwrap();
+            for i in from..to {
+                p.cfs(&settings.topics.cfs, &shots_fired(&format!("R-{i}"), 1, Status::New)).unwrap();
+                p.wait().unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
         let (s1, s2) = std::thread::scope(|s| {
             let first = start(s, &cfg, &h1, &stop1);
-            let sender = s.spawn(|| {
-                let mut p = Publisher::new(&settings).unwrap();
-                for i in 0..n {
-                    p.cfs(&settings.topics.cfs, &shots_fired(&format!("R-{i}"), 1, Status::New)).unwrap();
-                    p.wait().unwrap();
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            });
-            // A second instance joins the group mid-stream: the partitions are split between the two.
-            std::thread::sleep(Duration::from_millis(500));
+            // A second instance joins: a standby, deciding nothing while the first decides.
             let second = start(s, &cfg, &h2, &stop2);
-            sender.join().unwrap();
+            send(0, n / 2);
+            first.wait_handled(n / 2);
+            assert_eq!(h2.assigned_partitions.load(Relaxed), 0, "one decider");
+            assert_eq!(h2.handled.load(Relaxed), 0, "one decider");
+            // The decider stops: the standby takes every partition over and decides the rest.
+            let s1 = first.stop();
+            send(n / 2, n);
             let t = Instant::now();
             while h1.handled.load(Relaxed) + h2.handled.load(Relaxed) < n {
                 assert!(t.elapsed() < Duration::from_secs(60), "not every event handled");
                 std::thread::sleep(Duration::from_millis(10));
             }
-            (first.stop(), second.stop())
+            (s1, second.stop())
         });
-        assert!(s2.events > 0, "the second instance took over some partitions");
-        assert!(s1.events > 0);
+        assert!(s1.events > 0 && s2.events > 0, "both decided in turn: {:?} {:?}", s1.tally, s2.tally);
         let decided: BTreeMap<String, usize> = audit(&settings).into_iter().fold(BTreeMap::new(), |mut m, a| {
             *m.entry(a.incident_ref).or_default() += 1;
             m
@@ -591,12 +595,10 @@ crate::on_every_broker! {
         }
     }
 
-    fn exactly_once_through_a_rebalance_decides_every_revision_once_and_commands_nothing_twice(b: &Broker) {
+    fn exactly_once_through_a_handover_decides_every_revision_once_and_commands_nothing_twice(b: &Broker) {
         let mut settings = b.settings(4);
         settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
-        let (mut cfg1, mut cfg2) = (config(&settings), config(&settings));
-        cfg1.kafka.transactional_id = Some("eos-test-1".into());
-        cfg2.kafka.transactional_id = Some("eos-test-2".into());
+        let cfg = config(&settings);
         publish(&settings, |p, s| {
             for (i, d) in [30.0, 60.0].into_iter().enumerate() {
                 p.camera(&s.topics.registry, &camera(&format!("cam-{i}"), d)).unwrap();
@@ -620,19 +622,16 @@ crate::on_every_broker! {
             p.wait().unwrap();
         };
         let (s1, s2) = std::thread::scope(|s| {
-            // Every incident opens on the first instance, which owns every partition.
-            let first = start(s, &cfg1, &h1, &stop1);
-            wait_for("the first instance's partitions", &|| h1.assigned_partitions.load(Relaxed) == 4);
+            // Every incident opens on the first instance, the decider.
+            let first = start(s, &cfg, &h1, &stop1);
+            wait_for("the first instance decides", &|| h1.assigned_partitions.load(Relaxed) == 4);
+            let second = start(s, &cfg, &h2, &stop2);
             send(1, Status::New);
             wait_for("revision 1 decided", &|| h1.handled.load(Relaxed) == incidents);
-            // A second instance joins: half the partitions, with their open incidents, move to it. Their later
-            // revisions are decided there, from the state in the changelog.
-            let second = start(s, &cfg2, &h2, &stop2);
-            // Both instances have taken the new assignment in (the mock cluster does not fence a member that has
-            // not rejoined yet, as Apache Kafka's coordinator does, so the test waits for both).
-            wait_for("the partitions split", &|| {
-                h2.assigned_partitions.load(Relaxed) == 2 && h1.assigned_partitions.load(Relaxed) == 2
-            });
+            // The decider stops: the standby takes over every partition with the open incidents' state from the
+            // changelog, and decides their later revisions.
+            let s1 = first.stop();
+            wait_for("the standby decides", &|| h2.assigned_partitions.load(Relaxed) == 4);
             send(2, Status::Dispatched);
             send(3, Status::Closed);
             // Re-read events (see below) count as handled too: wait for the outcome instead, every camera stopped.
@@ -640,11 +639,11 @@ crate::on_every_broker! {
                 committed_commands(&settings).iter().filter(|c| c.action == Action::Stop).count() >= 2 * incidents as usize
             });
             std::thread::sleep(Duration::from_millis(300)); // anything still in flight would show as a duplicate
-            (first.stop(), second.stop())
+            (s1, second.stop())
         });
         assert!(s1.events > 0 && s2.events > 0, "both instances decided events");
         // librdkafka's mock cluster accepts TxnOffsetCommit but does not store the offsets (and writes no
-        // transaction markers), so after the rebalance both instances re-read their partitions from the start.
+        // transaction markers), so after the handover the new decider re-reads the partitions from the start.
         // The incident state restored from the changelog refuses the re-read revisions as duplicates: they
         // command nothing, which is what this test checks below. On Apache Kafka the offsets commit with the
         // transaction and nothing is re-read.

@@ -28,6 +28,9 @@ pub(crate) struct BenchArgs {
     /// keeps --partitions).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
     pub(crate) fanout_partitions: Option<i32>,
+    /// Run the engine in exactly-once mode (one transaction per batch) instead of at-least-once.
+    #[arg(long)]
+    pub(crate) exactly_once: bool,
     /// CAD log whose events are replayed (cycled), CSV through --profile.
     #[arg(long, default_value = "../shared/data/cad/nashville_mnpd_calls_2024_sample.csv")]
     pub(crate) cad: PathBuf,
@@ -247,6 +250,10 @@ pub(crate) struct DemoArgs {
     /// events API; the summary gains the latency from CAD emitted to camera target called.
     #[arg(long)]
     pub(crate) bridge: bool,
+    /// With --bridge: a second target that answers 503 to every call serves every fourth camera, so the
+    /// summary shows what a failing target costs the healthy one (its commands retry until they expire).
+    #[arg(long, requires = "bridge")]
+    pub(crate) failing_target: bool,
     /// Run on this Kafka cluster instead of the embedded broker (topics and groups named for this run).
     #[arg(long, value_name = "BOOTSTRAP")]
     pub(crate) bootstrap: Option<String>,

@@ -80,6 +80,7 @@ pub(super) fn demo(policy_path: &Path, bundled: bool, a: DemoArgs) -> Result<()>
         partitions: a.partitions,
         policy: policy_path.to_path_buf(),
         bridge: a.bridge,
+        failing_target: a.failing_target,
         bootstrap: a.bootstrap.clone(),
     })?;
     let json = serde_json::to_string_pretty(&summary)?;
@@ -106,6 +107,7 @@ pub(super) fn bench(policy_path: &Path, a: BenchArgs) -> Result<()> {
         max_events: a.max_events,
         partitions: a.partitions,
         fanout_partitions: a.fanout_partitions,
+        exactly_once: a.exactly_once,
         cameras: cams,
         events: decoded.events.into_iter().map(|e| e.event).collect(),
         policy: policy_path.to_path_buf(),

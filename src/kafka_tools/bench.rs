@@ -19,6 +19,8 @@ pub struct BenchOptions {
     pub partitions: i32,
     /// Partitions of the engine's commands and owner-notices topics (`None`: `partitions`).
     pub fanout_partitions: Option<i32>,
+    /// The engine in exactly-once mode (the relay is never transactional).
+    pub exactly_once: bool,
     pub cameras: Vec<CameraRecord>,
     /// Real CAD events, cycled (with a new incident id each cycle) as long as a run needs.
     pub events: Vec<CallForService>,
@@ -244,6 +246,12 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
             notices: t("notices"),
             dead_letter: t("dlq"),
             changelog: t("changelog"),
+            leader: t("leader"),
+        },
+        delivery: if o.exactly_once {
+            trigger_kafka::Delivery::ExactlyOnce
+        } else {
+            trigger_kafka::Delivery::AtLeastOnce
         },
         ..KafkaSettings::default()
     };

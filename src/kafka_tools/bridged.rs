@@ -20,14 +20,15 @@ use trigger_kafka::KafkaSettings;
 /// One START the sink received: wall clock (Unix µs) and the command id.
 type Arrival = (i64, String);
 
-/// A Frigate stand-in on 127.0.0.1: answers every request as Frigate does, records each START's arrival.
+/// A Frigate stand-in on 127.0.0.1: answers every request as Frigate does, records each START's arrival; or,
+/// `failing`, answers 503 to every request (a recorder that is down) and only counts them.
 pub struct Sink {
     pub url: String,
     arrivals: Arc<Mutex<Vec<Arrival>>>,
 }
 
 impl Sink {
-    pub fn start() -> Result<Self> {
+    pub fn start(failing: bool) -> Result<Self> {
         let server = tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("demo sink: {e}"))?;
         let url = format!("http://{}", server.server_addr());
         let arrivals: Arc<Mutex<Vec<Arrival>>> = Default::default();
@@ -37,6 +38,11 @@ impl Sink {
                 let at = trigger_kafka::wall_us();
                 let mut body = String::new();
                 let _ = req.as_reader().read_to_string(&mut body);
+                if failing {
+                    seen.lock().expect("sink lock").push((at, String::new()));
+                    let _ = req.respond(tiny_http::Response::from_string("unavailable").with_status_code(503));
+                    continue;
+                }
                 if req.url().ends_with("/create") {
                     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                     let label = v["sub_label"].as_str().unwrap_or_default();
@@ -55,22 +61,34 @@ impl Sink {
     }
 }
 
-/// The bridge of the demo: every camera of the layout served by the sink, the service's key trusted.
-pub fn config(settings: &KafkaSettings, cams: &[CameraRecord], sink: &Sink, public_key: &str) -> BridgeConfig {
+/// The bridge of the demo: every camera of the layout served by the sink (every fourth by `failing`, if
+/// given), the service's key trusted.
+pub fn config(
+    settings: &KafkaSettings,
+    cams: &[CameraRecord],
+    sink: &Sink,
+    failing: Option<&Sink>,
+    public_key: &str,
+) -> BridgeConfig {
     let kafka = KafkaSettings { group_id: format!("{}-bridge", settings.group_id), ..settings.clone() };
     let mut cfg = BridgeConfig { kafka, ..Default::default() };
     cfg.http.listen = String::new();
     cfg.bridge.state_dir = std::env::temp_dir().join(format!("dispatch-trigger-demo-bridge-{}", std::process::id()));
     cfg.bridge.fsync = false;
     cfg.verify.key = vec![crate::signing::PublicKey { id: "demo".into(), public_key: public_key.into() }];
-    let name = "frigate-sink".to_string();
-    cfg.target = vec![TargetConfig::Frigate(FrigateConfig {
-        name: name.clone(),
-        url: sink.url.clone(),
-        label: "{label}".into(),
-    })];
-    cfg.camera =
-        cams.iter().map(|c| CameraEntry { id: c.camera_id.clone(), target: name.clone(), name: None }).collect();
+    let target = |name: &str, s: &Sink| {
+        TargetConfig::Frigate(FrigateConfig { name: name.into(), url: s.url.clone(), label: "{label}".into() })
+    };
+    let (healthy, down) = ("frigate-sink", "frigate-failing");
+    cfg.target = std::iter::once(target(healthy, sink)).chain(failing.map(|f| target(down, f))).collect();
+    cfg.camera = cams
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let to = if failing.is_some() && i % 4 == 0 { down } else { healthy };
+            CameraEntry { id: c.camera_id.clone(), target: to.into(), name: None }
+        })
+        .collect();
     cfg
 }
 
@@ -81,8 +99,11 @@ pub struct BridgeSummary {
     pub failed: u64,
     pub expired: u64,
     pub refused: std::collections::BTreeMap<String, u64>,
-    /// STARTs joined to the CAD revision that caused them (see the module documentation).
+    /// STARTs joined to the CAD revision that caused them (see the module documentation); with a failing
+    /// target, those of the healthy one.
     pub starts_measured: usize,
+    /// Calls the failing target answered 503 (with `--failing-target`).
+    pub failing_target_calls: Option<usize>,
     /// The CFS record left the CAD -> the camera's recorder was called, milliseconds.
     pub cad_to_target_ms: Option<Percentiles>,
     /// The engine issued the command -> the camera's recorder was called, milliseconds.
@@ -90,7 +111,13 @@ pub struct BridgeSummary {
 }
 
 /// The bridge's counts and the two latencies, from the sink and the topics read back.
-pub fn summary(settings: &KafkaSettings, engine: &Engine, sink: &Sink, stats: BridgeStats) -> Result<BridgeSummary> {
+pub fn summary(
+    settings: &KafkaSettings,
+    engine: &Engine,
+    sink: &Sink,
+    failing: Option<&Sink>,
+    stats: BridgeStats,
+) -> Result<BridgeSummary> {
     let read =
         |topic: &str| trigger_kafka::inspect::read_topic(settings, topic, true, std::time::Duration::from_secs(30));
     let mut commands = HashMap::new();
@@ -122,6 +149,7 @@ pub fn summary(settings: &KafkaSettings, engine: &Engine, sink: &Sink, stats: Br
         expired: stats.expired,
         refused: stats.refused,
         starts_measured: cad.len() as usize,
+        failing_target_calls: failing.map(|f| f.arrivals().len()),
         cad_to_target_ms: Percentiles::of(&cad, 1e3),
         issued_to_target_ms: Percentiles::of(&issued, 1e3),
     })

@@ -52,6 +52,8 @@ pub struct DemoOptions {
     pub policy: std::path::PathBuf,
     /// Also run the bridge, driving an in-process HTTP sink (Frigate's API).
     pub bridge: bool,
+    /// With `bridge`: every fourth camera is served by a target that answers 503 to every call.
+    pub failing_target: bool,
     /// A cluster to run on instead of the embedded one (topics named for this run).
     pub bootstrap: Option<String>,
 }
@@ -100,14 +102,15 @@ pub fn demo(o: DemoOptions) -> Result<DemoSummary> {
 
     let mut cfg = embedded_service_config(&settings, &o.policy)?;
     let public = sign_with_a_demo_key(&mut cfg);
-    let sink = o.bridge.then(super::bridged::Sink::start).transpose()?;
-    let bridge = sink.as_ref().map(|s| super::bridged::config(&settings, &o.cameras, s, &public));
+    let sink = o.bridge.then(|| super::bridged::Sink::start(false)).transpose()?;
+    let failing = o.failing_target.then(|| super::bridged::Sink::start(true)).transpose()?;
+    let bridge = sink.as_ref().map(|s| super::bridged::config(&settings, &o.cameras, s, failing.as_ref(), &public));
     let health = Health::default();
     let (sent, stats, bridged) = replay_through_service(&cfg, &health, o.decoded, o.pace, &o.cad_log, bridge.as_ref())?;
     let bridge = match (sink, bridged) {
         (Some(sink), Some(b)) => {
             let engine = trigger_core::Engine::new(crate::config::load_policy(&o.policy)?);
-            Some(super::bridged::summary(&settings, &engine, &sink, b)?)
+            Some(super::bridged::summary(&settings, &engine, &sink, failing.as_ref(), b)?)
         }
         _ => None,
     };

@@ -251,7 +251,7 @@ pub fn kafka_section(settings: &KafkaSettings) -> String {
     format!(
         "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\n{delivery}\
          [kafka.topics]\ncfs = \"{}\"\nregistry = \"{}\"\ncommands = \"{}\"\naudit = \"{}\"\nnotices = \"{}\"\n\
-         dead_letter = \"{}\"\nchangelog = \"{}\"\n",
+         dead_letter = \"{}\"\nchangelog = \"{}\"\nleader = \"{}\"\n",
         settings.bootstrap_servers,
         settings.group_id,
         t.cfs,
@@ -260,7 +260,8 @@ pub fn kafka_section(settings: &KafkaSettings) -> String {
         t.audit,
         t.notices,
         t.dead_letter,
-        t.changelog
+        t.changelog,
+        t.leader
     )
 }
 

@@ -94,6 +94,7 @@ pub fn create_topics_with(
         topic(&topics.notices, fanout),
         topic(&topics.dead_letter, partitions).set("retention.ms", DEAD_LETTER_RETENTION_MS),
         topic(&topics.changelog, partitions).set("cleanup.policy", "compact"),
+        topic(&topics.leader, 1),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = block_on(admin.create_topics(specs.iter(), &opts))?;

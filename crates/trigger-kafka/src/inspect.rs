@@ -110,6 +110,35 @@ pub fn read_partitions(
     read(&reader(settings, read_committed)?, topic, parts, Offset::Beginning, timeout)
 }
 
+/// Every record of `topic` written at or after `since_ms` (Unix ms, by record timestamp), to the end offsets
+/// it has when called.
+pub fn read_topic_since(
+    settings: &KafkaSettings,
+    topic: &str,
+    since_ms: i64,
+    read_committed: bool,
+    timeout: Duration,
+) -> Result<Vec<Record>, KafkaError> {
+    let c = reader(settings, read_committed)?;
+    let mut ask = TopicPartitionList::new();
+    for p in partitions(&c, topic)? {
+        ask.add_partition_offset(topic, p, Offset::Offset(since_ms))?;
+    }
+    let found = c.offsets_for_times(ask, Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    for e in found.elements() {
+        // No record that recent in this partition: the broker answers the end (-1).
+        if let Offset::Offset(from) = e.offset() {
+            out.extend(
+                read(&c, topic, &[e.partition()], Offset::Offset(from), timeout)?
+                    .into_iter()
+                    .filter(|r| r.offset >= from),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// Partition count of a topic (0: no such topic).
 pub fn partition_count(settings: &KafkaSettings, topic: &str) -> Result<usize, KafkaError> {
     Ok(partitions(&reader(settings, false)?, topic)?.len())

@@ -51,9 +51,13 @@ pub struct ServiceOptions {
     pub permanent_attempts: u32,
     /// `/readyz` answers 503 once no broker has answered for this long (and 200 again at the next answer).
     pub broker_grace_ms: u64,
-    /// The membership watchdog: a CFS consumer that lost its group membership (its assignment was lost, not
-    /// handed over) and has not joined the group again within this long is closed and created anew.
+    /// The membership watchdog: a leadership-group consumer that lost its group membership (its assignment was
+    /// lost, not handed over) and has not joined the group again within this long is closed and created anew.
     pub membership_watchdog_ms: u64,
+    /// The decider's lease (see [`crate::leader`]): the decider stops deciding when no renewal was accepted for
+    /// this long, and a new decider waits this long after it was handed the leadership. Failover takes the
+    /// leadership group's session timeout (6 s) plus this.
+    pub leader_lease_ms: u64,
 }
 
 impl ServiceOptions {
@@ -83,6 +87,13 @@ impl ServiceOptions {
 
     pub fn membership_watchdog(&self) -> Duration {
         Duration::from_millis(self.membership_watchdog_ms)
+    }
+
+    pub fn lease(&self) -> crate::leader::LeaseOptions {
+        crate::leader::LeaseOptions {
+            lease: Duration::from_millis(self.leader_lease_ms),
+            watchdog: self.membership_watchdog(),
+        }
     }
 
     pub fn dead_letters(&self) -> DeadLetterRule {
@@ -117,6 +128,9 @@ impl ServiceOptions {
         if self.cad_silence_s == 0 {
             errs.push("service.cad_silence_s must be at least 1".to_string());
         }
+        if self.leader_lease_ms < 100 {
+            errs.push(format!("service.leader_lease_ms {} is below 100", self.leader_lease_ms));
+        }
         if self.registry_bootstrap_timeout_s == 0 {
             errs.push("service.registry_bootstrap_timeout_s must be at least 1".to_string());
         }
@@ -140,6 +154,7 @@ impl Default for ServiceOptions {
             permanent_attempts: RetryPolicy::default().permanent_attempts,
             broker_grace_ms: 10_000,
             membership_watchdog_ms: 30_000,
+            leader_lease_ms: 1500,
         }
     }
 }
@@ -160,8 +175,10 @@ pub struct Health {
     pub broker_seen_ms: AtomicI64,
     /// How long without an answer `/readyz` tolerates, ms (0: not checked).
     pub broker_grace_ms: AtomicI64,
-    /// CFS consumers the membership watchdog closed and created anew.
+    /// Leadership-group consumers the membership watchdog closed and created anew.
     pub consumers_recreated: AtomicU64,
+    /// Where the service stands in the leadership group (None: a process without one, such as the bridge).
+    pub standing: std::sync::Mutex<Option<crate::leader::Standing>>,
     /// Only records produced at or after this instant (Unix ms) are counted in `RunStats::end_to_end_us`
     /// (benchmarks leave their warm-up out).
     pub measure_from_ms: AtomicI64,
@@ -182,11 +199,36 @@ impl Health {
             return Err(format!("not ready: no answer from the Kafka brokers for {} s", silent / 1000));
         }
         if self.assigned_partitions.load(Relaxed) == 0 {
-            return Err("not ready: no partition assigned to this instance, so it decides nothing (joining the \
-                        consumer group, a standby, or its group membership was lost)"
-                .into());
+            return Err(match *self.standing.lock().expect("not poisoned") {
+                Some(s) => format!(
+                    "not ready: no partition assigned to this instance, so it decides nothing: {}",
+                    s.why_not_deciding()
+                ),
+                None => "not ready: no partition assigned to this instance (joining the consumer group, or its \
+                         group membership was lost)"
+                    .into(),
+            });
         }
         Ok(())
+    }
+}
+
+impl Health {
+    /// Whether the instance decides or stands by ready to take over at `now_ms` (`/standbyz`: what an
+    /// orchestrator's readiness probe asks of a deployment with standbys): the registry is loaded, the brokers
+    /// answer, and it is the decider or a standby in the leadership group.
+    pub fn availability(&self, now_ms: i64) -> Result<(), String> {
+        let why = match self.readiness(now_ms) {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        let standby = *self.standing.lock().expect("not poisoned") == Some(crate::leader::Standing::Standby);
+        let brokers_answer = !why.contains("Kafka brokers");
+        if standby && brokers_answer && self.ready.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(why)
+        }
     }
 }
 

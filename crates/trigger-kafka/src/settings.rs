@@ -40,8 +40,9 @@ pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub group_id: String,
     pub delivery: Delivery,
-    /// Exactly-once: the producer's transactional.id, stable across restarts of one instance so a restart
-    /// fences its predecessor at once (default: `<group_id>-<hostname>`).
+    /// Exactly-once: the decider's transactional.id, the same on every instance of the deployment, so whichever
+    /// instance takes the decider's place fences the one before it at the broker (default:
+    /// `<group_id>.decider`).
     pub transactional_id: Option<String>,
     pub topics: Topics,
     pub security: Security,
@@ -76,6 +77,8 @@ pub enum Role {
     CfsConsumer,
     /// The registry follower (no group semantics: assigned every partition, from the beginning).
     RegistryFollower,
+    /// The leadership group's member (`<group_id>.leader`: who decides; see [`crate::leader`]).
+    Leadership,
     /// The output producer (transactional in exactly-once mode).
     Producer,
     /// An idempotent producer that is never transactional: for records that belong to no CFS transaction
@@ -163,15 +166,7 @@ impl KafkaSettings {
 
     /// The transactional.id of this instance (exactly-once mode).
     pub fn transactional_id(&self) -> String {
-        self.transactional_id.clone().unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME")
-                .ok()
-                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "local".into());
-            format!("{}-{host}", self.group_id)
-        })
+        self.transactional_id.clone().unwrap_or_else(|| format!("{}.decider", self.group_id))
     }
 
     /// The librdkafka configuration for one client: low-latency defaults, then the raw properties, then what
@@ -201,6 +196,14 @@ impl KafkaSettings {
                 c.set("enable.auto.offset.store", "false");
                 c.set("auto.offset.reset", "earliest");
                 c.set("isolation.level", "read_committed");
+            }
+            Role::Leadership => {
+                c.set("group.id", format!("{}.leader", self.group_id));
+                // Partition 0, the leadership, stays with its holder when standbys join or leave.
+                c.set("partition.assignment.strategy", "cooperative-sticky");
+                c.set("enable.auto.commit", "false");
+                c.set("enable.auto.offset.store", "false");
+                c.set("auto.offset.reset", "latest");
             }
             Role::RegistryFollower => {
                 // librdkafka needs a group.id to create a consumer; the follower never joins it (assign, not
@@ -232,6 +235,7 @@ fn low_latency_defaults(role: Role) -> ClientConfig {
             c.set("linger.ms", "0");
             c.set("compression.type", "none");
         }
+        Role::Leadership => {}
         Role::CfsConsumer | Role::RegistryFollower => {
             c.set("fetch.wait.max.ms", "10");
             c.set("fetch.error.backoff.ms", "50");
@@ -244,6 +248,12 @@ fn low_latency_defaults(role: Role) -> ClientConfig {
             // about a second of events (librdkafka's default is five).
             c.set("auto.commit.interval.ms", "1000");
         }
+    }
+    if role == Role::Leadership {
+        // A survivor hears of a rebalance at its next heartbeat: failover waits the session timeout, then up
+        // to one heartbeat interval.
+        c.set("session.timeout.ms", "6000");
+        c.set("heartbeat.interval.ms", "500");
     }
     if role == Role::CfsConsumer {
         // Failover inside the latency budget: the group notices a killed instance after session.timeout.ms

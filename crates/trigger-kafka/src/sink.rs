@@ -32,7 +32,6 @@ use rdkafka::producer::{FutureProducer, Producer as _, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::TopicPartitionList;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Whether retrying a produce error can help.
@@ -160,8 +159,9 @@ impl Delivering {
     }
 
     /// Produce every record and wait for every acknowledgement, retrying by the rule in the module docs.
-    /// Ok(false): asked to stop while some records were still unacknowledged.
-    pub fn deliver(&mut self, records: &[OutRecord], shutdown: &AtomicBool) -> Result<bool, KafkaError> {
+    /// Ok(false): `stop` said so (the service stopping, or no longer the decider) while some records were still
+    /// unacknowledged.
+    pub fn deliver(&mut self, records: &[OutRecord], stop: &dyn Fn() -> bool) -> Result<bool, KafkaError> {
         let mut pending: Vec<usize> = (0..records.len()).collect();
         let mut backoff = Duration::from_millis(100);
         let mut permanent_rounds = 0;
@@ -194,7 +194,7 @@ impl Delivering {
                     return Err(KafkaError::Delivery { topic, code, attempts: permanent_rounds });
                 }
             }
-            if shutdown.load(Relaxed) {
+            if stop() {
                 return Ok(false);
             }
             self.retries += failed.len() as u64;
@@ -341,12 +341,12 @@ mod tests {
             (0..3).map(|i| OutRecord::keyed(&settings.topics.audit, format!("k{i}"), Some(vec![1]))).collect();
         let retry = RetryPolicy { backoff_max: Duration::from_millis(100), permanent_attempts: 2 };
         let mut sink = Delivering::new(&settings, Role::Producer, retry).expect("sink");
-        sink.deliver(&[], &AtomicBool::new(false)).expect("nothing to deliver");
+        sink.deliver(&[], &|| false).expect("nothing to deliver");
         cluster.mock().request_errors(
             RDKafkaApiKey::Produce,
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 64],
         );
-        match sink.deliver(&records, &AtomicBool::new(false)) {
+        match sink.deliver(&records, &|| false) {
             Err(KafkaError::Delivery { topic, code, attempts }) => {
                 assert_eq!(topic, settings.topics.audit);
                 assert_eq!(code, Code::TopicAuthorizationFailed);

@@ -24,6 +24,9 @@ pub struct Topics {
     /// Exactly-once mode: incident state (compacted, co-partitioned with `cfs`: same partition count, written
     /// to the partition of the event that changed it).
     pub changelog: String,
+    /// Who decides: one partition, never written; the instance that holds it in the group `<group_id>.leader`
+    /// is the deployment's one decider (see `trigger_kafka::leader`).
+    pub leader: String,
 }
 
 impl Default for Topics {
@@ -37,13 +40,14 @@ impl Default for Topics {
             notices: "owner.notices.v1".into(),
             dead_letter: "cad.cfs.dlq.v1".into(),
             changelog: "dispatch-trigger.incident-state.v1".into(),
+            leader: "dispatch-trigger.leader.v1".into(),
         }
     }
 }
 
 impl Topics {
     /// Every topic with the name of its setting (`kafka.topics.<setting>`): the one list of them.
-    pub fn named(&self) -> [(&'static str, &str); 8] {
+    pub fn named(&self) -> [(&'static str, &str); 9] {
         [
             ("cfs", &self.cfs),
             ("registry", &self.registry),
@@ -53,15 +57,16 @@ impl Topics {
             ("notices", &self.notices),
             ("dead_letter", &self.dead_letter),
             ("changelog", &self.changelog),
+            ("leader", &self.leader),
         ]
     }
 
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 9] {
         self.named().map(|(_, t)| t)
     }
 
     /// Every topic name, to rewrite (a test's own suffix, for instance).
-    pub fn each_mut(&mut self) -> [&mut String; 8] {
+    pub fn each_mut(&mut self) -> [&mut String; 9] {
         let t = self;
         [
             &mut t.cfs,
@@ -72,6 +77,7 @@ impl Topics {
             &mut t.notices,
             &mut t.dead_letter,
             &mut t.changelog,
+            &mut t.leader,
         ]
     }
 

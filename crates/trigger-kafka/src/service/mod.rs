@@ -1,31 +1,34 @@
-//! The consumer service loop: CFS in (consumer group, manual offsets), the camera registry followed live,
-//! and each batch taken through decode → decide → plan ([`crate::plan`], no I/O) → sink ([`crate::sink`]).
+//! The consumer service loop: the registry followed live by every instance, and one decider per deployment
+//! ([`crate::leader`]): the instance that leads assigns itself every CFS partition, takes over their state,
+//! and takes each batch through decode → decide → plan ([`crate::plan`], no I/O) → sink ([`crate::sink`]).
+//! The others are hot standbys.
 //!
 //! At-least-once: the plan's records are produced and every acknowledgement awaited before the batch's
-//! offsets are stored (librdkafka commits stored offsets in the background, on revocation and at shutdown).
-//! Exactly-once: the records, the incident-state changes and the offsets after the batch in one transaction.
-//! Processing happens on the polling thread, so when a rebalance callback runs inside `poll`, the previous
-//! batch is already committed: nothing is in flight. Newly assigned partitions get their audit chain heads
-//! (and, exactly-once, their incident state) before any of their events is planned.
+//! offsets are stored (librdkafka commits stored offsets in the background, and when the leadership is handed
+//! on or the service stops). Exactly-once: the records, the incident-state changes and the offsets after the
+//! batch in one transaction, on a producer whose transactional id every instance shares.
+//! Taking over ([`takeover`]): the audit chain heads, the incident state from the changelog and, at-least-once,
+//! the commands already sent (a decider killed between its commands and its state leaves the changelog behind
+//! what cameras were told), all before the first event is decided.
 
 mod registry_feed;
 mod takeover;
 
 use registry_feed::Feeds;
 
+use crate::leader::{Leadership, Standing};
 use crate::plan::Planner;
-use crate::rebalance::{commit, CfsContext, Rebalanced};
 use crate::settings::{Delivery, KafkaSettings, Role};
 use crate::sink::{commit_transaction, Delivering};
 use crate::telemetry::{self, stage, Stage};
 use crate::KafkaError;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trigger_core::{CommandSigner, Engine, Reject};
 use trigger_index::{CameraIndex, SpatialBackend};
@@ -48,13 +51,14 @@ fn last_offsets(batch: &[OwnedMessage]) -> HashMap<(&str, i32), i64> {
 
 use crate::{wall_ms, wall_us};
 
-/// Where a plan goes: at-least-once, one delivering producer; exactly-once, the transactional producer, and
-/// a delivering one for what belongs to no CFS transaction (dead letters of bad registry records: on the
-/// transactional producer outside a transaction librdkafka refuses them, and since the registry is re-read
-/// from its start, one bad camera would stop every instance at every start).
+/// Where a plan goes: at-least-once, one delivering producer; exactly-once, the transactional producer (only
+/// while leading: creating it fences whoever led before), and a delivering one for what belongs to no CFS
+/// transaction (dead letters of bad registry records: on the transactional producer outside a transaction
+/// librdkafka refuses them, and since the registry is re-read from its start, one bad camera would stop every
+/// instance at every start).
 enum Sink {
     AtLeastOnce(Delivering),
-    ExactlyOnce { producer: FutureProducer, side: Delivering },
+    ExactlyOnce { producer: Option<FutureProducer>, side: Delivering },
 }
 
 impl Sink {
@@ -62,20 +66,41 @@ impl Sink {
         Ok(match settings.delivery {
             Delivery::AtLeastOnce => Sink::AtLeastOnce(Delivering::new(settings, Role::Producer, opts.retry())?),
             Delivery::ExactlyOnce => {
-                let producer: FutureProducer = settings.client_config(Role::Producer).create()?;
-                // Fences an earlier instance with the same transactional.id and aborts what it left open.
-                producer.init_transactions(Duration::from_secs(60))?;
-                let side = Delivering::new(settings, Role::SideProducer, opts.retry())?;
-                Sink::ExactlyOnce { producer, side }
+                Sink::ExactlyOnce { producer: None, side: Delivering::new(settings, Role::SideProducer, opts.retry())? }
             }
         })
+    }
+
+    /// Ready to write as the decider: exactly-once, the transactional producer, whose initialisation fences
+    /// the previous decider's producer and aborts what it left open.
+    fn lead(&mut self, settings: &KafkaSettings) -> Result<(), KafkaError> {
+        if let Sink::ExactlyOnce { producer, .. } = self {
+            let p: FutureProducer = settings.client_config(Role::Producer).create()?;
+            p.init_transactions(Duration::from_secs(60))?;
+            *producer = Some(p);
+        }
+        // Learn every output topic's metadata now, so the first record to each does not wait for it.
+        let client = self.producer().client();
+        for topic in settings.topics.outputs() {
+            if let Err(e) = client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+                tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
+            }
+        }
+        Ok(())
+    }
+
+    fn step_down(&mut self) {
+        if let Sink::ExactlyOnce { producer, .. } = self {
+            *producer = None;
+        }
     }
 
     /// The producer of the batch outputs.
     fn producer(&self) -> &FutureProducer {
         match self {
             Sink::AtLeastOnce(d) => d.producer(),
-            Sink::ExactlyOnce { producer, .. } => producer,
+            Sink::ExactlyOnce { producer: Some(p), .. } => p,
+            Sink::ExactlyOnce { side, .. } => side.producer(),
         }
     }
 
@@ -108,8 +133,8 @@ pub struct Service<'a, B> {
     planner: Planner,
     /// Partitions of the CFS topic (read at start).
     cfs_partitions: usize,
-    /// Since when the consumer has been without its group membership (its assignment lost, not regained).
-    lost_since: Option<Instant>,
+    /// The leadership this instance decides under (None: it does not decide).
+    epoch: Option<u64>,
 }
 
 impl<B> std::fmt::Debug for Service<'_, B> {
@@ -145,7 +170,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             stats: RunStats::default(),
             planner,
             cfs_partitions: 0,
-            lost_since: None,
+            epoch: None,
         }
     }
 
@@ -164,28 +189,32 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         crate::connect::check_connection(&self.settings, Duration::from_secs(30))?;
         self.check_partitions()?;
         let mut sink = Sink::new(&self.settings, &self.opts)?;
-        // Learn every output topic's metadata now, so the first record to each does not wait for it.
-        for topic in self.settings.topics.outputs() {
-            if let Err(e) = sink.producer().client().fetch_metadata(Some(topic), Duration::from_secs(10)) {
-                tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
-            }
-        }
         let mut registry = Feeds::open(&self.settings)?;
         if !self.bootstrap_registry(&mut registry, sink.side(), shutdown)? {
             return Ok(self.stats);
         }
-        let mut consumer = self.subscribe()?;
+        let consumer = self.cfs_consumer()?;
+        let leadership = Leadership::start(&self.settings, self.opts.lease())?;
+        self.health.broker_grace_ms.store(self.opts.broker_grace().as_millis() as i64, Relaxed);
+        self.broker_answered();
+        self.health.ready.store(true, Relaxed);
+        tracing::info!(
+            cameras = self.index.len(),
+            topic = %self.settings.topics.cfs,
+            group = %self.settings.group_id,
+            delivery = ?self.settings.delivery,
+            "ready: registry caught up, following the leadership group"
+        );
         let mut last_cfs = Instant::now();
         let mut last_prune = Instant::now();
         let mut batch: Vec<OwnedMessage> = Vec::with_capacity(self.opts.max_batch);
         while !shutdown.load(Relaxed) {
-            self.poll_batch(&consumer, &mut batch);
-            self.rebalanced(&consumer, &mut batch)?;
-            if self.lost_since.is_some_and(|t| t.elapsed() >= self.opts.membership_watchdog()) {
-                consumer = self.recreate(consumer)?;
-                batch.clear();
+            if !self.follow(&leadership, &consumer, &mut sink)? {
+                self.apply_registry(&mut registry, sink.side(), None)?;
+                std::thread::sleep(self.opts.poll_timeout().min(Duration::from_millis(20)));
                 continue;
             }
+            self.poll_batch(&consumer, &mut batch);
             self.watchdog(&mut last_cfs, !batch.is_empty());
             if last_prune.elapsed() > Duration::from_secs(60) {
                 self.planner.prune(self.engine);
@@ -205,15 +234,26 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 needed
             });
             self.apply_registry(&mut registry, sink.side(), sync)?;
-            if !self.handle_batch(&mut sink, &consumer, &batch, decoded, synced, shutdown)? {
-                break;
+            // The lease is checked once more right before deciding: a batch is decided under a lease held.
+            if !self.follow(&leadership, &consumer, &mut sink)? {
+                continue;
+            }
+            let epoch = self.epoch.expect("leading");
+            let stop = || shutdown.load(Relaxed) || !leadership.holds(epoch);
+            if !self.handle_batch(&mut sink, &consumer, &batch, decoded, synced, &stop)? {
+                if shutdown.load(Relaxed) {
+                    break;
+                }
+                // The leadership went while the batch was being delivered: its offsets were not stored, and
+                // the next decider decides it again.
+                self.step_down(&consumer, &mut sink, false);
             }
         }
         tracing::info!("stopping: committing offsets");
-        if !self.eos() {
-            commit(&consumer);
+        if self.epoch.is_some() {
+            self.step_down(&consumer, &mut sink, true);
         }
-        consumer.unsubscribe();
+        drop(leadership);
         self.health.ready.store(false, Relaxed);
         self.stats.delivery_retries = sink.retries();
         Ok(self.stats)
@@ -240,51 +280,130 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 t.changelog, t.cfs
             )));
         }
+        let leader = count(&t.leader)?;
+        if leader != 1 {
+            return Err(KafkaError::Setup(format!(
+                "the leadership topic {:?} needs exactly one partition (has {leader}; `dispatch-trigger topics create` makes it)",
+                t.leader
+            )));
+        }
         Ok(())
     }
 
-    /// The membership watchdog: close a consumer that lost its group membership and did not join again within
-    /// `membership_watchdog_ms`, and subscribe a new one (librdkafka's own rejoining can wait on a coordinator
-    /// that still holds the old member until its session expires).
-    fn recreate(&mut self, old: BaseConsumer<CfsContext>) -> Result<BaseConsumer<CfsContext>, KafkaError> {
-        tracing::warn!(
-            after_ms = self.opts.membership_watchdog_ms,
-            "the CFS consumer lost its group membership and did not regain it: creating it anew"
-        );
-        telemetry::consumer_recreated();
-        self.health.consumers_recreated.fetch_add(1, Relaxed);
-        drop(old);
-        self.lost_since = None;
-        self.subscribe()
+    /// The CFS consumer: assigned every partition while this instance decides, nothing otherwise. Its
+    /// `group.id` is where the offsets are committed; it never joins that group (the leadership group says who
+    /// decides).
+    fn cfs_consumer(&self) -> Result<BaseConsumer<crate::Ctx>, KafkaError> {
+        Ok(self.settings.client_config(Role::CfsConsumer).create_with_context(crate::Ctx("cfs-consumer"))?)
     }
 
-    fn subscribe(&self) -> Result<BaseConsumer<CfsContext>, KafkaError> {
-        let consumer: BaseConsumer<CfsContext> =
-            self.settings.client_config(Role::CfsConsumer).create_with_context(CfsContext {
-                delivery: self.settings.delivery,
-                assigned: Arc::new(AtomicI64::new(0)),
-                events: Mutex::new(Vec::new()),
-            })?;
-        consumer.subscribe(&[&self.settings.topics.cfs])?;
-        self.health.broker_grace_ms.store(self.opts.broker_grace().as_millis() as i64, Relaxed);
+    /// Act on where the leadership stands: take every partition over when this instance was made the decider,
+    /// give them up when it no longer is. Returns whether this instance decides now (under a lease held).
+    fn follow(
+        &mut self,
+        leadership: &Leadership,
+        consumer: &BaseConsumer<crate::Ctx>,
+        sink: &mut Sink,
+    ) -> Result<bool, KafkaError> {
+        let standing = leadership.standing();
+        *self.health.standing.lock().expect("not poisoned") = Some(standing);
+        self.health.consumers_recreated.store(leadership.recreated(), Relaxed);
+        let deciding = match (standing, self.epoch) {
+            (Standing::Leading { epoch }, Some(now)) if epoch == now => true,
+            (Standing::Leading { epoch }, _) => {
+                if self.epoch.is_some() {
+                    self.step_down(consumer, sink, false);
+                }
+                match self.take_over(consumer, sink, epoch) {
+                    Ok(()) => true,
+                    // The brokers did not answer (an outage): give everything up and try again while the
+                    // leadership lasts.
+                    Err(e) if e.fault() == crate::Fault::External && !matches!(e, KafkaError::AuditTail { .. }) => {
+                        tracing::warn!(error = %e, "taking over failed; retrying in a second");
+                        self.step_down(consumer, sink, false);
+                        std::thread::sleep(Duration::from_secs(1));
+                        false
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            // Same leadership, lease not renewed in time: hold everything, decide nothing.
+            (Standing::Lapsed { epoch }, Some(now)) if epoch == now => false,
+            (_, Some(_)) => {
+                let handed_over = matches!(standing, Standing::Standby | Standing::Joining);
+                self.step_down(consumer, sink, handed_over);
+                false
+            }
+            (_, None) => false,
+        };
+        let assigned = if deciding { self.cfs_partitions as i64 } else { 0 };
+        self.health.assigned_partitions.store(assigned, Relaxed);
+        Ok(deciding)
+    }
+
+    fn all_partitions(&self) -> Vec<i32> {
+        (0..self.cfs_partitions as i32).collect()
+    }
+
+    /// Become the decider of every CFS partition: chain heads, incident state (and, at-least-once, the
+    /// commands already sent), then the partitions from their committed offsets.
+    fn take_over(
+        &mut self,
+        consumer: &BaseConsumer<crate::Ctx>,
+        sink: &mut Sink,
+        epoch: u64,
+    ) -> Result<(), KafkaError> {
+        let t = Instant::now();
+        let parts = self.all_partitions();
+        sink.lead(&self.settings)?;
+        self.resume_chains(&parts)?;
+        self.restore_partitions(&parts)?;
+        if !self.eos() {
+            self.restore_sent()?;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for &p in &parts {
+            tpl.add_partition_offset(&self.settings.topics.cfs, p, Offset::Stored)?;
+        }
+        consumer.assign(&tpl)?;
+        self.epoch = Some(epoch);
         self.broker_answered();
-        self.health.ready.store(true, Relaxed);
         tracing::info!(
-            cameras = self.index.len(),
-            topic = %self.settings.topics.cfs,
-            group = %self.settings.group_id,
-            delivery = ?self.settings.delivery,
-            "ready: registry caught up, consuming calls for service"
+            epoch,
+            partitions = parts.len(),
+            seconds = t.elapsed().as_secs_f64(),
+            "partitions assigned: deciding every CFS partition"
         );
-        Ok(consumer)
+        Ok(())
     }
 
-    /// Up to `max_batch` events: waits `poll_timeout` for the first, then takes what is already there. Stops
-    /// early at a rebalance, so it is handled before any event of a newly assigned partition is planned.
-    fn poll_batch(&self, consumer: &BaseConsumer<CfsContext>, batch: &mut Vec<OwnedMessage>) {
+    /// Stop deciding: at-least-once, commit what was finished when the leadership was handed over (not when it
+    /// was lost: the next decider may already have committed further); give every partition and all state up.
+    fn step_down(&mut self, consumer: &BaseConsumer<crate::Ctx>, sink: &mut Sink, handed_over: bool) {
+        if !self.eos() && handed_over {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => tracing::warn!(error = %e, "offset commit failed (the events will be decided again)"),
+            }
+        }
+        if let Err(e) = consumer.unassign() {
+            tracing::warn!(error = %e, "unassign failed");
+        }
+        let parts = self.all_partitions();
+        self.planner.forget_partitions(self.engine, &parts);
+        self.engine.forget_all();
+        sink.step_down();
+        tracing::warn!(epoch = ?self.epoch, handed_over, "partitions revoked: no longer deciding");
+        self.epoch = None;
+        self.health.assigned_partitions.store(0, Relaxed);
+    }
+
+    /// Up to `max_batch` events: waits `poll_timeout` for the first, then takes what is already there.
+    fn poll_batch(&self, consumer: &BaseConsumer<crate::Ctx>, batch: &mut Vec<OwnedMessage>) {
         batch.clear();
         let mut timeout = self.opts.poll_timeout();
-        while batch.len() < self.opts.max_batch && !consumer.context().has_events() {
+        while batch.len() < self.opts.max_batch {
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => batch.push(m.detach()),
@@ -294,65 +413,23 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         }
     }
 
-    /// Act on the rebalances the last poll ran. Events of revoked partitions are not decided here: their new
-    /// owner decides them. Assigned partitions get their chain heads (and incident state, exactly-once).
-    fn rebalanced(
-        &mut self,
-        consumer: &BaseConsumer<CfsContext>,
-        batch: &mut Vec<OwnedMessage>,
-    ) -> Result<(), KafkaError> {
-        for e in consumer.context().take_events() {
-            match e {
-                Rebalanced::Revoked { partitions, lost } => {
-                    batch.retain(|m| !partitions.contains(&m.partition()));
-                    self.planner.forget_partitions(self.engine, &partitions);
-                    if lost && self.lost_since.is_none() {
-                        self.lost_since = Some(Instant::now());
-                    }
-                }
-                Rebalanced::Assigned(parts) => {
-                    // A member again (a standby's assignment is empty).
-                    self.lost_since = None;
-                    self.resume_chains(&parts)?;
-                    self.restore_partitions(&parts)?;
-                }
-            }
-        }
-        // Partitions the group handed over without a callback this instance saw (none expected).
-        let missing = self.planner.missing_chains(batch.iter().map(|m| m.partition()));
-        if !missing.is_empty() {
-            self.resume_chains(&missing)?;
-        }
-        let assigned = consumer.context().assigned.load(Relaxed);
-        if self.health.assigned_partitions.swap(assigned, Relaxed) != assigned
-            && assigned > 0
-            && (assigned as usize) < self.cfs_partitions
-        {
-            tracing::warn!(
-                assigned,
-                partitions = self.cfs_partitions,
-                "this instance decides some of the CFS partitions, another instance the rest: owners' daily caps \
-                 are counted per instance (one CFS partition keeps one decider for all; README, Deploy and capacity)"
-            );
-        }
-        Ok(())
-    }
-
     /// Decide, plan and commit one batch. Returns false when asked to stop before it was acknowledged.
     fn handle_batch(
         &mut self,
         sink: &mut Sink,
-        consumer: &BaseConsumer<CfsContext>,
+        consumer: &BaseConsumer<crate::Ctx>,
         batch: &[OwnedMessage],
         decoded: Vec<Result<trigger_core::CallForService, Reject>>,
         synced: Instant,
-        shutdown: &AtomicBool,
+        stop: &dyn Fn() -> bool,
     ) -> Result<bool, KafkaError> {
         let t0 = Instant::now();
         let mut plan = self.planner.plan(self.engine, self.index, batch, decoded, &mut self.stats, &wall_ms)?;
         let sent = Instant::now();
         match sink {
             Sink::ExactlyOnce { producer, .. } => {
+                let producer =
+                    producer.as_ref().ok_or_else(|| KafkaError::Internal("deciding without a producer".into()))?;
                 let mut tpl = TopicPartitionList::new();
                 for ((topic, partition), offset) in last_offsets(batch) {
                     tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
@@ -365,9 +442,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 let changelog = &self.settings.topics.changelog;
                 plan.records.sort_by_key(|r| &r.topic == changelog);
                 let (outputs, state) = plan.records.split_at(plan.records.partition_point(|r| &r.topic != changelog));
-                if !delivering.deliver(outputs, shutdown)?
-                    || (!state.is_empty() && !delivering.deliver(state, shutdown)?)
-                {
+                if !delivering.deliver(outputs, stop)? || (!state.is_empty() && !delivering.deliver(state, stop)?) {
                     return Ok(false);
                 }
                 for ((topic, partition), offset) in last_offsets(batch) {

@@ -169,6 +169,6 @@ impl<B: SpatialBackend> Service<'_, B> {
             })
             .collect();
         self.stats.dead_letters += records.len() as u64;
-        sink.deliver(&records, &AtomicBool::new(false)).map(|_| ())
+        sink.deliver(&records, &|| false).map(|_| ())
     }
 }

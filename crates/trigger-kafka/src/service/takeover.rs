@@ -1,5 +1,5 @@
-//! Taking over partitions: the audit chain head of each and the incident state from the committed changelog
-//! (both delivery modes), read when the partitions are assigned, before any of their events is planned.
+//! Taking over partitions: the audit chain head of each, the incident state from the committed changelog
+//! (both delivery modes) and, at-least-once, the commands already sent, read before any event is planned.
 
 use super::Service;
 use crate::KafkaError;
@@ -53,6 +53,41 @@ impl<B: SpatialBackend> Service<'_, B> {
             }
         }
         tracing::info!(partitions = ?parts, records = restored, seconds = t.elapsed().as_secs_f64(), "incident state restored");
+        Ok(())
+    }
+
+    /// At-least-once: the commands sent in the last two days, into the engine after the changelog (see
+    /// `Engine::restore_sent`): a decider killed after its commands were acknowledged and before the incident
+    /// state that stands for them leaves the changelog behind what cameras were told. (Exactly-once writes both
+    /// in one transaction.)
+    pub(super) fn restore_sent(&mut self) -> Result<(), KafkaError> {
+        const TWO_DAYS_MS: i64 = 2 * 86_400_000;
+        let t = Instant::now();
+        let topic = self.settings.topics.commands.clone();
+        let since = crate::wall_ms() - TWO_DAYS_MS;
+        let records = crate::inspect::read_topic_since(&self.settings, &topic, since, false, Duration::from_secs(120))?;
+        let mut sent = Vec::with_capacity(records.len());
+        for r in &records {
+            let Some(c) = r.payload.as_deref().and_then(|b| pb::CameraCommand::decode(b).ok()) else { continue };
+            let action = match pb::CommandAction::try_from(c.action) {
+                Ok(pb::CommandAction::Start) => trigger_core::Action::Start,
+                Ok(pb::CommandAction::Stop) => trigger_core::Action::Stop,
+                _ => continue,
+            };
+            let owner_day =
+                self.index.get(&c.camera_id).map(|cam| trigger_core::consent::owner_day(&cam.consent, c.issued_at_ms));
+            sent.push(trigger_core::SentCommand {
+                incident_ref: c.incident_ref,
+                camera_id: c.camera_id,
+                action,
+                issued_at: c.issued_at_ms,
+                record_seconds: c.record_seconds,
+                owner_day,
+            });
+        }
+        sent.sort_by_key(|c| c.issued_at);
+        self.engine.restore_sent(&sent);
+        tracing::info!(commands = sent.len(), seconds = t.elapsed().as_secs_f64(), "commands already sent restored");
         Ok(())
     }
 }
