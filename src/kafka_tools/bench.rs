@@ -248,10 +248,10 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
             changelog: t("changelog"),
             leader: t("leader"),
         },
-        delivery: if o.exactly_once {
-            trigger_kafka::Delivery::ExactlyOnce
-        } else {
-            trigger_kafka::Delivery::AtLeastOnce
+        // The relay is never transactional.
+        delivery: match (o.exactly_once, p) {
+            (true, Processor::Engine) => trigger_kafka::Delivery::ExactlyOnce,
+            _ => trigger_kafka::Delivery::AtLeastOnce,
         },
         ..KafkaSettings::default()
     };
