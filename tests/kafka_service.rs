@@ -569,21 +569,37 @@ crate::on_every_broker! {
         };
         let (s1, s2) = std::thread::scope(|s| {
             let first = start(s, &cfg, &h1, &stop1);
-            // A second instance joins: a standby, deciding nothing while the first decides.
+            let t = Instant::now();
+            while h1.assigned_partitions.load(Relaxed) == 0 {
+                assert!(t.elapsed() < Duration::from_secs(60), "the first instance never decided");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // A second instance joins: one of the two decides, the other stands by (never both at once).
             let second = start(s, &cfg, &h2, &stop2);
             send(0, n / 2);
-            first.wait_handled(n / 2);
-            assert_eq!(h2.assigned_partitions.load(Relaxed), 0, "one decider");
-            assert_eq!(h2.handled.load(Relaxed), 0, "one decider");
+            let t = Instant::now();
+            while h1.handled.load(Relaxed) + h2.handled.load(Relaxed) < n / 2 {
+                let both = h1.assigned_partitions.load(Relaxed) > 0 && h2.assigned_partitions.load(Relaxed) > 0;
+                assert!(!both, "two deciders");
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "not every event handled: {:?} / {:?}",
+                    h1.readiness(trigger_kafka::wall_ms()),
+                    h2.readiness(trigger_kafka::wall_ms())
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
             // The decider stops: the standby takes every partition over and decides the rest.
-            let s1 = first.stop();
+            let first_decides = h1.assigned_partitions.load(Relaxed) > 0;
+            let (stopped, other) = if first_decides { (first, second) } else { (second, first) };
+            let s_stopped = stopped.stop();
             send(n / 2, n);
             let t = Instant::now();
             while h1.handled.load(Relaxed) + h2.handled.load(Relaxed) < n {
                 assert!(t.elapsed() < Duration::from_secs(60), "not every event handled");
                 std::thread::sleep(Duration::from_millis(10));
             }
-            (s1, second.stop())
+            (s_stopped, other.stop())
         });
         assert!(s1.events > 0 && s2.events > 0, "both decided in turn: {:?} {:?}", s1.tally, s2.tally);
         let decided: BTreeMap<String, usize> = audit(&settings).into_iter().fold(BTreeMap::new(), |mut m, a| {

@@ -203,7 +203,12 @@ impl ConsumerContext for LeaderContext {
             let lost = consumer.assignment_lost();
             if holds_first(tpl) {
                 self.shared.holds.store(false, Relaxed);
-                tracing::warn!(lost, epoch = self.shared.epoch.load(Relaxed), "leadership given up");
+                let epoch = self.shared.epoch.load(Relaxed);
+                if lost {
+                    tracing::warn!(epoch, "leadership lost with the group membership");
+                } else {
+                    tracing::info!(epoch, "leadership handed over");
+                }
             }
             if lost {
                 self.shared.member.store(false, Relaxed);

@@ -234,8 +234,20 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 needed
             });
             self.apply_registry(&mut registry, sink.side(), sync)?;
-            // The lease is checked once more right before deciding: a batch is decided under a lease held.
-            if !self.follow(&leadership, &consumer, &mut sink)? {
+            // The lease is checked once more right before deciding: a batch is decided under a lease held. A lease
+            // that lapsed keeps the batch until it is renewed; a leadership that ended leaves it to the next
+            // decider (its offsets were not stored).
+            let leading = loop {
+                if self.follow(&leadership, &consumer, &mut sink)? {
+                    break true;
+                }
+                if self.epoch.is_none() || shutdown.load(Relaxed) {
+                    break false;
+                }
+                self.apply_registry(&mut registry, sink.side(), None)?;
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if !leading {
                 continue;
             }
             let epoch = self.epoch.expect("leading");
@@ -394,7 +406,11 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         self.planner.forget_partitions(self.engine, &parts);
         self.engine.forget_all();
         sink.step_down();
-        tracing::warn!(epoch = ?self.epoch, handed_over, "partitions revoked: no longer deciding");
+        if handed_over {
+            tracing::info!(epoch = ?self.epoch, "partitions revoked: no longer deciding");
+        } else {
+            tracing::warn!(epoch = ?self.epoch, "partitions revoked: no longer deciding (the leadership was lost)");
+        }
         self.epoch = None;
         self.health.assigned_partitions.store(0, Relaxed);
     }
