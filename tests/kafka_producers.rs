@@ -28,9 +28,22 @@ fn slice(dir: &std::path::Path) -> (std::path::PathBuf, BTreeSet<String>) {
     (path, ids)
 }
 
+/// Right after an outage the broker can answer a metadata request before it knows the topic's partitions
+/// again (UnknownPartition): the read is tried again for a few seconds.
 fn incidents_on_topic(settings: &KafkaSettings) -> BTreeSet<String> {
-    inspect::read_topic(settings, &settings.topics.cfs, false, Duration::from_secs(30))
-        .unwrap()
+    let mut tries = 0;
+    let records = loop {
+        match inspect::read_topic(settings, &settings.topics.cfs, false, Duration::from_secs(30)) {
+            Ok(r) => break r,
+            Err(e) if tries < 20 => {
+                tries += 1;
+                eprintln!("reading the topic back: {e}; again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("reading the topic back: {e}"),
+        }
+    };
+    records
         .iter()
         .map(|r| pb::CallForService::decode(r.payload.as_deref().unwrap_or_default()).unwrap().incident_id)
         .collect()
