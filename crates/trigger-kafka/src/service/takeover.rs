@@ -68,19 +68,16 @@ impl<B: SpatialBackend> Service<'_, B> {
         let records = crate::inspect::read_topic_since(&self.settings, &topic, since, false, Duration::from_secs(120))?;
         let mut sent = Vec::with_capacity(records.len());
         for r in &records {
-            let Some(c) = r.payload.as_deref().and_then(|b| pb::CameraCommand::decode(b).ok()) else { continue };
-            let action = match pb::CommandAction::try_from(c.action) {
-                Ok(pb::CommandAction::Start) => trigger_core::Action::Start,
-                Ok(pb::CommandAction::Stop) => trigger_core::Action::Stop,
-                _ => continue,
+            let Some((c, _)) = r.payload.as_deref().and_then(|b| trigger_cad::commands::decode_command(b).ok()) else {
+                continue;
             };
             let owner_day =
-                self.index.get(&c.camera_id).map(|cam| trigger_core::consent::owner_day(&cam.consent, c.issued_at_ms));
+                self.index.get(&c.camera_id).map(|cam| trigger_core::consent::owner_day(&cam.consent, c.issued_at));
             sent.push(trigger_core::SentCommand {
                 incident_ref: c.incident_ref,
                 camera_id: c.camera_id,
-                action,
-                issued_at: c.issued_at_ms,
+                action: c.action,
+                issued_at: c.issued_at,
                 record_seconds: c.record_seconds,
                 owner_day,
             });
