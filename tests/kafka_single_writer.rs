@@ -93,6 +93,11 @@ impl Drop for Instance {
 }
 
 /// Wait until `ok`; on a time-out, fail with `what` and `logs()`.
+/// An engine on the shipped policy: what turns an agency's incident into the `incident_ref` the topics carry.
+fn shipped_engine() -> Engine {
+    Engine::new(dispatch_trigger::config::load_policy(&common::root().join("config/policy.toml")).unwrap())
+}
+
 fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool, logs: impl Fn() -> String) {
     let t = Instant::now();
     while !ok() {
@@ -163,8 +168,7 @@ fn read(settings: &KafkaSettings) -> Topics {
 /// What must hold whatever happened: no camera over its cap, nothing decided lost, duplicates only under one
 /// command_id, every audit chain intact, and every camera still recording for an incident that closed stopped.
 fn check(t: &Topics) {
-    let engine =
-        Engine::new(dispatch_trigger::config::load_policy(&common::root().join("config/policy.toml")).unwrap());
+    let engine = shipped_engine();
     let start = pb::CommandAction::Start as i32;
     let stop = pb::CommandAction::Stop as i32;
     // Caps: the incidents each camera was started for.
@@ -228,10 +232,9 @@ fn check(t: &Topics) {
 /// Wait until every event sent has its decision record.
 fn all_decided(settings: &KafkaSettings, within: Duration) -> Topics {
     let t0 = Instant::now();
+    let engine = shipped_engine();
     loop {
         let t = read(settings);
-        let engine =
-            Engine::new(dispatch_trigger::config::load_policy(&common::root().join("config/policy.toml")).unwrap());
         let audited: BTreeSet<(String, u32)> =
             t.audit.iter().map(|(_, a)| (a.incident_ref.clone(), a.revision)).collect();
         let missing = t
@@ -295,8 +298,7 @@ fn dies_between_commands_and_state(delivery: Delivery) {
     let t = all_decided(&settings, Duration::from_secs(120));
     check(&t);
     if delivery == Delivery::AtLeastOnce {
-        let engine =
-            Engine::new(dispatch_trigger::config::load_policy(&common::root().join("config/policy.toml")).unwrap());
+        let engine = shipped_engine();
         let second = engine.incident_ref("nashville-mnpd", "SECOND");
         let r = t.audit.iter().map(|(_, a)| a).find(|a| a.incident_ref == second).unwrap();
         assert!(
