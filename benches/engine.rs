@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use dispatch_trigger::{cameras, config};
 use std::hint::black_box;
 use std::path::PathBuf;
-use trigger_cad::replay::event_time_order;
+use trigger_cad::pacing::event_time_order;
 use trigger_cad::{decode, DecodeOptions, Format};
 use trigger_core::{CallForService, Engine, Location, Status};
 use trigger_index::RTreeIndex;

@@ -19,34 +19,18 @@ use common::{disc, layout};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::System;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use trigger_core::{CameraRecord, LatLon};
 use trigger_index::{
     BruteForceIndex, CameraIndex, H3Backend, H3Index, QPoint, RTreeBackend, RTreeIndex, SpatialBackend,
 };
 
-/// Counts live heap bytes, to measure what a structure holds.
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Relaxed);
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        LIVE.fetch_add(n as isize - l.size() as isize, Relaxed);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+/// Counts live heap bytes, to measure what a structure holds (the `cap` crate's counting allocator: no
+/// unsafe code of ours).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: cap::Cap<System> = cap::Cap::new(System, usize::MAX);
 
 const RADIUS_M: f64 = 250.0;
 const K: usize = 8;
@@ -94,9 +78,9 @@ fn answer<B: SpatialBackend>(ix: &CameraIndex<B>, q: LatLon, k: Option<usize>) -
 
 /// Heap bytes held by what `f` builds (and keeps), per camera.
 fn bytes_per<T>(n: usize, f: impl FnOnce() -> T) -> (T, f64) {
-    let before = LIVE.load(Relaxed);
+    let before = GLOBAL.allocated() as isize;
     let v = f();
-    let after = LIVE.load(Relaxed);
+    let after = GLOBAL.allocated() as isize;
     (v, (after - before) as f64 / n as f64)
 }
 

@@ -86,7 +86,7 @@ fn trigger_events(policy_path: &std::path::Path) -> (Vec<CallForService>, chrono
     let log = if full.exists() { full } else { root.join("fixtures/nashville-mnpd-2024-07-01_07.csv") };
     let data = std::fs::read(&log).expect("CAD log");
     let mut d = decode(Format::Csv, &data, Some(&profile), &DecodeOptions::default()).expect("decodes");
-    trigger_cad::replay::event_time_order(&mut d.events);
+    trigger_cad::pacing::event_time_order(&mut d.events);
     (d.events.into_iter().map(|e| e.event).collect(), profile.time_zone)
 }
 

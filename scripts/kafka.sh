@@ -71,7 +71,7 @@ LOG
 
 # The garbage collector as Kafka's own start script (kafka-run-class.sh) sets it: G1 aiming at 20 ms pauses
 # rather than its default 200 ms (with the default, young collections paused this broker for 12-27 ms every
-# ~20 s under `bench-kafka`). Pauses are logged to DIR/gc.log.
+# ~20 s under `dispatch-trigger-bench kafka`). Pauses are logged to DIR/gc.log.
 GC_OPTS="-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent"
 
 java_run() {

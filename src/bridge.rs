@@ -3,11 +3,10 @@
 //! the engine's public keys, the targets and the cameras it serves; `trigger_bridge` does the work, this
 //! module wires it to the Kafka feed, /metrics /healthz /readyz and the signals.
 
-use crate::serve::{HttpSection, LogSection};
-use crate::signing::PublicKey;
+use crate::keys::PublicKey;
+use crate::runtime::{self, layered, HttpSection, LogSection};
 use anyhow::{bail, Result};
-use figment::providers::{Env, Format as _, Serialized, Toml};
-use figment::Figment;
+use figment::providers::Env;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -59,20 +58,14 @@ impl BridgeConfig {
     /// Defaults, then `file`, then `DT_BRIDGE_*` environment variables (double underscore between levels:
     /// `DT_BRIDGE_KAFKA__SECURITY__SASL_PASSWORD`); serve's `DT_*` variables are not the bridge's.
     pub fn load(file: &Path) -> Result<Self> {
-        if !file.exists() {
-            bail!("config file {} does not exist", file.display());
-        }
-        let fig = Figment::from(Serialized::defaults(BridgeConfig::default()))
-            .merge(Toml::file_exact(file))
-            .merge(Env::prefixed("DT_BRIDGE_").split("__"));
-        let cfg: BridgeConfig = fig.extract().map_err(|e| {
-            let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-            anyhow::anyhow!("invalid bridge configuration:\n  - {}", all.join("\n  - "))
-        })?;
-        let errs = cfg.kafka.validate();
-        if !errs.is_empty() {
-            bail!("invalid bridge configuration:\n  - {}", errs.join("\n  - "));
-        }
+        Self::load_with_env(file, Env::prefixed("DT_BRIDGE_").split("__"))
+    }
+
+    pub fn load_with_env(file: &Path, env: Env) -> Result<Self> {
+        let cfg: BridgeConfig = layered::load("bridge configuration", Some(file), env)?;
+        let mut errs = cfg.kafka.validate();
+        errs.extend(runtime::validate(&cfg.http, &cfg.log));
+        layered::check("bridge configuration", errs)?;
         Ok(cfg)
     }
 }
@@ -112,7 +105,7 @@ struct InFlight {
 /// offset once it and every record before it finished, and at shutdown end the retries still running (those
 /// records are read again by the next run). Returns counts.
 pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result<BridgeStats> {
-    let keys = crate::signing::command_keys(&cfg.verify.key)?;
+    let keys = crate::keys::command_keys(&cfg.verify.key)?;
     let mut bridge = Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone(), wall_ms)?;
     for r in Bridge::REFUSALS {
         metrics::counter!("dispatch_trigger_bridge_refused_total", "reason" => r).absolute(0);
@@ -188,4 +181,31 @@ fn store_finished(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_loads_and_every_unknown_key_is_named() {
+        let shipped = BridgeConfig::load_with_env(Path::new("config/bridge.toml"), Env::prefixed("DT_TEST_NOTHING_"));
+        assert!(shipped.is_ok(), "{shipped:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bridge.toml");
+        std::fs::write(
+            &f,
+            "colour = \"blue\"\n[bridge]\nstate_dri = \"x\"\n[kafka]\nbootstrap = \"y\"\n[http]\nlisten = \"nowhere\"\n",
+        )
+        .unwrap();
+        let e = BridgeConfig::load_with_env(&f, Env::prefixed("DT_TEST_NOTHING_")).unwrap_err().to_string();
+        for want in ["\"colour\"", "\"bridge.state_dri\"", "\"kafka.bootstrap\""] {
+            assert!(e.contains(want), "{want} missing from: {e}");
+        }
+        std::fs::write(&f, "[http]\nlisten = \"nowhere\"\n[log]\nlevel = \"=?=\"\n").unwrap();
+        let e = BridgeConfig::load_with_env(&f, Env::prefixed("DT_TEST_NOTHING_")).unwrap_err().to_string();
+        for want in ["http.listen", "log.level"] {
+            assert!(e.contains(want), "{want} missing from: {e}");
+        }
+    }
 }

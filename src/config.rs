@@ -88,6 +88,18 @@ pub fn input_path(p: &Path) -> PathBuf {
     }
 }
 
+/// Read and decode a CAD file (found as [`input_path`] says).
+pub fn decode_file(
+    path: &Path,
+    format: trigger_cad::Format,
+    profile: Option<&CsvProfile>,
+    opts: &trigger_cad::DecodeOptions,
+) -> Result<trigger_cad::Decoded> {
+    let path = input_path(path);
+    let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    trigger_cad::decode(format, &data, profile, opts).map_err(anyhow::Error::msg)
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }

@@ -1,16 +1,22 @@
-//! The dispatch-trigger application: configuration loading, camera layouts, the offline replay driver, the
-//! Kafka service wiring (`serve`) and the Kafka tools (`demo`, `cameras publish`, `replay --to-kafka`).
-//! `main.rs` is the command line over these; benches and tests use them directly.
+//! The dispatch-trigger application. `runtime` is the process every long-running command shares (layered
+//! configuration, logs, endpoints, signals); one module per application over it: `serve` (the Kafka service),
+//! `bridge` (driving cameras), `offline` and `simulate` (replays of a CAD log through the engine, no broker),
+//! `report` and `transparency` (reports from the audit trail), `kafka_tools` (demo, publishing a layout, a
+//! CAD log or break-glass requests). Shared by them: `config` (the policy and its tables from disk), `keys`
+//! (signing and verifying keys), `cameras` (layouts), `index` (the camera index of the chosen backend).
+//! `main.rs` is the command line over these; the benchmark tools are a binary of their own
+//! (`src/bin/dispatch-trigger-bench`); benches and tests use the modules directly.
 
 pub mod bridge;
 pub mod cameras;
 pub mod config;
 pub mod index;
 pub mod kafka_tools;
-pub mod replay;
+pub mod keys;
+pub mod offline;
 pub mod report;
+pub mod runtime;
 pub mod serve;
-pub mod signing;
 pub mod simulate;
 pub mod stats;
 pub mod transparency;

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use trigger_cad::replay::event_time_order;
+use trigger_cad::pacing::event_time_order;
 use trigger_cad::Decoded;
 use trigger_core::{Action, CameraRecord, Engine, PolicyConfig};
 use trigger_index::RTreeIndex;
@@ -87,6 +87,7 @@ pub struct Setting {
     pub map: String,
 }
 
+#[derive(Debug)]
 pub struct SimulateOptions<'a> {
     pub policy: &'a Path,
     pub knob: Knob,

@@ -57,10 +57,11 @@ fn cameras_publish_and_replay_to_kafka(broker: &Broker) {
 #[test]
 fn topics_create_gives_commands_and_notices_their_own_partition_count() {
     let Some(broker) = common::Broker::apache() else { return };
-    let mut settings = trigger_kafka::KafkaSettings { bootstrap_servers: broker.bootstrap(), ..Default::default() };
-    for name in settings.topics.each_mut() {
-        *name = format!("{name}.fanout-{}", std::process::id());
-    }
+    let settings = trigger_kafka::KafkaSettings {
+        bootstrap_servers: broker.bootstrap(),
+        topics: trigger_kafka::Topics::tagged(&format!("fanout-{}", std::process::id())),
+        ..Default::default()
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("serve.toml");
     std::fs::write(&config, common::kafka_section(&settings)).unwrap();

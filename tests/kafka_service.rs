@@ -696,7 +696,7 @@ crate::on_every_broker! {
         cfg.service.cad_silence_s = 1;
         publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap());
         let health = std::sync::Arc::new(Health::default());
-        let addr = serve::spawn_http("127.0.0.1:0", health.clone()).unwrap().unwrap();
+        let addr = dispatch_trigger::runtime::spawn_http("127.0.0.1:0", health.clone()).unwrap().unwrap();
         assert_eq!(http_get(addr, "/healthz").0, 200);
         assert_eq!(http_get(addr, "/readyz").0, 503, "not ready before the registry is read");
         let stop = AtomicBool::new(false);

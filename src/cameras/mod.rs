@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use trigger_core::{CameraRecord, Category, CategorySet, Consent, LatLon, MinuteOfDay, QuietHours};
 
 /// Where generated cameras go.
+#[derive(Debug, Clone)]
 pub enum Placement {
     /// Around these incident locations (70%: within 400 m of one of them; 30%: anywhere in their bounding box).
     Around(Vec<LatLon>),
@@ -135,6 +136,16 @@ mod files;
 pub use files::{load, save, CameraFileError};
 
 /// Where `cameras generate --bbox` may place cameras: on the globe, min below max.
+/// The valid locations of decoded events (where generated cameras are placed, `Placement::Around`).
+pub fn event_points(d: &trigger_cad::Decoded) -> Vec<trigger_core::LatLon> {
+    d.events
+        .iter()
+        .filter_map(|e| e.event.location)
+        .filter(|l| trigger_core::reject::check_coordinates(l.lat, l.lon).is_ok())
+        .map(|l| l.point())
+        .collect()
+}
+
 pub fn check_bbox(b: [f64; 4]) -> Result<[f64; 4]> {
     let [min_lat, min_lon, max_lat, max_lon] = b;
     if !b.iter().all(|x| x.is_finite()) {

@@ -7,68 +7,6 @@ use dispatch_trigger::serve::IndexKind;
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub(crate) struct BenchArgs {
-    /// Offered rates, events per second.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
-    pub(crate) rates: Vec<f64>,
-    /// Seconds per fixed-rate run.
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) seconds: f64,
-    /// Events in the flat-out run.
-    #[arg(long, default_value_t = 20_000)]
-    pub(crate) max_events: usize,
-    /// Runs per rate and processor, pooled into one row each; rounds alternate which side goes first, and with
-    /// more than one an uncounted pair at the first rate warms the broker up first.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) rounds: usize,
-    /// Partitions of the CFS topic and its outputs.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) partitions: i32,
-    /// Partitions of the engine's commands and owner-notices topics (default: --partitions; the relay's output
-    /// keeps --partitions).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
-    pub(crate) fanout_partitions: Option<i32>,
-    /// Run the engine in exactly-once mode (one transaction per batch) instead of at-least-once.
-    #[arg(long)]
-    pub(crate) exactly_once: bool,
-    /// CAD log whose events are replayed (cycled), CSV through --profile.
-    #[arg(long, default_value = "../shared/data/cad/nashville_mnpd_calls_2024_sample.csv")]
-    pub(crate) cad: PathBuf,
-    #[arg(long, default_value = "nashville-mnpd")]
-    pub(crate) profile: String,
-    #[arg(long, default_value_t = 50_000)]
-    pub(crate) cameras: usize,
-    /// Also write the rows here (JSON).
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
-    /// Run against this cluster (Apache Kafka: `scripts/kafka.sh bootstrap`) instead of the in-process broker.
-    #[arg(long, value_name = "BOOTSTRAP")]
-    pub(crate) bootstrap: Option<String>,
-}
-
-#[derive(Args)]
-pub(crate) struct BenchBootstrapArgs {
-    /// The cluster (Apache Kafka: `scripts/kafka.sh bootstrap`).
-    #[arg(long, value_name = "BOOTSTRAP")]
-    pub(crate) bootstrap: String,
-    #[arg(long, default_value_t = 1_000_000)]
-    pub(crate) cameras: usize,
-    /// Registry topic partitions.
-    #[arg(long, default_value_t = 6)]
-    pub(crate) partitions: i32,
-    /// Read the registry an earlier run published (the topics' prefix it printed, `boot-…`) instead of
-    /// publishing one; `--cameras` and `--partitions` are then the topic's own.
-    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["cameras", "partitions", "keep"])]
-    pub(crate) reuse: Option<String>,
-    /// Leave the published registry on the broker (for --reuse); without it the run's topics are deleted.
-    #[arg(long)]
-    pub(crate) keep: bool,
-    /// Also write the row here (JSON).
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
-}
-
-#[derive(Args)]
 pub(crate) struct RedactArgs {
     /// audit.pb, or a replay output folder holding one.
     pub(crate) path: PathBuf,

@@ -99,12 +99,6 @@ pub(crate) enum Command {
     /// The whole Kafka path with zero setup: an in-process broker, a generated registry, the service, and the
     /// bundled CAD sample replayed through it; prints the summary with end-to-end latency percentiles.
     Demo(DemoArgs),
-    /// Benchmark: a bare consume->produce relay and the engine on one in-process broker, at fixed rates and
-    /// flat out; end-to-end percentiles and sustained rate (see BENCHMARKS.md).
-    BenchKafka(BenchArgs),
-    /// Benchmark: `serve`'s start-up on a registry of N cameras (spawn to /readyz 200, its RSS then) next to
-    /// a bare consumer reading the same topic, on Apache Kafka (see BENCHMARKS.md).
-    BenchBootstrap(BenchBootstrapArgs),
 }
 
 #[derive(Subcommand)]

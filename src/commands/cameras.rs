@@ -31,7 +31,7 @@ pub(super) fn publish(a: PublishArgs) -> Result<()> {
     // The file is checked whole before any broker is contacted.
     let cams = cameras::load(&a.cameras)?;
     let settings = a.target.settings()?;
-    let stop = dispatch_trigger::serve::shutdown_flag()?;
+    let stop = dispatch_trigger::runtime::shutdown_flag()?;
     let n = kafka_tools::publish_cameras(&settings, &cams, &stop)?;
     println!("published {n} cameras to {} at {}", settings.topics.registry, settings.bootstrap_servers);
     Ok(())

@@ -10,11 +10,11 @@ mod signed;
 
 use crate::cli::{AuditCmd, BreakGlassCmd, CamerasCmd, Cli, Command, CommandsCmd, InputFormat, ReportCmd, TopicsCmd};
 use anyhow::{Context, Result};
+pub(super) use dispatch_trigger::cameras::event_points;
 use dispatch_trigger::config;
 use dispatch_trigger::serve::ServeConfig;
 use std::path::Path;
 use trigger_cad::DecodeOptions;
-use trigger_core::LatLon;
 use trigger_kafka::KafkaSettings;
 
 pub(crate) fn run(cli: Cli) -> Result<()> {
@@ -47,8 +47,6 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Commands(CommandsCmd::Verify(a)) => signed::verify(a),
         Command::Topics(TopicsCmd::Create(a)) => kafka::topics_create(a),
         Command::Demo(a) => kafka::demo(policy, demo_default, a),
-        Command::BenchKafka(a) => kafka::bench(policy, a),
-        Command::BenchBootstrap(a) => kafka::bench_bootstrap(policy, a),
     }
 }
 
@@ -75,19 +73,7 @@ pub(super) fn decode_file(
     profile: Option<&trigger_cad::CsvProfile>,
     opts: &DecodeOptions,
 ) -> Result<trigger_cad::Decoded> {
-    let path = config::input_path(path);
-    let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    trigger_cad::decode(format.format(), &data, profile, opts).map_err(anyhow::Error::msg)
-}
-
-/// The valid locations of the decoded events (where generated cameras are placed).
-pub(super) fn event_points(d: &trigger_cad::Decoded) -> Vec<LatLon> {
-    d.events
-        .iter()
-        .filter_map(|e| e.event.location)
-        .filter(|l| trigger_core::reject::check_coordinates(l.lat, l.lon).is_ok())
-        .map(|l| l.point())
-        .collect()
+    config::decode_file(path, format.format(), profile, opts)
 }
 
 pub(super) fn create_parent(path: &Path) -> Result<()> {

@@ -4,10 +4,10 @@ use super::{decode_file, event_points, kafka_target};
 use crate::cli::ReplayArgs;
 use anyhow::{bail, Result};
 use dispatch_trigger::index::{with_index, IndexJob, IndexKind};
-use dispatch_trigger::{cameras, config, kafka_tools, replay, serve};
+use dispatch_trigger::{cameras, config, kafka_tools, offline, runtime};
 use std::io::IsTerminal;
 use std::path::Path;
-use trigger_cad::replay::Pace;
+use trigger_cad::pacing::Pace;
 use trigger_cad::DecodeOptions;
 use trigger_core::{CameraRecord, Engine};
 
@@ -15,29 +15,29 @@ use trigger_core::{CameraRecord, Engine};
 struct Replay<'a> {
     engine: Engine,
     decoded: trigger_cad::Decoded,
-    opts: &'a replay::ReplayOptions,
+    opts: &'a offline::ReplayOptions,
 }
 
 impl IndexJob for Replay<'_> {
-    type Output = Result<replay::Summary>;
+    type Output = Result<offline::Summary>;
     fn run<B: trigger_index::SpatialBackend>(
         mut self,
         index: trigger_index::CameraIndex<B>,
         kind: IndexKind,
     ) -> Self::Output {
-        replay::run(&mut self.engine, &index, index.len(), kind.name(), self.decoded, self.opts)
+        offline::run(&mut self.engine, &index, index.len(), kind.name(), self.decoded, self.opts)
     }
 }
 
 pub(super) fn to_kafka(policy_path: &Path, a: ReplayArgs) -> Result<()> {
-    let stop = serve::shutdown_flag()?;
+    let stop = runtime::shutdown_flag()?;
     let settings = kafka_target(a.config.as_deref(), a.to_kafka.as_deref().expect("checked by the caller"))?;
     let profile = a.profile.as_deref().map(|p| config::load_profile(p, policy_path)).transpose()?;
     let opts = DecodeOptions { max_message_bytes: a.max_message_bytes, agency_id: a.agency.clone() };
     let decoded = decode_file(&a.file, a.format, profile.as_ref(), &opts)?;
     // Sending only refused records is what --include-rejects is for (dead-letter tests); otherwise it is a
     // misconfiguration.
-    if let (Err(why), false) = (replay::check_decoded(&decoded), a.include_rejects) {
+    if let (Err(why), false) = (offline::check_decoded(&decoded), a.include_rejects) {
         bail!("{why}\n(nothing sent; --include-rejects sends refused records as their original bytes)");
     }
     let pace = match (a.speed, a.rate) {
@@ -70,7 +70,7 @@ pub(super) fn offline(policy_path: &Path, a: ReplayArgs) -> Result<()> {
     }
     let opts = DecodeOptions { max_message_bytes: a.max_message_bytes, agency_id: a.agency.clone() };
     let decoded = decode_file(&a.file, a.format, profile.as_ref(), &opts)?;
-    let refused_all = replay::check_decoded(&decoded).err();
+    let refused_all = offline::check_decoded(&decoded).err();
     let cams: Vec<CameraRecord> = match (&a.cameras, a.generate_cameras) {
         (Some(f), _) => cameras::load(f)?,
         // Nothing was decoded, so there is nothing to place cameras around (the run fails after its outputs).
@@ -84,7 +84,7 @@ pub(super) fn offline(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         }
     };
     let pace = a.speed.map(Pace::speed).transpose().map_err(anyhow::Error::msg)?.unwrap_or(Pace::AsFastAsPossible);
-    let opts = replay::ReplayOptions {
+    let opts = offline::ReplayOptions {
         out_dir: out.clone(),
         pace,
         wall_clock: !a.no_wall_clock,
@@ -92,7 +92,7 @@ pub(super) fn offline(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         input_name: a.file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
         format: a.format.as_str().to_string(),
         profile: profile.as_ref().map(|p| p.name.clone()),
-        break_glass: a.break_glass.as_deref().map(replay::load_break_glass).transpose()?.unwrap_or_default(),
+        break_glass: a.break_glass.as_deref().map(offline::load_break_glass).transpose()?.unwrap_or_default(),
     };
     let (summary, errs) =
         with_index(a.index.unwrap_or_default(), cams, Replay { engine: Engine::new(policy), decoded, opts: &opts });
@@ -108,7 +108,7 @@ pub(super) fn offline(policy_path: &Path, a: ReplayArgs) -> Result<()> {
         summary.commands.values().sum::<u64>(),
         out.display()
     );
-    match refused_all.or_else(|| replay::check_summary(&summary).err()) {
+    match refused_all.or_else(|| offline::check_summary(&summary).err()) {
         Some(why) => bail!("{why}\n(outputs written to {}; rejects.jsonl has every record)", out.display()),
         None => Ok(()),
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use trigger_core::CommandRefusal;
 
 pub(super) fn keygen(a: KeygenArgs) -> Result<()> {
-    let public = dispatch_trigger::signing::keygen(&a.key_id, &a.out)?;
+    let public = dispatch_trigger::keys::keygen(&a.key_id, &a.out)?;
     eprintln!("secret key written to {} (serve: [signing] key_id = {:?}, key_file = ...)", a.out.display(), a.key_id);
     println!("[[key]]\nid = {:?}\npublic_key = {public:?}", a.key_id);
     Ok(())
@@ -43,7 +43,7 @@ fn check(keys: &trigger_core::CommandKeys, bytes: &[u8], at: Option<i64>) -> Res
 }
 
 pub(super) fn verify(a: CommandsVerifyArgs) -> Result<()> {
-    let keys = dispatch_trigger::signing::read_keys_file(&a.keys)?;
+    let keys = dispatch_trigger::keys::read_keys_file(&a.keys)?;
     let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
     let (mut ok, mut failed) = (0u64, 0u64);
     for (at, bytes) in records(&a)? {

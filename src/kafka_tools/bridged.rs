@@ -22,13 +22,13 @@ type Arrival = (i64, String);
 
 /// A Frigate stand-in on 127.0.0.1: answers every request as Frigate does, records each START's arrival; or,
 /// `failing`, answers 503 to every request (a recorder that is down) and only counts them.
-pub struct Sink {
+pub(super) struct Sink {
     pub url: String,
     arrivals: Arc<Mutex<Vec<Arrival>>>,
 }
 
 impl Sink {
-    pub fn start(failing: bool) -> Result<Self> {
+    pub(super) fn start(failing: bool) -> Result<Self> {
         let server = tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("demo sink: {e}"))?;
         let url = format!("http://{}", server.server_addr());
         let arrivals: Arc<Mutex<Vec<Arrival>>> = Default::default();
@@ -63,7 +63,7 @@ impl Sink {
 
 /// The bridge of the demo: every camera of the layout served by the sink (every fourth by `failing`, if
 /// given), the service's key trusted.
-pub fn config(
+pub(super) fn config(
     settings: &KafkaSettings,
     cams: &[CameraRecord],
     sink: &Sink,
@@ -75,7 +75,7 @@ pub fn config(
     cfg.http.listen = String::new();
     cfg.bridge.state_dir = std::env::temp_dir().join(format!("dispatch-trigger-demo-bridge-{}", std::process::id()));
     cfg.bridge.fsync = false;
-    cfg.verify.key = vec![crate::signing::PublicKey { id: "demo".into(), public_key: public_key.into() }];
+    cfg.verify.key = vec![crate::keys::PublicKey { id: "demo".into(), public_key: public_key.into() }];
     let target = |name: &str, s: &Sink| {
         TargetConfig::Frigate(FrigateConfig { name: name.into(), url: s.url.clone(), label: "{label}".into() })
     };
@@ -111,7 +111,7 @@ pub struct BridgeSummary {
 }
 
 /// The bridge's counts and the two latencies, from the sink and the topics read back.
-pub fn summary(
+pub(super) fn summary(
     settings: &KafkaSettings,
     engine: &Engine,
     sink: &Sink,

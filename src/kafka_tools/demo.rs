@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use trigger_cad::replay::Pace;
+use trigger_cad::pacing::Pace;
 use trigger_cad::Decoded;
 use trigger_core::CameraRecord;
 use trigger_kafka::{EmbeddedCluster, Health, KafkaSettings, RunStats};
@@ -43,6 +43,7 @@ pub struct DemoSummary {
     pub bridge: Option<super::bridged::BridgeSummary>,
 }
 
+#[derive(Debug)]
 pub struct DemoOptions {
     pub cameras: Vec<CameraRecord>,
     pub decoded: Decoded,
@@ -71,9 +72,7 @@ fn demo_cluster(bootstrap: Option<&str>, partitions: i32) -> Result<(Option<Embe
     settings.bootstrap_servers = b.to_string();
     let run = format!("demo-{}", trigger_kafka::wall_ms());
     settings.group_id = format!("dispatch-trigger-{run}");
-    for t in settings.topics.each_mut() {
-        *t = format!("{t}.{run}");
-    }
+    settings.topics = trigger_kafka::Topics::tagged(&run);
     trigger_kafka::connect::check_connection(&settings, Duration::from_secs(15))?;
     trigger_kafka::admin::create_topics(&settings, &settings.topics, partitions, 1, 1)?;
     Ok((None, settings))
@@ -84,7 +83,7 @@ fn demo_cluster(bootstrap: Option<&str>, partitions: i32) -> Result<(Option<Embe
 /// The demo's own command-signing key (made for this run, trusted by its bridge); returns its public half.
 fn sign_with_a_demo_key(cfg: &mut crate::serve::ServeConfig) -> String {
     let seed: [u8; 32] = rand::random();
-    cfg.signing = crate::signing::SigningSection {
+    cfg.signing = crate::keys::SigningSection {
         key_id: "demo".into(),
         key: Some(trigger_core::Secret::new(hex::encode(seed))),
         key_file: None,

@@ -1,11 +1,11 @@
-//! Kafka-facing tools: `cameras publish`, `replay --to-kafka`, and `demo` (the whole Kafka path on an
-//! in-process broker).
+//! Kafka-facing tools: `cameras publish`, `replay --to-kafka`, `break-glass send`, and `demo` (the whole
+//! Kafka path on an in-process broker); the pieces the benchmark tools share with them.
 
 use anyhow::Result;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use trigger_cad::replay::{event_time_order, Pace, Pacer};
+use trigger_cad::pacing::{event_time_order, Pace, Pacer};
 use trigger_cad::Decoded;
 use trigger_core::{CallForService, CameraRecord};
 use trigger_kafka::{KafkaSettings, Publisher};
@@ -27,7 +27,7 @@ fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
 
 /// The event as if it left the CAD now, keeping its recorded received -> emitted gap (the service refuses
 /// events that waited longer than `max_lag_s`, so a recorded log replayed later must be rebased).
-fn leaving_now(ev: &CallForService) -> CallForService {
+pub fn leaving_now(ev: &CallForService) -> CallForService {
     let now = wall_ms();
     let gap = ev.emitted_at.saturating_sub(ev.received_at).max(0);
     CallForService { received_at: now.saturating_sub(gap), emitted_at: now, ..ev.clone() }
@@ -35,7 +35,10 @@ fn leaving_now(ev: &CallForService) -> CallForService {
 
 /// The service configuration for an in-process run against `settings`: the service section (and log)
 /// honour DT_* variables, as `serve` does; no HTTP endpoint.
-fn embedded_service_config(settings: &KafkaSettings, policy: &std::path::Path) -> Result<crate::serve::ServeConfig> {
+pub fn embedded_service_config(
+    settings: &KafkaSettings,
+    policy: &std::path::Path,
+) -> Result<crate::serve::ServeConfig> {
     let mut cfg = crate::serve::ServeConfig::load(None)?;
     cfg.policy = policy.to_path_buf();
     cfg.kafka = settings.clone();
@@ -44,14 +47,14 @@ fn embedded_service_config(settings: &KafkaSettings, policy: &std::path::Path) -
 }
 
 /// A benchmark's own topics deleted once it has measured; a failure is only a warning (the figures stand).
-fn delete_topics_or_warn(settings: &KafkaSettings, topics: &[&str]) {
+pub fn delete_topics_or_warn(settings: &KafkaSettings, topics: &[&str]) {
     if let Err(e) = trigger_kafka::admin::delete_topics(settings, topics) {
         eprintln!("warning: this run's topics are left on the broker: {e}");
     }
 }
 
 /// The stop flag of in-process runs that are not stopped by a signal (demo, benchmarks).
-pub(crate) static NOT_STOPPED: AtomicBool = AtomicBool::new(false);
+pub static NOT_STOPPED: AtomicBool = AtomicBool::new(false);
 
 /// Wait for a tool's records: through a broker outage of any length, until every one is acknowledged or
 /// `stop` is set (SIGTERM / SIGINT), saying every 10 s how many are still waiting. The error names every
@@ -184,11 +187,7 @@ impl Percentiles {
     }
 }
 
-mod bench;
-mod bootstrap;
 mod bridged;
 mod demo;
 
-pub use bench::{bench_kafka, BenchOptions, BenchRow};
-pub use bootstrap::{bench_bootstrap, BootstrapRow, Registry};
 pub use demo::{demo, DemoOptions, DemoSummary};

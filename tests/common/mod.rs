@@ -6,14 +6,14 @@ use trigger_core::{CallForService, CameraCommand, CameraRecord, Category, Consen
 use trigger_kafka::{codec, inspect, KafkaSettings};
 
 /// Downtown Nashville, inside the MNPD jurisdiction.
-pub const SPOT: (f64, f64) = (36.1627, -86.7816);
+pub(crate) const SPOT: (f64, f64) = (36.1627, -86.7816);
 
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// A camera `north_m` metres north of the spot, consenting to every category within 500 m, at any hour.
-pub fn camera(id: &str, north_m: f64) -> CameraRecord {
+pub(crate) fn camera(id: &str, north_m: f64) -> CameraRecord {
     CameraRecord {
         camera_id: id.into(),
         owner_ref: format!("own-{id}"),
@@ -32,7 +32,7 @@ pub fn camera(id: &str, north_m: f64) -> CameraRecord {
 }
 
 /// A shots-fired call at the spot, leaving the CAD now, received 5 s ago.
-pub fn shots_fired(incident: &str, revision: u32, status: Status) -> CallForService {
+pub(crate) fn shots_fired(incident: &str, revision: u32, status: Status) -> CallForService {
     let t = now_ms();
     CallForService {
         incident_id: incident.into(),
@@ -49,7 +49,7 @@ pub fn shots_fired(incident: &str, revision: u32, status: Status) -> CallForServ
 }
 
 /// Every command on the commands topic (read_committed: skip aborted and open transactions).
-pub fn commands(settings: &KafkaSettings, read_committed: bool) -> Vec<CameraCommand> {
+pub(crate) fn commands(settings: &KafkaSettings, read_committed: bool) -> Vec<CameraCommand> {
     inspect::read_topic(settings, &settings.topics.commands, read_committed, Duration::from_secs(30))
         .unwrap()
         .iter()
@@ -59,7 +59,7 @@ pub fn commands(settings: &KafkaSettings, read_committed: bool) -> Vec<CameraCom
 
 /// The shipped configuration, copied into `dir`, plus two break-glass keys: "officer" (agency, seed 1) and
 /// "sup" (supervisor, seed 2), held by two different people.
-pub fn policy_with_break_glass_keys(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn policy_with_break_glass_keys(dir: &std::path::Path) -> std::path::PathBuf {
     use ed25519_dalek::SigningKey;
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for sub in ["codes", "jurisdictions", "profiles"] {
@@ -82,7 +82,7 @@ pub fn policy_with_break_glass_keys(dir: &std::path::Path) -> std::path::PathBuf
 }
 
 /// A break-glass request for a Nashville incident, signed by the given (key id, seed) pairs.
-pub fn signed_break_glass(
+pub(crate) fn signed_break_glass(
     incident: &str,
     radius_m: f64,
     max_cameras: usize,
@@ -110,31 +110,31 @@ pub fn signed_break_glass(
     r
 }
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
-pub const WEEK: &str = "fixtures/nashville-mnpd-2024-07-01_07.csv";
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_dispatch-trigger");
+pub(crate) const WEEK: &str = "fixtures/nashville-mnpd-2024-07-01_07.csv";
 
 /// Run the binary from the repository root; it must succeed. Returns its standard output.
-pub fn run(args: &[&str]) -> String {
+pub(crate) fn run(args: &[&str]) -> String {
     let o = std::process::Command::new(BIN).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap();
     assert!(o.status.success(), "dispatch-trigger {args:?}:\n{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).unwrap()
 }
 
 /// Run the binary from `dir`; it must fail. Returns its standard error.
-pub fn run_fails_in(dir: &std::path::Path, args: &[&str]) -> String {
+pub(crate) fn run_fails_in(dir: &std::path::Path, args: &[&str]) -> String {
     let o = std::process::Command::new(BIN).current_dir(dir).args(args).output().unwrap();
     assert!(!o.status.success(), "dispatch-trigger {args:?} succeeded:\n{}", String::from_utf8_lossy(&o.stdout));
     String::from_utf8(o.stderr).unwrap()
 }
 
 /// Run the binary from the repository root; it must fail. Returns its standard error.
-pub fn run_fails(args: &[&str]) -> String {
+pub(crate) fn run_fails(args: &[&str]) -> String {
     run_fails_in(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
 /// Replay the bundled real week against the seeded layout of 20,000 cameras into `out`, plus `extra`.
 /// Returns the replay's standard output (its summary).
-pub fn replay_week(out: &std::path::Path, extra: &[&str]) -> String {
+pub(crate) fn replay_week(out: &std::path::Path, extra: &[&str]) -> String {
     let mut args = vec!["replay", WEEK, "--format", "csv", "--profile", "nashville-mnpd"];
     args.extend(["--generate-cameras", "20000", "--seed", "7", "--out", out.to_str().unwrap()]);
     args.extend(extra);
@@ -144,7 +144,7 @@ pub fn replay_week(out: &std::path::Path, extra: &[&str]) -> String {
 /// The broker a Kafka test runs on. Tests written once run on both (`on_every_broker!`): librdkafka's mock
 /// cluster (in process, for fault injection) and Apache Kafka, the reference broker on which a delivery
 /// guarantee counts as proven.
-pub enum Broker {
+pub(crate) enum Broker {
     Mock(trigger_kafka::EmbeddedCluster),
     Apache { bootstrap: String },
 }
@@ -152,14 +152,14 @@ pub enum Broker {
 static TEST_NO: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Broker {
-    pub fn mock() -> Self {
+    pub(crate) fn mock() -> Self {
         Broker::Mock(trigger_kafka::EmbeddedCluster::start(1).expect("mock cluster"))
     }
 
     /// Apache Kafka: `KAFKA_BOOTSTRAP` if set, else `scripts/kafka.sh start` fetches it from Maven Central (once,
     /// cached) and starts one broker shared by every test binary (it keeps running: `scripts/kafka.sh stop`).
     /// Without Java or Maven the test is skipped, saying so, unless `KAFKA_REQUIRED=1` (CI), where it fails.
-    pub fn apache() -> Option<Self> {
+    pub(crate) fn apache() -> Option<Self> {
         static BOOTSTRAP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
         let b = BOOTSTRAP.get_or_init(|| {
             if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
@@ -186,30 +186,28 @@ impl Broker {
         b.clone().map(|bootstrap| Broker::Apache { bootstrap })
     }
 
-    pub fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         match self {
             Broker::Mock(c) => c.bootstrap_servers(),
             Broker::Apache { bootstrap } => bootstrap.clone(),
         }
     }
 
-    pub fn is_apache(&self) -> bool {
+    pub(crate) fn is_apache(&self) -> bool {
         matches!(self, Broker::Apache { .. })
     }
 
     /// Settings for one test, its topics created (`partitions` for the CFS topic and its outputs, one for the
     /// registry): its own consumer group and its own topic names (the Apache Kafka broker is shared).
-    pub fn settings(&self, partitions: i32) -> KafkaSettings {
+    pub(crate) fn settings(&self, partitions: i32) -> KafkaSettings {
         let n = TEST_NO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("{}-{n}", std::process::id());
-        let mut settings = KafkaSettings {
+        let settings = KafkaSettings {
             bootstrap_servers: self.bootstrap(),
             group_id: format!("test-{tag}"),
+            topics: trigger_kafka::Topics::tagged(&tag),
             ..KafkaSettings::default()
         };
-        for name in settings.topics.each_mut() {
-            *name = format!("{name}.{tag}");
-        }
         match self {
             Broker::Mock(c) => c.create_topics(&settings.topics, partitions).expect("topics"),
             Broker::Apache { .. } => {
@@ -239,7 +237,7 @@ macro_rules! on_every_broker {
 
 /// The `[kafka]` section of a serve.toml for `settings`: bootstrap, group, delivery mode, transactional id and
 /// topic names.
-pub fn kafka_section(settings: &KafkaSettings) -> String {
+pub(crate) fn kafka_section(settings: &KafkaSettings) -> String {
     let t = &settings.topics;
     let mut delivery = String::new();
     if settings.delivery == trigger_kafka::Delivery::ExactlyOnce {
@@ -266,12 +264,12 @@ pub fn kafka_section(settings: &KafkaSettings) -> String {
 }
 
 /// The repository root (where the binary runs from).
-pub fn root() -> std::path::PathBuf {
+pub(crate) fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `scripts/kafka.sh WHAT --dir DIR`; its standard output, or None (with its error printed) if it failed.
-pub fn kafka_sh(dir: &std::path::Path, what: &str) -> Option<String> {
+pub(crate) fn kafka_sh(dir: &std::path::Path, what: &str) -> Option<String> {
     let o = std::process::Command::new("bash")
         .arg(root().join("scripts/kafka.sh"))
         .args([what, "--dir"])
@@ -287,7 +285,7 @@ pub fn kafka_sh(dir: &std::path::Path, what: &str) -> Option<String> {
 
 /// An Apache Kafka broker of one test's own (for faults it injects); resumed and deleted however the test
 /// ends.
-pub struct OwnBroker(pub std::path::PathBuf);
+pub(crate) struct OwnBroker(pub std::path::PathBuf);
 
 impl Drop for OwnBroker {
     fn drop(&mut self) {
@@ -298,7 +296,7 @@ impl Drop for OwnBroker {
 
 /// Start a broker of the test's own in `dir`: its guard and bootstrap address. None (the test skips) when
 /// Apache Kafka cannot start here, unless `KAFKA_REQUIRED=1`, where that fails the test.
-pub fn own_broker(dir: &std::path::Path) -> Option<(OwnBroker, String)> {
+pub(crate) fn own_broker(dir: &std::path::Path) -> Option<(OwnBroker, String)> {
     let Some(started) = kafka_sh(dir, "start") else {
         assert!(std::env::var("KAFKA_REQUIRED").is_err(), "Apache Kafka is required (scripts/kafka.sh start failed)");
         eprintln!("skipped: Apache Kafka could not be started here");
@@ -310,7 +308,7 @@ pub fn own_broker(dir: &std::path::Path) -> Option<(OwnBroker, String)> {
 
 /// The shipped policy with one setting changed (`from` -> `to`), written into `dir` beside links to the
 /// shipped code tables and jurisdictions.
-pub fn policy_replacing(dir: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
+pub(crate) fn policy_replacing(dir: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {
     for d in ["codes", "jurisdictions"] {
         std::os::unix::fs::symlink(root().join("config").join(d), dir.join(d)).unwrap();
     }
@@ -323,7 +321,7 @@ pub fn policy_replacing(dir: &std::path::Path, from: &str, to: &str) -> std::pat
 
 /// GET `path` from 127.0.0.1:`port` (HTTP/1.0): the whole response, status line first; None if nothing
 /// answers.
-pub fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -335,7 +333,7 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
 
 /// `serve --config CONFIG` as a child process (standard error to `log`, `env` added), returned once its
 /// `/readyz` on `port` answers 200. Fails the test if it exits or is not ready within 60 s.
-pub fn serve_until_ready(
+pub(crate) fn serve_until_ready(
     config: &std::path::Path,
     log: &std::path::Path,
     port: u16,
@@ -346,12 +344,12 @@ pub fn serve_until_ready(
 
 /// `serve --config CONFIG` as a child process, returned once its `/healthz` answers: ready or not (a standby
 /// of a consumer group holds no partition and is not ready).
-pub fn serve_until_up(config: &std::path::Path, log: &std::path::Path, port: u16) -> std::process::Child {
+pub(crate) fn serve_until_up(config: &std::path::Path, log: &std::path::Path, port: u16) -> std::process::Child {
     spawn_until(200, "/healthz", "serve", config, log, port, &[])
 }
 
 /// `COMMAND --config CONFIG` (serve, bridge) as a child process, returned once its `/readyz` answers 200.
-pub fn spawn_until_ready(
+pub(crate) fn spawn_until_ready(
     command: &str,
     config: &std::path::Path,
     log: &std::path::Path,

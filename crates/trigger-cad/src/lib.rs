@@ -12,9 +12,9 @@ pub mod csv_profile;
 pub mod eido;
 pub mod error;
 pub mod jsonl;
+pub mod pacing;
 pub mod pb;
 pub mod registry;
-pub mod replay;
 
 use std::sync::Arc;
 use trigger_core::{CallForService, Reject, RejectReason};

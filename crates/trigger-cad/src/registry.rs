@@ -29,11 +29,40 @@ pub fn camera_to_pb(c: &CameraRecord) -> pb::CameraRecord {
 
 /// A registry record refused: its named reason (`malformed_protobuf` or a `CameraProblem` reason) and what
 /// was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {detail}")]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
 pub struct BadCamera {
-    pub reason: &'static str,
+    pub reason: BadCameraReason,
     pub detail: String,
+}
+
+/// Why a registry or status record was refused: a closed set, named by [`BadCameraReason::as_str`] in
+/// dead-letter headers and metric labels.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BadCameraReason {
+    /// Not a protobuf message of the topic's type.
+    MalformedProtobuf,
+    /// The record's camera_id is not its key.
+    KeyMismatch,
+    /// A camera that cannot be true ([`trigger_core::camera`]).
+    Invalid(CameraProblem),
+}
+
+impl BadCameraReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BadCameraReason::MalformedProtobuf => "malformed_protobuf",
+            BadCameraReason::KeyMismatch => "key_mismatch",
+            BadCameraReason::Invalid(p) => p.reason(),
+        }
+    }
+}
+
+impl BadCamera {
+    /// A camera that cannot be true, `detail` naming it.
+    pub fn invalid(p: CameraProblem, detail: String) -> Self {
+        Self { reason: BadCameraReason::Invalid(p), detail }
+    }
 }
 
 /// A registry entry from the wire. Anything that cannot be read as consent, or that cannot be true
@@ -58,10 +87,15 @@ pub fn camera_ref_from_pb(bytes: &[u8]) -> Option<CameraRef<'_>> {
 
 /// [`camera_from_pb`] through prost alone: the reference the fast reader is checked against (tests, fuzzing).
 pub fn camera_from_pb_prost(bytes: &[u8]) -> Result<CameraRecord, BadCamera> {
-    let m = pb::CameraRecord::decode(bytes)
-        .map_err(|e| BadCamera { reason: "malformed_protobuf", detail: format!("not a CameraRecord: {e}") })?;
+    let m = pb::CameraRecord::decode(bytes).map_err(|e| BadCamera {
+        reason: BadCameraReason::MalformedProtobuf,
+        detail: format!("not a CameraRecord: {e}"),
+    })?;
     let id = m.camera_id;
-    let bad = |p: CameraProblem| BadCamera { reason: p.reason(), detail: format!("{p} (camera {id:?})") };
+    let bad = |p: CameraProblem| {
+        let detail = format!("{p} (camera {id:?})");
+        BadCamera::invalid(p, detail)
+    };
     let loc = m.location.ok_or_else(|| bad(CameraProblem::MissingField("location")))?;
     let consent = m.consent.ok_or_else(|| bad(CameraProblem::MissingField("consent")))?;
     let categories = consent
@@ -113,11 +147,14 @@ pub fn status_to_pb(s: &CameraStatus) -> pb::CameraStatus {
 
 /// A status record from the wire; refused when unreadable or without a camera id.
 pub fn status_from_pb(bytes: &[u8]) -> Result<CameraStatus, BadCamera> {
-    let m = pb::CameraStatus::decode(bytes)
-        .map_err(|e| BadCamera { reason: "malformed_protobuf", detail: format!("not a CameraStatus: {e}") })?;
+    let m = pb::CameraStatus::decode(bytes).map_err(|e| BadCamera {
+        reason: BadCameraReason::MalformedProtobuf,
+        detail: format!("not a CameraStatus: {e}"),
+    })?;
     if m.camera_id.trim().is_empty() {
         let p = CameraProblem::EmptyId;
-        return Err(BadCamera { reason: p.reason(), detail: p.to_string() });
+        let detail = p.to_string();
+        return Err(BadCamera::invalid(p, detail));
     }
     Ok(CameraStatus { camera_id: m.camera_id, online: m.online, last_seen_ms: m.last_seen_ms })
 }

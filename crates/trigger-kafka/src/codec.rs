@@ -25,7 +25,8 @@ pub fn notice(n: &OwnerNotice) -> pb::OwnerNotice {
 // The registry record codec is an input format: it lives with the other decoders (trigger-cad, no librdkafka),
 // where the fuzzer reaches it.
 pub use trigger_cad::registry::{
-    camera_from_pb, camera_ref_from_pb, camera_to_pb, status_from_pb, status_to_pb, BadCamera, CameraStatus,
+    camera_from_pb, camera_ref_from_pb, camera_to_pb, status_from_pb, status_to_pb, BadCamera, BadCameraReason,
+    CameraStatus,
 };
 
 #[cfg(test)]
@@ -68,12 +69,12 @@ mod tests {
         // What cannot be true is refused on the wire as in files, with the same named reasons.
         let mut m = camera_to_pb(&cam);
         m.consent.as_mut().unwrap().daily_cap = 0;
-        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason == "zero_daily_cap");
+        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason.as_str() == "zero_daily_cap");
         let mut m = camera_to_pb(&cam);
         m.location.as_mut().unwrap().lat = 129.95;
-        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason == "invalid_coordinates");
+        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason.as_str() == "invalid_coordinates");
         let mut m = camera_to_pb(&cam);
         m.consent.as_mut().unwrap().max_radius_m = -5.0;
-        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason == "invalid_radius");
+        assert!(camera_from_pb(&m.encode_to_vec()).unwrap_err().reason.as_str() == "invalid_radius");
     }
 }

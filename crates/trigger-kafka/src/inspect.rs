@@ -22,7 +22,7 @@ fn reader(settings: &KafkaSettings, read_committed: bool) -> Result<BaseConsumer
 }
 
 /// A bare consumer's read of a whole topic (the registry follower's client settings, every partition from the
-/// beginning to its end, payloads touched, nothing decoded): the baseline of `bench-bootstrap`. Returns
+/// beginning to its end, payloads touched, nothing decoded): the baseline of `dispatch-trigger-bench bootstrap`. Returns
 /// (records, payload bytes).
 pub fn read_to_end_bare(settings: &KafkaSettings, topic: &str, timeout: Duration) -> Result<(u64, u64), KafkaError> {
     let c: BaseConsumer<crate::Ctx> =

@@ -13,6 +13,7 @@
 //! - [`registry`]: the camera registry follower (whole compacted topic from the beginning, outside the group).
 //! - [`produce`]: enqueue and acknowledgement, publishers for tools and tests.
 //! - [`connect`]: the start-up connection check (the broker's reason for a refused connection).
+//! - [`batch`]: one batch as a loop takes it (polled, its offsets, what it cost as a typed event).
 //! - [`relay`]: a bare consume -> produce relay, the baseline the service is benchmarked against.
 //! - [`admin`]: creating the service's topics (compacted registry and changelog, bounded dead-letter
 //!   retention, the audit kept forever), topic configuration.
@@ -22,6 +23,7 @@
 //! - [`embedded`]: librdkafka's in-process mock cluster (real protocol on localhost) for demos and tests.
 
 pub mod admin;
+pub mod batch;
 pub mod codec;
 pub mod command_feed;
 pub mod connect;
@@ -40,6 +42,7 @@ pub mod sink;
 pub mod telemetry;
 pub mod topics;
 
+pub use batch::{BatchObserver, BatchTiming};
 pub use embedded::EmbeddedCluster;
 pub use produce::{Publisher, Undelivered};
 pub use records::OutRecord;
@@ -139,13 +142,29 @@ pub(crate) fn log_client_error(client: &str, error: rdkafka::error::KafkaError, 
     }
 }
 
-/// A client context that sends librdkafka's errors to `tracing` (see [`log_client_error`]).
-pub(crate) struct Ctx(pub &'static str);
+/// The client context of every client of this crate: librdkafka's errors to `tracing` (see [`log_client_error`]),
+/// named by the client (`cfs-consumer`, `producer`).
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx(pub &'static str);
 impl rdkafka::ClientContext for Ctx {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         log_client_error(self.0, error, reason);
     }
+
+    /// librdkafka's log, as rdkafka's default context writes it, less the one warning about a setting this
+    /// crate makes on purpose: `enable.gapless.guarantee` (flagged experimental) keeps a failed record the tail
+    /// of its partition, which the at-least-once sink's order depends on (`sink`'s module documentation).
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if fac == "CONFWARN" && log_message.contains("enable.gapless.guarantee") {
+            tracing::debug!(client = self.0, fac, "librdkafka: {log_message}");
+            return;
+        }
+        rdkafka::client::DefaultClientContext.log(level, fac, log_message);
+    }
 }
+
+/// Every producer of this crate: its errors and log through [`Ctx`].
+pub type Producer = rdkafka::producer::FutureProducer<Ctx>;
 impl rdkafka::consumer::ConsumerContext for Ctx {}
 impl rdkafka::producer::ProducerContext for Ctx {
     type DeliveryOpaque = ();

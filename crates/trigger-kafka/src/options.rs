@@ -179,9 +179,6 @@ pub struct Health {
     pub consumers_recreated: AtomicU64,
     /// Where the service stands in the leadership group (None: a process without one, such as the bridge).
     pub standing: std::sync::Mutex<Option<crate::leader::Standing>>,
-    /// Only records produced at or after this instant (Unix ms) are counted in `RunStats::end_to_end_us`
-    /// (benchmarks leave their warm-up out).
-    pub measure_from_ms: AtomicI64,
 }
 
 impl Health {

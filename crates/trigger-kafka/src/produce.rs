@@ -4,10 +4,11 @@
 use crate::codec::camera_to_pb;
 use crate::settings::{KafkaSettings, Role};
 use crate::KafkaError;
+use crate::Producer as FutureProducer;
 use futures_executor::block_on;
 use prost::Message;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
 use trigger_core::{CallForService, CameraRecord};
@@ -15,7 +16,7 @@ use trigger_core::{CallForService, CameraRecord};
 pub use crate::records::{cfs_key, OutRecord};
 
 pub fn create_producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
-    Ok(settings.client_config(Role::Producer).create()?)
+    Ok(settings.client_config(Role::Producer).create_with_context(crate::Ctx("producer"))?)
 }
 
 /// Enqueue one record; waits (serving delivery reports) while librdkafka's queue is full.
@@ -115,7 +116,11 @@ impl Publisher {
             KafkaSettings { delivery: crate::Delivery::AtLeastOnce, transactional_id: None, ..settings.clone() };
         let mut config = plain.client_config(Role::Producer);
         config.set("message.timeout.ms", "0");
-        Ok(Self { producer: config.create()?, pending: Vec::new(), created: std::time::Instant::now() })
+        Ok(Self {
+            producer: config.create_with_context(crate::Ctx("publisher"))?,
+            pending: Vec::new(),
+            created: std::time::Instant::now(),
+        })
     }
 
     /// Wait until the producer can send at once. A new idempotent producer asks the broker for its producer

@@ -188,7 +188,7 @@ pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str, ru
 pub fn registry_dead_letter(topic: &str, b: &BadRegistryRecord, rule: DeadLetterRule) -> OutRecord {
     let headers = vec![
         (H_REASON, b"invalid_camera_record".to_vec()),
-        (H_CAMERA_PROBLEM, b.reason.as_bytes().to_vec()),
+        (H_CAMERA_PROBLEM, b.reason.as_str().as_bytes().to_vec()),
         (H_DETAIL, b.detail.clone().into_bytes()),
         (H_TOPIC, b.topic.as_bytes().to_vec()),
         (H_PARTITION, b.partition.to_string().into_bytes()),

@@ -27,8 +27,9 @@ use crate::records::OutRecord;
 use crate::settings::{KafkaSettings, Role};
 use crate::telemetry;
 use crate::KafkaError;
+use crate::Producer as FutureProducer;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::producer::{FutureProducer, Producer as _, PurgeConfig};
+use rdkafka::producer::{Producer as _, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::TopicPartitionList;
 use std::collections::{HashMap, HashSet};
@@ -151,7 +152,7 @@ impl Delivering {
     fn create(settings: &KafkaSettings, role: Role) -> Result<FutureProducer, KafkaError> {
         let mut config = settings.client_config(role);
         config.set("enable.gapless.guarantee", "true");
-        Ok(config.create()?)
+        Ok(config.create_with_context(crate::Ctx("producer"))?)
     }
 
     pub fn producer(&self) -> &FutureProducer {

@@ -86,11 +86,11 @@ pub fn registry_rejected(b: &BadRegistryRecord) {
         topic = %b.topic,
         partition = b.partition,
         offset = b.offset,
-        reason = b.reason,
+        reason = b.reason.as_str(),
         detail = %b.detail,
         "bad registry or status record: dead-lettered (a bad registry record takes the camera out of the index)"
     );
-    metrics::counter!("dispatch_trigger_registry_rejects_total", "reason" => b.reason).increment(1);
+    metrics::counter!("dispatch_trigger_registry_rejects_total", "reason" => b.reason.as_str()).increment(1);
     metrics::counter!("dispatch_trigger_dead_letters_total", "source" => "registry").increment(1);
 }
 

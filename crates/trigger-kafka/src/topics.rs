@@ -65,7 +65,18 @@ impl Topics {
         self.named().map(|(_, t)| t)
     }
 
-    /// Every topic name, to rewrite (a test's own suffix, for instance).
+    /// The default names, each followed by `.{tag}`: the topics of one run (a demo, a benchmark, a test) on a
+    /// broker that other runs share.
+    pub fn tagged(tag: &str) -> Self {
+        let mut t = Self::default();
+        for name in t.each_mut() {
+            name.push('.');
+            name.push_str(tag);
+        }
+        t
+    }
+
+    /// Every topic name, to rewrite.
     pub fn each_mut(&mut self) -> [&mut String; 9] {
         let t = self;
         [

@@ -1,7 +1,7 @@
 //! The one registry path, for both feeds: decode a record (`decode`), apply it to the index (`apply_change`).
 //! No Kafka here: the registry bench drives it with protobuf bytes.
 
-use crate::codec::{camera_from_pb, status_from_pb, BadCamera};
+use crate::codec::{camera_from_pb, status_from_pb, BadCamera, BadCameraReason};
 use trigger_core::CameraRef;
 use trigger_index::{CameraIndex, SpatialBackend, StatusChange};
 
@@ -23,8 +23,7 @@ pub struct BadRegistryRecord {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
-    /// The named reason (`malformed_protobuf`, `key_mismatch`, or a `CameraProblem` reason).
-    pub reason: &'static str,
+    pub reason: BadCameraReason,
     pub detail: String,
 }
 
@@ -53,7 +52,7 @@ pub enum Change {
 /// Decode one record of `feed` (`payload` None: a tombstone).
 pub fn decode(feed: Feed, key: &str, payload: Option<&[u8]>) -> Result<Change, BadCamera> {
     let mismatch = |id: &str| BadCamera {
-        reason: "key_mismatch",
+        reason: BadCameraReason::KeyMismatch,
         detail: format!("key {key:?} is not the record's camera_id {id:?}"),
     };
     match (feed, payload) {
@@ -120,7 +119,12 @@ fn upsert<B: SpatialBackend>(
     rec: CameraRef<'_>,
     applied: &mut Applied,
 ) -> Result<(), BadCamera> {
-    index.upsert_ref(rec).map_err(|e| BadCamera { reason: e.reason(), detail: e.to_string() })?;
+    index.upsert_ref(rec).map_err(|e| {
+        let detail = e.to_string();
+        let trigger_index::IndexError::InvalidCamera { problems, .. } = e;
+        let first = problems.into_iter().next().unwrap_or(trigger_core::CameraProblem::EmptyId);
+        BadCamera::invalid(first, detail)
+    })?;
     applied.upserts += 1;
     Ok(())
 }

@@ -22,11 +22,11 @@ use crate::settings::{Delivery, KafkaSettings, Role};
 use crate::sink::{commit_transaction, Delivering};
 use crate::telemetry::{self, stage, Stage};
 use crate::KafkaError;
+use crate::Producer as FutureProducer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,16 +39,7 @@ pub use crate::records::{
     H_ORIGINAL_BYTES, H_ORIGINAL_SHA256, H_PARTITION, H_PAYLOAD_DROPPED, H_REASON, H_TOPIC, KIND_BREAK_GLASS,
 };
 
-/// The last offset of each topic-partition in a batch.
-fn last_offsets(batch: &[OwnedMessage]) -> HashMap<(&str, i32), i64> {
-    let mut last: HashMap<(&str, i32), i64> = HashMap::new();
-    for m in batch {
-        let o = last.entry((m.topic(), m.partition())).or_insert(m.offset());
-        *o = (*o).max(m.offset());
-    }
-    last
-}
-
+use crate::batch::{last_offsets, BatchObserver, Marks};
 use crate::{wall_ms, wall_us};
 
 /// Where a plan goes: at-least-once, one delivering producer; exactly-once, the transactional producer (only
@@ -75,7 +66,8 @@ impl Sink {
     /// the previous decider's producer and aborts what it left open.
     fn lead(&mut self, settings: &KafkaSettings) -> Result<(), KafkaError> {
         if let Sink::ExactlyOnce { producer, .. } = self {
-            let p: FutureProducer = settings.client_config(Role::Producer).create()?;
+            let p: FutureProducer =
+                settings.client_config(Role::Producer).create_with_context(crate::Ctx("transactional-producer"))?;
             p.init_transactions(Duration::from_secs(60))?;
             *producer = Some(p);
         }
@@ -135,6 +127,8 @@ pub struct Service<'a, B> {
     cfs_partitions: usize,
     /// The leadership this instance decides under (None: it does not decide).
     epoch: Option<u64>,
+    /// Told of every batch handled.
+    observer: Option<&'a BatchObserver<'a>>,
 }
 
 impl<B> std::fmt::Debug for Service<'_, B> {
@@ -171,7 +165,14 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             planner,
             cfs_partitions: 0,
             epoch: None,
+            observer: None,
         }
+    }
+
+    /// Tell `observer` what every batch cost ([`crate::batch::BatchTiming`]).
+    pub fn observed_by(mut self, observer: &'a BatchObserver<'a>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Sign every camera command with `signer`.
@@ -214,7 +215,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
                 std::thread::sleep(self.opts.poll_timeout().min(Duration::from_millis(20)));
                 continue;
             }
-            self.poll_batch(&consumer, &mut batch);
+            crate::batch::poll(&consumer, &self.opts, &mut batch, telemetry::consumer_error);
             self.watchdog(&mut last_cfs, !batch.is_empty());
             if last_prune.elapsed() > Duration::from_secs(60) {
                 self.planner.prune(self.engine);
@@ -415,20 +416,6 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         self.health.assigned_partitions.store(0, Relaxed);
     }
 
-    /// Up to `max_batch` events: waits `poll_timeout` for the first, then takes what is already there.
-    fn poll_batch(&self, consumer: &BaseConsumer<crate::Ctx>, batch: &mut Vec<OwnedMessage>) {
-        batch.clear();
-        let mut timeout = self.opts.poll_timeout();
-        while batch.len() < self.opts.max_batch {
-            match consumer.poll(timeout) {
-                None => break,
-                Some(Ok(m)) => batch.push(m.detach()),
-                Some(Err(e)) => telemetry::consumer_error(&e),
-            }
-            timeout = Duration::ZERO;
-        }
-    }
-
     /// Decide, plan and commit one batch. Returns false when asked to stop before it was acknowledged.
     fn handle_batch(
         &mut self,
@@ -439,9 +426,9 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         synced: Instant,
         stop: &dyn Fn() -> bool,
     ) -> Result<bool, KafkaError> {
-        let t0 = Instant::now();
+        let planned = Instant::now();
         let mut plan = self.planner.plan(self.engine, self.index, batch, decoded, &mut self.stats, &wall_ms)?;
-        let sent = Instant::now();
+        let marks = Marks { synced, planned, sent: Instant::now() };
         match sink {
             Sink::ExactlyOnce { producer, .. } => {
                 let producer =
@@ -470,27 +457,13 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             }
         }
         self.broker_answered();
-        stage(Stage::ProduceAck, sent.elapsed().as_secs_f64());
+        stage(Stage::ProduceAck, marks.sent.elapsed().as_secs_f64());
         self.record_latencies(batch, &plan.decoded);
         self.stats.delivery_retries = sink.retries();
         self.health.handled.fetch_add(batch.len() as u64, Relaxed);
-        // Where a batch's time went (benches/batch_breakdown.py reads these lines): its first event's age when
-        // the batch was polled (CFS record timestamp -> the registry sync began), the registry sync, the
-        // decision and plan, and the outputs' acknowledgements (one produce request per partition).
-        let us = |d: Duration| d.as_micros() as u64;
-        let age_at_poll_us = batch
-            .first()
-            .and_then(|m| m.timestamp().to_millis())
-            .map_or(0, |ms| (wall_us() - ms * 1000 - us(synced.elapsed()) as i64).max(0));
-        tracing::debug!(
-            events = batch.len(),
-            records = plan.records.len(),
-            age_at_poll_us,
-            registry_sync_us = us(t0 - synced),
-            plan_us = us(sent - t0),
-            ack_us = us(sent.elapsed()),
-            "batch"
-        );
+        if let Some(observe) = self.observer {
+            observe(&marks.timing(batch, plan.records.len()));
+        }
         Ok(true)
     }
 
@@ -513,14 +486,11 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
 
     fn record_latencies(&mut self, batch: &[OwnedMessage], decoded: &[Result<trigger_core::CallForService, Reject>]) {
         let (acked_ms, acked_us) = (wall_ms(), wall_us());
-        let from = self.health.measure_from_ms.load(Relaxed);
         for (m, ev) in batch.iter().zip(decoded) {
             if let Some(ts) = m.timestamp().to_millis() {
                 let us = acked_us.saturating_sub(ts.saturating_mul(1000)).max(0);
                 stage(Stage::EndToEnd, us as f64 / 1e6);
-                if ts >= from {
-                    let _ = self.stats.end_to_end_us.record(us.max(1) as u64);
-                }
+                let _ = self.stats.end_to_end_us.record(us.max(1) as u64);
             }
             if let Ok(ev) = ev {
                 stage(Stage::CadEmittedToAck, acked_ms.saturating_sub(ev.emitted_at) as f64 / 1e3);

@@ -12,13 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use trigger_cad::replay::{event_time_order, Pace, Pacer};
+use trigger_cad::pacing::{event_time_order, Pace, Pacer};
 use trigger_cad::{Decoded, Rejected, Source};
 use trigger_core::{
     pass_on, Action, CameraSource, Category, Decision, DecisionRecord, DecisionSink, Engine, Outcome, Reject,
     RejectReason, Tally,
 };
 
+#[derive(Debug)]
 pub struct ReplayOptions {
     pub out_dir: PathBuf,
     pub pace: Pace,

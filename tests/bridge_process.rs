@@ -667,7 +667,7 @@ fn the_shipped_bridge_config_loads_and_mistakes_are_named() {
     )
     .unwrap();
     let cfg = BridgeConfig::load(&bad).unwrap();
-    let keys = dispatch_trigger::signing::command_keys(&cfg.verify.key).unwrap();
+    let keys = dispatch_trigger::keys::command_keys(&cfg.verify.key).unwrap();
     let e = trigger_bridge::Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone(), trigger_kafka::wall_ms)
         .unwrap_err()
         .to_string();

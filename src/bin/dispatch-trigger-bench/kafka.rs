@@ -1,42 +1,105 @@
-//! `bench-kafka`: a bare consume -> produce relay and the engine, on the in-process broker or Apache Kafka,
-//! at fixed rates and flat out (BENCHMARKS.md).
+//! `kafka`: a bare consume -> produce relay and the engine, on the in-process broker or Apache Kafka, at
+//! fixed rates and flat out (BENCHMARKS.md). Latencies come from the loops' own batch events
+//! ([`trigger_kafka::BatchTiming`]), counted only once the warm-up is over.
 
-use super::{embedded_service_config, leaving_now, publish_cameras, Percentiles};
+use crate::breakdown::{Breakdown, Side};
+use crate::KafkaArgs;
 use anyhow::{Context, Result};
+use dispatch_trigger::kafka_tools::{embedded_service_config, leaving_now, publish_cameras, Percentiles};
+use dispatch_trigger::{cameras, config};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use trigger_cad::replay::{Pace, Pacer};
+use trigger_cad::pacing::{Pace, Pacer};
 use trigger_core::{CallForService, CameraRecord};
-use trigger_kafka::{wall_ms, EmbeddedCluster, Health, KafkaSettings, Publisher};
+use trigger_kafka::{wall_ms, BatchTiming, EmbeddedCluster, Health, KafkaSettings, Publisher};
 
-/// What `bench-kafka` measures with.
-pub struct BenchOptions {
-    pub rates: Vec<f64>,
-    pub seconds: f64,
+/// `dispatch-trigger-bench kafka`: the rows, printed as a table (and written as JSON with --out).
+pub(crate) fn run(policy: &Path, a: KafkaArgs) -> Result<()> {
+    let profile = config::load_profile(&a.profile, policy)?;
+    let cad = if a.cad.exists() { a.cad.clone() } else { config::installed(config::BUNDLED_SAMPLE) };
+    let mut decoded =
+        config::decode_file(&cad, trigger_cad::Format::Csv, Some(&profile), &trigger_cad::DecodeOptions::default())?;
+    trigger_cad::pacing::event_time_order(&mut decoded.events);
+    let points = cameras::Placement::Around(cameras::event_points(&decoded));
+    let cams = cameras::generate(a.cameras, 42, &points, profile.time_zone)?;
+    eprintln!("{}: {} events, {} cameras", cad.display(), decoded.events.len(), cams.len());
+    let opts = BenchOptions {
+        rates: a.rates,
+        seconds: a.seconds,
+        max_events: a.max_events,
+        partitions: a.partitions,
+        fanout_partitions: a.fanout_partitions,
+        exactly_once: a.exactly_once,
+        cameras: cams,
+        events: decoded.events.into_iter().map(|e| e.event).collect(),
+        policy: policy.to_path_buf(),
+        bootstrap: a.bootstrap,
+        rounds: a.rounds,
+    };
+    let (rows, breakdown) = bench_kafka(&opts)?;
+    print_table(&rows);
+    if a.breakdown {
+        println!();
+        breakdown.print();
+    }
+    if let Some(out) = &a.out {
+        crate::write_json(out, &rows)?;
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[BenchRow]) {
+    println!("| processor | offered (events/s) | events | achieved (events/s) | p50 ms | p99 ms | p99.9 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let p = r.end_to_end_ms.as_ref();
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.processor,
+            r.offered,
+            r.events,
+            r.achieved_per_s,
+            f(p.map(|p| p.p50)),
+            f(p.map(|p| p.p99)),
+            f(p.map(|p| p.p999)),
+            f(p.map(|p| p.max))
+        );
+    }
+}
+
+/// What `kafka` measures with.
+struct BenchOptions {
+    rates: Vec<f64>,
+    seconds: f64,
     /// Events in the as-fast-as-possible run that measures the highest sustained rate.
-    pub max_events: usize,
-    pub partitions: i32,
+    max_events: usize,
+    partitions: i32,
     /// Partitions of the engine's commands and owner-notices topics (`None`: `partitions`).
-    pub fanout_partitions: Option<i32>,
+    fanout_partitions: Option<i32>,
     /// The engine in exactly-once mode (the relay is never transactional).
-    pub exactly_once: bool,
-    pub cameras: Vec<CameraRecord>,
+    exactly_once: bool,
+    cameras: Vec<CameraRecord>,
     /// Real CAD events, cycled (with a new incident id each cycle) as long as a run needs.
-    pub events: Vec<CallForService>,
-    pub policy: std::path::PathBuf,
+    events: Vec<CallForService>,
+    policy: std::path::PathBuf,
     /// An external cluster (Apache Kafka) instead of the in-process mock cluster.
-    pub bootstrap: Option<String>,
+    bootstrap: Option<String>,
     /// Runs per rate and processor, pooled into one row each: a shared machine's slow minute then falls on
     /// both sides rather than on one. Rounds alternate which side goes first (relay-engine, engine-relay, ...),
     /// so a drift over the runs (a broker warming up) favours neither, and with more than one round an
     /// uncounted pair at the first rate warms the broker up before anything is counted.
-    pub rounds: usize,
+    rounds: usize,
 }
 
 /// One run's raw result; rounds of the same rate and processor are pooled into one row.
+#[derive(Debug)]
 struct Measured {
     histogram: hdrhistogram::Histogram<u64>,
+    breakdown: Breakdown,
     events: u64,
     elapsed_s: f64,
 }
@@ -44,6 +107,7 @@ struct Measured {
 impl Measured {
     fn pool(&mut self, other: Measured) -> Result<()> {
         self.histogram.add(&other.histogram).map_err(|e| anyhow::anyhow!("pooling histograms: {e:?}"))?;
+        self.breakdown.extend(other.breakdown);
         self.events += other.events;
         self.elapsed_s += other.elapsed_s;
         Ok(())
@@ -60,19 +124,47 @@ impl Measured {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct BenchRow {
-    pub processor: &'static str,
-    /// Offered rate, events/s ("max": as fast as the generator goes).
-    pub offered: String,
-    pub events: u64,
-    /// Events handled per second, first send to last acknowledgement.
-    pub achieved_per_s: f64,
-    /// CFS record timestamp -> every output acknowledged, milliseconds.
-    pub end_to_end_ms: Option<Percentiles>,
+/// What the loop's batch events say, from the instant the warm-up ended (Unix ms; before that, nothing counts:
+/// the warm-up's records wait for the consumer group to form and for the first fetch, about a second).
+#[derive(Debug)]
+struct Observed {
+    side: Side,
+    from_ms: AtomicI64,
+    seen: Mutex<(hdrhistogram::Histogram<u64>, Breakdown)>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+impl Observed {
+    fn new(side: Side) -> Self {
+        let h = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        Self { side, from_ms: AtomicI64::new(i64::MAX), seen: Mutex::new((h, Breakdown::default())) }
+    }
+
+    fn observe(&self, t: &BatchTiming) {
+        let from = self.from_ms.load(Relaxed);
+        let mut seen = self.seen.lock().expect("not poisoned");
+        let counted: Vec<i64> = t.produced_ms.iter().flatten().copied().filter(|ms| *ms >= from).collect();
+        for ms in &counted {
+            let _ = seen.0.record(t.acknowledged_us.saturating_sub(ms.saturating_mul(1000)).max(1) as u64);
+        }
+        if counted.len() == t.events {
+            seen.1.observe(self.side, t);
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct BenchRow {
+    processor: &'static str,
+    /// Offered rate, events/s ("max": as fast as the generator goes).
+    offered: String,
+    events: u64,
+    /// Events handled per second, first send to last acknowledgement.
+    achieved_per_s: f64,
+    /// CFS record timestamp -> every output acknowledged, milliseconds.
+    end_to_end_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Processor {
     Relay,
     Engine,
@@ -94,36 +186,20 @@ impl Target {
     }
 }
 
-pub fn bench_kafka(o: &BenchOptions) -> Result<Vec<BenchRow>> {
+/// Every run in order (an uncounted broker warm-up pair first, with more than one round), pooled into rows;
+/// and the one-event batches' breakdown of every counted run.
+fn bench_kafka(o: &BenchOptions) -> Result<(Vec<BenchRow>, Breakdown)> {
     let cluster = match &o.bootstrap {
         Some(b) => Target::External(b.clone()),
         None => Target::Embedded(EmbeddedCluster::start(1)?),
     };
-    // (rate, processor, counted)
-    let mut runs: Vec<(Option<f64>, Processor, bool)> = Vec::new();
-    let pair = |round: usize| {
-        if round.is_multiple_of(2) {
-            [Processor::Relay, Processor::Engine]
-        } else {
-            [Processor::Engine, Processor::Relay]
-        }
-    };
-    if let (Some(&first), true) = (o.rates.first(), o.rounds > 1) {
-        runs.extend(pair(0).map(|p| (Some(first), p, false)));
-    }
-    for r in &o.rates {
-        for round in 0..o.rounds.max(1) {
-            runs.extend(pair(round).map(|p| (Some(*r), p, true)));
-        }
-    }
-    runs.extend(pair(0).map(|p| (None, p, true)));
     let mut pooled: Vec<(Option<f64>, Processor, Measured)> = Vec::new();
-    for (i, (rate, p, counted)) in runs.into_iter().enumerate() {
+    let mut breakdown = Breakdown::default();
+    for (i, (rate, p, counted)) in runs(o).into_iter().enumerate() {
         let n = rate.map_or(o.max_events, |r| (r * o.seconds).round() as usize);
-        let m = measure(&cluster, i, p, rate, n, o)?;
+        let mut m = measure(&cluster, i, p, rate, n, o)?;
         let row = m.row(p, rate);
         let p99 = row.end_to_end_ms.as_ref().map(|x| x.p99);
-        // benches/batch_breakdown.py splits the debug log into runs at these lines.
         eprintln!(
             "{:>6} {:>8}: {} events, {:.0}/s, p99 {p99:?} ms{}",
             row.processor,
@@ -135,12 +211,36 @@ pub fn bench_kafka(o: &BenchOptions) -> Result<Vec<BenchRow>> {
         if !counted {
             continue;
         }
+        breakdown.extend(std::mem::take(&mut m.breakdown));
         match pooled.iter_mut().find(|(r, q, _)| *r == rate && *q == p) {
             Some((_, _, acc)) => acc.pool(m)?,
             None => pooled.push((rate, p, m)),
         }
     }
-    Ok(pooled.iter().map(|(rate, p, m)| m.row(*p, *rate)).collect())
+    Ok((pooled.iter().map(|(rate, p, m)| m.row(*p, *rate)).collect(), breakdown))
+}
+
+/// (rate, processor, counted) of every run: rounds alternate which side goes first, so a drift over the runs
+/// (a broker warming up) favours neither; the flat-out pair last.
+fn runs(o: &BenchOptions) -> Vec<(Option<f64>, Processor, bool)> {
+    let pair = |round: usize| {
+        if round.is_multiple_of(2) {
+            [Processor::Relay, Processor::Engine]
+        } else {
+            [Processor::Engine, Processor::Relay]
+        }
+    };
+    let mut runs = Vec::new();
+    if let (Some(&first), true) = (o.rates.first(), o.rounds > 1) {
+        runs.extend(pair(0).map(|p| (Some(first), p, false)));
+    }
+    for r in &o.rates {
+        for round in 0..o.rounds.max(1) {
+            runs.extend(pair(round).map(|p| (Some(*r), p, true)));
+        }
+    }
+    runs.extend(pair(0).map(|p| (None, p, true)));
+    runs
 }
 
 fn measure(
@@ -158,7 +258,7 @@ fn measure(
         // the engine for 100+ ms at times, which a fresh broker does not (BENCHMARKS.md).
         let mut topics = settings.topics.all().to_vec();
         topics.push(&relayed);
-        super::delete_topics_or_warn(&settings, &topics);
+        dispatch_trigger::kafka_tools::delete_topics_or_warn(&settings, &topics);
     }
     measured
 }
@@ -175,16 +275,20 @@ fn measure_on(
     let label = settings.group_id.clone();
     let cfg = embedded_service_config(settings, &o.policy)?;
     let health = Health::default();
-    // Nothing counts until the warm-up is over: the warm-up's records wait for the consumer group to form
-    // and for the first fetch (about a second), and counting them was the "~0.5 s outliers" of earlier runs.
-    health.measure_from_ms.store(i64::MAX, Relaxed);
+    let observed = Observed::new(if p == Processor::Relay { Side::Relay } else { Side::Engine });
+    let observer = |t: &BatchTiming| observed.observe(t);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| -> Result<Measured> {
-        let worker = s.spawn(|| -> Result<hdrhistogram::Histogram<u64>> {
-            Ok(match p {
-                Processor::Relay => trigger_kafka::relay::run_relay(settings, relayed, &cfg.service, &health, &stop)?,
-                Processor::Engine => crate::serve::run(&cfg, &health, &stop)?.end_to_end_us,
-            })
+        let worker = s.spawn(|| -> Result<()> {
+            match p {
+                Processor::Relay => {
+                    trigger_kafka::relay::run_relay(settings, relayed, &cfg.service, &health, &stop, &observer)?
+                }
+                Processor::Engine => {
+                    dispatch_trigger::serve::run_observed(&cfg, &health, &stop, Some(&observer))?;
+                }
+            }
+            Ok(())
         });
         let by = Instant::now() + Duration::from_secs(60);
         while !health.ready.load(Relaxed) || health.assigned_partitions.load(Relaxed) == 0 {
@@ -195,7 +299,7 @@ fn measure_on(
             Sender { publisher: Publisher::new(settings)?, topic: &settings.topics.cfs, events: &o.events };
         warm_up(&mut sender, n, &health, || !worker.is_finished() && Instant::now() < by)
             .with_context(|| format!("the {label} processor did not warm up"))?;
-        health.measure_from_ms.store(wall_ms(), Relaxed);
+        observed.from_ms.store(wall_ms(), Relaxed);
         let started = Instant::now();
         sender.offer(n, rate)?;
         let by = Instant::now() + Duration::from_secs(300);
@@ -205,8 +309,11 @@ fn measure_on(
         }
         let elapsed = started.elapsed().as_secs_f64();
         stop.store(true, Relaxed);
-        let histogram = worker.join().expect("processor thread")?;
-        Ok(Measured { histogram, events: health.handled.load(Relaxed) - WARM_UP as u64, elapsed_s: elapsed })
+        worker.join().expect("processor thread")?;
+        let mut seen = observed.seen.lock().expect("not poisoned");
+        let (histogram, breakdown) = (seen.0.clone(), std::mem::take(&mut seen.1));
+        let events = health.handled.load(Relaxed) - WARM_UP as u64;
+        Ok(Measured { histogram, breakdown, events, elapsed_s: elapsed })
     })
 }
 
@@ -233,21 +340,10 @@ fn warm_up(sender: &mut Sender<'_>, n: usize, health: &Health, alive: impl Fn() 
 fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) -> Result<(KafkaSettings, String)> {
     // Names of their own on a shared external broker.
     let label = format!("bench{run}-{}", wall_ms());
-    let t = |what: &str| format!("{label}.{what}");
     let settings = KafkaSettings {
         bootstrap_servers: cluster.bootstrap(),
         group_id: label.clone(),
-        topics: trigger_kafka::Topics {
-            cfs: t("cfs"),
-            registry: t("registry"),
-            status: t("status"),
-            commands: t("commands"),
-            audit: t("audit"),
-            notices: t("notices"),
-            dead_letter: t("dlq"),
-            changelog: t("changelog"),
-            leader: t("leader"),
-        },
+        topics: trigger_kafka::Topics::tagged(&label),
         // The relay is never transactional.
         delivery: match (o.exactly_once, p) {
             (true, Processor::Engine) => trigger_kafka::Delivery::ExactlyOnce,
@@ -255,6 +351,7 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
         },
         ..KafkaSettings::default()
     };
+    let relayed = format!("cad.cfs.relayed.{label}");
     let layout = trigger_kafka::admin::TopicLayout {
         fanout_partitions: o.fanout_partitions,
         ..trigger_kafka::admin::TopicLayout::new(o.partitions, 1, 1)
@@ -262,17 +359,17 @@ fn bench_topics(cluster: &Target, run: usize, p: Processor, o: &BenchOptions) ->
     match cluster {
         Target::Embedded(c) => {
             c.create_fanout_topics(&settings.topics, o.partitions, layout.fanout())?;
-            c.mock().create_topic(&t("relayed"), o.partitions, 1)?;
+            c.mock().create_topic(&relayed, o.partitions, 1)?;
         }
         Target::External(_) => {
             trigger_kafka::admin::create_topics_with(&settings, &settings.topics, &layout)?;
-            trigger_kafka::admin::create_topic(&settings, &t("relayed"), o.partitions)?;
+            trigger_kafka::admin::create_topic(&settings, &relayed, o.partitions)?;
         }
     }
     if p == Processor::Engine {
-        publish_cameras(&settings, &o.cameras, &super::NOT_STOPPED)?;
+        publish_cameras(&settings, &o.cameras, &dispatch_trigger::kafka_tools::NOT_STOPPED)?;
     }
-    Ok((settings, t("relayed")))
+    Ok((settings, relayed))
 }
 
 /// The CAD side of a run: real events cycled, each with a new incident id per cycle, sent as leaving the CAD

@@ -1,5 +1,5 @@
-//! `bench-bootstrap`: how long `serve` takes to read a national registry at start-up, next to a bare consumer
-//! reading the same topic (issue 10, item 3), and what the process holds once it has.
+//! `bootstrap`: how long `serve` takes to read a national registry at start-up, next to a bare consumer
+//! reading the same topic, and what the process holds once it has.
 //!
 //! One run: publish N generated cameras (the national fleet layout) into a registry topic of its own (deleted
 //! after the run unless kept; a kept one can be read again, [`Registry::Reuse`]); read it
@@ -11,26 +11,53 @@
 //! otherwise keep freed fetch buffers in arenas of their own, and a fixed mmap threshold, so buffers over 128 KiB
 //! go back to the system when freed.
 
-use super::publish_cameras;
-use crate::cameras::{generate, Placement};
+use crate::BootstrapArgs;
 use anyhow::{bail, Context, Result};
+use dispatch_trigger::cameras::{generate, Placement};
+use dispatch_trigger::kafka_tools::{delete_topics_or_warn, publish_cameras, NOT_STOPPED};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use trigger_kafka::{wall_ms, KafkaSettings, Topics};
 
+/// `dispatch-trigger-bench bootstrap`: one row, printed as a table (and written as JSON with --out).
+pub(crate) fn run(policy: &Path, a: BootstrapArgs) -> Result<()> {
+    let registry = match a.reuse {
+        Some(tag) => Registry::Reuse(tag),
+        None => Registry::Publish { cameras: a.cameras, partitions: a.partitions, keep: a.keep },
+    };
+    let row = bench_bootstrap(&a.bootstrap, registry, policy)?;
+    println!("| cameras | partitions | topic MB | bare consumer s | serve ready s | ratio | serve RSS MB | RSS bytes/camera |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        row.cameras,
+        row.partitions,
+        row.topic_mb,
+        row.bare_consumer_s,
+        row.serve_ready_s,
+        row.ratio,
+        row.serve_rss_mb,
+        row.serve_rss_bytes_per_camera
+    );
+    if let Some(out) = &a.out {
+        crate::write_json(out, &row)?;
+    }
+    Ok(())
+}
+
 #[derive(Debug, Serialize)]
-pub struct BootstrapRow {
-    pub cameras: usize,
-    pub partitions: i32,
-    pub topic_mb: f64,
-    pub bare_consumer_s: f64,
-    pub serve_ready_s: f64,
+struct BootstrapRow {
+    cameras: usize,
+    partitions: i32,
+    topic_mb: f64,
+    bare_consumer_s: f64,
+    serve_ready_s: f64,
     /// Of which reading the registry and status topics (the service's own log line).
-    pub serve_registry_read_s: f64,
-    pub ratio: f64,
-    pub serve_rss_mb: f64,
-    pub serve_rss_bytes_per_camera: f64,
+    serve_registry_read_s: f64,
+    ratio: f64,
+    serve_rss_mb: f64,
+    serve_rss_bytes_per_camera: f64,
 }
 
 fn rss_mb(pid: u32) -> Result<f64> {
@@ -74,7 +101,7 @@ fn serve_until_ready(settings: &KafkaSettings, policy: &Path) -> Result<(f64, f6
     std::fs::write(&cfg, text)?;
     let log = cfg.with_extension("log");
     let started = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe()?)
+    let mut child = std::process::Command::new(dispatch_trigger_binary()?)
         .arg("--policy")
         .arg(policy)
         .args(["serve", "--config"])
@@ -108,9 +135,17 @@ fn serve_until_ready(settings: &KafkaSettings, policy: &Path) -> Result<(f64, f6
     Ok((ready_s, read_s, rss))
 }
 
-/// What `bench-bootstrap` reads: a registry it publishes, or one an earlier run left (its topics' prefix).
+/// The `dispatch-trigger` binary beside this one (cargo builds both into the same folder).
+fn dispatch_trigger_binary() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name(format!("dispatch-trigger{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(bin.exists(), "{} not found: build it first (cargo build --release)", bin.display());
+    Ok(bin)
+}
+
+/// What `bootstrap` reads: a registry it publishes, or one an earlier run left (its topics' prefix).
 #[derive(Debug, Clone)]
-pub enum Registry {
+enum Registry {
     /// Publish a fleet; `keep`: leave its topics for `Reuse` (else they are deleted once measured).
     Publish {
         cameras: usize,
@@ -120,19 +155,15 @@ pub enum Registry {
     Reuse(String),
 }
 
-pub fn bench_bootstrap(bootstrap: &str, registry: Registry, policy: &Path) -> Result<BootstrapRow> {
+fn bench_bootstrap(bootstrap: &str, registry: Registry, policy: &Path) -> Result<BootstrapRow> {
     let label = match &registry {
         Registry::Publish { .. } => format!("boot-{}", wall_ms()),
         Registry::Reuse(label) => label.clone(),
     };
-    let mut topics = Topics::default();
-    for t in topics.each_mut() {
-        *t = format!("{label}.{t}");
-    }
     let settings = KafkaSettings {
         bootstrap_servers: bootstrap.to_string(),
         group_id: format!("{label}-{}", wall_ms()),
-        topics,
+        topics: Topics::tagged(&label),
         ..KafkaSettings::default()
     };
     let (cameras, delete_after) = match registry {
@@ -151,7 +182,7 @@ pub fn bench_bootstrap(bootstrap: &str, registry: Registry, policy: &Path) -> Re
     };
     let row = measure(&settings, cameras, policy);
     if delete_after {
-        super::delete_topics_or_warn(&settings, &settings.topics.all());
+        delete_topics_or_warn(&settings, &settings.topics.all());
     }
     row
 }
@@ -185,14 +216,14 @@ fn publish_fleet(settings: &KafkaSettings, cameras: usize, partitions: i32) -> R
     trigger_kafka::admin::create_topics(settings, &settings.topics, 1, partitions, 1)?;
     // Generated and published in slices, so the generator's records never all sit in memory at once.
     let t = Instant::now();
-    let bar = crate::progress_bar(cameras as u64, "cameras published");
+    let bar = dispatch_trigger::progress_bar(cameras as u64, "cameras published");
     let slice = 1_000_000;
     for (k, start) in (0..cameras).step_by(slice).enumerate() {
         let mut cams = generate(slice.min(cameras - start), 1000 + k as u64, &Placement::Fleet, chrono_tz::UTC)?;
         for c in &mut cams {
             c.camera_id = format!("cam-{k:03}-{}", &c.camera_id[4..]);
         }
-        publish_cameras(settings, &cams, &super::NOT_STOPPED)?;
+        publish_cameras(settings, &cams, &NOT_STOPPED)?;
         bar.inc(cams.len() as u64);
     }
     bar.finish_and_clear();

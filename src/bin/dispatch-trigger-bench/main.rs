@@ -1,0 +1,121 @@
+//! dispatch-trigger-bench: the benchmark tools, kept out of the product's command line. `kafka` measures the
+//! engine next to a bare consume -> produce relay on one broker; `bootstrap` measures `serve`'s start-up on a
+//! registry of N cameras next to a bare consumer. BENCHMARKS.md gives the commands and today's figures.
+
+mod bootstrap;
+mod breakdown;
+mod kafka;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dispatch_trigger::runtime::{init_logging, LogSection};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(name = "dispatch-trigger-bench", version, about = "Benchmarks of dispatch-trigger (BENCHMARKS.md)")]
+struct Cli {
+    /// Policy file (default: config/policy.toml, found as `dispatch-trigger` finds it).
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A bare consume -> produce relay and the engine on one broker (in-process, or Apache Kafka with
+    /// --bootstrap), at fixed rates and flat out: end-to-end percentiles and sustained rate.
+    Kafka(KafkaArgs),
+    /// `serve`'s start-up on a registry of N cameras (spawn to /readyz 200, its RSS then) next to a bare
+    /// consumer reading the same topic, on Apache Kafka.
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, Args)]
+struct KafkaArgs {
+    /// Offered rates, events per second.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
+    rates: Vec<f64>,
+    /// Seconds per fixed-rate run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Events in the flat-out run.
+    #[arg(long, default_value_t = 20_000)]
+    max_events: usize,
+    /// Runs per rate and processor, pooled into one row each; rounds alternate which side goes first, and with
+    /// more than one an uncounted pair at the first rate warms the broker up first.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Partitions of the CFS topic and its outputs.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Partitions of the engine's commands and owner-notices topics (default: --partitions; the relay's output
+    /// keeps --partitions).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    fanout_partitions: Option<i32>,
+    /// Run the engine in exactly-once mode (one transaction per batch) instead of at-least-once.
+    #[arg(long)]
+    exactly_once: bool,
+    /// Also print where the one-event batches' time went (registry sync, plan, acknowledgements), relay and
+    /// engine side by side.
+    #[arg(long)]
+    breakdown: bool,
+    /// CAD log whose events are replayed (cycled), CSV through --profile; the bundled week when it is missing.
+    #[arg(long, default_value = "../shared/data/cad/nashville_mnpd_calls_2024_sample.csv")]
+    cad: PathBuf,
+    #[arg(long, default_value = "nashville-mnpd")]
+    profile: String,
+    #[arg(long, default_value_t = 50_000)]
+    cameras: usize,
+    /// Also write the rows here (JSON).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run against this cluster (Apache Kafka: `scripts/kafka.sh bootstrap`) instead of the in-process broker.
+    #[arg(long, value_name = "BOOTSTRAP")]
+    bootstrap: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct BootstrapArgs {
+    /// The cluster (Apache Kafka: `scripts/kafka.sh bootstrap`).
+    #[arg(long, value_name = "BOOTSTRAP")]
+    bootstrap: String,
+    #[arg(long, default_value_t = 1_000_000)]
+    cameras: usize,
+    /// Registry topic partitions.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Read the registry an earlier run published (the tag it printed, `boot-…`) instead of publishing one;
+    /// `--cameras` and `--partitions` are then the topic's own.
+    #[arg(long, value_name = "TAG", conflicts_with_all = ["cameras", "partitions", "keep"])]
+    reuse: Option<String>,
+    /// Leave the published registry on the broker (for --reuse); without it the run's topics are deleted.
+    #[arg(long)]
+    keep: bool,
+    /// Also write the row here (JSON).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&LogSection::quiet());
+    let policy = cli.policy.unwrap_or_else(dispatch_trigger::config::default_policy);
+    let done = match cli.command {
+        Command::Kafka(a) => kafka::run(&policy, a),
+        Command::Bootstrap(a) => bootstrap::run(&policy, a),
+    };
+    if let Err(e) = done {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+/// Write `value` as JSON to `out`, its folder made first.
+fn write_json(out: &Path, value: &impl serde::Serialize) -> Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))
+}
