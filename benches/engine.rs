@@ -44,7 +44,13 @@ fn bench(c: &mut Criterion) {
         received_at: 1_720_000_000_000,
         emitted_at: 1_720_000_000_000,
     };
-    let probe = Engine::new(policy.clone()).decide(&ev, &index, ev.emitted_at).expect("decides");
+    decide_one(c, &policy, &index, &ev);
+    replay(c, &policy, &profile, &index, &log, &data, &decoded);
+}
+
+/// One triggering call, decided by a fresh engine each time.
+fn decide_one(c: &mut Criterion, policy: &trigger_core::Policy, index: &RTreeIndex, ev: &CallForService) {
+    let probe = Engine::new(policy.clone()).decide(ev, index, ev.emitted_at).expect("decides");
     println!(
         "decide/trigger_event: outcome {:?}, {} cameras commanded, {} excluded",
         probe.record.outcome,
@@ -56,12 +62,23 @@ fn bench(c: &mut Criterion) {
     g.bench_function("trigger_event", |b| {
         b.iter_batched(
             || Engine::new(policy.clone()),
-            |mut e| black_box(e.decide(&ev, &index, ev.emitted_at).is_ok()),
+            |mut e| black_box(e.decide(ev, index, ev.emitted_at).is_ok()),
             BatchSize::SmallInput,
         )
     });
     g.finish();
+}
 
+/// The whole log: decode, order, decide every event.
+fn replay(
+    c: &mut Criterion,
+    policy: &trigger_core::Policy,
+    profile: &trigger_cad::CsvProfile,
+    index: &RTreeIndex,
+    log: &std::path::Path,
+    data: &[u8],
+    decoded: &trigger_cad::Decoded,
+) {
     let name = log.file_name().and_then(|n| n.to_str()).unwrap_or("log").to_string();
     let rows = (decoded.events.len() + decoded.rejects.len()) as u64;
     println!("replay/{name}: {rows} rows, {} events", decoded.events.len());
@@ -71,12 +88,12 @@ fn bench(c: &mut Criterion) {
     // Decode + event-time order + decide every event (no output files: that is I/O, not the engine).
     g.bench_function(format!("decode_and_decide/{name}"), |b| {
         b.iter(|| {
-            let mut d = decode(Format::Csv, &data, Some(&profile), &DecodeOptions::default()).expect("decodes");
+            let mut d = decode(Format::Csv, data, Some(profile), &DecodeOptions::default()).expect("decodes");
             event_time_order(&mut d.events);
             let mut e = Engine::new(policy.clone());
             let mut commands = 0usize;
             for de in &d.events {
-                if let Ok(x) = e.decide(&de.event, &index, de.event.emitted_at) {
+                if let Ok(x) = e.decide(&de.event, index, de.event.emitted_at) {
                     commands += x.commands.len();
                 }
             }

@@ -93,98 +93,11 @@ fn bench(c: &mut Criterion) {
         }
         let points: Vec<(u32, QPoint)> =
             cams.iter().enumerate().map(|(i, c)| (i as u32, QPoint::from_latlon(c.point()))).collect();
-
-        // Memory: the spatial structure alone, and the whole registry (records + id map + structure).
-        let t = Instant::now();
-        let (rtree_only, rtree_b) = bytes_per(n, || RTreeBackend::bulk_load(points.clone()));
-        let rtree_load = t.elapsed();
-        let t = Instant::now();
-        let (h3_only, h3_b) = bytes_per(n, || H3Backend::bulk_load(points.clone()));
-        let h3_load = t.elapsed();
-        drop((rtree_only, h3_only));
-        let (rt, rt_total) = bytes_per(n, || RTreeIndex::bulk_load(cams.clone()).0);
-        let (h3, h3_total) = bytes_per(n, || H3Index::bulk_load(cams.clone()).0);
-        let records_b = {
-            let (v, b) = bytes_per(n, || cams.clone());
-            drop(v);
-            b
-        };
-        println!(
-            "index n={n}: bulk load rstar {:.2}s h3 {:.2}s | spatial bytes/camera rstar {rtree_b:.1} h3 {h3_b:.1} | \
-             registry bytes/camera rstar {rt_total:.1} h3 {h3_total:.1} (of which records alone {records_b:.1})",
-            rtree_load.as_secs_f64(),
-            h3_load.as_secs_f64()
-        );
-
-        // Equal answers before timing: rstar and H3 against brute force.
+        let (rt, h3) = memory(n, &cams, &points);
         let brute = BruteForceIndex::bulk_load(cams.clone()).0;
-        let checked = if n >= 10_000_000 { 50 } else { 200 };
-        let mut hits = 0;
-        for q in &qs[..checked] {
-            let want = answer(&brute, *q, None);
-            hits += want.len();
-            assert_eq!(answer(&rt, *q, None), want, "rstar disagrees with brute force at {q:?}");
-            assert_eq!(answer(&h3, *q, None), want, "h3 disagrees with brute force at {q:?}");
-            let want_k = answer(&brute, *q, Some(K));
-            assert_eq!(answer(&rt, *q, Some(K)), want_k);
-            assert_eq!(answer(&h3, *q, Some(K)), want_k);
-        }
-        println!(
-            "index n={n}: {checked} queries agree, {:.1} cameras per 250 m query on average",
-            hits as f64 / checked as f64
-        );
-
-        let mut g = c.benchmark_group(format!("radius_250m/{n}"));
-        g.throughput(Throughput::Elements(1));
-        let mut i = 0usize;
-        g.bench_function("rstar", |b| {
-            b.iter(|| {
-                i = (i + 1) % qs.len();
-                black_box(rt.within(qs[i], RADIUS_M).len())
-            })
-        });
-        // What a peer's radius search answers (ids in distance order), without building records: the
-        // figure compared with Redis, Tile38 and PostGIS (benches/peers.sh).
-        let mut hits = Vec::new();
-        g.bench_function("rstar_ids", |b| {
-            b.iter(|| {
-                i = (i + 1) % qs.len();
-                rt.within_slots(qs[i], RADIUS_M, &mut hits);
-                black_box(hits.iter().map(|h| rt.id(h.slot).len()).sum::<usize>())
-            })
-        });
-        g.bench_function("h3", |b| {
-            b.iter(|| {
-                i = (i + 1) % qs.len();
-                black_box(h3.within(qs[i], RADIUS_M).len())
-            })
-        });
-        if n <= 1_000_000 {
-            g.sample_size(10).measurement_time(Duration::from_secs(5));
-            g.bench_function("brute_force", |b| {
-                b.iter(|| {
-                    i = (i + 1) % qs.len();
-                    black_box(brute.within(qs[i], RADIUS_M).len())
-                })
-            });
-        }
-        g.finish();
-
-        let mut g = c.benchmark_group(format!("knn_8_within_250m/{n}"));
-        g.bench_function("rstar", |b| {
-            b.iter(|| {
-                i = (i + 1) % qs.len();
-                black_box(rt.nearest(qs[i], K, RADIUS_M).len())
-            })
-        });
-        g.bench_function("h3", |b| {
-            b.iter(|| {
-                i = (i + 1) % qs.len();
-                black_box(h3.nearest(qs[i], K, RADIUS_M).len())
-            })
-        });
-        g.finish();
-
+        agree(n, &qs, &brute, &rt, &h3);
+        radius_queries(c, n, &qs, &brute, &rt, &h3);
+        knn_queries(c, n, &qs, &rt, &h3);
         if n <= 1_000_000 {
             let mut g = c.benchmark_group(format!("bulk_load/{n}"));
             g.sample_size(10);
@@ -198,6 +111,107 @@ fn bench(c: &mut Criterion) {
             g.finish();
         }
     }
+}
+
+/// Memory: the spatial structure alone, and the whole registry (records + id map + structure), printed;
+/// returns the two indexes.
+fn memory(n: usize, cams: &[CameraRecord], points: &[(u32, QPoint)]) -> (RTreeIndex, H3Index) {
+    let t = Instant::now();
+    let (rtree_only, rtree_b) = bytes_per(n, || RTreeBackend::bulk_load(points.to_vec()));
+    let rtree_load = t.elapsed();
+    let t = Instant::now();
+    let (h3_only, h3_b) = bytes_per(n, || H3Backend::bulk_load(points.to_vec()));
+    let h3_load = t.elapsed();
+    drop((rtree_only, h3_only));
+    let (rt, rt_total) = bytes_per(n, || RTreeIndex::bulk_load(cams.to_vec()).0);
+    let (h3, h3_total) = bytes_per(n, || H3Index::bulk_load(cams.to_vec()).0);
+    let records_b = {
+        let (v, b) = bytes_per(n, || cams.to_vec());
+        drop(v);
+        b
+    };
+    println!(
+        "index n={n}: bulk load rstar {:.2}s h3 {:.2}s | spatial bytes/camera rstar {rtree_b:.1} h3 {h3_b:.1} | \
+         registry bytes/camera rstar {rt_total:.1} h3 {h3_total:.1} (of which records alone {records_b:.1})",
+        rtree_load.as_secs_f64(),
+        h3_load.as_secs_f64()
+    );
+    (rt, h3)
+}
+
+/// Equal answers before timing: rstar and H3 against brute force, radius and k-nearest.
+fn agree(n: usize, qs: &[LatLon], brute: &BruteForceIndex, rt: &RTreeIndex, h3: &H3Index) {
+    let checked = if n >= 10_000_000 { 50 } else { 200 };
+    let mut hits = 0;
+    for q in &qs[..checked] {
+        let want = answer(brute, *q, None);
+        hits += want.len();
+        assert_eq!(answer(rt, *q, None), want, "rstar disagrees with brute force at {q:?}");
+        assert_eq!(answer(h3, *q, None), want, "h3 disagrees with brute force at {q:?}");
+        let want_k = answer(brute, *q, Some(K));
+        assert_eq!(answer(rt, *q, Some(K)), want_k);
+        assert_eq!(answer(h3, *q, Some(K)), want_k);
+    }
+    println!(
+        "index n={n}: {checked} queries agree, {:.1} cameras per 250 m query on average",
+        hits as f64 / checked as f64
+    );
+}
+
+fn radius_queries(c: &mut Criterion, n: usize, qs: &[LatLon], brute: &BruteForceIndex, rt: &RTreeIndex, h3: &H3Index) {
+    let mut g = c.benchmark_group(format!("radius_250m/{n}"));
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    g.bench_function("rstar", |b| {
+        b.iter(|| {
+            i = (i + 1) % qs.len();
+            black_box(rt.within(qs[i], RADIUS_M).len())
+        })
+    });
+    // What a peer's radius search answers (ids in distance order), without building records: the figure
+    // compared with Redis, Tile38 and PostGIS (benches/peers.sh).
+    let mut hits = Vec::new();
+    g.bench_function("rstar_ids", |b| {
+        b.iter(|| {
+            i = (i + 1) % qs.len();
+            rt.within_slots(qs[i], RADIUS_M, &mut hits);
+            black_box(hits.iter().map(|h| rt.id(h.slot).len()).sum::<usize>())
+        })
+    });
+    g.bench_function("h3", |b| {
+        b.iter(|| {
+            i = (i + 1) % qs.len();
+            black_box(h3.within(qs[i], RADIUS_M).len())
+        })
+    });
+    if n <= 1_000_000 {
+        g.sample_size(10).measurement_time(Duration::from_secs(5));
+        g.bench_function("brute_force", |b| {
+            b.iter(|| {
+                i = (i + 1) % qs.len();
+                black_box(brute.within(qs[i], RADIUS_M).len())
+            })
+        });
+    }
+    g.finish();
+}
+
+fn knn_queries(c: &mut Criterion, n: usize, qs: &[LatLon], rt: &RTreeIndex, h3: &H3Index) {
+    let mut g = c.benchmark_group(format!("knn_8_within_250m/{n}"));
+    let mut i = 0usize;
+    g.bench_function("rstar", |b| {
+        b.iter(|| {
+            i = (i + 1) % qs.len();
+            black_box(rt.nearest(qs[i], K, RADIUS_M).len())
+        })
+    });
+    g.bench_function("h3", |b| {
+        b.iter(|| {
+            i = (i + 1) % qs.len();
+            black_box(h3.nearest(qs[i], K, RADIUS_M).len())
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -1,4 +1,4 @@
-//! Registry updates at heartbeat rate while decisions continue (issue 10, item 2).
+//! Registry updates at heartbeat rate while decisions continue.
 //!
 //! N cameras (default 10M: the shared city layout, plus 50,000 around the real Nashville calls), then on one
 //! thread, as the service's loop does: apply a block of registry updates through the service's own decode +

@@ -25,7 +25,7 @@ pub struct VerifySection {
     pub key: Vec<PublicKey>,
 }
 
-/// The whole bridge configuration (README, "Driving cameras: the bridge").
+/// The whole bridge configuration (docs/driving-cameras.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeConfig {
@@ -85,7 +85,7 @@ impl BridgeStats {
             Outcome::Delivered { .. } => self.delivered += 1,
             Outcome::Failed { .. } => self.failed += 1,
             Outcome::Expired { .. } => self.expired += 1,
-            Outcome::Refused { reason, .. } => *self.refused.entry((*reason).to_string()).or_default() += 1,
+            Outcome::Refused { reason, .. } => *self.refused.entry(reason.as_str().to_string()).or_default() += 1,
             Outcome::Interrupted => {}
         }
     }
@@ -107,9 +107,7 @@ struct InFlight {
 pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result<BridgeStats> {
     let keys = crate::keys::command_keys(&cfg.verify.key)?;
     let mut bridge = Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone(), wall_ms)?;
-    for r in Bridge::REFUSALS {
-        metrics::counter!("dispatch_trigger_bridge_refused_total", "reason" => r).absolute(0);
-    }
+    trigger_bridge::telemetry::register();
     let feed = CommandFeed::open(&cfg.kafka)?;
     health.ready.store(true, Relaxed);
     tracing::info!(cameras = cfg.camera.len(), targets = cfg.target.len(), topic = %cfg.kafka.topics.commands, "bridge ready");

@@ -1,6 +1,6 @@
 //! The dispatch-trigger application. `runtime` is the process every long-running command shares (layered
 //! configuration, logs, endpoints, signals); one module per application over it: `serve` (the Kafka service),
-//! `bridge` (driving cameras), `offline` and `simulate` (replays of a CAD log through the engine, no broker),
+//! `bridge` (driving cameras), `ingest` (a city's live CAD feed onto the CFS topic), `offline` and `simulate` (replays of a CAD log through the engine, no broker),
 //! `report` and `transparency` (reports from the audit trail), `kafka_tools` (demo, publishing a layout, a
 //! CAD log or break-glass requests). Shared by them: `config` (the policy and its tables from disk), `keys`
 //! (signing and verifying keys), `cameras` (layouts), `index` (the camera index of the chosen backend).
@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod cameras;
 pub mod config;
 pub mod index;
+pub mod ingest;
 pub mod kafka_tools;
 pub mod keys;
 pub mod offline;

@@ -80,7 +80,7 @@ fn top_rejects(rejects: &[Rejected]) -> Vec<String> {
 pub fn check_decoded(d: &Decoded) -> std::result::Result<(), String> {
     let (bad, total) = (d.rejects.len(), d.rejects.len() + d.events.len());
     for (kind, w) in &d.warnings {
-        eprintln!("warning: {} records: {kind} (e.g. {:?}); see README, \"Adding a city\"", w.count, w.examples);
+        eprintln!("warning: {} records: {kind} (e.g. {:?}); see docs/adding-a-city.md", w.count, w.examples);
     }
     if bad == 0 {
         return Ok(());
@@ -171,7 +171,7 @@ pub fn check_summary(s: &Summary) -> std::result::Result<(), String> {
         problems.push(format!(
             "no event's type text corroborated a trigger category ({} decisions; outcomes {:?}): nothing could \
              start a camera. If the export has such calls, the profile's type_text does not read the column that \
-             names them (README, \"The vocabularies\")",
+             names them (docs/adding-a-city.md, \"The vocabularies\")",
             s.decisions, s.outcomes
         ));
     }
@@ -360,19 +360,7 @@ pub fn run(
         counts.row(&r.position, Err(r.reason));
         sink.undecodable(r)?;
     }
-    let classification: BTreeMap<String, String> = engine
-        .policy()
-        .config
-        .agencies
-        .iter()
-        .map(|a| (a.id.clone(), engine.policy().classification_digest(&a.id).to_string()))
-        .collect();
-    let documents: BTreeMap<&str, serde_json::Value> =
-        classification.iter().map(|(id, digest)| (digest.as_str(), engine.policy().classification(id))).collect();
-    let mut cw = writer(&opts.out_dir, "classification.json")?;
-    serde_json::to_writer_pretty(&mut cw, &documents)?;
-    cw.write_all(b"\n")?;
-    cw.flush()?;
+    let classification = write_classification(engine, &opts.out_dir)?;
     event_time_order(&mut decoded.events);
     decide_all(engine, cams, &decoded.events, opts, &mut sink, &mut counts)?;
     let s = Summary {
@@ -402,11 +390,33 @@ pub fn run(
         by_category: counts.by_category,
         audit_head: sink.finish()?,
     };
-    let mut sw = writer(&opts.out_dir, "summary.json")?;
-    serde_json::to_writer_pretty(&mut sw, &s)?;
-    sw.write_all(b"\n")?;
-    sw.flush()?;
+    write_json(&opts.out_dir, "summary.json", &s)?;
     Ok(s)
+}
+
+/// classification.json: the classification in force per agency, keyed by the digest every audit record
+/// carries; returns agency -> digest.
+fn write_classification(engine: &Engine, out_dir: &Path) -> Result<BTreeMap<String, String>> {
+    let policy = engine.policy();
+    let classification: BTreeMap<String, String> = policy
+        .config
+        .agencies
+        .iter()
+        .map(|a| (a.id.clone(), policy.classification_digest(&a.id).to_string()))
+        .collect();
+    let documents: BTreeMap<&str, serde_json::Value> =
+        classification.iter().map(|(id, digest)| (digest.as_str(), policy.classification(id))).collect();
+    write_json(out_dir, "classification.json", &documents)?;
+    Ok(classification)
+}
+
+/// `value` as pretty JSON in `out_dir/name`, with a final newline.
+fn write_json(out_dir: &Path, name: &str, value: &impl Serialize) -> Result<()> {
+    let mut w = writer(out_dir, name)?;
+    serde_json::to_writer_pretty(&mut w, value)?;
+    w.write_all(b"\n")?;
+    w.flush()?;
+    Ok(())
 }
 
 /// Decide every event in order (break-glass requests at their own times among them), paced as asked.

@@ -23,6 +23,17 @@ pub enum Knob {
 }
 
 impl Knob {
+    pub const ALL: [Knob; 3] = [Knob::Radius, Knob::MaxCameras, Knob::RadiusCap];
+
+    /// Its one name: in `--vary`, simulation.json and .csv, and the map files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Knob::Radius => "radius",
+            Knob::MaxCameras => "max_cameras",
+            Knob::RadiusCap => "radius_cap",
+        }
+    }
+
     fn apply(self, cfg: &mut PolicyConfig, v: f64) {
         match self {
             Knob::Radius => cfg.categories.values_mut().for_each(|c| c.radius_m = v),
@@ -37,12 +48,10 @@ impl Knob {
 
 /// `--vary radius=100,250,500`.
 pub fn parse_vary(s: &str) -> Result<(Knob, Vec<f64>)> {
-    let (k, vs) = s.split_once('=').context("--vary takes KNOB=V1,V2,... (radius, max_cameras, radius_cap)")?;
-    let knob = match k.trim() {
-        "radius" => Knob::Radius,
-        "max_cameras" => Knob::MaxCameras,
-        "radius_cap" => Knob::RadiusCap,
-        other => bail!("--vary: unknown knob {other:?} (radius, max_cameras, radius_cap)"),
+    let names = Knob::ALL.map(Knob::as_str).join(", ");
+    let (k, vs) = s.split_once('=').with_context(|| format!("--vary takes KNOB=V1,V2,... ({names})"))?;
+    let Some(knob) = Knob::ALL.into_iter().find(|n| n.as_str() == k.trim()) else {
+        bail!("--vary: unknown knob {:?} ({names})", k.trim())
     };
     let values = vs
         .split(',')
@@ -151,7 +160,7 @@ fn one_setting(
         }
     }
     let n = index.len() as f64;
-    let map = format!("map-{}-{}.png", serde_json::to_value(o.knob)?.as_str().unwrap_or("knob"), v);
+    let map = format!("map-{}-{}.png", o.knob.as_str(), v);
     density_map(index, &per_camera, &o.out.join(&map))?;
     Ok(Setting {
         knob: o.knob,
@@ -188,7 +197,7 @@ fn write_outputs(settings: &[Setting], out: &Path) -> Result<()> {
     ])?;
     for s in settings {
         w.write_record([
-            format!("{:?}", s.knob).to_lowercase(),
+            s.knob.as_str().to_string(),
             s.value.to_string(),
             s.incidents_triggered.to_string(),
             s.recordings_started.to_string(),

@@ -82,6 +82,44 @@ fn month(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m").to_string()).unwrap_or_default()
 }
 
+/// The area of a decision at the report's resolution (coarser cells as they are).
+fn coarse_cell(area_h3: &str, res: h3o::Resolution) -> Option<String> {
+    let c = area_h3.parse::<h3o::CellIndex>().ok()?;
+    Some(if c.resolution() > res { c.parent(res).unwrap_or(c) } else { c }.to_string())
+}
+
+/// The type texts that started cameras, per agency and category, most decisions first.
+fn type_texts(texts: BTreeMap<(String, String, String), (u64, u64)>) -> Vec<TypeText> {
+    let mut out: Vec<TypeText> = texts
+        .into_iter()
+        .map(|((agency, category, type_text), (decisions, cameras_activated))| TypeText {
+            agency,
+            category,
+            type_text,
+            decisions,
+            cameras_activated,
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.agency, &a.category, b.decisions).cmp(&(&b.agency, &b.category, a.decisions)));
+    out
+}
+
+impl Row {
+    /// A refusal or an override, by the decision's outcome.
+    fn count_outcome(&mut self, outcome: &str) {
+        match outcome {
+            "blocked_type" => self.refused_blocked_type += 1,
+            "uncorroborated" => self.refused_uncorroborated += 1,
+            "refused_stale" => self.refused_stale += 1,
+            "outside_incident_window" => self.refused_outside_incident_window += 1,
+            "outside_jurisdiction" => self.refused_outside_jurisdiction += 1,
+            "break_glass_granted" => self.break_glass_uses += 1,
+            "break_glass_refused" => self.break_glass_refused += 1,
+            _ => {}
+        }
+    }
+}
+
 /// Build the report from a verified audit trail.
 pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
     let res =
@@ -101,28 +139,13 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
             month: key.2.clone(),
             ..Row::default()
         });
-        match r.outcome.as_str() {
-            "blocked_type" => row.refused_blocked_type += 1,
-            "uncorroborated" => row.refused_uncorroborated += 1,
-            "refused_stale" => row.refused_stale += 1,
-            "outside_incident_window" => row.refused_outside_incident_window += 1,
-            "outside_jurisdiction" => row.refused_outside_jurisdiction += 1,
-            "break_glass_granted" => row.break_glass_uses += 1,
-            "break_glass_refused" => row.break_glass_refused += 1,
-            _ => {}
-        }
+        row.count_outcome(&r.outcome);
         // The count, not the per-camera detail: it outlives the detail's retention.
         let starts = r.cameras_started as u64;
         if starts > 0 {
             let t = texts.entry((r.agency_id.clone(), r.category.clone(), r.type_text.clone())).or_default();
             (t.0, t.1) = (t.0 + 1, t.1 + starts);
-            let cell = r
-                .area_h3
-                .parse::<h3o::CellIndex>()
-                .ok()
-                .map(|c| if c.resolution() > res { c.parent(res).unwrap_or(c) } else { c })
-                .map(|c| c.to_string());
-            let e = incidents.entry(&r.incident_ref).or_insert((key, 0, cell));
+            let e = incidents.entry(&r.incident_ref).or_insert((key, 0, coarse_cell(&r.area_h3, res)));
             e.1 += starts;
         }
     }
@@ -131,19 +154,8 @@ pub fn build(audit: &Path, resolution: u8, min_count: u64) -> Result<Report> {
         .into_iter()
         .map(|(h3_cell, n)| Area { h3_cell, incidents_triggered: (n >= min_count).then_some(n) })
         .collect();
-    let mut type_texts: Vec<TypeText> = texts
-        .into_iter()
-        .map(|((agency, category, type_text), (decisions, cameras_activated))| TypeText {
-            agency,
-            category,
-            type_text,
-            decisions,
-            cameras_activated,
-        })
-        .collect();
-    type_texts.sort_by(|a, b| (&a.agency, &a.category, b.decisions).cmp(&(&b.agency, &b.category, a.decisions)));
     Ok(Report {
-        type_texts,
+        type_texts: type_texts(texts),
         classifications: classifications
             .into_iter()
             .map(|((agency, classification), records)| ClassificationUse { agency, classification, records })
@@ -299,8 +311,8 @@ fn charts(report: &Report) -> String {
     html
 }
 
-/// The tables: by agency x category x month, and by area.
-fn tables(report: &Report) -> String {
+/// The table by agency, category and month (rows with anything to say).
+fn rows_table(report: &Report) -> String {
     let mut html = String::new();
     html.push_str("<h2>By agency, category and month</h2><table><tr><th>agency</th><th>category</th><th>month</th><th>incidents triggered</th><th>cameras activated</th><th>median per incident</th><th>max per incident</th><th>blocked types</th><th>not corroborated</th><th>stale (backlog)</th><th>outside incident window</th><th>outside jurisdiction</th><th>break-glass granted</th><th>break-glass refused</th></tr>");
     for r in report.rows.iter().filter(|r| {
@@ -333,6 +345,12 @@ fn tables(report: &Report) -> String {
             r.break_glass_refused
         );
     }
+    html
+}
+
+/// The tables: by agency x category x month, and by area.
+fn tables(report: &Report) -> String {
+    let mut html = rows_table(report);
     html.push_str(
         "</table><h2>What each category stood for</h2><p class=\"note\">Every call-type text, as the CAD \
         sent it, under which cameras were started.</p><table><tr><th>agency</th><th>category</th><th>CAD type text</th>\

@@ -7,8 +7,9 @@ use common::Broker;
 use prost::Message as _;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+use trigger_kafka::options::RetryPolicy;
 use trigger_kafka::settings::Role;
-use trigger_kafka::sink::{Delivering, RetryPolicy};
+use trigger_kafka::sink::Delivering;
 use trigger_kafka::OutRecord;
 use trigger_proto::v1::ActivationRecord;
 

@@ -6,7 +6,7 @@
 //! carry an opaque reference).
 //!
 //! By design, dead-letter payloads (and a replay's rejects.jsonl) keep the refused input's original bytes:
-//! README, "Bad input and personal data", says how long they are kept.
+//! docs/privacy-and-audit.md, "Bad input and personal data", says how long they are kept.
 
 mod common;
 

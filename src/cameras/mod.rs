@@ -1,6 +1,6 @@
 //! Camera layouts: a seeded synthetic generator, and files in JSONL, CSV or GeoJSON.
 //!
-//! The consent mix of a generated layout (documented in README.md, "Camera layouts"):
+//! The consent mix of a generated layout (documented in docs/adding-a-city.md, `cameras generate`):
 //! categories — 45% all seven program categories, 25% property only (burglary, vehicle break-in,
 //! robbery), 15% violence only (shots fired, shooting, stabbing, hostage), 10% burglary only, 5% all seven
 //! plus alarm calls; owner radius 100/200/300/500 m (20/35/30/15%); quiet hours 22:00-07:00 (40%),

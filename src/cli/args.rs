@@ -102,7 +102,7 @@ pub(crate) struct SimulateArgs {
 
 #[derive(Args)]
 pub(crate) struct BreakGlassSendArgs {
-    /// Requests, one JSON object per line (see README, Break-glass).
+    /// Requests, one JSON object per line (see docs/privacy-and-audit.md, "Break-glass").
     pub(crate) file: PathBuf,
     #[command(flatten)]
     pub(crate) target: KafkaTarget,
@@ -332,6 +332,16 @@ pub(crate) struct CommandsVerifyArgs {
     /// Check expiry at this instant (ms since the epoch) and count expired commands as failures.
     #[arg(long)]
     pub(crate) at: Option<i64>,
+}
+
+#[derive(Args)]
+pub(crate) struct IngestArgs {
+    /// TOML configuration (see config/ingest.toml).
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
 }
 
 #[derive(Args)]

@@ -92,9 +92,13 @@ pub(crate) enum Command {
     Commands(CommandsCmd),
     /// Run the Kafka consumer service (layered config: defaults, --config FILE, DT_* environment).
     Serve(ServeArgs),
+    /// Bring a city's live CAD feed onto the CFS topic: poll its reporting database (`[sql]`) and write each
+    /// new or changed row as a revision, through the city's CSV profile, with the source's watermark beside the
+    /// records (docs/connecting-a-cad.md).
+    Ingest(IngestArgs),
     /// Drive cameras: consume the commands topic in the bridge's own group, verify each command's signature,
     /// deduplicate across restarts, and make each served camera's target (MQTT, Frigate, Home Assistant,
-    /// ZoneMinder zmtrigger) start or stop recording (README, "Driving cameras: the bridge").
+    /// ZoneMinder zmtrigger) start or stop recording (docs/driving-cameras.md).
     Bridge(BridgeArgs),
     /// The whole Kafka path with zero setup: an in-process broker, a generated registry, the service, and the
     /// bundled CAD sample replayed through it; prints the summary with end-to-end latency percentiles.

@@ -1,7 +1,7 @@
-//! The Kafka commands: `serve`, `bridge`, `demo`, `topics create`, `break-glass send`.
+//! The Kafka commands: `serve`, `bridge`, `ingest`, `demo`, `topics create`, `break-glass send`.
 
 use super::{create_parent, decode_file, event_points};
-use crate::cli::{BreakGlassSendArgs, BridgeArgs, DemoArgs, InputFormat, ServeArgs, TopicsCreateArgs};
+use crate::cli::{BreakGlassSendArgs, BridgeArgs, DemoArgs, IngestArgs, InputFormat, ServeArgs, TopicsCreateArgs};
 use anyhow::{Context, Result};
 use dispatch_trigger::runtime::{self, LogSection, Process};
 use dispatch_trigger::serve::{self, ServeConfig};
@@ -38,6 +38,18 @@ pub(super) fn bridge(a: BridgeArgs) -> Result<()> {
     let process = Process::start(&cfg.log, &cfg.http)?;
     let stats = dispatch_trigger::bridge::run(&cfg, &process.health, &process.shutdown)?;
     tracing::info!(stats = %serde_json::to_string(&stats)?, "stopped");
+    Ok(())
+}
+
+pub(super) fn ingest(policy: &Path, a: IngestArgs) -> Result<()> {
+    let cfg = dispatch_trigger::ingest::IngestConfig::load(&a.config)?;
+    if a.print_config {
+        println!("{}", toml::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    let process = Process::start(&cfg.log, &cfg.http)?;
+    let written = dispatch_trigger::ingest::run(&cfg, policy, &process.health, &process.shutdown)?;
+    tracing::info!(rows = written.rows, records = written.records, dead_letters = written.dead_letters, "stopped");
     Ok(())
 }
 

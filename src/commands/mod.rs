@@ -37,6 +37,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Replay(a) => replay::offline(policy, a),
         Command::Serve(a) => kafka::serve(a),
         Command::Bridge(a) => kafka::bridge(a),
+        Command::Ingest(a) => kafka::ingest(policy, a),
         Command::Audit(AuditCmd::Verify(a)) => audit::verify(a),
         Command::Audit(AuditCmd::Redact(a)) => audit::redact(a),
         Command::Simulate(a) => reports::simulate(policy, a),

@@ -5,6 +5,7 @@ use super::kafka_target;
 use crate::cli::{CommandsVerifyArgs, KeygenArgs};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
+use trigger_bridge::Refusal;
 use trigger_core::CommandRefusal;
 
 pub(super) fn keygen(a: KeygenArgs) -> Result<()> {
@@ -36,10 +37,10 @@ fn records(a: &CommandsVerifyArgs) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// One record against the keys: signature and key id always, expiry only at a given instant.
-fn check(keys: &trigger_core::CommandKeys, bytes: &[u8], at: Option<i64>) -> Result<(), (&'static str, String)> {
-    let (c, sig) = trigger_cad::commands::decode_command(bytes).map_err(|e| (e.reason(), e.to_string()))?;
+fn check(keys: &trigger_core::CommandKeys, bytes: &[u8], at: Option<i64>) -> Result<(), (Refusal, String)> {
+    let (c, sig) = trigger_cad::commands::decode_command(bytes).map_err(|e| (Refusal::Malformed, e.to_string()))?;
     let r: Result<(), CommandRefusal> = keys.verify(&c, sig.as_ref(), at.unwrap_or(c.expires_at));
-    r.map_err(|r| (r.as_str(), r.to_string()))
+    r.map_err(|r| (Refusal::of(&r), r.to_string()))
 }
 
 pub(super) fn verify(a: CommandsVerifyArgs) -> Result<()> {
@@ -51,7 +52,7 @@ pub(super) fn verify(a: CommandsVerifyArgs) -> Result<()> {
             None => ok += 1,
             Some((reason, detail)) => {
                 failed += 1;
-                *by_reason.entry(reason).or_default() += 1;
+                *by_reason.entry(reason.as_str()).or_default() += 1;
                 if failed <= 20 {
                     println!("{at}: REFUSED {detail}");
                 }

@@ -12,19 +12,6 @@ use trigger_kafka::{KafkaSettings, Publisher};
 
 use trigger_kafka::wall_ms;
 
-/// Sleep for `wait` (which may be very long: a tiny `--speed` over far-apart events), waking early when asked
-/// to stop.
-fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
-    let until = Instant::now().checked_add(wait);
-    while !stop.load(Relaxed) {
-        let left = until.map_or(Duration::from_millis(200), |u| u.saturating_duration_since(Instant::now()));
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(200)));
-    }
-}
-
 /// The event as if it left the CAD now, keeping its recorded received -> emitted gap (the service refuses
 /// events that waited longer than `max_lag_s`, so a recorded log replayed later must be rebased).
 pub fn leaving_now(ev: &CallForService) -> CallForService {
@@ -111,13 +98,13 @@ pub fn send_cad_log(
     let mut pacer = Pacer::new(pace);
     let started = Instant::now();
     let mut report = SendReport::default();
-    let mut rejects = decoded.rejects.iter().peekable();
+    let mut rejects = decoded.rejects.iter();
     let bar = crate::progress_bar(decoded.events.len() as u64, "events sent");
     for (i, de) in decoded.events.iter().enumerate() {
         if stop.load(Relaxed) {
             break;
         }
-        sleep_unless_stopped(pacer.wait_before(de.event.emitted_at, started.elapsed()), stop);
+        crate::runtime::sleep_unless(pacer.wait_before(de.event.emitted_at, started.elapsed()), stop);
         if stop.load(Relaxed) {
             break;
         }
@@ -128,37 +115,48 @@ pub fn send_cad_log(
         report.events += 1;
         // Spread the bad records through the stream, so good events surround them.
         if include_rejects && (i % 8 == 7) {
-            if let Some(r) = rejects.next() {
-                p.raw(topic, r.position.as_bytes(), &r.original)?;
-                report.bad_records += 1;
-            }
+            report.bad_records += send_rejects(&mut p, topic, rejects.by_ref().take(1))?;
         }
         if i % 64 == 0 {
             bar.set_position(i as u64);
         }
     }
     if include_rejects {
-        for r in rejects {
-            p.raw(topic, r.position.as_bytes(), &r.original)?;
-            report.bad_records += 1;
-        }
+        report.bad_records += send_rejects(&mut p, topic, rejects)?;
     }
     bar.finish_and_clear();
     let acknowledged = delivered(&mut p, stop, "producing the CAD log");
     let never_sent = decoded.events.len() as u64 - report.events;
+    sent_in_full(acknowledged, never_sent, decoded.events.len()).map(|()| {
+        report.seconds = started.elapsed().as_secs_f64();
+        report
+    })
+}
+
+/// Refused input records, each sent as its original bytes; returns how many.
+fn send_rejects<'r>(
+    p: &mut Publisher,
+    topic: &str,
+    rejects: impl Iterator<Item = &'r trigger_cad::Rejected>,
+) -> Result<u64> {
+    let mut n = 0;
+    for r in rejects {
+        p.raw(topic, r.position.as_bytes(), &r.original)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A CAD log's send, told as it ended: every event acknowledged, or what was not (named by the publisher) and
+/// how many were never sent (a stop).
+fn sent_in_full(acknowledged: Result<usize>, never_sent: u64, events: usize) -> Result<()> {
     match acknowledged {
         Err(e) if never_sent > 0 => Err(e.context(format!("stopped: {never_sent} more events were never sent"))),
         Err(e) => Err(e),
         Ok(_) if never_sent > 0 => {
-            anyhow::bail!(
-                "stopped: {never_sent} of {} events were never sent (every one sent was acknowledged)",
-                decoded.events.len()
-            )
+            anyhow::bail!("stopped: {never_sent} of {events} events were never sent (every one sent was acknowledged)")
         }
-        Ok(_) => {
-            report.seconds = started.elapsed().as_secs_f64();
-            Ok(report)
-        }
+        Ok(_) => Ok(()),
     }
 }
 

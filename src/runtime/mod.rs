@@ -7,8 +7,9 @@ pub mod layered;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use trigger_kafka::Health;
 
 pub use endpoints::spawn_http;
@@ -112,6 +113,19 @@ pub fn shutdown_flag() -> Result<Arc<AtomicBool>> {
         signal_hook::flag::register(sig, flag.clone())?;
     }
     Ok(flag)
+}
+
+/// Sleep for `wait` (which may be very long: a tiny `--speed` over far-apart events), waking early when asked
+/// to stop.
+pub fn sleep_unless(wait: Duration, stop: &AtomicBool) {
+    let until = Instant::now().checked_add(wait);
+    while !stop.load(Relaxed) {
+        let left = until.map_or(Duration::from_millis(200), |u| u.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(200)));
+    }
 }
 
 /// What a long-running process has once it started: its health (read by the endpoints) and the flag its

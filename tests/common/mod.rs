@@ -1,6 +1,8 @@
 //! Shared by the Kafka tests: cameras and calls around one spot in Nashville, and reading commands back.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub(crate) mod postgres;
+
 use std::time::Duration;
 use trigger_core::{CallForService, CameraCommand, CameraRecord, Category, Consent, Location, Status};
 use trigger_kafka::{codec, inspect, KafkaSettings};
@@ -249,7 +251,7 @@ pub(crate) fn kafka_section(settings: &KafkaSettings) -> String {
     format!(
         "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\n{delivery}\
          [kafka.topics]\ncfs = \"{}\"\nregistry = \"{}\"\ncommands = \"{}\"\naudit = \"{}\"\nnotices = \"{}\"\n\
-         dead_letter = \"{}\"\nchangelog = \"{}\"\nleader = \"{}\"\n",
+         dead_letter = \"{}\"\nchangelog = \"{}\"\nleader = \"{}\"\nwatermark = \"{}\"\n",
         settings.bootstrap_servers,
         settings.group_id,
         t.cfs,
@@ -259,7 +261,8 @@ pub(crate) fn kafka_section(settings: &KafkaSettings) -> String {
         t.notices,
         t.dead_letter,
         t.changelog,
-        t.leader
+        t.leader,
+        t.watermark
     )
 }
 

@@ -142,8 +142,7 @@ fn attempt(target: &mut dyn Target, camera: &mut Camera, shared: &Shared) -> Opt
             Ok(()) => Outcome::Delivered { kind },
             Err(TargetError::Permanent(error)) => Outcome::Failed { kind, error },
             Err(TargetError::Retriable(last_error)) => {
-                metrics::counter!("dispatch_trigger_bridge_retries_total", "kind" => kind).increment(1);
-                tracing::debug!(command_id = %job.cmd.command_id, error = %last_error, "delivery failed; retrying");
+                crate::telemetry::retry(kind, &job.cmd.command_id, &last_error);
                 if (shared.now)() + camera.backoff.as_millis() as Millis <= job.cmd.expires_at {
                     camera.due = Instant::now() + camera.backoff;
                     camera.backoff = (camera.backoff * 2).min(shared.backoff_max.max(FIRST_BACKOFF));
@@ -167,16 +166,12 @@ fn resolve_doubt(
     events: &mut dyn EventIds,
 ) -> Option<Outcome> {
     let kind = target.kind();
+    use crate::telemetry::Doubt;
     let (resolution, outcome) = match target.already_has(cmd, name, events) {
-        Some(true) => ("already_delivered", Some(Outcome::Delivered { kind })),
-        Some(false) => ("not_delivered", None),
-        None => ("delivered_again", None),
+        Some(true) => (Doubt::AlreadyDelivered, Some(Outcome::Delivered { kind })),
+        Some(false) => (Doubt::NotDelivered, None),
+        None => (Doubt::DeliveredAgain, None),
     };
-    metrics::counter!("dispatch_trigger_bridge_in_doubt_total", "resolution" => resolution).increment(1);
-    if resolution == "delivered_again" {
-        tracing::warn!(command_id = %cmd.command_id, kind, "delivering again a command the last run began and did not finish (the target cannot be asked)");
-    } else {
-        tracing::info!(command_id = %cmd.command_id, kind, resolution, "a command the last run began and did not finish");
-    }
+    crate::telemetry::in_doubt(resolution, &cmd.command_id, kind);
     outcome
 }

@@ -14,6 +14,7 @@
 pub mod journal;
 mod lanes;
 pub mod targets;
+pub mod telemetry;
 
 use journal::Journal;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use targets::TargetConfig;
+use targets::{TargetConfig, TargetKind};
 use trigger_core::{CameraCommand, CommandKeys, Millis};
 
 /// `[bridge]`: where the journal lives and how deliveries are tried.
@@ -72,14 +73,13 @@ pub struct CameraEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The target acknowledged it.
-    Delivered { kind: &'static str },
-    /// Refused before any delivery: malformed, unsigned, unknown_key, bad_signature, expired,
-    /// unknown_camera, or replayed (already finished: a re-read after a restart, or a replay).
-    Refused { reason: &'static str, detail: String },
+    Delivered { kind: TargetKind },
+    /// Refused before any delivery, for a [`Refusal`].
+    Refused { reason: Refusal, detail: String },
     /// Retried until it expired, then dropped.
-    Expired { kind: &'static str, last_error: String },
+    Expired { kind: TargetKind, last_error: String },
     /// A permanent error (another try would fail the same way).
-    Failed { kind: &'static str, error: String },
+    Failed { kind: TargetKind, error: String },
     /// Shutdown came while retrying, or the journal could not be written: not finished, its offset must not
     /// be stored (the next run retries it).
     Interrupted,
@@ -93,6 +93,61 @@ impl Outcome {
             Self::Expired { .. } => "expired",
             Self::Failed { .. } => "failed",
             Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Why a command was refused before any delivery: a closed set, named by [`Refusal::as_str`] in metrics and
+/// logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Refusal {
+    /// Not a command the engine writes (undecodable, an unknown action or category, no id, an id that is not
+    /// plain ASCII).
+    Malformed,
+    Unsigned,
+    /// Signed by a key this bridge does not list.
+    UnknownKey,
+    /// The signature does not match the command.
+    BadSignature,
+    Expired,
+    /// A camera this bridge does not serve.
+    UnknownCamera,
+    /// Already finished: a record read again after a restart, or a replay.
+    Replayed,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 7] = [
+        Refusal::Malformed,
+        Refusal::Unsigned,
+        Refusal::UnknownKey,
+        Refusal::BadSignature,
+        Refusal::Expired,
+        Refusal::UnknownCamera,
+        Refusal::Replayed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::Unsigned => "unsigned",
+            Refusal::UnknownKey => "unknown_key",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Expired => "expired",
+            Refusal::UnknownCamera => "unknown_camera",
+            Refusal::Replayed => "replayed",
+        }
+    }
+
+    /// The verifier's refusal, in the bridge's terms.
+    pub fn of(r: &trigger_core::CommandRefusal) -> Self {
+        use trigger_core::CommandRefusal as R;
+        match r {
+            R::Unsigned => Refusal::Unsigned,
+            R::UnknownKey(_) => Refusal::UnknownKey,
+            R::BadSignature => Refusal::BadSignature,
+            R::Expired { .. } => Refusal::Expired,
+            R::Replayed(_) => Refusal::Replayed,
         }
     }
 }
@@ -159,7 +214,7 @@ impl Drop for Bridge {
     }
 }
 
-fn refused(reason: &'static str, detail: impl Into<String>) -> Outcome {
+fn refused(reason: Refusal, detail: impl Into<String>) -> Outcome {
     Outcome::Refused { reason, detail: detail.into() }
 }
 
@@ -238,14 +293,17 @@ impl Bridge {
         now: Millis,
     ) -> Result<(usize, String), Outcome> {
         if !plain_id(&cmd.command_id) {
-            return Err(refused("malformed", format!("command id {:?} is not plain ASCII", cmd.command_id)));
+            return Err(refused(Refusal::Malformed, format!("command id {:?} is not plain ASCII", cmd.command_id)));
         }
-        self.keys.verify(cmd, sig, now).map_err(|r| refused(r.as_str(), r.to_string()))?;
+        self.keys.verify(cmd, sig, now).map_err(|r| refused(Refusal::of(&r), r.to_string()))?;
         let Some((target, name)) = self.cameras.get(&cmd.camera_id).cloned() else {
-            return Err(refused("unknown_camera", format!("camera {:?} is not served by this bridge", cmd.camera_id)));
+            return Err(refused(
+                Refusal::UnknownCamera,
+                format!("camera {:?} is not served by this bridge", cmd.camera_id),
+            ));
         };
         if self.journal().finished(&cmd.command_id) {
-            return Err(refused("replayed", format!("command {} already reached an end", cmd.command_id)));
+            return Err(refused(Refusal::Replayed, format!("command {} already reached an end", cmd.command_id)));
         }
         Ok((target, name))
     }
@@ -266,7 +324,7 @@ impl Bridge {
     pub fn submit(&mut self, bytes: &[u8]) -> Submitted {
         let (cmd, sig) = match trigger_cad::commands::decode_command(bytes) {
             Ok(x) => x,
-            Err(e) => return Submitted::Finished(self.count(refused(e.reason(), e.to_string()), None)),
+            Err(e) => return Submitted::Finished(self.count(refused(Refusal::Malformed, e.to_string()), None)),
         };
         let (target, name) = match self.admit(&cmd, sig.as_ref(), (self.shared.now)()) {
             Ok(x) => x,
@@ -333,40 +391,9 @@ impl Bridge {
 
     /// Count and log an outcome.
     fn count(&self, o: Outcome, cmd: Option<(&CameraCommand, Millis)>) -> Outcome {
-        match &o {
-            Outcome::Delivered { kind } => {
-                let (c, at) = cmd.expect("a delivered command");
-                let action = targets::action_word(c.action);
-                metrics::counter!("dispatch_trigger_bridge_delivered_total", "kind" => *kind, "action" => action)
-                    .increment(1);
-                let s = (at - c.issued_at).max(0) as f64 / 1000.0;
-                metrics::histogram!("dispatch_trigger_bridge_issued_to_delivered_seconds").record(s);
-                tracing::info!(command_id = %c.command_id, camera_id = %c.camera_id, kind, action, "delivered");
-            }
-            Outcome::Refused { reason, detail } => {
-                metrics::counter!("dispatch_trigger_bridge_refused_total", "reason" => *reason).increment(1);
-                if *reason == "unknown_camera" || *reason == "replayed" {
-                    tracing::debug!(reason, detail, "refused");
-                } else {
-                    tracing::warn!(reason, detail, "refused");
-                }
-            }
-            Outcome::Expired { kind, last_error } => {
-                metrics::counter!("dispatch_trigger_bridge_expired_total", "kind" => *kind).increment(1);
-                tracing::warn!(kind, last_error, "expired while retrying: dropped");
-            }
-            Outcome::Failed { kind, error } => {
-                metrics::counter!("dispatch_trigger_bridge_failed_total", "kind" => *kind).increment(1);
-                tracing::warn!(kind, error, "failed");
-            }
-            Outcome::Interrupted => {}
-        }
+        telemetry::outcome(&o, cmd);
         o
     }
-
-    /// Every refusal reason (metric label values).
-    pub const REFUSALS: [&'static str; 7] =
-        ["malformed", "unsigned", "unknown_key", "bad_signature", "expired", "unknown_camera", "replayed"];
 }
 
 #[cfg(test)]
@@ -409,7 +436,7 @@ mod tests {
         };
         let bytes = trigger_cad::commands::command_to_pb(&cmd, Some(&signer)).encode_to_vec();
         let o = b.handle(&bytes);
-        assert!(matches!(o, Outcome::Refused { reason: "expired", .. }), "{o:?}");
+        assert!(matches!(o, Outcome::Refused { reason: Refusal::Expired, .. }), "{o:?}");
         drop(b);
         let j = Journal::open(dir.path(), 10, false).unwrap();
         assert!(!j.in_doubt("c-1") && j.finished("c-1"));

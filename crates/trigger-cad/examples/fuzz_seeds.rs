@@ -57,28 +57,48 @@ fn main() {
     let mut events: Vec<CallForService> = d.events.into_iter().map(|e| e.event).collect();
     events.sort_by_key(|e| e.emitted_at);
     let base = events.iter().find(|e| e.call_type_code == "83").cloned().unwrap_or_else(|| events[0].clone());
+    calls(&out, &events, &base);
+    csv_rows(&out);
+    cameras(&out, &base);
+    break_glass(&out, &base);
+    write(&out, "policy_toml", "policy.toml", &std::fs::read("config/policy.toml").unwrap());
+    copy_dir(&out, "code_table_toml", "config/codes", "toml");
+    copy_dir(&out, "profile_toml", "config/profiles", "toml");
+    eprintln!("seed corpora written to {}", out.display());
+}
+
+/// Calls one by one and in streams, protobuf and JSONL; the NENA EIDO samples.
+fn calls(out: &Path, events: &[CallForService], base: &CallForService) {
     let mut singles: Vec<CallForService> = events.iter().step_by(7).take(60).cloned().collect();
-    singles.extend(extremes(&base));
+    singles.extend(extremes(base));
     singles.push(CallForService { status: Status::Closed, revision: 2, ..base.clone() });
     for (i, ev) in singles.iter().enumerate() {
-        write(&out, "cfs_pb", &format!("ev{i:03}"), &trigger_cad::pb::to_pb(ev).encode_to_vec());
-        write(&out, "jsonl", &format!("ev{i:03}"), &trigger_cad::jsonl::encode([ev]));
+        write(out, "cfs_pb", &format!("ev{i:03}"), &trigger_cad::pb::to_pb(ev).encode_to_vec());
+        write(out, "jsonl", &format!("ev{i:03}"), &trigger_cad::jsonl::encode([ev]));
     }
     for (i, chunk) in events.chunks(6).take(30).enumerate() {
-        write(&out, "cfs_pb_stream", &format!("chunk{i:02}"), &trigger_cad::pb::encode_stream(chunk));
-        write(&out, "jsonl", &format!("chunk{i:02}"), &trigger_cad::jsonl::encode(chunk));
+        write(out, "cfs_pb_stream", &format!("chunk{i:02}"), &trigger_cad::pb::encode_stream(chunk));
+        write(out, "jsonl", &format!("chunk{i:02}"), &trigger_cad::jsonl::encode(chunk));
     }
-    write(&out, "cfs_pb_stream", "extremes", &trigger_cad::pb::encode_stream(&extremes(&base)));
-    copy_dir(&out, "eido", "../shared/data/eido", "json");
+    write(out, "cfs_pb_stream", "extremes", &trigger_cad::pb::encode_stream(&extremes(base)));
+    copy_dir(out, "eido", "../shared/data/eido", "json");
+}
+
+/// Rows of the real exports and of the example city, a few at a time.
+fn csv_rows(out: &Path) {
     for (i, c) in row_chunks("fixtures/nashville-mnpd-2024-07-01_07.csv", 4, 200).iter().enumerate() {
-        write(&out, "csv_nashville", &format!("rows{i:02}"), c.as_bytes());
+        write(out, "csv_nashville", &format!("rows{i:02}"), c.as_bytes());
     }
     for (i, c) in row_chunks("../shared/data/cad/nashville_mnpd_calls_2024_sample.csv", 4, 200).iter().enumerate() {
-        write(&out, "csv_nashville", &format!("export{i:02}"), c.as_bytes());
+        write(out, "csv_nashville", &format!("export{i:02}"), c.as_bytes());
     }
     for (i, c) in row_chunks("fixtures/example-city.csv", 2, 100).iter().enumerate() {
-        write(&out, "csv_example_city", &format!("rows{i:02}"), c.as_bytes());
+        write(out, "csv_example_city", &format!("rows{i:02}"), c.as_bytes());
     }
+}
+
+/// A camera at the base call, and the same camera broken one way at a time.
+fn cameras(out: &Path, base: &CallForService) {
     let cam = CameraRecord {
         camera_id: "cam-1".into(),
         owner_ref: "own-1".into(),
@@ -113,8 +133,12 @@ fn main() {
         bad(&|c| c.updated_at = i64::MIN),
     ];
     for (i, c) in cams.iter().enumerate() {
-        write(&out, "camera_record", &format!("cam{i}"), &trigger_cad::registry::camera_to_pb(c).encode_to_vec());
+        write(out, "camera_record", &format!("cam{i}"), &trigger_cad::registry::camera_to_pb(c).encode_to_vec());
     }
+}
+
+/// Break-glass requests, one sensible and three at the extremes.
+fn break_glass(out: &Path, base: &CallForService) {
     let bg = |expires: i64, radius: f64| {
         format!(
             r#"{{"agency_id":"nashville-mnpd","incident_id":"{}","radius_m":{radius},"max_cameras":12,"expires_at":{expires},"reason_code":"armed_suspect_search","authorisations":[{{"key_id":"k1","signature":"00"}},{{"key_id":"k2","signature":"ff"}}]}}"#,
@@ -124,10 +148,6 @@ fn main() {
     for (i, (e, r)) in
         [(base.emitted_at + 1_800_000, 600.0), (i64::MAX, 1e308), (i64::MIN, -1.0), (0, 0.0)].iter().enumerate()
     {
-        write(&out, "break_glass", &format!("req{i}"), bg(*e, *r).as_bytes());
+        write(out, "break_glass", &format!("req{i}"), bg(*e, *r).as_bytes());
     }
-    write(&out, "policy_toml", "policy.toml", &std::fs::read("config/policy.toml").unwrap());
-    copy_dir(&out, "code_table_toml", "config/codes", "toml");
-    copy_dir(&out, "profile_toml", "config/profiles", "toml");
-    eprintln!("seed corpora written to {}", out.display());
 }

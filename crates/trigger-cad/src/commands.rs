@@ -43,13 +43,6 @@ pub enum BadCommand {
     MissingId,
 }
 
-impl BadCommand {
-    /// The refusal reason (metric label): `malformed`.
-    pub fn reason(&self) -> &'static str {
-        "malformed"
-    }
-}
-
 /// Wire -> domain and the signature it carries (None: unsigned).
 pub fn command_from_pb(m: pb::CameraCommand) -> Result<(CameraCommand, Option<CommandSignature>), BadCommand> {
     if m.command_id.is_empty() || m.camera_id.is_empty() {

@@ -158,7 +158,8 @@ impl CsvProfile {
         (first, if has_final { !c.final_type_text.names().is_empty() } else { first })
     }
 
-    fn all_columns(&self) -> Vec<&str> {
+    /// Every column the profile reads, once each.
+    pub fn all_columns(&self) -> Vec<&str> {
         let c = &self.columns;
         let l = &self.lifecycle;
         let mut v = vec![c.incident_id.as_str(), l.created.as_str()];
@@ -272,19 +273,7 @@ fn row_events(
         .or_else(|| c.agency.as_deref().map(|a| row.get(a).to_string()))
         .or_else(|| p.agency_id.clone())
         .unwrap_or_default();
-    let location = match &c.point_wkt {
-        Some(w) => parse_wkt_point(row.get(w))?,
-        None => {
-            let lat = number(row.get(c.latitude.as_deref().unwrap_or_default()), "latitude")?;
-            let lon = number(row.get(c.longitude.as_deref().unwrap_or_default()), "longitude")?;
-            match (lat, lon) {
-                (Some(lat), Some(lon)) => Some((lat, lon)),
-                (None, None) => None,
-                _ => return Err(Reject::new(RejectReason::InvalidCoordinates, "only one of latitude / longitude")),
-            }
-        }
-    }
-    .map(|(lat, lon)| Location { lat, lon, uncertainty_m: p.coordinate_uncertainty_m });
+    let location = row_location(p, row)?;
     let priority = match c.priority.as_deref().map(|col| row.get(col)) {
         None => 0,
         Some(cell) => p.priority(cell).unwrap_or_else(|| {
@@ -299,14 +288,7 @@ fn row_events(
     let (code1, text1) = (row.joined(&c.final_type_code), row.joined(&c.final_type_text));
     let (code1, text1) =
         if code1.is_empty() && text1.is_empty() { (code0.clone(), text0.clone()) } else { (code1, text1) };
-    let l = &p.lifecycle;
-    let later = [
-        (Status::Dispatched, &l.dispatched),
-        (Status::OnScene, &l.on_scene),
-        (Status::Closed, &l.closed),
-        (Status::Cancelled, &l.cancelled),
-    ];
-    let mut events = vec![CallForService {
+    let first = CallForService {
         incident_id,
         agency_id,
         revision: 1,
@@ -317,7 +299,45 @@ fn row_events(
         location,
         received_at,
         emitted_at: received_at,
-    }];
+    };
+    Ok(later_revisions(p, row, first, &code1, &text1))
+}
+
+/// A row's location: a WKT point, or a latitude and a longitude column (both or neither).
+fn row_location(p: &CsvProfile, row: &Row<'_>) -> Result<Option<Location>, Reject> {
+    let c = &p.columns;
+    let point = match &c.point_wkt {
+        Some(w) => parse_wkt_point(row.get(w))?,
+        None => {
+            let lat = number(row.get(c.latitude.as_deref().unwrap_or_default()), "latitude")?;
+            let lon = number(row.get(c.longitude.as_deref().unwrap_or_default()), "longitude")?;
+            match (lat, lon) {
+                (Some(lat), Some(lon)) => Some((lat, lon)),
+                (None, None) => None,
+                _ => return Err(Reject::new(RejectReason::InvalidCoordinates, "only one of latitude / longitude")),
+            }
+        }
+    };
+    Ok(point.map(|(lat, lon)| Location { lat, lon, uncertainty_m: p.coordinate_uncertainty_m }))
+}
+
+/// The first revision, then one per lifecycle time the row has (with the final type), in order; a time that
+/// cannot be read or that goes back in time is a reject of its own, and the row's other revisions stand.
+fn later_revisions(
+    p: &CsvProfile,
+    row: &Row<'_>,
+    first: CallForService,
+    code1: &str,
+    text1: &str,
+) -> (Vec<CallForService>, Vec<Reject>) {
+    let l = &p.lifecycle;
+    let later = [
+        (Status::Dispatched, &l.dispatched),
+        (Status::OnScene, &l.on_scene),
+        (Status::Closed, &l.closed),
+        (Status::Cancelled, &l.cancelled),
+    ];
+    let mut events = vec![first];
     let mut bad = vec![];
     for (status, col) in later {
         let Some(col) = col else { continue };
@@ -340,13 +360,74 @@ fn row_events(
         events.push(CallForService {
             revision: prev.revision + 1,
             status,
-            call_type_code: code1.clone(),
-            call_type_text: text1.clone(),
+            call_type_code: code1.to_string(),
+            call_type_text: text1.to_string(),
             emitted_at: t,
             ..prev
         });
     }
-    Ok((events, bad))
+    (events, bad)
+}
+
+/// One row of a table (a CAD reporting database's, read live) as the incident stands in it: the latest of
+/// the revisions the profile reads from the row (the status of its latest lifecycle time, the final type if
+/// present), as revision `revision` emitted at `emitted_at` (the row's last update). `columns` names the
+/// row's columns in order; a column the profile reads and the row lacks is a `MissingColumns` error of the
+/// source's, reported before any row ([`CsvProfile::missing_columns`]).
+pub fn row_state(
+    p: &CsvProfile,
+    columns: &std::collections::HashMap<String, usize>,
+    fields: Vec<&str>,
+    revision: u32,
+    emitted_at: trigger_core::Millis,
+    opts: &DecodeOptions,
+) -> Result<CallForService, Reject> {
+    let row = Row { fields, idx: columns, join: &p.join };
+    let (events, _bad_later_times) = row_events(p, &row, opts, &mut Vec::new())?;
+    let latest = events.into_iter().last().expect("a row yields its first revision at least");
+    Ok(CallForService { revision, emitted_at, ..latest })
+}
+
+impl CsvProfile {
+    /// The columns the profile reads that `columns` does not have.
+    pub fn missing_columns(&self, columns: &std::collections::HashMap<String, usize>) -> Vec<String> {
+        self.all_columns().into_iter().filter(|c| !columns.contains_key(*c)).map(str::to_string).collect()
+    }
+}
+
+/// The header's column names and where each stands; `Err` when a column the profile maps is not there.
+fn header_index(
+    rdr: &mut csv::Reader<&[u8]>,
+    p: &CsvProfile,
+) -> Result<(Vec<String>, std::collections::HashMap<String, usize>), InputError> {
+    let header: Vec<String> = rdr
+        .byte_headers()
+        .map_err(|e| InputError::Header(e.to_string()))?
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let idx: std::collections::HashMap<String, usize> =
+        header.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
+    let missing = p.missing_columns(&idx);
+    if !missing.is_empty() {
+        return Err(InputError::MissingColumns { profile: p.name.clone(), missing, header });
+    }
+    Ok((header, idx))
+}
+
+/// [`row_events`], its unreadable priority cells warned about in `out` when the row decoded.
+fn row_events_warned(
+    p: &CsvProfile,
+    row: &Row<'_>,
+    opts: &DecodeOptions,
+    out: &mut Decoded,
+) -> Result<(Vec<CallForService>, Vec<Reject>), Reject> {
+    let mut unreadable = Vec::new();
+    let r = row_events(p, row, opts, &mut unreadable);
+    if r.is_ok() {
+        unreadable.iter().for_each(|v| out.warn("unreadable_priority", v));
+    }
+    r
 }
 
 /// Decode a whole CSV export. `Err` only for a header that does not fit the profile.
@@ -357,19 +438,7 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
         .or_else(|| data.strip_prefix("\u{ef}\u{bb}\u{bf}".as_bytes()))
         .unwrap_or(data);
     let mut rdr = csv::ReaderBuilder::new().delimiter(p.delimiter as u8).flexible(true).from_reader(data);
-    let header: Vec<String> = rdr
-        .byte_headers()
-        .map_err(|e| InputError::Header(e.to_string()))?
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
-        .collect();
-    let idx: std::collections::HashMap<String, usize> =
-        header.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
-    let missing: Vec<&str> = p.all_columns().into_iter().filter(|c| !idx.contains_key(*c)).collect();
-    if !missing.is_empty() {
-        let missing = missing.into_iter().map(str::to_string).collect();
-        return Err(InputError::MissingColumns { profile: p.name.clone(), missing, header });
-    }
+    let (header, idx) = header_index(&mut rdr, p)?;
     let mut out = Decoded::default();
     let mut rec = csv::ByteRecord::new();
     let mut row_no = 1usize; // the header is row 1
@@ -392,14 +461,7 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
             )),
             Ok(true) => match rec.iter().map(std::str::from_utf8).collect::<Result<Vec<_>, _>>() {
                 Err(e) => Err(Reject::new(RejectReason::MalformedCsv, format!("not UTF-8: {e}"))),
-                Ok(fields) => {
-                    let mut unreadable = Vec::new();
-                    let r = row_events(p, &Row { fields, idx: &idx, join: &p.join }, opts, &mut unreadable);
-                    if r.is_ok() {
-                        unreadable.iter().for_each(|v| out.warn("unreadable_priority", v));
-                    }
-                    r
-                }
+                Ok(fields) => row_events_warned(p, &Row { fields, idx: &idx, join: &p.join }, opts, &mut out),
             },
         };
         let source = Arc::new(source);

@@ -18,6 +18,13 @@ use trigger_core::{CallForService, Location, Millis, Reject, RejectReason, Statu
 
 const REVISION_EPOCH_MS: Millis = 1_577_836_800_000; // 2020-01-01T00:00:00Z
 
+/// The revision number of an incident's state last updated at `updated_at` (Unix ms): whole seconds since
+/// 2020-01-01T00:00:00Z, monotonic per incident (two updates within one second collide, and the second is
+/// refused as a duplicate revision). EIDO documents and database rows (`ingest`'s `sql` source) alike.
+pub fn revision_at(updated_at: Millis) -> u32 {
+    ((updated_at - REVISION_EPOCH_MS) / 1000).clamp(1, u32::MAX as i64) as u32
+}
+
 fn field<'a>(v: &'a Value, names: &[&str]) -> Option<&'a Value> {
     names.iter().find_map(|n| v.get(*n)).filter(|v| !v.is_null())
 }
@@ -104,6 +111,40 @@ fn status_of(doc: &Value, incident: Option<&Value>) -> Status {
     }
 }
 
+/// The agency a document names: its owning agency, the agency that updated it, or its first agency component.
+fn agency_of(doc: &Value) -> Option<String> {
+    text(doc, &["OwningAgencyIdentifier", "owningAgencyIdentifier"])
+        .map(String::from)
+        .or_else(|| field(doc, &["updatedByAgencyReference"]).and_then(|r| text(r, &["$ref"])).map(String::from))
+        .or_else(|| {
+            components(doc, &["agencyComponent"])
+                .first()
+                .and_then(|a| text(a, &["organizationIdentification", "$id"]))
+                .map(String::from)
+        })
+}
+
+/// The first readable location of a document, the incident's before a routing location before the caller's.
+fn location_of(doc: &Value) -> Result<Option<Location>, Reject> {
+    let locs = components(doc, &["locationComponent", "locationInformationComponent"]);
+    let rank = |l: &Value| match text(l, &["locationTypeDescriptionRegistryText"]).unwrap_or("") {
+        "Incident" => 0,
+        "RoutingLocation" => 1,
+        "Caller" => 2,
+        _ => 3,
+    };
+    let mut ordered: Vec<&Value> = locs.iter().collect();
+    ordered.sort_by_key(|l| rank(l));
+    for l in ordered {
+        if let Some(xml) = text(l, &["locationByValue"]) {
+            if let Some(loc) = pidf_location(xml)? {
+                return Ok(Some(loc));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// One EIDO document -> one CallForService revision.
 pub fn decode_document(doc: &Value, opts: &DecodeOptions) -> Result<CallForService, Reject> {
     if !doc.is_object() {
@@ -112,18 +153,7 @@ pub fn decode_document(doc: &Value, opts: &DecodeOptions) -> Result<CallForServi
     let incident_id = text(doc, &["incidentTrackingIdentifier", "$id"])
         .ok_or_else(|| Reject::new(RejectReason::MissingIncidentId, "no incidentTrackingIdentifier or $id"))?
         .to_string();
-    let agency_id = opts
-        .agency_id
-        .clone()
-        .or_else(|| text(doc, &["OwningAgencyIdentifier", "owningAgencyIdentifier"]).map(String::from))
-        .or_else(|| field(doc, &["updatedByAgencyReference"]).and_then(|r| text(r, &["$ref"])).map(String::from))
-        .or_else(|| {
-            components(doc, &["agencyComponent"])
-                .first()
-                .and_then(|a| text(a, &["organizationIdentification", "$id"]))
-                .map(String::from)
-        })
-        .unwrap_or_default();
+    let agency_id = opts.agency_id.clone().or_else(|| agency_of(doc)).unwrap_or_default();
     let emitted_at = time(doc, &["lastUpdateTimeStamp", "LastUpdateTimeStamp"], "lastUpdateTimeStamp")?
         .ok_or_else(|| Reject::new(RejectReason::MissingTimestamp, "no lastUpdateTimeStamp"))?;
     let call = components(doc, &["callComponent"]).first();
@@ -144,25 +174,8 @@ pub fn decode_document(doc: &Value, opts: &DecodeOptions) -> Result<CallForServi
     let call_type_text =
         text(inc, &["incidentTypeInternalText", "incidentTypeCommonRegistryText"]).unwrap_or("").to_string();
     let priority = field(inc, &["incidentCommonPriorityNumber"]).and_then(Value::as_u64).unwrap_or(0) as u32;
-    let locs = components(doc, &["locationComponent", "locationInformationComponent"]);
-    let rank = |l: &Value| match text(l, &["locationTypeDescriptionRegistryText"]).unwrap_or("") {
-        "Incident" => 0,
-        "RoutingLocation" => 1,
-        "Caller" => 2,
-        _ => 3,
-    };
-    let mut ordered: Vec<&Value> = locs.iter().collect();
-    ordered.sort_by_key(|l| rank(l));
-    let mut location = None;
-    for l in ordered {
-        if let Some(xml) = text(l, &["locationByValue"]) {
-            if let Some(loc) = pidf_location(xml)? {
-                location = Some(loc);
-                break;
-            }
-        }
-    }
-    let revision = ((emitted_at - REVISION_EPOCH_MS) / 1000).clamp(1, u32::MAX as i64) as u32;
+    let location = location_of(doc)?;
+    let revision = revision_at(emitted_at);
     Ok(CallForService {
         incident_id,
         agency_id,

@@ -73,7 +73,7 @@ const BLOCKED_TEXTS: &[&str] = &[
 
 /// Gatherings named in words of no list of the product's. Nothing corroborates a category in them, so the
 /// revision that carries one starts nothing; but the product cannot know them for blocked types, so they do
-/// not make the incident sticky (README, "What is proven").
+/// not make the incident sticky (docs/adding-a-city.md, "What is proven").
 const UNLISTED_TEXTS: &[&str] = &["TEACH-IN", "OCCUPATION OF CITY HALL", "FLASH MOB"];
 
 /// Labels an operator may write for a rule: real descriptions, lies, blocked texts, nothing.

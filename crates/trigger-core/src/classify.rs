@@ -18,25 +18,10 @@
 //! (`[alarm]` in the table) — alarm-only calls are their own category, off by default in policy.
 
 use crate::types::Category;
-use crate::vocabulary::{self, BlockKind};
+use crate::vocabulary;
 use serde::{Deserialize, Serialize};
 
-/// Codes of the shipped standards whose types are blocked, whatever a table says: matched exactly
-/// (case-insensitively) on the event's code and on every table rule's code. A city whose own code book reuses
-/// one of these for something else must use another code (or send the type text): the block errs on the side
-/// of never triggering.
-pub const HARD_BLOCKED_CODES: &[(&str, BlockKind, &str)] = &[
-    ("CIVDIS", BlockKind::FirstAmendment, "APCO ANS 2.103 CIVIL DISTURBANCE"),
-    ("ALIEN", BlockKind::Immigration, "APCO ANS 2.103 IMMIGRATION"),
-    ("404", BlockKind::FirstAmendment, "California PC 404 riot"),
-    ("404.6", BlockKind::FirstAmendment, "California PC 404.6 incitement to riot"),
-    ("405", BlockKind::FirstAmendment, "California PC 405 participation in a riot"),
-    ("405A", BlockKind::FirstAmendment, "California PC 405a taking a person from custody during a riot"),
-    ("406", BlockKind::FirstAmendment, "California PC 406 rout"),
-    ("407", BlockKind::FirstAmendment, "California PC 407 unlawful assembly"),
-    ("408", BlockKind::FirstAmendment, "California PC 408 participation in an unlawful assembly"),
-    ("409", BlockKind::FirstAmendment, "California PC 409 remaining present after a dispersal order"),
-];
+pub use crate::vocabulary::HARD_BLOCKED_CODES;
 
 /// Why a type is hard-blocked, if it is: `KIND:code:CODE` for a code of [`HARD_BLOCKED_CODES`], or
 /// `KIND:PHRASE` for a blocked phrase in the code or in any of `texts` (KIND is `first_amendment` or
@@ -53,32 +38,30 @@ pub fn hard_block(code: &str, texts: &[&str]) -> Option<String> {
 }
 
 /// What a code or text rule maps to: a trigger category, or `none` (a known type that never triggers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    None,
-    Burglary,
-    VehicleBreakIn,
-    Robbery,
-    ShotsFired,
-    Shooting,
-    Stabbing,
-    Hostage,
-    Alarm,
-}
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target(pub Option<Category>);
 
 impl Target {
     fn category(self) -> Option<Category> {
-        Some(match self {
-            Target::None => return None,
-            Target::Burglary => Category::Burglary,
-            Target::VehicleBreakIn => Category::VehicleBreakIn,
-            Target::Robbery => Category::Robbery,
-            Target::ShotsFired => Category::ShotsFired,
-            Target::Shooting => Category::Shooting,
-            Target::Stabbing => Category::Stabbing,
-            Target::Hostage => Category::Hostage,
-            Target::Alarm => Category::Alarm,
+        self.0
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.map_or("none", Category::as_str))
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "none" {
+            return Ok(Target(None));
+        }
+        Category::parse(&s).map(|c| Target(Some(c))).ok_or_else(|| {
+            let names: Vec<&str> = std::iter::once("none").chain(Category::ALL.map(Category::as_str)).collect();
+            serde::de::Error::custom(format!("unknown category `{s}`, expected one of {}", names.join(", ")))
         })
     }
 }

@@ -1,11 +1,38 @@
 //! Consent: whether one camera may be started for one incident, now. [`exclusion`] is the one function that
 //! decides it; the engine audits its answer for every candidate it does not start.
 
-use crate::engine::Exclusion;
 use crate::policy::Jurisdiction;
 use crate::types::{CameraRecord, Category, Consent, Millis};
 use chrono::{Datelike, Timelike};
+use serde::Serialize;
 use std::collections::HashMap;
+
+/// Why a camera near an incident was not commanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exclusion {
+    OutsideJurisdiction,
+    OutOfScopeCategory,
+    BeyondOwnerRadius,
+    Offline,
+    QuietHours,
+    DailyCap,
+    KCap,
+}
+
+impl Exclusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exclusion::OutsideJurisdiction => "outside_jurisdiction",
+            Exclusion::OutOfScopeCategory => "out_of_scope_category",
+            Exclusion::BeyondOwnerRadius => "beyond_owner_radius",
+            Exclusion::Offline => "offline",
+            Exclusion::QuietHours => "quiet_hours",
+            Exclusion::DailyCap => "daily_cap",
+            Exclusion::KCap => "k_cap",
+        }
+    }
+}
 
 /// STARTs per camera on the owner's local day: camera_id -> (day number, count).
 pub(crate) type Caps = HashMap<String, (i32, u32)>;

@@ -109,32 +109,7 @@ impl Outcome {
     }
 }
 
-/// Why a camera near an incident was not commanded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Exclusion {
-    OutsideJurisdiction,
-    OutOfScopeCategory,
-    BeyondOwnerRadius,
-    Offline,
-    QuietHours,
-    DailyCap,
-    KCap,
-}
-
-impl Exclusion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Exclusion::OutsideJurisdiction => "outside_jurisdiction",
-            Exclusion::OutOfScopeCategory => "out_of_scope_category",
-            Exclusion::BeyondOwnerRadius => "beyond_owner_radius",
-            Exclusion::Offline => "offline",
-            Exclusion::QuietHours => "quiet_hours",
-            Exclusion::DailyCap => "daily_cap",
-            Exclusion::KCap => "k_cap",
-        }
-    }
-}
+pub use crate::consent::Exclusion;
 
 /// Why a STOP was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -214,19 +189,20 @@ pub struct Started {
     pub stopped: bool,
 }
 
+/// What the planner holds of one incident between its revisions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct IncidentState {
-    last_revision: u32,
-    last_seen: Millis,
-    category: Option<Category>,
+pub struct IncidentState {
+    pub last_revision: u32,
+    pub last_seen: Millis,
+    pub category: Option<Category>,
     /// Every camera ever STARTed for this incident (START happens once per camera per incident).
-    started: BTreeMap<String, Started>,
+    pub started: BTreeMap<String, Started>,
     /// A granted break-glass override.
     #[serde(default)]
-    break_glass: Option<Override>,
+    pub break_glass: Option<Override>,
     /// The rule and revision that first named a blocked type: from then on nothing starts for the incident.
     #[serde(default)]
-    blocked: Option<String>,
+    pub blocked: Option<String>,
 }
 
 impl IncidentState {
@@ -249,17 +225,10 @@ impl IncidentState {
 pub struct IncidentSnapshot {
     pub agency_id: String,
     pub incident_id: String,
-    pub last_revision: u32,
-    pub last_seen: Millis,
-    pub category: Option<Category>,
-    pub started: BTreeMap<String, Started>,
+    #[serde(flatten)]
+    pub state: IncidentState,
     /// camera_id -> (owner-local day number, STARTs that day).
     pub caps: BTreeMap<String, (i32, u32)>,
-    #[serde(default)]
-    pub break_glass: Option<Override>,
-    /// The rule and revision that first named a blocked type (sticky for the incident).
-    #[serde(default)]
-    pub blocked: Option<String>,
 }
 
 fn incident_ref_with(key: &[u8], agency_id: &str, incident_id: &str) -> String {
@@ -359,13 +328,8 @@ impl Engine {
         Some(IncidentSnapshot {
             agency_id: agency_id.to_string(),
             incident_id: incident_id.to_string(),
-            last_revision: st.last_revision,
-            last_seen: st.last_seen,
-            category: st.category,
-            started: st.started.clone(),
+            state: st.clone(),
             caps: st.started.keys().filter_map(|id| self.caps.get(id).map(|c| (id.clone(), *c))).collect(),
-            break_glass: st.break_glass,
-            blocked: st.blocked.clone(),
         })
     }
 
@@ -375,17 +339,7 @@ impl Engine {
         for (id, (day, n)) in s.caps {
             merge_cap(&mut self.caps, id, day, n);
         }
-        self.incidents.insert(
-            (s.agency_id, s.incident_id),
-            IncidentState {
-                last_revision: s.last_revision,
-                last_seen: s.last_seen,
-                category: s.category,
-                started: s.started,
-                break_glass: s.break_glass,
-                blocked: s.blocked,
-            },
-        );
+        self.incidents.insert((s.agency_id, s.incident_id), s.state);
     }
 
     /// Drop an incident's state (its partition moved to another instance).

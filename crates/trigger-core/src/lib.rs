@@ -27,11 +27,11 @@ pub use camera::{camera_problems, camera_ref_problems, CameraProblem};
 pub use classify::{Classification, Classifier, CodeTable, TableProblem, UnknownPolicy};
 pub use engine::{
     command_id, CameraSource, Candidate, Commanded, Decision, DecisionRecord, Engine, Excluded, Exclusion,
-    IncidentSnapshot, Outcome, SentCommand, Started, StopReason,
+    IncidentSnapshot, IncidentState, Outcome, SentCommand, Started, StopReason,
 };
 pub use policy::{Jurisdiction, JurisdictionError, Policy, PolicyConfig, PolicyError, PolicyProblem};
 pub use reject::{Reject, RejectReason};
 pub use secret::Secret;
 pub use signing::{CommandKeys, CommandRefusal, CommandSignature, CommandSigner, SeenWindow};
-pub use tally::{pass_on, DecisionSink, Tally};
+pub use tally::{counts, pass_on, Count, DecisionSink, Tally};
 pub use types::*;

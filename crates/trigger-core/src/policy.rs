@@ -179,7 +179,7 @@ pub enum PolicyProblem {
     AreaResolution(u8),
     #[error(
         "max_age_s was split in two: max_lag_s (the backlog guard: now - emitted_at) and \
-         categories.NAME.window_s (the incident window: emitted_at - received_at); see README"
+         categories.NAME.window_s (the incident window: emitted_at - received_at); see docs/adding-a-city.md"
     )]
     RemovedMaxAge,
     #[error("command_ttl_s must be at least 1: 0 would void every command")]
@@ -323,82 +323,8 @@ impl Policy {
             errs.push(PolicyProblem::AreaResolution(config.area_resolution));
             h3o::Resolution::Seven
         });
-        if config.removed_max_age_s.is_some() {
-            errs.push(PolicyProblem::RemovedMaxAge);
-        }
-        if config.command_ttl_s == 0 {
-            errs.push(PolicyProblem::ZeroCommandTtl);
-        }
-        if config.max_lag_s == 0 {
-            errs.push(PolicyProblem::ZeroMaxLag);
-        }
-        if config.max_cameras == 0 {
-            errs.push(PolicyProblem::ZeroMaxCameras);
-        }
-        if !(config.radius_cap_m.is_finite() && config.radius_cap_m > 0.0) {
-            errs.push(PolicyProblem::RadiusCap(config.radius_cap_m));
-        }
-        for (cat, cp) in &config.categories {
-            if !(cp.radius_m.is_finite() && cp.radius_m > 0.0 && cp.radius_m <= config.radius_cap_m) {
-                errs.push(PolicyProblem::CategoryRadius {
-                    category: *cat,
-                    radius_m: cp.radius_m,
-                    cap: config.radius_cap_m,
-                });
-            }
-            if cp.record_seconds == 0 {
-                errs.push(PolicyProblem::ZeroRecordSeconds(*cat));
-            }
-            if cp.window_s == Some(0) {
-                errs.push(PolicyProblem::ZeroWindow(*cat));
-            }
-        }
-        if config.agencies.is_empty() {
-            errs.push(PolicyProblem::NoAgency);
-        }
-        let find = |name: &str, errs: &mut Vec<PolicyProblem>, who: &str| {
-            let t = tables.iter().find(|t| t.name == name).cloned();
-            if t.is_none() {
-                let loaded = tables.iter().map(|t| t.name.clone()).collect();
-                errs.push(PolicyProblem::TableNotLoaded { who: who.to_string(), table: name.to_string(), loaded });
-            }
-            t
-        };
-        let defaults: Vec<CodeTable> =
-            config.default_code_tables.iter().filter_map(|n| find(n, &mut errs, "default_code_tables")).collect();
-        let mut agencies = BTreeMap::new();
-        for a in &config.agencies {
-            let who = format!("agency {:?}", a.id);
-            if agencies.contains_key(&a.id) {
-                errs.push(PolicyProblem::DuplicateAgency(who.clone()));
-            }
-            let mut ts: Vec<CodeTable> = a.code_tables.iter().filter_map(|n| find(n, &mut errs, &who)).collect();
-            if a.code_tables.is_empty() {
-                ts = defaults.clone();
-            }
-            if ts.is_empty() {
-                errs.push(PolicyProblem::NoCodeTables(who.clone()));
-            }
-            // Tables are checked one by one when loaded; together, one table's blocked code may be another's
-            // trigger rule.
-            errs.extend(
-                Classifier::problems(&ts)
-                    .into_iter()
-                    .map(|problem| PolicyProblem::CodeTable { who: who.clone(), problem }),
-            );
-            let jurisdiction = match jurisdictions.get(&a.id).map(|t| Jurisdiction::from_geojson(t)) {
-                Some(Ok(j)) => j,
-                Some(Err(error)) => {
-                    errs.push(PolicyProblem::Jurisdiction { who, file: a.jurisdiction.clone(), error });
-                    continue;
-                }
-                None => {
-                    errs.push(PolicyProblem::NoJurisdiction { who, file: a.jurisdiction.clone() });
-                    continue;
-                }
-            };
-            agencies.insert(a.id.clone(), Agency { classifier: Classifier::new(&ts), jurisdiction });
-        }
+        errs.extend(value_problems(&config));
+        let agencies = agencies(&config, tables, jurisdictions, &mut errs);
         if errs.is_empty() {
             let mut p = Self {
                 config,
@@ -434,7 +360,7 @@ impl Policy {
                     w.push(format!(
                         "agency {id:?}: rule {rule} (label {label:?}) maps to {} but its label holds no word of \
                          that category's shipped vocabulary: its events start cameras only when the CAD's type \
-                         text does (README, \"The vocabularies\")",
+                         text does (docs/adding-a-city.md, \"The vocabularies\")",
                         category.as_str()
                     ));
                 }
@@ -540,4 +466,96 @@ fn geometry_kind(g: &geo::Geometry<f64>) -> &'static str {
         geo::Geometry::Rect(_) => "Rect",
         geo::Geometry::Triangle(_) => "Triangle",
     }
+}
+
+/// The problems of the configuration's own values (zero where a positive number is needed, a radius beyond the
+/// cap, no agency).
+fn value_problems(config: &PolicyConfig) -> Vec<PolicyProblem> {
+    let mut errs = Vec::new();
+    if config.removed_max_age_s.is_some() {
+        errs.push(PolicyProblem::RemovedMaxAge);
+    }
+    if config.command_ttl_s == 0 {
+        errs.push(PolicyProblem::ZeroCommandTtl);
+    }
+    if config.max_lag_s == 0 {
+        errs.push(PolicyProblem::ZeroMaxLag);
+    }
+    if config.max_cameras == 0 {
+        errs.push(PolicyProblem::ZeroMaxCameras);
+    }
+    if !(config.radius_cap_m.is_finite() && config.radius_cap_m > 0.0) {
+        errs.push(PolicyProblem::RadiusCap(config.radius_cap_m));
+    }
+    for (cat, cp) in &config.categories {
+        if !(cp.radius_m.is_finite() && cp.radius_m > 0.0 && cp.radius_m <= config.radius_cap_m) {
+            errs.push(PolicyProblem::CategoryRadius {
+                category: *cat,
+                radius_m: cp.radius_m,
+                cap: config.radius_cap_m,
+            });
+        }
+        if cp.record_seconds == 0 {
+            errs.push(PolicyProblem::ZeroRecordSeconds(*cat));
+        }
+        if cp.window_s == Some(0) {
+            errs.push(PolicyProblem::ZeroWindow(*cat));
+        }
+    }
+    if config.agencies.is_empty() {
+        errs.push(PolicyProblem::NoAgency);
+    }
+    errs
+}
+
+/// Each agency's classifier (from its code tables, or the default ones) and jurisdiction; every problem on the
+/// way goes to `errs`.
+fn agencies(
+    config: &PolicyConfig,
+    tables: &[CodeTable],
+    jurisdictions: &BTreeMap<String, String>,
+    errs: &mut Vec<PolicyProblem>,
+) -> BTreeMap<String, Agency> {
+    let find = |name: &str, errs: &mut Vec<PolicyProblem>, who: &str| {
+        let t = tables.iter().find(|t| t.name == name).cloned();
+        if t.is_none() {
+            let loaded = tables.iter().map(|t| t.name.clone()).collect();
+            errs.push(PolicyProblem::TableNotLoaded { who: who.to_string(), table: name.to_string(), loaded });
+        }
+        t
+    };
+    let defaults: Vec<CodeTable> =
+        config.default_code_tables.iter().filter_map(|n| find(n, errs, "default_code_tables")).collect();
+    let mut agencies = BTreeMap::new();
+    for a in &config.agencies {
+        let who = format!("agency {:?}", a.id);
+        if agencies.contains_key(&a.id) {
+            errs.push(PolicyProblem::DuplicateAgency(who.clone()));
+        }
+        let mut ts: Vec<CodeTable> = a.code_tables.iter().filter_map(|n| find(n, errs, &who)).collect();
+        if a.code_tables.is_empty() {
+            ts = defaults.clone();
+        }
+        if ts.is_empty() {
+            errs.push(PolicyProblem::NoCodeTables(who.clone()));
+        }
+        // Tables are checked one by one when loaded; together, one table's blocked code may be another's
+        // trigger rule.
+        errs.extend(
+            Classifier::problems(&ts).into_iter().map(|problem| PolicyProblem::CodeTable { who: who.clone(), problem }),
+        );
+        let jurisdiction = match jurisdictions.get(&a.id).map(|t| Jurisdiction::from_geojson(t)) {
+            Some(Ok(j)) => j,
+            Some(Err(error)) => {
+                errs.push(PolicyProblem::Jurisdiction { who, file: a.jurisdiction.clone(), error });
+                continue;
+            }
+            None => {
+                errs.push(PolicyProblem::NoJurisdiction { who, file: a.jurisdiction.clone() });
+                continue;
+            }
+        };
+        agencies.insert(a.id.clone(), Agency { classifier: Classifier::new(&ts), jurisdiction });
+    }
+    agencies
 }

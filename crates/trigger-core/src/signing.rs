@@ -127,8 +127,6 @@ pub enum CommandRefusal {
 }
 
 impl CommandRefusal {
-    pub const NAMES: [&'static str; 5] = ["unsigned", "unknown_key", "bad_signature", "expired", "replayed"];
-
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Unsigned => "unsigned",

@@ -2,7 +2,7 @@
 //! service's run statistics and `demo`'s summary all read theirs from a [`Tally`], so an outcome, an exclusion,
 //! a reject or a command is counted in one place, the same way everywhere.
 
-use crate::engine::Decision;
+use crate::engine::{Decision, Exclusion, Outcome};
 use crate::reject::RejectReason;
 use crate::types::Action;
 use serde::Serialize;
@@ -23,21 +23,42 @@ pub struct Tally {
     pub owner_notices: u64,
 }
 
+/// One thing a decision counts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// The decision itself, by outcome.
+    Decision(Outcome),
+    /// A camera near the incident, not commanded.
+    Exclusion(Exclusion),
+    Command(Action),
+    /// Owner notices.
+    Notices(u64),
+}
+
+/// Every count of one decision, once each: the one walk that every tally of decisions is built from (the
+/// run's [`Tally`], the service's metrics).
+pub fn counts(d: &Decision, mut f: impl FnMut(Count)) {
+    f(Count::Decision(d.record.outcome));
+    for x in &d.record.excluded {
+        f(Count::Exclusion(x.reason));
+    }
+    for c in &d.commands {
+        f(Count::Command(c.action));
+    }
+    f(Count::Notices(d.notices.len() as u64));
+}
+
 impl Tally {
     /// Count one decision: its outcome, exclusions, commands and notices.
     pub fn decided(&mut self, d: &Decision) {
         self.events += 1;
-        *self.decisions.entry(d.record.outcome.as_str()).or_default() += 1;
-        for x in &d.record.excluded {
-            *self.exclusions.entry(x.reason.as_str()).or_default() += 1;
-        }
-        for c in &d.commands {
-            match c.action {
-                Action::Start => self.start_commands += 1,
-                Action::Stop => self.stop_commands += 1,
-            }
-        }
-        self.owner_notices += d.notices.len() as u64;
+        counts(d, |c| match c {
+            Count::Decision(o) => *self.decisions.entry(o.as_str()).or_default() += 1,
+            Count::Exclusion(x) => *self.exclusions.entry(x.as_str()).or_default() += 1,
+            Count::Command(Action::Start) => self.start_commands += 1,
+            Count::Command(Action::Stop) => self.stop_commands += 1,
+            Count::Notices(n) => self.owner_notices += n,
+        });
     }
 
     /// Count one refused event.

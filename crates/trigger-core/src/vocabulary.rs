@@ -15,7 +15,7 @@
 //!
 //! **Reviewed like code.** Every phrase is checked when this crate compiles (`review`, a `const` evaluation): written as
 //! normal words (A-Z, 0-9, single spaces), every corroborating word holds a letter (no bare code numbers), and
-//! no corroborating phrase contains a blocked phrase. The README lists both vocabularies and their sources.
+//! no corroborating phrase contains a blocked phrase. docs/adding-a-city.md lists both vocabularies and their sources.
 
 use crate::types::Category;
 use serde::Serialize;
@@ -30,6 +30,23 @@ pub enum BlockKind {
     /// Immigration enforcement.
     Immigration,
 }
+
+/// Codes of the shipped standards whose types are blocked, whatever a table says: matched exactly
+/// (case-insensitively) on the event's code and on every table rule's code. A city whose own code book reuses
+/// one of these for something else must use another code (or send the type text): the block errs on the side
+/// of never triggering.
+pub const HARD_BLOCKED_CODES: &[(&str, BlockKind, &str)] = &[
+    ("CIVDIS", BlockKind::FirstAmendment, "APCO ANS 2.103 CIVIL DISTURBANCE"),
+    ("ALIEN", BlockKind::Immigration, "APCO ANS 2.103 IMMIGRATION"),
+    ("404", BlockKind::FirstAmendment, "California PC 404 riot"),
+    ("404.6", BlockKind::FirstAmendment, "California PC 404.6 incitement to riot"),
+    ("405", BlockKind::FirstAmendment, "California PC 405 participation in a riot"),
+    ("405A", BlockKind::FirstAmendment, "California PC 405a taking a person from custody during a riot"),
+    ("406", BlockKind::FirstAmendment, "California PC 406 rout"),
+    ("407", BlockKind::FirstAmendment, "California PC 407 unlawful assembly"),
+    ("408", BlockKind::FirstAmendment, "California PC 408 participation in an unlawful assembly"),
+    ("409", BlockKind::FirstAmendment, "California PC 409 remaining present after a dispersal order"),
+];
 
 impl BlockKind {
     pub fn as_str(self) -> &'static str {
@@ -369,7 +386,7 @@ pub fn describe() -> serde_json::Value {
             .iter()
             .map(|t| serde_json::json!({"kind": t.kind, "phrases": t.phrases, "unless": t.unless}))
             .collect::<Vec<_>>(),
-        "blocked_codes": crate::classify::HARD_BLOCKED_CODES
+        "blocked_codes": HARD_BLOCKED_CODES
             .iter()
             .map(|(code, kind, source)| serde_json::json!([code, kind, source]))
             .collect::<Vec<_>>(),

@@ -653,7 +653,7 @@ fn a_restored_snapshot_decides_later_revisions_as_the_original_would() {
     let mut original = engine();
     original.decide(&ev(1, Status::New, "70", T0), cams_with_capped.as_slice(), T0).unwrap();
     let snap = original.snapshot_incident("metro", "PD1").expect("held");
-    assert_eq!(snap.last_revision, 1);
+    assert_eq!(snap.state.last_revision, 1);
     assert_eq!(snap.caps.get("c"), Some(&(snap.caps["c"].0, 1)), "cap counters travel with the snapshot");
     // Through JSON, as a changelog would carry it.
     let snap: IncidentSnapshot = serde_json::from_str(&serde_json::to_string(&snap).unwrap()).unwrap();

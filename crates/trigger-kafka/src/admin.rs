@@ -95,6 +95,7 @@ pub fn create_topics_with(
         topic(&topics.dead_letter, partitions).set("retention.ms", DEAD_LETTER_RETENTION_MS),
         topic(&topics.changelog, partitions).set("cleanup.policy", "compact"),
         topic(&topics.leader, 1),
+        topic(&topics.watermark, 1).set("cleanup.policy", "compact"),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = block_on(admin.create_topics(specs.iter(), &opts))?;
@@ -104,13 +105,15 @@ pub fn create_topics_with(
         match r {
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => errs.push(format!("{name}: {code}")),
+            Err((name, code)) => errs.push((name, code)),
         }
     }
-    if errs.is_empty() {
-        Ok(created)
-    } else {
-        Err(KafkaError::Setup(format!("creating topics: {}", errs.join("; "))))
+    match errs.first() {
+        None => Ok(created),
+        Some(&(_, code)) => {
+            let names: Vec<String> = errs.iter().map(|(n, c)| format!("{n}: {c}")).collect();
+            Err(KafkaError::Admin { what: format!("creating topics ({})", names.join("; ")), code })
+        }
     }
 }
 
@@ -122,7 +125,7 @@ pub fn create_topic(settings: &KafkaSettings, name: &str, partitions: i32) -> Re
     for r in block_on(admin.create_topics([&spec], &opts))? {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(KafkaError::Setup(format!("creating {name}: {code}"))),
+            Err((name, code)) => return Err(KafkaError::Admin { what: format!("creating {name}"), code }),
         }
     }
     Ok(())
@@ -137,13 +140,15 @@ pub fn delete_topics(settings: &KafkaSettings, names: &[&str]) -> Result<(), Kaf
     for r in block_on(admin.delete_topics(names, &opts))? {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-            Err((name, code)) => errs.push(format!("{name}: {code}")),
+            Err((name, code)) => errs.push((name, code)),
         }
     }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(KafkaError::Setup(format!("deleting topics: {}", errs.join("; "))))
+    match errs.first() {
+        None => Ok(()),
+        Some(&(_, code)) => {
+            let names: Vec<String> = errs.iter().map(|(n, c)| format!("{n}: {c}")).collect();
+            Err(KafkaError::Admin { what: format!("deleting topics ({})", names.join("; ")), code })
+        }
     }
 }
 
@@ -155,7 +160,7 @@ pub fn set_topic_config(settings: &KafkaSettings, topic: &str, key: &str, value:
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in block_on(admin.alter_configs([&change], &opts))? {
         if let Err((_, code)) = r {
-            return Err(KafkaError::Setup(format!("setting {key}={value} on {topic}: {code}")));
+            return Err(KafkaError::Admin { what: format!("setting {key}={value} on {topic}"), code });
         }
     }
     Ok(())

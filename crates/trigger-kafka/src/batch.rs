@@ -2,8 +2,8 @@
 //! last offsets, and what it cost, as a typed event for an observer.
 
 use crate::options::ServiceOptions;
+use crate::records::InRecord;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::{Message, OwnedMessage};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub(crate) fn poll(
     consumer: &BaseConsumer<crate::Ctx>,
     opts: &ServiceOptions,
-    batch: &mut Vec<OwnedMessage>,
+    batch: &mut Vec<InRecord>,
     on_error: impl Fn(&rdkafka::error::KafkaError),
 ) {
     batch.clear();
@@ -20,7 +20,7 @@ pub(crate) fn poll(
     while batch.len() < opts.max_batch {
         match consumer.poll(timeout) {
             None => break,
-            Some(Ok(m)) => batch.push(m.detach()),
+            Some(Ok(m)) => batch.push(InRecord::of(&m)),
             Some(Err(e)) => on_error(&e),
         }
         timeout = Duration::ZERO;
@@ -28,11 +28,11 @@ pub(crate) fn poll(
 }
 
 /// The last offset of each topic-partition in a batch.
-pub(crate) fn last_offsets(batch: &[OwnedMessage]) -> HashMap<(&str, i32), i64> {
+pub(crate) fn last_offsets(batch: &[InRecord]) -> HashMap<(&str, i32), i64> {
     let mut last: HashMap<(&str, i32), i64> = HashMap::new();
     for m in batch {
-        let o = last.entry((m.topic(), m.partition())).or_insert(m.offset());
-        *o = (*o).max(m.offset());
+        let o = last.entry((m.topic.as_str(), m.partition)).or_insert(m.offset);
+        *o = (*o).max(m.offset);
     }
     last
 }
@@ -76,10 +76,10 @@ pub(crate) struct Marks {
 
 impl Marks {
     /// A batch's timing, measured now (every output acknowledged).
-    pub(crate) fn timing(&self, batch: &[OwnedMessage], records: usize) -> BatchTiming {
+    pub(crate) fn timing(&self, batch: &[InRecord], records: usize) -> BatchTiming {
         let acknowledged_us = crate::wall_us();
         let us = |d: Duration| d.as_micros() as u64;
-        let produced_ms: Vec<Option<i64>> = batch.iter().map(|m| m.timestamp().to_millis()).collect();
+        let produced_ms: Vec<Option<i64>> = batch.iter().map(|m| m.timestamp_ms).collect();
         let since_sync = us(self.synced.elapsed()) as i64;
         let age_at_poll_us =
             produced_ms.first().copied().flatten().map_or(0, |ms| (acknowledged_us - ms * 1000 - since_sync).max(0));

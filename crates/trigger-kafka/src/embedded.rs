@@ -37,7 +37,7 @@ impl EmbeddedCluster {
     pub fn create_fanout_topics(&self, topics: &Topics, partitions: i32, fanout: i32) -> Result<(), KafkaError> {
         for t in topics.all() {
             let n = match t {
-                t if t == topics.registry || t == topics.leader => 1,
+                t if t == topics.registry || t == topics.leader || t == topics.watermark => 1,
                 t if t == topics.commands || t == topics.notices => fanout,
                 _ => partitions,
             };

@@ -228,7 +228,7 @@ pub fn topic_config(
     let res = futures_executor::block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts))?;
     let mut out = std::collections::BTreeMap::new();
     for r in res {
-        let r = r.map_err(|e| KafkaError::Setup(format!("describing {topic}: {e}")))?;
+        let r = r.map_err(|code| KafkaError::Admin { what: format!("describing {topic}"), code })?;
         for e in r.entries {
             out.insert(e.name, e.value.unwrap_or_default());
         }

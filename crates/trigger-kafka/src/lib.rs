@@ -4,14 +4,16 @@
 //! - [`service`]: the consumer loop (CFS through a consumer group with manual offset storage, the registry
 //!   followed live, partitions taken over at assignment); at-least-once or exactly-once
 //!   ([`settings::Delivery`]).
-//! - [`plan`]: a batch decided and turned into its output records, without I/O.
-//! - [`sink`]: committing a plan (at-least-once: produce and await every acknowledgement, by the documented
-//!   produce-error rule; exactly-once: one transaction with the consumer offsets).
+//! - [`plan`]: a batch of plain records ([`InRecord`]) decided and turned into its output records, without I/O.
+//! - [`sink`]: committing a plan in either delivery mode (`Sink::commit`; at-least-once: produce and await
+//!   every acknowledgement, by the documented produce-error rule, then store the offsets; exactly-once: one
+//!   transaction with the consumer offsets).
 //! - [`records`]: output records, keys, header names, dead-letter rules.
 //! - [`telemetry`]: every metric and its log line, as typed events.
 //! - [`options`]: the `[service]` settings, health (readiness), run statistics.
 //! - [`registry`]: the camera registry follower (whole compacted topic from the beginning, outside the group).
 //! - [`produce`]: enqueue and acknowledgement, publishers for tools and tests.
+//! - [`produce_rule`]: which produce errors are retriable, permanent or fatal.
 //! - [`connect`]: the start-up connection check (the broker's reason for a refused connection).
 //! - [`batch`]: one batch as a loop takes it (polled, its offsets, what it cost as a typed event).
 //! - [`relay`]: a bare consume -> produce relay, the baseline the service is benchmarked against.
@@ -19,6 +21,7 @@
 //!   retention, the audit kept forever), topic configuration.
 //! - [`codec`]: domain types to and from the protobuf contracts.
 //! - [`settings`]: topics, security, low-latency client defaults, raw librdkafka properties with clash checks.
+//! - [`ingest`]: where a live CAD source writes its records and, with them, its watermark.
 //! - [`inspect`]: reading topics back (counts, whole-topic reads) for tools, the demo and tests.
 //! - [`embedded`]: librdkafka's in-process mock cluster (real protocol on localhost) for demos and tests.
 
@@ -28,11 +31,13 @@ pub mod codec;
 pub mod command_feed;
 pub mod connect;
 pub mod embedded;
+pub mod ingest;
 pub mod inspect;
 pub mod leader;
 pub mod options;
 pub mod plan;
 pub mod produce;
+pub mod produce_rule;
 pub mod records;
 pub mod registry;
 pub mod relay;
@@ -45,7 +50,7 @@ pub mod topics;
 pub use batch::{BatchObserver, BatchTiming};
 pub use embedded::EmbeddedCluster;
 pub use produce::{Publisher, Undelivered};
-pub use records::OutRecord;
+pub use records::{InRecord, OutRecord};
 pub use service::{DeadLetterPayload, Health, RoundTrips, RunStats, Service, ServiceOptions};
 pub use settings::{Delivery, KafkaSettings, Secret, Security, Topics};
 
@@ -59,9 +64,15 @@ pub enum KafkaError {
     /// nothing listening): `cause` is the broker's or the TLS library's own reason.
     #[error("cannot connect to Kafka at {bootstrap}: {cause}")]
     Connect { bootstrap: String, cause: String },
-    /// Start-up could not complete (missing topic, registry not readable in time).
+    /// The deployment's topics do not fit the service (missing, or with the wrong partition count): fix the
+    /// topics (`dispatch-trigger topics create` makes them right).
     #[error("{0}")]
     Setup(String),
+    /// The cluster refused an administrative request (creating, deleting or configuring topics): `code` is its
+    /// reason; whose fault it is follows from it (an authorisation refusal is the configuration's, a timeout
+    /// the cluster's).
+    #[error("{what}: {code} ({code:?})")]
+    Admin { what: String, code: rdkafka::types::RDKafkaErrorCode },
     /// A produce error the rule in [`sink`] calls permanent, still there after its bounded retries: fix
     /// what it names (an ACL, a topic's size limit); the batch's offsets were not stored.
     #[error("permanent produce error on topic {topic:?}: {code} ({code:?}), after {attempts} attempts")]
@@ -107,6 +118,10 @@ impl KafkaError {
     pub fn fault(&self) -> Fault {
         match self {
             KafkaError::Config(_) | KafkaError::Setup(_) | KafkaError::Delivery { .. } => Fault::Config,
+            KafkaError::Admin { code, .. } if produce_rule::classify(*code) == produce_rule::ErrorClass::Retriable => {
+                Fault::External
+            }
+            KafkaError::Admin { .. } => Fault::Config,
             KafkaError::Connect { .. } | KafkaError::Timeout { .. } | KafkaError::AuditTail { .. } => Fault::External,
             KafkaError::Kafka(_) => Fault::External,
             KafkaError::Internal(_) => Fault::Internal,
@@ -114,12 +129,13 @@ impl KafkaError {
     }
 
     /// Whether the same call may succeed later without anything being changed (the caller's retry hint;
-    /// produce errors have their own finer rule, [`sink::classify`]).
+    /// produce errors have their own finer rule, [`produce_rule::classify`]).
     pub fn retriable(&self) -> bool {
         match self {
             KafkaError::Connect { .. } | KafkaError::Timeout { .. } => true,
+            KafkaError::Admin { code, .. } => produce_rule::classify(*code) == produce_rule::ErrorClass::Retriable,
             KafkaError::Kafka(e) => {
-                e.rdkafka_error_code().is_some_and(|c| sink::classify(c) == sink::ErrorClass::Retriable)
+                e.rdkafka_error_code().is_some_and(|c| produce_rule::classify(c) == produce_rule::ErrorClass::Retriable)
             }
             _ => false,
         }
@@ -174,6 +190,7 @@ impl rdkafka::producer::ProducerContext for Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn errors_say_whose_fault_and_whether_to_retry() {
@@ -187,6 +204,14 @@ mod tests {
             attempts: 3,
         };
         assert_eq!((permanent.fault(), permanent.retriable()), (Fault::Config, false));
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        let refused = KafkaError::Admin { what: "creating topics".into(), code: Code::TopicAuthorizationFailed };
+        assert_eq!((refused.fault(), refused.retriable()), (Fault::Config, false));
+        let slow = KafkaError::Admin { what: "creating topics".into(), code: Code::RequestTimedOut };
+        assert_eq!((slow.fault(), slow.retriable()), (Fault::External, true));
+        let registry =
+            KafkaError::Timeout { what: "reading the camera registry".into(), after: Duration::from_secs(1) };
+        assert_eq!((registry.fault(), registry.retriable()), (Fault::External, true));
         let transient = KafkaError::Kafka(rdkafka::error::KafkaError::MessageProduction(
             rdkafka::types::RDKafkaErrorCode::NotEnoughReplicas,
         ));

@@ -3,7 +3,6 @@
 
 use crate::records::{DeadLetterPayload, DeadLetterRule, DEAD_LETTER_MAX_BYTES};
 use crate::registry::Applied;
-use crate::sink::RetryPolicy;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::time::Duration;
@@ -179,6 +178,11 @@ pub struct Health {
     pub consumers_recreated: AtomicU64,
     /// Where the service stands in the leadership group (None: a process without one, such as the bridge).
     pub standing: std::sync::Mutex<Option<crate::leader::Standing>>,
+    /// A process that holds no partitions (`ingest`): readiness does not ask for any.
+    pub partitionless: AtomicBool,
+    /// Why the process cannot do its job for a reason outside Kafka (`ingest`: the CAD source does not answer);
+    /// None when it can.
+    pub source_down: std::sync::Mutex<Option<String>>,
 }
 
 impl Health {
@@ -190,12 +194,15 @@ impl Health {
         if !self.ready.load(Relaxed) {
             return Err("not ready: reading the camera registry or stopping".into());
         }
+        if let Some(why) = self.source_down.lock().expect("not poisoned").as_ref() {
+            return Err(format!("not ready: {why}"));
+        }
         let (seen, grace) = (self.broker_seen_ms.load(Relaxed), self.broker_grace_ms.load(Relaxed));
         let silent = now_ms.saturating_sub(seen);
         if grace > 0 && seen > 0 && silent > grace {
             return Err(format!("not ready: no answer from the Kafka brokers for {} s", silent / 1000));
         }
-        if self.assigned_partitions.load(Relaxed) == 0 {
+        if !self.partitionless.load(Relaxed) && self.assigned_partitions.load(Relaxed) == 0 {
             return Err(match *self.standing.lock().expect("not poisoned") {
                 Some(s) => format!(
                     "not ready: no partition assigned to this instance, so it decides nothing: {}",
@@ -261,7 +268,6 @@ impl RoundTrips {
         } else {
             self.skipped += 1;
         }
-        crate::telemetry::registry_round_trip(needed);
     }
 }
 
@@ -284,5 +290,20 @@ impl Default for RunStats {
             end_to_end_us: h(),
             decide_us: h(),
         }
+    }
+}
+
+/// How deliveries are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Longest pause between rounds (the first is 100 ms, doubling).
+    pub backoff_max: Duration,
+    /// Rounds with a permanent error before giving up with [`KafkaError::Delivery`].
+    pub permanent_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { backoff_max: Duration::from_secs(5), permanent_attempts: 3 }
     }
 }

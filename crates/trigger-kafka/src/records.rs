@@ -4,9 +4,49 @@
 
 use crate::registry::BadRegistryRecord;
 use prost::Message as _;
-use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
+use rdkafka::message::{Headers as _, Message};
 use trigger_core::CallForService;
 use trigger_proto::v1 as pb;
+
+/// One record read from the CFS topic, in plain terms: everything the planner and the dead-letter rules use
+/// of it, copied out of the client's message once, when it is polled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// The record's timestamp (set by the producer: when the CAD side sent it), Unix ms.
+    pub timestamp_ms: Option<i64>,
+    /// It carries the header `dt.kind = break-glass`: a break-glass request (JSON), not a call.
+    pub break_glass: bool,
+}
+
+impl InRecord {
+    /// A record of the client's.
+    pub fn of(m: &impl Message) -> Self {
+        let break_glass =
+            m.headers().is_some_and(|h| h.iter().any(|x| x.key == H_KIND && x.value == Some(KIND_BREAK_GLASS)));
+        Self {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
+            break_glass,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        self.key.as_deref().unwrap_or_default()
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        self.payload.as_deref().unwrap_or_default()
+    }
+}
 
 /// One record to produce. `payload: None` is a tombstone.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,11 +94,6 @@ pub fn cfs_key(ev: &CallForService) -> Vec<u8> {
 /// Header that marks a record on the CFS topic as a break-glass request (JSON) rather than a call.
 pub const H_KIND: &str = "dt.kind";
 pub const KIND_BREAK_GLASS: &[u8] = b"break-glass";
-
-/// Whether a CFS-topic record is a break-glass request.
-pub fn is_break_glass(m: &OwnedMessage) -> bool {
-    m.headers().is_some_and(|h| h.iter().any(|x| x.key == H_KIND && x.value == Some(KIND_BREAK_GLASS)))
-}
 
 /// Dead-letter headers: why the record was refused and where it came from. The payload is the original bytes.
 pub const H_REASON: &str = "dt.reject.reason";
@@ -172,15 +207,36 @@ fn letter(
 
 /// The dead-letter record for a refused CFS-topic record: original key, the payload as the rule says, reason
 /// and origin in headers.
-pub fn dead_letter(topic: &str, m: &OwnedMessage, reason: &str, detail: &str, rule: DeadLetterRule) -> OutRecord {
+pub fn dead_letter(topic: &str, m: &InRecord, reason: &str, detail: &str, rule: DeadLetterRule) -> OutRecord {
     let headers = vec![
         (H_REASON, reason.as_bytes().to_vec()),
         (H_DETAIL, detail.as_bytes().to_vec()),
-        (H_TOPIC, m.topic().as_bytes().to_vec()),
-        (H_PARTITION, m.partition().to_string().into_bytes()),
-        (H_OFFSET, m.offset().to_string().into_bytes()),
+        (H_TOPIC, m.topic.as_bytes().to_vec()),
+        (H_PARTITION, m.partition.to_string().into_bytes()),
+        (H_OFFSET, m.offset.to_string().into_bytes()),
     ];
-    letter(topic, m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default(), true, headers, rule)
+    letter(topic, m.key().to_vec(), m.payload(), true, headers, rule)
+}
+
+/// The dead-letter record for input a live CAD source refused before it became a record (a database row, a
+/// pushed document): `original` as the source read it, `source` its name, `position` where it stood (a row's
+/// id, a connection and message number).
+pub fn source_dead_letter(
+    topic: &str,
+    source: &str,
+    position: &str,
+    original: &[u8],
+    reason: &str,
+    detail: &str,
+    rule: DeadLetterRule,
+) -> OutRecord {
+    let headers = vec![
+        (H_REASON, reason.as_bytes().to_vec()),
+        (H_DETAIL, detail.as_bytes().to_vec()),
+        (H_TOPIC, format!("ingest:{source}").into_bytes()),
+        (H_OFFSET, position.as_bytes().to_vec()),
+    ];
+    letter(topic, position.as_bytes().to_vec(), original, true, headers, rule)
 }
 
 /// The dead-letter record for a registry record that could not be applied. A registry record holds an

@@ -10,7 +10,6 @@ use crate::records::OutRecord;
 use crate::settings::{KafkaSettings, Role};
 use crate::KafkaError;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
@@ -41,7 +40,7 @@ pub fn run_relay(
         let futures = batch
             .iter()
             .map(|m| {
-                let r = OutRecord::keyed(output, m.key().unwrap_or_default(), m.payload().map(<[u8]>::to_vec));
+                let r = OutRecord::keyed(output, m.key(), m.payload.clone());
                 enqueue(&producer, &r)
             })
             .collect::<Result<Vec<_>, _>>()?;

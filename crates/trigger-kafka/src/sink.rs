@@ -22,8 +22,11 @@
 //! permanent error on audit record 0 let records 1..9 land, and the retry put record 0 after them: the
 //! partition's hash chain no longer verified.
 
+use crate::batch::last_offsets;
+use crate::options::{RetryPolicy, ServiceOptions};
 use crate::produce::{acked, enqueue};
-use crate::records::OutRecord;
+use crate::records::{InRecord, OutRecord};
+use crate::settings::Delivery;
 use crate::settings::{KafkaSettings, Role};
 use crate::telemetry;
 use crate::KafkaError;
@@ -31,92 +34,16 @@ use crate::Producer as FutureProducer;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{Producer as _, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode as Code;
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-/// Whether retrying a produce error can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Waiting can make it go away: retried with backoff until it does or the service is asked to stop.
-    Retriable,
-    /// A fault of configuration or of the record itself: named, counted, retried a bounded number of times.
-    Permanent,
-    /// The producer's idempotence state is gone: the producer is replaced, then the records are sent again.
-    Fatal,
-}
-
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Retriable => "retriable",
-            ErrorClass::Permanent => "permanent",
-            ErrorClass::Fatal => "fatal",
-        }
-    }
-}
-
-/// The documented rule (module docs): a closed list of retriable errors; everything else is permanent.
-pub fn classify(code: Code) -> ErrorClass {
-    match code {
-        Code::Fatal
-        | Code::GaplessGuarantee
-        | Code::OutOfOrderSequenceNumber
-        | Code::InvalidProducerEpoch
-        | Code::UnknownProducerId
-        | Code::InvalidProducerIdMapping
-        | Code::ProducerFenced => ErrorClass::Fatal,
-        Code::BrokerTransportFailure
-        | Code::AllBrokersDown
-        | Code::Resolve
-        | Code::MessageTimedOut
-        | Code::OperationTimedOut
-        | Code::TimedOutQueue
-        | Code::QueueFull
-        | Code::UnknownPartition
-        | Code::UnknownTopic
-        | Code::UnknownTopicOrPartition
-        | Code::LeaderNotAvailable
-        | Code::NotLeaderForPartition
-        | Code::FencedLeaderEpoch
-        | Code::UnknownLeaderEpoch
-        | Code::RequestTimedOut
-        | Code::BrokerNotAvailable
-        | Code::ReplicaNotAvailable
-        | Code::NetworkException
-        | Code::NotEnoughReplicas
-        | Code::NotEnoughReplicasAfterAppend
-        | Code::KafkaStorageError
-        | Code::NotController
-        | Code::ThrottlingQuotaExceeded
-        | Code::PreferredLeaderNotAvailable
-        | Code::Retry
-        | Code::PurgeQueue
-        | Code::PurgeInflight
-        | Code::Interrupted => ErrorClass::Retriable,
-        _ => ErrorClass::Permanent,
-    }
-}
+pub use crate::produce_rule::{classify, ErrorClass};
 
 fn code_of(e: &KafkaError) -> Code {
     match e {
         KafkaError::Kafka(k) => k.rdkafka_error_code().unwrap_or(Code::Fail),
         _ => Code::Fail,
-    }
-}
-
-/// How deliveries are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Longest pause between rounds (the first is 100 ms, doubling).
-    pub backoff_max: Duration,
-    /// Rounds with a permanent error before giving up with [`KafkaError::Delivery`].
-    pub permanent_attempts: u32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self { backoff_max: Duration::from_secs(5), permanent_attempts: 3 }
     }
 }
 
@@ -276,6 +203,120 @@ impl Delivering {
     }
 }
 
+/// Where a plan goes: at-least-once, one delivering producer; exactly-once, the transactional producer (only
+/// while leading: creating it fences whoever led before), and a delivering one for what belongs to no CFS
+/// transaction (dead letters of bad registry records: on the transactional producer outside a transaction
+/// librdkafka refuses them, and since the registry is re-read from its start, one bad camera would stop every
+/// instance at every start).
+pub(crate) enum Sink {
+    AtLeastOnce(Delivering),
+    ExactlyOnce { producer: Option<FutureProducer>, side: Delivering },
+}
+
+impl Sink {
+    pub(crate) fn new(settings: &KafkaSettings, opts: &ServiceOptions) -> Result<Self, KafkaError> {
+        Ok(match settings.delivery {
+            Delivery::AtLeastOnce => Sink::AtLeastOnce(Delivering::new(settings, Role::Producer, opts.retry())?),
+            Delivery::ExactlyOnce => {
+                Sink::ExactlyOnce { producer: None, side: Delivering::new(settings, Role::SideProducer, opts.retry())? }
+            }
+        })
+    }
+
+    /// Ready to write as the decider: exactly-once, the transactional producer, whose initialisation fences
+    /// the previous decider's producer and aborts what it left open.
+    pub(crate) fn lead(&mut self, settings: &KafkaSettings) -> Result<(), KafkaError> {
+        if let Sink::ExactlyOnce { producer, .. } = self {
+            let p: FutureProducer =
+                settings.client_config(Role::Producer).create_with_context(crate::Ctx("transactional-producer"))?;
+            p.init_transactions(Duration::from_secs(60))?;
+            *producer = Some(p);
+        }
+        // Learn every output topic's metadata now, so the first record to each does not wait for it.
+        let client = self.producer().client();
+        for topic in settings.topics.outputs() {
+            if let Err(e) = client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+                tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn step_down(&mut self) {
+        if let Sink::ExactlyOnce { producer, .. } = self {
+            *producer = None;
+        }
+    }
+
+    /// The producer of the batch outputs.
+    pub(crate) fn producer(&self) -> &FutureProducer {
+        match self {
+            Sink::AtLeastOnce(d) => d.producer(),
+            Sink::ExactlyOnce { producer: Some(p), .. } => p,
+            Sink::ExactlyOnce { side, .. } => side.producer(),
+        }
+    }
+
+    /// Where records outside any batch (registry dead letters) are delivered.
+    pub(crate) fn side(&mut self) -> &mut Delivering {
+        match self {
+            Sink::AtLeastOnce(d) => d,
+            Sink::ExactlyOnce { side, .. } => side,
+        }
+    }
+
+    /// Records produced again after a failed attempt. In exactly-once mode this counts the side producer's
+    /// (registry dead letters) only: librdkafka retries inside a transaction on its own, and a transaction
+    /// that fails is aborted and stops the service (its batch is decided again by whoever restarts).
+    pub(crate) fn retries(&self) -> u64 {
+        match self {
+            Sink::AtLeastOnce(d) => d.retries,
+            Sink::ExactlyOnce { side, .. } => side.retries,
+        }
+    }
+
+    /// Commit a batch's plan, and with it the batch: exactly-once, its records and the offsets after the batch
+    /// in one transaction; at-least-once, its records produced and every one acknowledged (the incident-state
+    /// records after the outputs they stand for), then the batch's offsets stored. Ok(false): `stop` said so
+    /// before every record was acknowledged (the offsets were not stored).
+    pub(crate) fn commit<C: ConsumerContext>(
+        &mut self,
+        records: &mut [OutRecord],
+        batch: &[InRecord],
+        consumer: &BaseConsumer<C>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<bool, KafkaError> {
+        match self {
+            Sink::ExactlyOnce { producer, .. } => {
+                let producer =
+                    producer.as_ref().ok_or_else(|| KafkaError::Internal("deciding without a producer".into()))?;
+                let mut tpl = TopicPartitionList::new();
+                for ((topic, partition), offset) in last_offsets(batch) {
+                    tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
+                }
+                commit_transaction(producer, consumer, records, &tpl)?;
+            }
+            Sink::AtLeastOnce(delivering) => {
+                // Incident state after the outputs it stands for: a restart never restores a decision whose
+                // commands or audit record were not acknowledged (it decides the event again instead).
+                let changelog = delivering.settings.topics.changelog.clone();
+                records.sort_by_key(|r| r.topic == changelog);
+                let (outputs, state) = records.split_at(records.partition_point(|r| r.topic != changelog));
+                if !delivering.deliver(outputs, stop)? || (!state.is_empty() && !delivering.deliver(state, stop)?) {
+                    return Ok(false);
+                }
+                for ((topic, partition), offset) in last_offsets(batch) {
+                    if let Err(e) = consumer.store_offset(topic, partition, offset) {
+                        // The partition was taken away meanwhile: its new owner decides these events again.
+                        tracing::warn!(error = %e, topic, partition, "offset not stored");
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// The exactly-once sink: the records and the consumer offsets after the batch (`offsets`, next offset to
 /// read per partition) in one transaction. On failure the transaction is aborted and the error returned: the
 /// engine has already taken the batch into its state, so the only consistent way on is to stop; a restart
@@ -286,16 +327,36 @@ pub fn commit_transaction<C: ConsumerContext>(
     records: &[OutRecord],
     offsets: &TopicPartitionList,
 ) -> Result<(), KafkaError> {
+    transaction(producer, records.iter(), |producer| {
+        let group = consumer
+            .group_metadata()
+            .ok_or_else(|| KafkaError::Internal("the CFS consumer has no group metadata".into()))?;
+        Ok(producer.send_offsets_to_transaction(offsets, &group, Duration::from_secs(30))?)
+    })
+}
+
+/// `records` in one transaction of their own (no consumer offsets: a source that is not a consumer, such as
+/// `ingest`, keeps its position in the records themselves). On failure the transaction is aborted.
+pub fn produce_transaction<'r>(
+    producer: &FutureProducer,
+    records: impl Iterator<Item = &'r OutRecord>,
+) -> Result<(), KafkaError> {
+    transaction(producer, records, |_| Ok(()))
+}
+
+/// Begin, enqueue `records`, `before_commit`, commit; abort on any failure and return it.
+fn transaction<'r>(
+    producer: &FutureProducer,
+    records: impl Iterator<Item = &'r OutRecord>,
+    before_commit: impl FnOnce(&FutureProducer) -> Result<(), KafkaError>,
+) -> Result<(), KafkaError> {
     let result = (|| {
         producer.begin_transaction()?;
         for r in records {
             // The commit waits for every delivery; a failed one fails the commit.
             drop(enqueue(producer, r)?);
         }
-        let group = consumer
-            .group_metadata()
-            .ok_or_else(|| KafkaError::Internal("the CFS consumer has no group metadata".into()))?;
-        producer.send_offsets_to_transaction(offsets, &group, Duration::from_secs(30))?;
+        before_commit(producer)?;
         producer.commit_transaction(Duration::from_secs(60))?;
         Ok::<(), KafkaError>(())
     })();

@@ -1,12 +1,12 @@
 //! Every metric the service exports, and the log line that goes with it, emitted in one place as typed events
 //! (vector's `internal_events` is the model). Label values come from closed sets: outcomes, reject reasons,
 //! exclusion reasons, actions, stages, registry update kinds, camera problems, produce-error classes and
-//! librdkafka error codes. Names are documented in the README ("Telemetry").
+//! librdkafka error codes. Names are documented in docs/operating.md (the `/metrics` row of its endpoint table).
 
+use crate::produce_rule::ErrorClass;
 use crate::registry::{Applied, BadRegistryRecord};
-use crate::sink::ErrorClass;
 use rdkafka::types::RDKafkaErrorCode;
-use trigger_core::{Decision, Outcome, RejectReason};
+use trigger_core::{Count, Decision, Outcome, RejectReason};
 
 /// A stage of an event's way through the service (`dispatch_trigger_stage_seconds{stage}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,24 +135,25 @@ pub fn refused(reason: RejectReason, partition: i32, offset: i64) {
     tracing::debug!(reason = reason.as_str(), partition, offset, "refused");
 }
 
-/// A decision: its outcome, exclusions, commands and notices.
+/// A decision: its outcome, exclusions, commands and notices ([`trigger_core::counts`]).
 pub fn decided(d: &Decision) {
-    let rec = &d.record;
-    metrics::counter!("dispatch_trigger_decisions_total", "outcome" => rec.outcome.as_str()).increment(1);
-    match rec.outcome {
-        Outcome::RefusedStale => metrics::counter!("dispatch_trigger_refused_stale_total").increment(1),
-        Outcome::OutsideIncidentWindow => {
-            metrics::counter!("dispatch_trigger_outside_incident_window_total").increment(1)
+    trigger_core::counts(d, |c| match c {
+        Count::Decision(o) => {
+            metrics::counter!("dispatch_trigger_decisions_total", "outcome" => o.as_str()).increment(1);
+            match o {
+                Outcome::RefusedStale => metrics::counter!("dispatch_trigger_refused_stale_total").increment(1),
+                Outcome::OutsideIncidentWindow => {
+                    metrics::counter!("dispatch_trigger_outside_incident_window_total").increment(1)
+                }
+                _ => {}
+            }
         }
-        _ => {}
-    }
-    for x in &rec.excluded {
-        metrics::counter!("dispatch_trigger_exclusions_total", "reason" => x.reason.as_str()).increment(1);
-    }
-    for c in &d.commands {
-        metrics::counter!("dispatch_trigger_commands_total", "action" => c.action.as_str()).increment(1);
-    }
-    metrics::counter!("dispatch_trigger_owner_notices_total").increment(d.notices.len() as u64);
+        Count::Exclusion(x) => {
+            metrics::counter!("dispatch_trigger_exclusions_total", "reason" => x.as_str()).increment(1)
+        }
+        Count::Command(a) => metrics::counter!("dispatch_trigger_commands_total", "action" => a.as_str()).increment(1),
+        Count::Notices(n) => metrics::counter!("dispatch_trigger_owner_notices_total").increment(n),
+    });
 }
 
 pub fn incidents_in_state(n: usize) {

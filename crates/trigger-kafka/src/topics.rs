@@ -27,6 +27,9 @@ pub struct Topics {
     /// Who decides: one partition, never written; the instance that holds it in the group `<group_id>.leader`
     /// is the deployment's one decider (see `trigger_kafka::leader`).
     pub leader: String,
+    /// `ingest`: where each live CAD source keeps how far it has read (compacted, one partition, key = the
+    /// source's name), written with the records it stands for.
+    pub watermark: String,
 }
 
 impl Default for Topics {
@@ -41,13 +44,14 @@ impl Default for Topics {
             dead_letter: "cad.cfs.dlq.v1".into(),
             changelog: "dispatch-trigger.incident-state.v1".into(),
             leader: "dispatch-trigger.leader.v1".into(),
+            watermark: "dispatch-trigger.ingest-watermark.v1".into(),
         }
     }
 }
 
 impl Topics {
     /// Every topic with the name of its setting (`kafka.topics.<setting>`): the one list of them.
-    pub fn named(&self) -> [(&'static str, &str); 9] {
+    pub fn named(&self) -> [(&'static str, &str); 10] {
         [
             ("cfs", &self.cfs),
             ("registry", &self.registry),
@@ -58,10 +62,11 @@ impl Topics {
             ("dead_letter", &self.dead_letter),
             ("changelog", &self.changelog),
             ("leader", &self.leader),
+            ("watermark", &self.watermark),
         ]
     }
 
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; 10] {
         self.named().map(|(_, t)| t)
     }
 
@@ -77,7 +82,7 @@ impl Topics {
     }
 
     /// Every topic name, to rewrite.
-    pub fn each_mut(&mut self) -> [&mut String; 9] {
+    pub fn each_mut(&mut self) -> [&mut String; 10] {
         let t = self;
         [
             &mut t.cfs,
@@ -89,6 +94,7 @@ impl Topics {
             &mut t.dead_letter,
             &mut t.changelog,
             &mut t.leader,
+            &mut t.watermark,
         ]
     }
 

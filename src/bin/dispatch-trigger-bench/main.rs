@@ -4,6 +4,7 @@
 
 mod bootstrap;
 mod breakdown;
+mod ingest;
 mod kafka;
 
 use anyhow::{Context, Result};
@@ -29,6 +30,32 @@ enum Command {
     /// `serve`'s start-up on a registry of N cameras (spawn to /readyz 200, its RSS then) next to a bare
     /// consumer reading the same topic, on Apache Kafka.
     Bootstrap(BootstrapArgs),
+    /// `ingest`'s `sql` source: a row committed in a PostgreSQL table to its CFS record acknowledged, at a
+    /// poll interval and settle margin (a table and topics of its own, dropped after).
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// A PostgreSQL server to make the table in (libpq connection string).
+    #[arg(long)]
+    postgres: String,
+    /// The cluster (Apache Kafka: `scripts/kafka.sh bootstrap`).
+    #[arg(long, value_name = "BOOTSTRAP")]
+    bootstrap: String,
+    #[arg(long, default_value_t = 300)]
+    rows: u64,
+    /// Rows inserted per second.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 2000)]
+    poll_interval_ms: u64,
+    /// The query's settle margin (rows updated less than this long ago wait for the next poll).
+    #[arg(long, default_value_t = 1000)]
+    settle_ms: u64,
+    /// At-least-once instead of exactly-once.
+    #[arg(long)]
+    at_least_once: bool,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +131,7 @@ fn main() {
     let done = match cli.command {
         Command::Kafka(a) => kafka::run(&policy, a),
         Command::Bootstrap(a) => bootstrap::run(&policy, a),
+        Command::Ingest(a) => ingest::run(a),
     };
     if let Err(e) = done {
         eprintln!("error: {e:#}");

@@ -104,8 +104,8 @@ impl Frigate {
 }
 
 impl Target for Frigate {
-    fn kind(&self) -> &'static str {
-        "frigate"
+    fn kind(&self) -> super::TargetKind {
+        super::TargetKind::Frigate
     }
 
     fn deliver(&mut self, cmd: &CameraCommand, camera: &str, events: &mut dyn EventIds) -> Result<(), TargetError> {
@@ -182,8 +182,8 @@ impl HomeAssistant {
 }
 
 impl Target for HomeAssistant {
-    fn kind(&self) -> &'static str {
-        "home_assistant"
+    fn kind(&self) -> super::TargetKind {
+        super::TargetKind::HomeAssistant
     }
 
     fn deliver(&mut self, cmd: &CameraCommand, camera: &str, _: &mut dyn EventIds) -> Result<(), TargetError> {

@@ -25,10 +25,29 @@ pub enum TargetError {
     Permanent(String),
 }
 
+/// What protocol a target speaks: a closed set, named by [`TargetKind::as_str`] in metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetKind {
+    Mqtt,
+    Frigate,
+    HomeAssistant,
+    Zmtrigger,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Mqtt => "mqtt",
+            TargetKind::Frigate => "frigate",
+            TargetKind::HomeAssistant => "home_assistant",
+            TargetKind::Zmtrigger => "zmtrigger",
+        }
+    }
+}
+
 /// One configured target.
 pub trait Target: Send + std::fmt::Debug {
-    /// The target's kind, a metric label: mqtt | frigate | home_assistant | zmtrigger.
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> TargetKind;
     /// Make `camera` (the target's own name for the camera) start or stop as `cmd` says.
     fn deliver(&mut self, cmd: &CameraCommand, camera: &str, events: &mut dyn EventIds) -> Result<(), TargetError>;
 

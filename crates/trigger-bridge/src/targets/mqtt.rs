@@ -126,8 +126,8 @@ impl Mqtt {
 }
 
 impl Target for Mqtt {
-    fn kind(&self) -> &'static str {
-        "mqtt"
+    fn kind(&self) -> super::TargetKind {
+        super::TargetKind::Mqtt
     }
 
     fn deliver(&mut self, cmd: &CameraCommand, camera: &str, _: &mut dyn EventIds) -> Result<(), TargetError> {

@@ -86,8 +86,8 @@ pub(crate) fn line(cmd: &CameraCommand, monitor: &str, score: u32, cause: &str) 
 }
 
 impl Target for ZmTrigger {
-    fn kind(&self) -> &'static str {
-        "zmtrigger"
+    fn kind(&self) -> super::TargetKind {
+        super::TargetKind::Zmtrigger
     }
 
     fn deliver(&mut self, cmd: &CameraCommand, monitor: &str, _: &mut dyn EventIds) -> Result<(), TargetError> {

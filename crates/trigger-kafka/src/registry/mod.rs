@@ -153,24 +153,16 @@ impl Reader<'_> {
                 wait = left.min(Duration::from_millis(100));
             }
             polls = polls.wrapping_add(1);
-            match self.consumer.poll(wait) {
-                Some(Ok(m)) => {
-                    let (p, next) = (m.partition(), m.offset() + 1);
-                    position.insert(p, next);
+            match poll_registry(self.consumer, self.topic, wait, &mut position) {
+                Polled::Record(m) => {
+                    let p = m.partition();
                     batch.push(self.feed, p, m.offset(), m.key(), m.payload());
                     // Only a partition reaching its target can end the read.
-                    done = self.target.get(&p).is_some_and(|&t| next >= t) && self.caught_up(&position);
+                    done = self.target.get(&p).is_some_and(|&t| m.offset() + 1 >= t) && self.caught_up(&position);
                 }
-                Some(Err(RdError::PartitionEOF(p))) => {
-                    if let Some(o) = end_position(self.consumer, self.topic, p) {
-                        position.insert(p, o);
-                    }
-                    done = self.caught_up(&position);
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, topic = self.topic, "registry consumer error (librdkafka retries)")
-                }
-                None => polls = 0,
+                Polled::End => done = self.caught_up(&position),
+                Polled::Error => {}
+                Polled::Nothing => polls = 0,
             }
             let send = batch.full() || (!batch.reads.is_empty() && done);
             if send && tx.send(std::mem::replace(&mut batch, empty.try_recv().unwrap_or_default())).is_err() {
@@ -181,6 +173,44 @@ impl Reader<'_> {
             let _ = tx.send(batch);
         }
         (self.caught_up(&position), position)
+    }
+}
+
+/// What one poll of a registry or status consumer brought.
+enum Polled<'c> {
+    /// A record; its partition's position is past it.
+    Record(rdkafka::message::BorrowedMessage<'c>),
+    /// A partition's end; its position is the end offset.
+    End,
+    /// A consumer error, logged (librdkafka retries).
+    Error,
+    Nothing,
+}
+
+/// One poll of `consumer` (reading `topic`), `position` kept: the one polling step of the start-up read and of
+/// the live follower.
+fn poll_registry<'c>(
+    consumer: &'c BaseConsumer<crate::Ctx>,
+    topic: &str,
+    wait: Duration,
+    position: &mut HashMap<i32, i64>,
+) -> Polled<'c> {
+    match consumer.poll(wait) {
+        None => Polled::Nothing,
+        Some(Ok(m)) => {
+            position.insert(m.partition(), m.offset() + 1);
+            Polled::Record(m)
+        }
+        Some(Err(RdError::PartitionEOF(p))) => {
+            if let Some(o) = end_position(consumer, topic, p) {
+                position.insert(p, o);
+            }
+            Polled::End
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, topic, "registry consumer error (librdkafka retries)");
+            Polled::Error
+        }
     }
 }
 
@@ -336,19 +366,11 @@ impl RegistryFollower {
         applied: &mut Applied,
         bad: &mut Vec<BadRegistryRecord>,
     ) -> Result<bool, KafkaError> {
-        let Some(r) = self.consumer.poll(timeout) else { return Ok(false) };
-        let m = match r {
-            Ok(m) => m,
-            Err(RdError::PartitionEOF(p)) => {
-                self.note_end(p);
-                return Ok(true);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, topic = %self.topic, "registry consumer error (librdkafka retries)");
-                return Ok(true);
-            }
+        let m = match poll_registry(&self.consumer, &self.topic, timeout, &mut self.position) {
+            Polled::Record(m) => m,
+            Polled::Nothing => return Ok(false),
+            Polled::End | Polled::Error => return Ok(true),
         };
-        self.position.insert(m.partition(), m.offset() + 1);
         let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
         if let Err(BadCamera { reason, detail }) = apply(index, self.feed, &key, m.payload(), applied) {
             bad.push(BadRegistryRecord {
@@ -362,13 +384,6 @@ impl RegistryFollower {
             });
         }
         Ok(true)
-    }
-
-    /// At the end of partition `p`: the position is the end offset.
-    fn note_end(&mut self, p: i32) {
-        if let Some(o) = end_position(&self.consumer, &self.topic, p) {
-            self.position.insert(p, o);
-        }
     }
 
     /// [`catch_up`](Self::catch_up) for a read from the beginning (start-up): one thread polls, this one

@@ -18,14 +18,12 @@ use registry_feed::Feeds;
 
 use crate::leader::{Leadership, Standing};
 use crate::plan::Planner;
+use crate::records::InRecord;
 use crate::settings::{Delivery, KafkaSettings, Role};
-use crate::sink::{commit_transaction, Delivering};
+use crate::sink::Sink;
 use crate::telemetry::{self, stage, Stage};
 use crate::KafkaError;
-use crate::Producer as FutureProducer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -39,80 +37,21 @@ pub use crate::records::{
     H_ORIGINAL_BYTES, H_ORIGINAL_SHA256, H_PARTITION, H_PAYLOAD_DROPPED, H_REASON, H_TOPIC, KIND_BREAK_GLASS,
 };
 
-use crate::batch::{last_offsets, BatchObserver, Marks};
+use crate::batch::{BatchObserver, Marks};
 use crate::{wall_ms, wall_us};
 
-/// Where a plan goes: at-least-once, one delivering producer; exactly-once, the transactional producer (only
-/// while leading: creating it fences whoever led before), and a delivering one for what belongs to no CFS
-/// transaction (dead letters of bad registry records: on the transactional producer outside a transaction
-/// librdkafka refuses them, and since the registry is re-read from its start, one bad camera would stop every
-/// instance at every start).
-enum Sink {
-    AtLeastOnce(Delivering),
-    ExactlyOnce { producer: Option<FutureProducer>, side: Delivering },
+/// What a run reads and writes through.
+struct Io {
+    sink: Sink,
+    registry: Feeds,
+    consumer: BaseConsumer<crate::Ctx>,
+    leadership: Leadership,
 }
 
-impl Sink {
-    fn new(settings: &KafkaSettings, opts: &ServiceOptions) -> Result<Self, KafkaError> {
-        Ok(match settings.delivery {
-            Delivery::AtLeastOnce => Sink::AtLeastOnce(Delivering::new(settings, Role::Producer, opts.retry())?),
-            Delivery::ExactlyOnce => {
-                Sink::ExactlyOnce { producer: None, side: Delivering::new(settings, Role::SideProducer, opts.retry())? }
-            }
-        })
-    }
-
-    /// Ready to write as the decider: exactly-once, the transactional producer, whose initialisation fences
-    /// the previous decider's producer and aborts what it left open.
-    fn lead(&mut self, settings: &KafkaSettings) -> Result<(), KafkaError> {
-        if let Sink::ExactlyOnce { producer, .. } = self {
-            let p: FutureProducer =
-                settings.client_config(Role::Producer).create_with_context(crate::Ctx("transactional-producer"))?;
-            p.init_transactions(Duration::from_secs(60))?;
-            *producer = Some(p);
-        }
-        // Learn every output topic's metadata now, so the first record to each does not wait for it.
-        let client = self.producer().client();
-        for topic in settings.topics.outputs() {
-            if let Err(e) = client.fetch_metadata(Some(topic), Duration::from_secs(10)) {
-                tracing::warn!(topic = %topic, error = %e, "no metadata for an output topic yet");
-            }
-        }
-        Ok(())
-    }
-
-    fn step_down(&mut self) {
-        if let Sink::ExactlyOnce { producer, .. } = self {
-            *producer = None;
-        }
-    }
-
-    /// The producer of the batch outputs.
-    fn producer(&self) -> &FutureProducer {
-        match self {
-            Sink::AtLeastOnce(d) => d.producer(),
-            Sink::ExactlyOnce { producer: Some(p), .. } => p,
-            Sink::ExactlyOnce { side, .. } => side.producer(),
-        }
-    }
-
-    /// Where records outside any batch (registry dead letters) are delivered.
-    fn side(&mut self) -> &mut Delivering {
-        match self {
-            Sink::AtLeastOnce(d) => d,
-            Sink::ExactlyOnce { side, .. } => side,
-        }
-    }
-
-    /// Records produced again after a failed attempt. In exactly-once mode this counts the side producer's
-    /// (registry dead letters) only: librdkafka retries inside a transaction on its own, and a transaction
-    /// that fails is aborted and stops the service (its batch is decided again by whoever restarts).
-    fn retries(&self) -> u64 {
-        match self {
-            Sink::AtLeastOnce(d) => d.retries,
-            Sink::ExactlyOnce { side, .. } => side.retries,
-        }
-    }
+/// When the loop last saw a CFS record (the silence watchdog) and last pruned the planner.
+struct Clocks {
+    last_cfs: Instant,
+    last_prune: Instant,
 }
 
 pub struct Service<'a, B> {
@@ -187,12 +126,29 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
 
     /// Run until `shutdown` is set: finish the batch in hand, commit, return the run's counts.
     pub fn run(mut self, shutdown: &AtomicBool) -> Result<RunStats, KafkaError> {
+        let Some(mut io) = self.start(shutdown)? else { return Ok(self.stats) };
+        let mut clocks = Clocks { last_cfs: Instant::now(), last_prune: Instant::now() };
+        let mut batch: Vec<InRecord> = Vec::with_capacity(self.opts.max_batch);
+        while !shutdown.load(Relaxed) && self.turn(&mut io, &mut batch, &mut clocks, shutdown)? {}
+        tracing::info!("stopping: committing offsets");
+        if self.epoch.is_some() {
+            self.step_down(&io.consumer, &mut io.sink, true);
+        }
+        drop(io.leadership);
+        self.health.ready.store(false, Relaxed);
+        self.stats.delivery_retries = io.sink.retries();
+        Ok(self.stats)
+    }
+
+    /// Connect, check the topics, read the registry to its end, join the leadership group. None: asked to stop
+    /// before the registry was read.
+    fn start(&mut self, shutdown: &AtomicBool) -> Result<Option<Io>, KafkaError> {
         crate::connect::check_connection(&self.settings, Duration::from_secs(30))?;
         self.check_partitions()?;
         let mut sink = Sink::new(&self.settings, &self.opts)?;
         let mut registry = Feeds::open(&self.settings)?;
         if !self.bootstrap_registry(&mut registry, sink.side(), shutdown)? {
-            return Ok(self.stats);
+            return Ok(None);
         }
         let consumer = self.cfs_consumer()?;
         let leadership = Leadership::start(&self.settings, self.opts.lease())?;
@@ -206,70 +162,84 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
             delivery = ?self.settings.delivery,
             "ready: registry caught up, following the leadership group"
         );
-        let mut last_cfs = Instant::now();
-        let mut last_prune = Instant::now();
-        let mut batch: Vec<OwnedMessage> = Vec::with_capacity(self.opts.max_batch);
-        while !shutdown.load(Relaxed) {
-            if !self.follow(&leadership, &consumer, &mut sink)? {
-                self.apply_registry(&mut registry, sink.side(), None)?;
-                std::thread::sleep(self.opts.poll_timeout().min(Duration::from_millis(20)));
-                continue;
-            }
-            crate::batch::poll(&consumer, &self.opts, &mut batch, telemetry::consumer_error);
-            self.watchdog(&mut last_cfs, !batch.is_empty());
-            if last_prune.elapsed() > Duration::from_secs(60) {
-                self.planner.prune(self.engine);
-                last_prune = Instant::now();
-            }
-            if batch.is_empty() {
-                self.apply_registry(&mut registry, sink.side(), None)?;
-                continue;
-            }
-            let decoded = self.planner.decode(&batch);
-            let synced = Instant::now();
-            // Strict sync costs a round trip; a batch none of whose events can touch a camera needs none (what
-            // has already arrived is applied all the same).
-            let sync = self.opts.registry_sync_wait().filter(|_| {
-                let needed = Planner::may_use_cameras(self.engine, &batch, &decoded);
-                self.stats.registry_round_trips.count(needed);
-                needed
-            });
-            self.apply_registry(&mut registry, sink.side(), sync)?;
-            // The lease is checked once more right before deciding: a batch is decided under a lease held. A lease
-            // that lapsed keeps the batch until it is renewed; a leadership that ended leaves it to the next
-            // decider (its offsets were not stored).
-            let leading = loop {
-                if self.follow(&leadership, &consumer, &mut sink)? {
-                    break true;
-                }
-                if self.epoch.is_none() || shutdown.load(Relaxed) {
-                    break false;
-                }
-                self.apply_registry(&mut registry, sink.side(), None)?;
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            if !leading {
-                continue;
-            }
-            let epoch = self.epoch.expect("leading");
-            let stop = || shutdown.load(Relaxed) || !leadership.holds(epoch);
-            if !self.handle_batch(&mut sink, &consumer, &batch, decoded, synced, &stop)? {
-                if shutdown.load(Relaxed) {
-                    break;
-                }
-                // The leadership went while the batch was being delivered: its offsets were not stored, and
-                // the next decider decides it again.
-                self.step_down(&consumer, &mut sink, false);
-            }
+        Ok(Some(Io { sink, registry, consumer, leadership }))
+    }
+
+    /// One turn of the loop: follow the leadership; deciding, poll a batch, bring the registry up to date and
+    /// decide it under a lease held. False: stop (asked to while a batch was being delivered).
+    fn turn(
+        &mut self,
+        io: &mut Io,
+        batch: &mut Vec<InRecord>,
+        clocks: &mut Clocks,
+        shutdown: &AtomicBool,
+    ) -> Result<bool, KafkaError> {
+        if !self.follow(&io.leadership, &io.consumer, &mut io.sink)? {
+            self.apply_registry(&mut io.registry, io.sink.side(), None)?;
+            std::thread::sleep(self.opts.poll_timeout().min(Duration::from_millis(20)));
+            return Ok(true);
         }
-        tracing::info!("stopping: committing offsets");
-        if self.epoch.is_some() {
-            self.step_down(&consumer, &mut sink, true);
+        crate::batch::poll(&io.consumer, &self.opts, batch, telemetry::consumer_error);
+        self.watchdog(&mut clocks.last_cfs, !batch.is_empty());
+        if clocks.last_prune.elapsed() > Duration::from_secs(60) {
+            self.planner.prune(self.engine);
+            clocks.last_prune = Instant::now();
         }
-        drop(leadership);
-        self.health.ready.store(false, Relaxed);
-        self.stats.delivery_retries = sink.retries();
-        Ok(self.stats)
+        if batch.is_empty() {
+            self.apply_registry(&mut io.registry, io.sink.side(), None)?;
+            return Ok(true);
+        }
+        let decoded = self.planner.decode(batch);
+        let synced = Instant::now();
+        self.sync_registry(io, batch, &decoded)?;
+        if !self.lease_held(io, shutdown)? {
+            return Ok(true);
+        }
+        let epoch = self.epoch.expect("leading");
+        let stop = || shutdown.load(Relaxed) || !io.leadership.holds(epoch);
+        if self.handle_batch(&mut io.sink, &io.consumer, batch, decoded, synced, &stop)? {
+            return Ok(true);
+        }
+        if shutdown.load(Relaxed) {
+            return Ok(false);
+        }
+        // The leadership went while the batch was being delivered: its offsets were not stored, and the next
+        // decider decides it again.
+        self.step_down(&io.consumer, &mut io.sink, false);
+        Ok(true)
+    }
+
+    /// Bring the registry up to date before deciding `batch`. Strict sync costs a round trip; a batch none of
+    /// whose events can touch a camera needs none (what has already arrived is applied all the same).
+    fn sync_registry(
+        &mut self,
+        io: &mut Io,
+        batch: &[InRecord],
+        decoded: &[Result<trigger_core::CallForService, Reject>],
+    ) -> Result<(), KafkaError> {
+        let sync = self.opts.registry_sync_wait().filter(|_| {
+            let needed = Planner::may_use_cameras(self.engine, batch, decoded);
+            self.stats.registry_round_trips.count(needed);
+            telemetry::registry_round_trip(needed);
+            needed
+        });
+        self.apply_registry(&mut io.registry, io.sink.side(), sync)
+    }
+
+    /// The lease, checked once more right before deciding: a batch is decided under a lease held. A lease that
+    /// lapsed keeps the batch until it is renewed; a leadership that ended (false) leaves it to the next
+    /// decider (its offsets were not stored).
+    fn lease_held(&mut self, io: &mut Io, shutdown: &AtomicBool) -> Result<bool, KafkaError> {
+        loop {
+            if self.follow(&io.leadership, &io.consumer, &mut io.sink)? {
+                return Ok(true);
+            }
+            if self.epoch.is_none() || shutdown.load(Relaxed) {
+                return Ok(false);
+            }
+            self.apply_registry(&mut io.registry, io.sink.side(), None)?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The audit chain of CFS partition p is written to audit partition p; the changelog is partitioned as the
@@ -421,7 +391,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         &mut self,
         sink: &mut Sink,
         consumer: &BaseConsumer<crate::Ctx>,
-        batch: &[OwnedMessage],
+        batch: &[InRecord],
         decoded: Vec<Result<trigger_core::CallForService, Reject>>,
         synced: Instant,
         stop: &dyn Fn() -> bool,
@@ -429,32 +399,8 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         let planned = Instant::now();
         let mut plan = self.planner.plan(self.engine, self.index, batch, decoded, &mut self.stats, &wall_ms)?;
         let marks = Marks { synced, planned, sent: Instant::now() };
-        match sink {
-            Sink::ExactlyOnce { producer, .. } => {
-                let producer =
-                    producer.as_ref().ok_or_else(|| KafkaError::Internal("deciding without a producer".into()))?;
-                let mut tpl = TopicPartitionList::new();
-                for ((topic, partition), offset) in last_offsets(batch) {
-                    tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
-                }
-                commit_transaction(producer, consumer, &plan.records, &tpl)?;
-            }
-            Sink::AtLeastOnce(delivering) => {
-                // Incident state after the outputs it stands for: a restart never restores a decision whose
-                // commands or audit record were not acknowledged (it decides the event again instead).
-                let changelog = &self.settings.topics.changelog;
-                plan.records.sort_by_key(|r| &r.topic == changelog);
-                let (outputs, state) = plan.records.split_at(plan.records.partition_point(|r| &r.topic != changelog));
-                if !delivering.deliver(outputs, stop)? || (!state.is_empty() && !delivering.deliver(state, stop)?) {
-                    return Ok(false);
-                }
-                for ((topic, partition), offset) in last_offsets(batch) {
-                    if let Err(e) = consumer.store_offset(topic, partition, offset) {
-                        // The partition was taken away meanwhile: its new owner decides these events again.
-                        tracing::warn!(error = %e, topic, partition, "offset not stored");
-                    }
-                }
-            }
+        if !sink.commit(&mut plan.records, batch, consumer, stop)? {
+            return Ok(false);
         }
         self.broker_answered();
         stage(Stage::ProduceAck, marks.sent.elapsed().as_secs_f64());
@@ -484,10 +430,10 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
         telemetry::seconds_since_last_cfs(last_cfs.elapsed().as_secs_f64());
     }
 
-    fn record_latencies(&mut self, batch: &[OwnedMessage], decoded: &[Result<trigger_core::CallForService, Reject>]) {
+    fn record_latencies(&mut self, batch: &[InRecord], decoded: &[Result<trigger_core::CallForService, Reject>]) {
         let (acked_ms, acked_us) = (wall_ms(), wall_us());
         for (m, ev) in batch.iter().zip(decoded) {
-            if let Some(ts) = m.timestamp().to_millis() {
+            if let Some(ts) = m.timestamp_ms {
                 let us = acked_us.saturating_sub(ts.saturating_mul(1000)).max(0);
                 stage(Stage::EndToEnd, us as f64 / 1e6);
                 let _ = self.stats.end_to_end_us.record(us.max(1) as u64);

@@ -93,11 +93,10 @@ impl<B: SpatialBackend> Service<'_, B> {
                 return Ok(false);
             }
             if started.elapsed() > self.opts.registry_bootstrap_timeout() {
-                return Err(KafkaError::Setup(format!(
-                    "the camera registry ({}) was not read to its end within {:?}",
-                    registry.topic(),
-                    self.opts.registry_bootstrap_timeout()
-                )));
+                return Err(KafkaError::Timeout {
+                    what: format!("reading the camera registry ({}) to its end", registry.topic()),
+                    after: self.opts.registry_bootstrap_timeout(),
+                });
             }
             tracing::info!(cameras = self.index.len(), "still reading the camera registry");
         }

@@ -1,0 +1,125 @@
+//! A PostgreSQL server of a test's own, from Debian's packages (`postgresql`): initdb into a fresh folder,
+//! started on a free loopback port with trust authentication, stopped (immediately) when dropped. Run as root,
+//! the server runs as the `postgres` user the package creates (PostgreSQL refuses to run as root). Without the
+//! package the caller skips and says so, unless `POSTGRES_REQUIRED=1` (CI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug)]
+pub(crate) struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    pub(crate) port: u16,
+    as_postgres: bool,
+}
+
+/// The newest `/usr/lib/postgresql/N/bin` with initdb.
+fn bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, b): &(u32, PathBuf)| b.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, b)| b)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Postgres {
+    /// A started server, or None (skipped, said on stderr) when the package is missing and not required.
+    pub(crate) fn start() -> Option<Self> {
+        let Some(bin) = bin_dir() else {
+            assert!(
+                std::env::var("POSTGRES_REQUIRED").is_err(),
+                "POSTGRES_REQUIRED is set but PostgreSQL is not installed (apt-get install postgresql)"
+            );
+            eprintln!("skipped: PostgreSQL is not installed (Debian's postgresql package)");
+            return None;
+        };
+        let n = std::sync::atomic::AtomicU32::new(0).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("dt-postgres-{}-{n}-{}", std::process::id(), trigger_kafka::wall_ms()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pg = Self { bin, port: free_port(), as_postgres: is_root(), dir };
+        if pg.as_postgres {
+            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&pg.dir).status().unwrap().success());
+        }
+        let data = pg.data();
+        pg.run("initdb", &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        pg.up();
+        Some(pg)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// One of the server's tools, as the user the server runs as.
+    fn tool(&self, tool: &str) -> Command {
+        let exe = self.bin.join(tool);
+        let mut c = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        c.current_dir(&self.dir);
+        c
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self.tool(tool).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Start the server (again, after [`Postgres::down`]), on the same port and data.
+    pub(crate) fn up(&self) {
+        let opts = format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off", self.port);
+        let log = self.dir.join("server.log");
+        let data = self.data();
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);
+    }
+
+    /// Stop the server at once (connections cut, as a crashed or unreachable database).
+    pub(crate) fn down(&self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// A client of the `postgres` database.
+    pub(crate) fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.connection(), postgres::NoTls).expect("the test's own PostgreSQL answers")
+    }
+
+    /// The libpq connection string of the `postgres` database.
+    pub(crate) fn connection(&self) -> String {
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self.tool("pg_ctl").args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
