@@ -49,11 +49,9 @@ impl Default for ServeConfig {
 impl ServeConfig {
     /// Defaults, then `file` (if given), then the environment. Every problem is reported at once.
     pub fn load(file: Option<&Path>) -> Result<Self> {
-        // DT_BRIDGE_* configure the bridge, not the service.
-        Self::load_with_env(
-            file,
-            Env::prefixed("DT_").filter(|k| !k.as_str().to_ascii_lowercase().starts_with("bridge_")).split("__"),
-        )
+        // DT_BRIDGE_* and DT_INGEST_* configure the bridge and the live CAD source, not the service.
+        let theirs = |k: &str| ["bridge_", "ingest_"].iter().any(|p| k.to_ascii_lowercase().starts_with(p));
+        Self::load_with_env(file, Env::prefixed("DT_").filter(move |k| !theirs(k.as_str())).split("__"))
     }
 
     pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<Self> {
@@ -135,6 +133,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("DT_KAFKA__BOOTSTRAP_SERVERS", "env:9092");
             jail.set_env("DT_BRIDGE_KAFKA__GROUP_ID", "the-bridge's, not the service's");
+            jail.set_env("DT_INGEST_SQL__PASSWORD", "the live source's, not the service's");
             let c = ServeConfig::load(Some(&f)).unwrap();
             assert_eq!(c.kafka.bootstrap_servers, "env:9092", "environment wins over the file");
             assert_eq!(c.kafka.group_id, "from-file", "file wins over defaults");

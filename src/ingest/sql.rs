@@ -141,6 +141,7 @@ pub(super) fn run(
     shutdown: &AtomicBool,
 ) -> Result<Written> {
     let profile = crate::config::load_profile(&src.profile, policy)?;
+    register(&src.name);
     let mut written = Written::default();
     let mut backoff = Backoff::new(cfg.ingest.retry_backoff_max_ms);
     health.ready.store(true, Relaxed);
@@ -171,7 +172,16 @@ fn open_sink(
         let opened = IngestSink::new(&cfg.kafka, &src.name, retry).and_then(|s| Ok((s.watermark()?, s)));
         match opened {
             Ok((mark, sink)) => {
-                let mark = mark.and_then(|m| serde_json::from_slice(&m).ok()).unwrap_or_else(Watermark::start);
+                let mark = match mark.map(|m| serde_json::from_slice::<Watermark>(&m)) {
+                    Some(Ok(m)) => m,
+                    None => Watermark::start(),
+                    // Not this source's format: read from the start (what was sent is long stale: the service
+                    // refuses it by its backlog guard), and say so.
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "the stored watermark cannot be read: reading from the start");
+                        Watermark::start()
+                    }
+                };
                 tracing::info!(source = %src.name, updated_at = %mark.time(), id = %mark.id, "reading from the watermark");
                 set_down(health, None);
                 return Some((sink, mark));
@@ -411,6 +421,17 @@ fn naive_time(profile: &CsvProfile, t: chrono::NaiveDateTime) -> String {
         t.and_utc().to_rfc3339()
     } else {
         t.format(&profile.timestamp_format).to_string()
+    }
+}
+
+/// The source's counters at zero, so a dashboard and the alerting rules see them before the first row.
+fn register(source: &str) {
+    for name in [
+        "dispatch_trigger_ingest_rows_total",
+        "dispatch_trigger_ingest_dead_letters_total",
+        "dispatch_trigger_ingest_source_errors_total",
+    ] {
+        metrics::counter!(name, "source" => source.to_string()).increment(0);
     }
 }
 

@@ -5,10 +5,24 @@ use crate::targets::TargetKind;
 use crate::{Outcome, Refusal};
 use trigger_core::CameraCommand;
 
-/// Every refusal counter at zero, so a dashboard sees each reason before the first one happens.
+/// Every counter at zero (each refusal reason, each target kind's outcomes, each in-doubt resolution), so a
+/// dashboard and the alerting rules see each series before its first event.
 pub fn register() {
     for r in Refusal::ALL {
-        metrics::counter!("dispatch_trigger_bridge_refused_total", "reason" => r.as_str()).absolute(0);
+        metrics::counter!("dispatch_trigger_bridge_refused_total", "reason" => r.as_str()).increment(0);
+    }
+    for kind in [TargetKind::Mqtt, TargetKind::Frigate, TargetKind::HomeAssistant, TargetKind::Zmtrigger] {
+        let kind = kind.as_str();
+        for action in ["start", "stop"] {
+            metrics::counter!("dispatch_trigger_bridge_delivered_total", "kind" => kind, "action" => action)
+                .increment(0);
+        }
+        metrics::counter!("dispatch_trigger_bridge_expired_total", "kind" => kind).increment(0);
+        metrics::counter!("dispatch_trigger_bridge_failed_total", "kind" => kind).increment(0);
+        metrics::counter!("dispatch_trigger_bridge_retries_total", "kind" => kind).increment(0);
+    }
+    for d in [Doubt::AlreadyDelivered, Doubt::NotDelivered, Doubt::DeliveredAgain] {
+        metrics::counter!("dispatch_trigger_bridge_in_doubt_total", "resolution" => d.as_str()).increment(0);
     }
 }
 

@@ -39,6 +39,41 @@ pub fn stage(stage: Stage, seconds: f64) {
     metrics::histogram!("dispatch_trigger_stage_seconds", "stage" => stage.as_str()).record(seconds.max(0.0));
 }
 
+/// Every counter that only moves on a fault created at zero (incrementing by nothing: a count already there
+/// stays), and the gauges likewise: a dashboard and the alerting rules (deploy/) see each series from the first
+/// scrape, not from its first event.
+pub fn register() {
+    for name in [
+        "dispatch_trigger_consumer_recreated_total",
+        "dispatch_trigger_consumer_errors_total",
+        "dispatch_trigger_registry_sync_timeouts_total",
+        "dispatch_trigger_delivery_retries_total",
+        "dispatch_trigger_refused_stale_total",
+        "dispatch_trigger_outside_incident_window_total",
+        "dispatch_trigger_events_total",
+        "dispatch_trigger_owner_notices_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for class in [ErrorClass::Retriable, ErrorClass::Permanent, ErrorClass::Fatal] {
+        // An empty label is no label in Prometheus: the class's total before any error has a code.
+        metrics::counter!("dispatch_trigger_produce_errors_total", "class" => class.as_str(), "code" => "")
+            .increment(0);
+    }
+    for source in ["cfs", "registry"] {
+        metrics::counter!("dispatch_trigger_dead_letters_total", "source" => source).increment(0);
+    }
+    for round_trip in ["taken", "skipped"] {
+        metrics::counter!("dispatch_trigger_registry_round_trips_total", "round_trip" => round_trip).increment(0);
+    }
+    for action in ["start", "stop"] {
+        metrics::counter!("dispatch_trigger_commands_total", "action" => action).increment(0);
+    }
+    // Gauges created at 0 if no run of this process has set them yet (incrementing by nothing changes none).
+    metrics::gauge!("dispatch_trigger_cad_silent").increment(0.0);
+    metrics::gauge!("dispatch_trigger_incidents_in_state").increment(0.0);
+}
+
 /// Whether the instance is ready (`Health::readiness`): set at each scrape, so it always says what /readyz says.
 pub fn ready(ready: bool) {
     metrics::gauge!("dispatch_trigger_ready").set(if ready { 1.0 } else { 0.0 });

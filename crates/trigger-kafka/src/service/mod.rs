@@ -143,6 +143,7 @@ impl<'a, B: SpatialBackend> Service<'a, B> {
     /// Connect, check the topics, read the registry to its end, join the leadership group. None: asked to stop
     /// before the registry was read.
     fn start(&mut self, shutdown: &AtomicBool) -> Result<Option<Io>, KafkaError> {
+        telemetry::register();
         crate::connect::check_connection(&self.settings, Duration::from_secs(30))?;
         self.check_partitions()?;
         let mut sink = Sink::new(&self.settings, &self.opts)?;
