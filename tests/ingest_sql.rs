@@ -11,7 +11,7 @@ use common::postgres::Postgres;
 use prost::Message as _;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use trigger_core::Status;
 
@@ -43,35 +43,6 @@ const QUERY: &str = "SELECT id::text AS row_id, updated_at, event_number, tencod
     received, dispatched, closed FROM calls \
     WHERE (updated_at, id::text) > ($1, $2) AND updated_at < clock_timestamp() - interval '300 milliseconds' \
     ORDER BY updated_at, id::text LIMIT $3";
-
-/// The revision the contract gives a row updated at `updated_at` (Unix ms): seconds since 2020-01-01.
-fn revision_of(updated_at_ms: i64) -> u32 {
-    ((updated_at_ms - 1_577_836_800_000) / 1000) as u32
-}
-
-/// The source's process, killed when the test ends (a failing assertion included).
-struct Source(Child);
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ingest(config: &std::path::Path, log: &std::path::Path) -> Source {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Source(
-        Command::new(common::BIN)
-            .current_dir(common::root())
-            .args(["ingest", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("ingest starts"),
-    )
-}
 
 /// Insert `n` calls (one of them without an incident number: a reject), then dispatch each, then close each:
 /// every row updated at least a second after its last update (a revision is a whole second).
@@ -121,7 +92,7 @@ fn in_table(pg: &Postgres) -> BTreeMap<String, (u32, bool)> {
         .iter()
         .map(|r| {
             let at: chrono::DateTime<chrono::Utc> = r.get(1);
-            (r.get::<_, String>(0), (revision_of(at.timestamp_millis()), r.get::<_, bool>(2)))
+            (r.get::<_, String>(0), (common::revision_of(at.timestamp_millis()), r.get::<_, bool>(2)))
         })
         .collect()
 }
@@ -157,7 +128,7 @@ fn rows_written_while_the_source_is_killed_and_the_database_stops_arrive_once_ea
     const N: usize = 30;
 
     // The writer runs while the source is killed at random moments and restarted.
-    let mut child = ingest(&config, &log);
+    let mut child = common::ingest(&config, &log, &[]);
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_calls(&pg, N));
         let mut kills = 0;
@@ -166,7 +137,7 @@ fn rows_written_while_the_source_is_killed_and_the_database_stops_arrive_once_ea
             child.0.kill().unwrap();
             child.0.wait().unwrap();
             kills += 1;
-            child = ingest(&config, &log);
+            child = common::ingest(&config, &log, &[]);
         }
         writer.join().unwrap();
         eprintln!("{kills} SIGKILLs");

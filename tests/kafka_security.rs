@@ -18,40 +18,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
 /// A CA and a broker certificate for 127.0.0.1 signed by it; a second CA that signed nothing.
 fn certificates(dir: &Path) {
-    let days = ["-days", "2"];
-    for ca in ["ca", "other-ca"] {
-        let (key, pem, subj) = (format!("{ca}.key"), format!("{ca}.pem"), format!("/CN=test {ca}"));
-        openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem, "-subj", &subj]);
-    }
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "broker.key",
-            "-out",
-            "broker.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    let mut sign = vec!["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"];
-    sign.extend(["-out", "broker.crt", "-extfile", "san.ext"]);
-    sign.extend(days);
-    openssl(dir, &sign);
+    common::tls::Certs::make(dir);
     // Kafka's PEM key store: the (PKCS#8, unencrypted) key and the certificate chain in one file.
-    let pem = [dir.join("broker.key"), dir.join("broker.crt")].map(|p| std::fs::read_to_string(p).unwrap()).concat();
+    let pem = [dir.join("server.key"), dir.join("server.crt")].map(|p| std::fs::read_to_string(p).unwrap()).concat();
     std::fs::write(dir.join("broker.pem"), pem).unwrap();
 }
 

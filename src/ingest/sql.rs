@@ -5,7 +5,7 @@
 //! letters, as the source read it (its columns as JSON), and never stops the source. The watermark advances
 //! only with the records' acknowledgement ([`trigger_kafka::ingest::IngestSink`]).
 
-use super::{Backoff, IngestConfig};
+use super::{cfs_bytes, count_written, open_sink, register, set_down, source_fault, Backoff, IngestConfig, Written};
 use crate::runtime::sleep_unless;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -18,7 +18,6 @@ use std::time::Duration;
 use trigger_cad::CsvProfile;
 use trigger_core::Secret;
 use trigger_kafka::ingest::IngestSink;
-use trigger_kafka::options::RetryPolicy;
 use trigger_kafka::records::{cfs_key, source_dead_letter, DeadLetterRule};
 use trigger_kafka::{wall_ms, Health, OutRecord};
 
@@ -105,24 +104,6 @@ impl Watermark {
     }
 }
 
-/// What a run wrote.
-#[derive(Debug, Clone, Serialize)]
-pub struct Written {
-    pub rows: u64,
-    pub records: u64,
-    pub dead_letters: u64,
-    /// A row's last update -> its record acknowledged (the commit that carried it returned), microseconds.
-    #[serde(skip)]
-    pub row_to_ack_us: hdrhistogram::Histogram<u64>,
-}
-
-impl Default for Written {
-    fn default() -> Self {
-        let h = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-        Self { rows: 0, records: 0, dead_letters: 0, row_to_ack_us: h }
-    }
-}
-
 /// The records of one poll, its watermark after them, and each row's update time.
 struct Polled {
     records: Vec<OutRecord>,
@@ -146,7 +127,8 @@ pub(super) fn run(
     let mut backoff = Backoff::new(cfg.ingest.retry_backoff_max_ms);
     health.ready.store(true, Relaxed);
     while !shutdown.load(Relaxed) {
-        let Some((mut sink, mark)) = open_sink(cfg, src, health, &mut backoff, shutdown) else { break };
+        let opened = open_sink(cfg, &src.name, Watermark::start, health, &mut backoff, shutdown);
+        let Some((mut sink, mark)) = opened else { break };
         let topics = (cfg.kafka.topics.cfs.as_str(), cfg.kafka.topics.dead_letter.as_str());
         let letters = DeadLetterRule { payload: cfg.ingest.dead_letter_payload, ..DeadLetterRule::default() };
         let mut reader = Reader { src, profile: &profile, topics, letters, db: None, mark };
@@ -156,48 +138,6 @@ pub(super) fn run(
     }
     health.ready.store(false, Relaxed);
     Ok(written)
-}
-
-/// A sink and the watermark it stands at, retried until the brokers answer (None: asked to stop first).
-fn open_sink(
-    cfg: &IngestConfig,
-    src: &SqlSource,
-    health: &Health,
-    backoff: &mut Backoff,
-    shutdown: &AtomicBool,
-) -> Option<(IngestSink, Watermark)> {
-    let retry =
-        RetryPolicy { backoff_max: Duration::from_millis(cfg.ingest.retry_backoff_max_ms), ..Default::default() };
-    while !shutdown.load(Relaxed) {
-        let opened = IngestSink::new(&cfg.kafka, &src.name, retry).and_then(|s| Ok((s.watermark()?, s)));
-        match opened {
-            Ok((mark, sink)) => {
-                let mark = match mark.map(|m| serde_json::from_slice::<Watermark>(&m)) {
-                    Some(Ok(m)) => m,
-                    None => Watermark::start(),
-                    // Not this source's format: read from the start (what was sent is long stale: the service
-                    // refuses it by its backlog guard), and say so.
-                    Some(Err(e)) => {
-                        tracing::error!(error = %e, "the stored watermark cannot be read: reading from the start");
-                        Watermark::start()
-                    }
-                };
-                tracing::info!(source = %src.name, updated_at = %mark.time(), id = %mark.id, "reading from the watermark");
-                set_down(health, None);
-                return Some((sink, mark));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Kafka does not answer; retrying");
-                set_down(health, Some(format!("Kafka does not answer: {e}")));
-                backoff.wait(shutdown);
-            }
-        }
-    }
-    None
-}
-
-fn set_down(health: &Health, why: Option<String>) {
-    *health.source_down.lock().expect("not poisoned") = why;
 }
 
 /// The database side of a run: the connection and its prepared query, the profile, where it stands.
@@ -227,10 +167,7 @@ impl Reader<'_> {
                 Ok(rows) => rows,
                 Err(e) => {
                     self.db = None;
-                    metrics::counter!("dispatch_trigger_ingest_source_errors_total", "source" => self.src.name.clone())
-                        .increment(1);
-                    tracing::warn!(source = %self.src.name, error = %format!("{e:#}"), "the CAD database does not answer; retrying");
-                    set_down(health, Some(format!("the CAD database does not answer: {e:#}")));
+                    source_fault(health, &self.src.name, format!("the CAD database does not answer: {e:#}"));
                     backoff.wait(shutdown);
                     continue;
                 }
@@ -292,12 +229,7 @@ impl Reader<'_> {
         match sink.commit(&records, &mark_json, &stop) {
             Ok(true) => {
                 health.broker_seen_ms.store(wall_ms(), Relaxed);
-                let acked = trigger_kafka::wall_us();
-                for u in updated_us {
-                    let us = (acked - u).max(1) as u64;
-                    let _ = written.row_to_ack_us.record(us);
-                    metrics::histogram!("dispatch_trigger_ingest_row_to_ack_seconds").record(us as f64 / 1e6);
-                }
+                written.acknowledged(&updated_us);
                 health.handled.fetch_add(rows.len() as u64, Relaxed);
                 written.rows += rows.len() as u64;
                 written.dead_letters += letters;
@@ -322,6 +254,12 @@ impl Reader<'_> {
         let mut mark = self.mark.clone();
         let mut letters = 0;
         let mut updated_us = Vec::with_capacity(rows.len());
+        // Every row of one result has the same columns: found, and checked against the profile, once.
+        let names: Vec<String> =
+            rows.first().map(|r| r.columns().iter().map(|c| c.name().to_string()).collect()).unwrap_or_default();
+        let index: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let missing = self.profile.missing_columns(&index);
+        anyhow::ensure!(missing.is_empty(), "the result lacks the profile's columns {missing:?}");
         for row in rows {
             let updated_at: DateTime<Utc> = row
                 .try_get(self.src.updated_at_column.as_str())
@@ -329,10 +267,7 @@ impl Reader<'_> {
             let id: String = row
                 .try_get(self.src.id_column.as_str())
                 .with_context(|| format!("column {:?} (text) of the result", self.src.id_column))?;
-            let (names, fields) = columns_as_text(row, self.profile)?;
-            let index: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
-            let missing = self.profile.missing_columns(&index);
-            anyhow::ensure!(missing.is_empty(), "the result has none of the profile's columns {missing:?}");
+            let fields = columns_as_text(row, self.profile)?;
             let fields_ref: Vec<&str> = fields.iter().map(|f| f.as_deref().unwrap_or("")).collect();
             let ms = updated_at.timestamp_millis();
             let revision = trigger_cad::eido::revision_at(ms);
@@ -356,12 +291,6 @@ impl Reader<'_> {
     }
 }
 
-/// The CFS record's payload: the contract's protobuf.
-fn cfs_bytes(ev: &trigger_core::CallForService) -> Vec<u8> {
-    use prost::Message as _;
-    trigger_cad::pb::to_pb(ev).encode_to_vec()
-}
-
 /// A row as the source read it, for its dead letter: column -> text (null: JSON null).
 fn row_json(names: &[String], fields: &[Option<String>]) -> Vec<u8> {
     let m: serde_json::Map<String, serde_json::Value> = names
@@ -374,11 +303,9 @@ fn row_json(names: &[String], fields: &[Option<String>]) -> Vec<u8> {
 
 /// Every column of a row as the text the profile reads: text as it is, numbers and booleans written out,
 /// timestamps in the profile's `timestamp_format` and time zone. Any other type is an error that says to cast it.
-fn columns_as_text(row: &postgres::Row, profile: &CsvProfile) -> Result<(Vec<String>, Vec<Option<String>>)> {
-    let mut names = Vec::with_capacity(row.len());
+fn columns_as_text(row: &postgres::Row, profile: &CsvProfile) -> Result<Vec<Option<String>>> {
     let mut fields = Vec::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
-        names.push(col.name().to_string());
         let t = col.type_();
         let text: Option<String> = if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(t) {
             row.try_get(i)?
@@ -404,7 +331,7 @@ fn columns_as_text(row: &postgres::Row, profile: &CsvProfile) -> Result<(Vec<Str
         };
         fields.push(text);
     }
-    Ok((names, fields))
+    Ok(fields)
 }
 
 fn local_time(profile: &CsvProfile, t: DateTime<chrono_tz::Tz>) -> String {
@@ -424,22 +351,10 @@ fn naive_time(profile: &CsvProfile, t: chrono::NaiveDateTime) -> String {
     }
 }
 
-/// The source's counters at zero, so a dashboard and the alerting rules see them before the first row.
-fn register(source: &str) {
-    for name in [
-        "dispatch_trigger_ingest_rows_total",
-        "dispatch_trigger_ingest_dead_letters_total",
-        "dispatch_trigger_ingest_source_errors_total",
-    ] {
-        metrics::counter!(name, "source" => source.to_string()).increment(0);
-    }
-}
-
 /// One committed poll, counted.
 fn telemetry(source: &str, rows: usize, letters: u64, mark: &Watermark) {
+    count_written(source, rows, letters);
     let source = source.to_string();
-    metrics::counter!("dispatch_trigger_ingest_rows_total", "source" => source.clone()).increment(rows as u64);
-    metrics::counter!("dispatch_trigger_ingest_dead_letters_total", "source" => source.clone()).increment(letters);
     let lag = (wall_ms() - mark.updated_at_us / 1000).max(0) as f64 / 1e3;
     metrics::gauge!("dispatch_trigger_ingest_watermark_age_seconds", "source" => source).set(lag);
 }

@@ -22,13 +22,14 @@ type Arrival = (i64, String);
 
 /// A Frigate stand-in on 127.0.0.1: answers every request as Frigate does, records each START's arrival; or,
 /// `failing`, answers 503 to every request (a recorder that is down) and only counts them.
-pub(super) struct Sink {
+#[derive(Debug)]
+pub struct Sink {
     pub url: String,
     arrivals: Arc<Mutex<Vec<Arrival>>>,
 }
 
 impl Sink {
-    pub(super) fn start(failing: bool) -> Result<Self> {
+    pub fn start(failing: bool) -> Result<Self> {
         let server = tiny_http::Server::http("127.0.0.1:0").map_err(|e| anyhow::anyhow!("demo sink: {e}"))?;
         let url = format!("http://{}", server.server_addr());
         let arrivals: Arc<Mutex<Vec<Arrival>>> = Default::default();
@@ -63,7 +64,7 @@ impl Sink {
 
 /// The bridge of the demo: every camera of the layout served by the sink (every fourth by `failing`, if
 /// given), the service's key trusted.
-pub(super) fn config(
+pub fn config(
     settings: &KafkaSettings,
     cams: &[CameraRecord],
     sink: &Sink,
@@ -77,7 +78,14 @@ pub(super) fn config(
     cfg.bridge.fsync = false;
     cfg.verify.key = vec![crate::keys::PublicKey { id: "demo".into(), public_key: public_key.into() }];
     let target = |name: &str, s: &Sink| {
-        TargetConfig::Frigate(FrigateConfig { name: name.into(), url: s.url.clone(), label: "{label}".into() })
+        TargetConfig::Frigate(FrigateConfig {
+            name: name.into(),
+            url: s.url.clone(),
+            label: "{label}".into(),
+            tls: Default::default(),
+            user: None,
+            password_env: None,
+        })
     };
     let (healthy, down) = ("frigate-sink", "frigate-failing");
     cfg.target = std::iter::once(target(healthy, sink)).chain(failing.map(|f| target(down, f))).collect();
@@ -111,7 +119,7 @@ pub struct BridgeSummary {
 }
 
 /// The bridge's counts and the two latencies, from the sink and the topics read back.
-pub(super) fn summary(
+pub fn summary(
     settings: &KafkaSettings,
     engine: &Engine,
     sink: &Sink,

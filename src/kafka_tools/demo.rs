@@ -81,7 +81,7 @@ fn demo_cluster(bootstrap: Option<&str>, partitions: i32) -> Result<(Option<Embe
 /// The whole Kafka path with zero setup: an in-process broker, the registry published, the service running
 /// on a thread, the CAD log produced into it, then the service stopped the way SIGTERM stops it.
 /// The demo's own command-signing key (made for this run, trusted by its bridge); returns its public half.
-fn sign_with_a_demo_key(cfg: &mut crate::serve::ServeConfig) -> String {
+pub fn sign_with_a_demo_key(cfg: &mut crate::serve::ServeConfig) -> String {
     let seed: [u8; 32] = rand::random();
     cfg.signing = crate::keys::SigningSection {
         key_id: "demo".into(),

@@ -185,7 +185,7 @@ impl Percentiles {
     }
 }
 
-mod bridged;
+pub mod bridged;
 mod demo;
 
-pub use demo::{demo, DemoOptions, DemoSummary};
+pub use demo::{demo, sign_with_a_demo_key, DemoOptions, DemoSummary};

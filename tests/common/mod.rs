@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub(crate) mod postgres;
+pub(crate) mod tls;
 
 use std::time::Duration;
 use trigger_core::{CallForService, CameraCommand, CameraRecord, Category, Consent, Location, Status};
@@ -388,4 +389,55 @@ fn spawn_until(
         std::thread::sleep(Duration::from_millis(50));
     }
     child
+}
+
+/// The bundled NENA EIDO sample (../shared/data/eido), the template of the pushed sources' documents.
+pub(crate) fn eido_template() -> serde_json::Value {
+    let path = root().join("../shared/data/eido/sample-civil-unrest-2020.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The incident id of `eido_document(_, n, _)`.
+pub(crate) fn eido_incident(n: usize) -> String {
+    format!("urn:emergency:uid:incidentid:{n}:test.psap")
+}
+
+/// The template as incident `n`'s document last updated at `at_ms`.
+pub(crate) fn eido_document(template: &serde_json::Value, n: usize, at_ms: i64) -> String {
+    let mut doc = template.clone();
+    doc["incidentTrackingIdentifier"] = eido_incident(n).into();
+    let at = chrono::DateTime::from_timestamp_millis(at_ms).unwrap();
+    doc["LastUpdateTimeStamp"] = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into();
+    doc.to_string()
+}
+
+/// The revision the contract gives a state last updated at `at_ms` (Unix ms): whole seconds since 2020-01-01.
+pub(crate) fn revision_of(at_ms: i64) -> u32 {
+    ((at_ms - 1_577_836_800_000) / 1000) as u32
+}
+
+/// A process of the binary, killed when the test ends (a failing assertion included).
+pub(crate) struct Running(pub(crate) std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `dispatch-trigger ingest --config CONFIG`, its log appended to `log`, with `env` set.
+pub(crate) fn ingest(config: &std::path::Path, log: &std::path::Path, env: &[(&str, &str)]) -> Running {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Running(
+        std::process::Command::new(BIN)
+            .current_dir(root())
+            .args(["ingest", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("ingest starts"),
+    )
 }

@@ -1,8 +1,10 @@
 //! What the bridge drives: one [`Target`] per configured `[[target]]`, each speaking one real protocol.
 //! A target reports how a delivery failed so the bridge knows whether to try again ([`TargetError`]).
 
+mod ha_stream;
 mod http;
 mod mqtt;
+mod tls;
 mod zm;
 
 use crate::journal::EventIds;
@@ -83,7 +85,7 @@ impl TargetConfig {
     pub fn build(&self, timeout: Duration) -> Result<Box<dyn Target>, String> {
         Ok(match self {
             Self::Mqtt(c) => Box::new(mqtt::Mqtt::connect(c, timeout)?),
-            Self::Frigate(c) => Box::new(http::Frigate::new(c, timeout)),
+            Self::Frigate(c) => Box::new(http::Frigate::new(c, timeout)?),
             Self::HomeAssistant(c) => Box::new(http::HomeAssistant::new(c, timeout)?),
             Self::Zmtrigger(c) => Box::new(zm::ZmTrigger::new(c, timeout)),
         })

@@ -26,6 +26,10 @@ pub struct MqttConfig {
     pub username: Option<String>,
     /// The environment variable holding the password (never the password itself).
     pub password_env: Option<String>,
+    /// `[target.tls]`: MQTT over TLS: the broker verified against `ca_bundle` (its host name, sent as SNI, must
+    /// be in its certificate), `cert` and `key` presented when the broker asks for a client certificate.
+    #[serde(default)]
+    pub tls: trigger_tls::TlsFiles,
 }
 
 fn default_topic() -> String {
@@ -67,6 +71,10 @@ impl Mqtt {
         let port: u16 = port.parse().map_err(|_| format!("mqtt broker {:?}: bad port", c.broker))?;
         let mut o = MqttOptions::new(&c.client_id, host, port);
         o.set_keep_alive(Duration::from_secs(15));
+        if c.tls.is_set() {
+            let config = super::tls::checked(&c.name, &c.tls, host, port, timeout)?;
+            o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(config)));
+        }
         if let Some(user) = &c.username {
             let pass = match &c.password_env {
                 Some(var) => std::env::var(var).map_err(|_| format!("mqtt: environment variable {var} is not set"))?,
