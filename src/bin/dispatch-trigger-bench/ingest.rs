@@ -32,11 +32,15 @@ pub(crate) fn run(a: IngestArgs) -> Result<()> {
     let tag = format!("ingest-{}", wall_ms());
     let table = format!("dt_bench_{}", tag.replace('-', "_"));
     let mut db = postgres::Client::connect(&a.postgres, postgres::NoTls).context("connecting to --postgres")?;
-    db.batch_execute(&format!(
-        "CREATE TABLE {table} (id bigserial PRIMARY KEY, event_number text, tencode text, tencode_desc text, \
-         lat double precision, lon double precision, received timestamptz, \
-         updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-    ))?;
+    if a.to_camera {
+        crate::to_camera::create_table(&mut db, &table)?;
+    } else {
+        db.batch_execute(&format!(
+            "CREATE TABLE {table} (id bigserial PRIMARY KEY, event_number text, tencode text, tencode_desc text, \
+             lat double precision, lon double precision, received timestamptz, \
+             updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        ))?;
+    }
     let settings = KafkaSettings {
         bootstrap_servers: a.bootstrap.clone(),
         group_id: tag.clone(),
@@ -45,15 +49,26 @@ pub(crate) fn run(a: IngestArgs) -> Result<()> {
         ..KafkaSettings::default()
     };
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1)?;
-    let measured = measure(&a, &settings, &table);
+    let measured = if a.to_camera {
+        crate::to_camera::measure(&a, &settings, &table).map(|(w, b)| (w.rows, w.row_to_ack_us, Some(b)))
+    } else {
+        measure(&a, &settings, &table).map(|(rows, h)| (rows, h, None))
+    };
     let _ = db.batch_execute(&format!("DROP TABLE {table}"));
     delete_topics_or_warn(&settings, &settings.topics.all());
-    let (rows, latency) = measured?;
+    let (rows, latency, bridged) = measured?;
     let p = Percentiles::of(&latency, 1e3).context("no row measured")?;
     println!("| rows | poll interval ms | settle margin ms | delivery | row -> record acknowledged p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|");
     let delivery = if a.at_least_once { "at-least-once" } else { "exactly-once" };
     println!("| {rows} | {} | {} | {delivery} | {} | {} | {} |", a.poll_interval_ms, a.settle_ms, p.p50, p.p99, p.max);
+    if let Some(b) = bridged {
+        let c = b.cad_to_target_ms.context("no START reached the camera's recorder")?;
+        println!();
+        println!("| STARTs measured | delivered | row -> camera's recorder called p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|");
+        println!("| {} | {} | {} | {} | {} |", b.starts_measured, b.delivered, c.p50, c.p99, c.max);
+    }
     Ok(())
 }
 

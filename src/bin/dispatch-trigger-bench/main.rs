@@ -6,6 +6,7 @@ mod bootstrap;
 mod breakdown;
 mod ingest;
 mod kafka;
+mod to_camera;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -56,6 +57,13 @@ struct IngestArgs {
     /// At-least-once instead of exactly-once.
     #[arg(long)]
     at_least_once: bool,
+    /// Also run `serve` and `bridge` (with an in-process Frigate sink) on the same cluster, the rows shaped as
+    /// the Nashville profile reads them, and report a row committed -> the camera's recorder called.
+    #[arg(long)]
+    to_camera: bool,
+    /// With --to-camera: the cameras generated around the rows.
+    #[arg(long, default_value_t = 20_000)]
+    cameras: usize,
 }
 
 #[derive(Debug, Args)]
