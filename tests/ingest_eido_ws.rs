@@ -9,7 +9,6 @@
 mod common;
 
 use common::tls::Certs;
-use prost::Message as _;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{TcpListener, TcpStream};
@@ -234,19 +233,6 @@ fn config(dir: &Path, kafka: &str, name: &str, n: &Notifier, certs: &Certs, ca: 
     (path, http)
 }
 
-/// Every (incident, revision) on the CFS topic, as many times as it is there.
-fn on_topic(settings: &trigger_kafka::KafkaSettings) -> Vec<(String, u32)> {
-    let records =
-        trigger_kafka::inspect::read_topic(settings, &settings.topics.cfs, true, Duration::from_secs(30)).unwrap();
-    records
-        .iter()
-        .map(|r| {
-            let m = trigger_proto::v1::CallForService::decode(r.payload.as_deref().unwrap_or_default()).unwrap();
-            (m.incident_id, m.revision)
-        })
-        .collect()
-}
-
 /// `/readyz` until it says `want` (or 30 s).
 fn readyz_saying(port: u16, want: &str) -> String {
     let by = Instant::now() + Duration::from_secs(30);
@@ -321,7 +307,7 @@ fn a_notifier_that_drops_replays_and_resends_gets_each_revision_once_over_mutual
     // The oracle: what was sent, and the topics. Each revision at most once, each incident's in order and its
     // last one there; every revision sent before the kills there (after a kill, the notifier's replay of an
     // incident's latest state may come before the resend of an older one, which is then out of date).
-    let got = on_topic(&settings);
+    let got = common::revisions_on_topic(&settings);
     let sent = sent.into_inner();
     let distinct: BTreeSet<(String, u32)> = got.iter().cloned().collect();
     assert_eq!(distinct.len(), got.len(), "a revision written twice: {got:?}");

@@ -7,7 +7,6 @@
 mod common;
 
 use common::tls::Certs;
-use prost::Message as _;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -73,19 +72,6 @@ fn config(dir: &Path, kafka: &str, certs: &Certs) -> (std::path::PathBuf, u16, u
     (path, http, listen)
 }
 
-/// Every (incident, revision) on the CFS topic, as many times as it is there.
-fn on_topic(settings: &trigger_kafka::KafkaSettings) -> Vec<(String, u32)> {
-    let records =
-        trigger_kafka::inspect::read_topic(settings, &settings.topics.cfs, true, Duration::from_secs(30)).unwrap();
-    records
-        .iter()
-        .map(|r| {
-            let m = trigger_proto::v1::CallForService::decode(r.payload.as_deref().unwrap_or_default()).unwrap();
-            (m.incident_id, m.revision)
-        })
-        .collect()
-}
-
 fn ready(port: u16) {
     let by = Instant::now() + Duration::from_secs(60);
     while Instant::now() < by {
@@ -125,11 +111,11 @@ fn pushes_are_answered_once_kafka_has_them_written_once_each_and_refused_by_name
         let (code, said) = push(&certs, port, "/v1/eido", first.as_bytes(), who);
         assert_eq!(code, want, "{said}");
     }
-    assert!(on_topic(&settings).is_empty(), "a refused client's push was written");
+    assert!(common::revisions_on_topic(&settings).is_empty(), "a refused client's push was written");
     // A 200 means the record is on the topic already (read committed).
     let (code, said) = push(&certs, port, "/v1/eido", first.as_bytes(), GOOD);
     assert_eq!((code, said.as_str()), (200, r#"{"duplicates":0,"written":1}"#));
-    assert_eq!(on_topic(&settings), [(common::eido_incident(0), rev(0))]);
+    assert_eq!(common::revisions_on_topic(&settings), [(common::eido_incident(0), rev(0))]);
     let (code, said) = push(&certs, port, "/v1/eido", first.as_bytes(), GOOD);
     assert_eq!((code, said.as_str()), (200, r#"{"duplicates":1,"written":0}"#), "pushed again: not written again");
 
@@ -199,7 +185,7 @@ fn pushes_are_answered_once_kafka_has_them_written_once_each_and_refused_by_name
     assert!(status.success(), "exit {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
 
     // The oracle: what the clients sent, the topics.
-    let got = on_topic(&settings);
+    let got = common::revisions_on_topic(&settings);
     let distinct: BTreeSet<(String, u32)> = got.iter().cloned().collect();
     assert_eq!(distinct.len(), got.len(), "a revision written twice: {got:?}");
     let mut want = sent.into_inner().unwrap();

@@ -441,3 +441,16 @@ pub(crate) fn ingest(config: &std::path::Path, log: &std::path::Path, env: &[(&s
             .expect("ingest starts"),
     )
 }
+
+/// Every (incident, revision) on the CFS topic in its order, as many times as it is there (read committed).
+pub(crate) fn revisions_on_topic(settings: &KafkaSettings) -> Vec<(String, u32)> {
+    use prost::Message as _;
+    let records = inspect::read_topic(settings, &settings.topics.cfs, true, Duration::from_secs(30)).unwrap();
+    records
+        .iter()
+        .map(|r| {
+            let m = trigger_proto::v1::CallForService::decode(r.payload.as_deref().unwrap_or_default()).unwrap();
+            (m.incident_id, m.revision)
+        })
+        .collect()
+}
