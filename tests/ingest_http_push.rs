@@ -30,8 +30,13 @@ const GOOD: Client<'static> = Client { cert: Some("client"), token: Some(TOKEN) 
 /// `curl` POSTs `body` to `path`: the status (0: no HTTP answer, the TLS handshake failed) and the body or
 /// curl's error.
 fn push(certs: &Certs, port: u16, path: &str, body: &[u8], who: Client<'_>) -> (u16, String) {
+    push_waiting(certs, port, path, body, who, 30)
+}
+
+/// `push`, the client waiting up to `seconds` for its answer.
+fn push_waiting(certs: &Certs, port: u16, path: &str, body: &[u8], who: Client<'_>, seconds: u32) -> (u16, String) {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "30", "--cacert"]).arg(certs.path("ca.pem"));
+    cmd.args(["-sS", "--max-time", &seconds.to_string(), "--cacert"]).arg(certs.path("ca.pem"));
     if let Some(c) = who.cert {
         cmd.arg("--cert").arg(certs.path(&format!("{c}.crt"))).arg("--key").arg(certs.path(&format!("{c}.key")));
     }
@@ -70,6 +75,17 @@ fn config(dir: &Path, kafka: &str, certs: &Certs) -> (std::path::PathBuf, u16, u
     )
     .unwrap();
     (path, http, listen)
+}
+
+/// `/readyz` until it says `want` (or `within` passes): what it said last.
+fn readyz_saying(port: u16, want: &str, within: Duration) -> String {
+    let by = Instant::now() + within;
+    let mut said = String::new();
+    while !said.contains(want) && Instant::now() < by {
+        said = common::http_get(port, "/readyz").unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    said
 }
 
 fn ready(port: u16) {
@@ -201,4 +217,69 @@ fn pushes_are_answered_once_kafka_has_them_written_once_each_and_refused_by_name
         "the oversized body's first bytes"
     );
     assert_eq!(letters.len(), 3, "{letters:?}");
+}
+
+#[test]
+fn a_broker_outage_mid_push_loses_nothing_and_writes_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker_dir = dir.path().join("kafka");
+    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
+    let mut settings = trigger_kafka::KafkaSettings {
+        bootstrap_servers: bootstrap,
+        group_id: "push-outage".into(),
+        ..Default::default()
+    };
+    settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
+    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1).unwrap();
+    let certs = Certs::make(dir.path());
+    let (cfg, http, port) = config(dir.path(), &common::kafka_section(&settings), &certs);
+    let log = dir.path().join("push.log");
+    let _child = common::ingest(&cfg, &log, &[("DT_INGEST_HTTP_PUSH__TOKEN", TOKEN)]);
+    ready(http);
+    let template = common::eido_template();
+    let base = common::now_ms() / 1000 * 1000 - 600_000;
+    let sent: Mutex<BTreeSet<(String, u32)>> = Mutex::default();
+    let answers: Mutex<BTreeMap<u16, usize>> = Mutex::default();
+    std::thread::scope(|s| {
+        let clients: Vec<_> = (0..3)
+            .map(|c| {
+                let (sent, answers, certs, template) = (&sent, &answers, &certs, &template);
+                s.spawn(move || {
+                    for i in 0..10 {
+                        let (n, at) = (c * 100 + i, base + i as i64 * 1000);
+                        sent.lock().unwrap().insert((common::eido_incident(n), common::revision_of(at)));
+                        let body = common::eido_document(template, n, at);
+                        let by = Instant::now() + Duration::from_secs(300);
+                        loop {
+                            // Waiting longer than a commit does: the answer a failed transaction gets is seen.
+                            let (code, said) = push_waiting(certs, port, "/v1/eido", body.as_bytes(), GOOD, 150);
+                            *answers.lock().unwrap().entry(code).or_default() += 1;
+                            if code == 200 {
+                                break;
+                            }
+                            assert!(code == 0 || code == 503, "{code}: {said}");
+                            assert!(Instant::now() < by, "never answered 200: {said}");
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                })
+            })
+            .collect();
+        // The broker stops mid-stream for longer than a client waits and than a transaction's commit waits (60 s:
+        // it is aborted and the sink opened again), then comes back; /readyz says so meanwhile.
+        std::thread::sleep(Duration::from_millis(1500));
+        common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
+        let said = readyz_saying(http, "Kafka", Duration::from_secs(90));
+        assert!(said.contains(" 503 "), "{said}");
+        common::kafka_sh(&broker_dir, "resume").expect("SIGCONT");
+        for c in clients {
+            c.join().unwrap();
+        }
+    });
+    eprintln!("answers through the outage: {:?}", answers.lock().unwrap());
+    let got = common::revisions_on_topic(&settings);
+    let distinct: BTreeSet<(String, u32)> = got.iter().cloned().collect();
+    assert_eq!(distinct.len(), got.len(), "a revision written twice: {got:?}");
+    assert_eq!(distinct, sent.into_inner().unwrap(), "the topic holds other revisions than the clients pushed");
 }
