@@ -270,9 +270,10 @@ fn a_broker_outage_mid_push_loses_nothing_and_writes_nothing_twice() {
         // it is aborted and the sink opened again), then comes back; /readyz says so meanwhile.
         std::thread::sleep(Duration::from_millis(1500));
         common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
-        let said = readyz_saying(http, "Kafka", Duration::from_secs(90));
-        assert!(said.contains(" 503 "), "{said}");
+        // The commit waits 60 s, the abort 30 s more: then the source says why it is not ready.
+        let said = readyz_saying(http, "Kafka", Duration::from_secs(180));
         common::kafka_sh(&broker_dir, "resume").expect("SIGCONT");
+        assert!(said.contains(" 503 ") && said.contains("Kafka"), "{said}");
         for c in clients {
             c.join().unwrap();
         }

@@ -310,7 +310,6 @@ fn write(
             if let Err(e) = commit(&mut sink, &mut memory, jobs, src, out, &mut written, shutdown) {
                 tracing::warn!(error = %e, "Kafka did not take the records; starting again from the stored watermark");
                 set_down(health, Some(format!("Kafka does not acknowledge the records: {e}")));
-                health.ready.store(false, Relaxed);
                 backoff.wait(shutdown);
                 break;
             }
