@@ -57,6 +57,30 @@ fn push_waiting(certs: &Certs, port: u16, path: &str, body: &[u8], who: Client<'
     (code, answer.to_string())
 }
 
+/// Push until answered 200, retrying a 503 or no answer after `pause_ms` (anything else fails the test, as does
+/// no 200 within `deadline_s`); each answer counted. The client waits `wait_s` for each answer.
+fn push_until_ok(
+    certs: &Certs,
+    port: u16,
+    body: &[u8],
+    answers: &Mutex<BTreeMap<u16, usize>>,
+    wait_s: u32,
+    deadline_s: u64,
+    pause_ms: u64,
+) {
+    let by = Instant::now() + Duration::from_secs(deadline_s);
+    loop {
+        let (code, said) = push_waiting(certs, port, "/v1/eido", body, GOOD, wait_s);
+        *answers.lock().unwrap().entry(code).or_default() += 1;
+        if code == 200 {
+            return;
+        }
+        assert!(code == 0 || code == 503, "{code}: {said}");
+        assert!(Instant::now() < by, "never answered 200: {said}");
+        std::thread::sleep(Duration::from_millis(pause_ms));
+    }
+}
+
 fn config(dir: &Path, kafka: &str, certs: &Certs) -> (std::path::PathBuf, u16, u16) {
     let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (http, listen) = (free(), free());
@@ -168,17 +192,7 @@ fn pushes_are_answered_once_kafka_has_them_written_once_each_and_refused_by_name
                         let (n, step) = (2 + c * 100 + i % 4, 1 + i as i64 / 4);
                         let body = doc(n, step);
                         sent.lock().unwrap().insert((common::eido_incident(n), rev(step)));
-                        let by = Instant::now() + Duration::from_secs(120);
-                        loop {
-                            let (code, said) = push(certs, port, "/v1/eido", body.as_bytes(), GOOD);
-                            *answers.lock().unwrap().entry(code).or_default() += 1;
-                            if code == 200 {
-                                break;
-                            }
-                            assert!(code == 0 || code == 503, "{code}: {said}");
-                            assert!(Instant::now() < by, "never answered 200: {said}");
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
+                        push_until_ok(certs, port, body.as_bytes(), answers, 30, 120, 200);
                     }
                 })
             })
@@ -249,18 +263,8 @@ fn a_broker_outage_mid_push_loses_nothing_and_writes_nothing_twice() {
                         let (n, at) = (c * 100 + i, base + i as i64 * 1000);
                         sent.lock().unwrap().insert((common::eido_incident(n), common::revision_of(at)));
                         let body = common::eido_document(template, n, at);
-                        let by = Instant::now() + Duration::from_secs(300);
-                        loop {
-                            // Waiting longer than a commit does: the answer a failed transaction gets is seen.
-                            let (code, said) = push_waiting(certs, port, "/v1/eido", body.as_bytes(), GOOD, 150);
-                            *answers.lock().unwrap().entry(code).or_default() += 1;
-                            if code == 200 {
-                                break;
-                            }
-                            assert!(code == 0 || code == 503, "{code}: {said}");
-                            assert!(Instant::now() < by, "never answered 200: {said}");
-                            std::thread::sleep(Duration::from_millis(500));
-                        }
+                        // Waiting longer than a commit does: the answer a failed transaction gets is seen.
+                        push_until_ok(certs, port, body.as_bytes(), answers, 150, 300, 500);
                         std::thread::sleep(Duration::from_millis(300));
                     }
                 })

@@ -90,9 +90,7 @@ impl EidoWsSource {
             errs.push("eido_ws.tls.ca_bundle is not set: the notifier is verified against its CA bundle".into());
         }
         errs.extend(self.tls.validate("eido_ws.tls"));
-        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            errs.push(format!("eido_ws.name {:?}: letters, digits, '-' and '_' only", self.name));
-        }
+        errs.extend(super::name_problem("eido_ws", &self.name));
         if self.expires_s < 60 || self.keepalive_s == 0 || self.remember_hours == 0 {
             errs.push("eido_ws.expires_s (at least 60), keepalive_s and remember_hours must be positive".into());
         }

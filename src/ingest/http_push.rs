@@ -87,9 +87,7 @@ impl HttpPushSource {
                     .into(),
             );
         }
-        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            errs.push(format!("http_push.name {:?}: letters, digits, '-' and '_' only", self.name));
-        }
+        errs.extend(super::name_problem("http_push", &self.name));
         if self.max_body_bytes == 0 || self.remember_hours == 0 || self.batch_requests == 0 {
             errs.push("http_push.max_body_bytes, remember_hours and batch_requests must be positive".into());
         }

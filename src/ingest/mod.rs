@@ -204,6 +204,12 @@ fn open_sink<T: DeserializeOwned + std::fmt::Debug>(
     None
 }
 
+/// A source's name is the key of its watermark and part of its transactional id: letters, digits, '-', '_'.
+fn name_problem(section: &str, name: &str) -> Option<String> {
+    let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (!ok).then(|| format!("{section}.name {name:?}: letters, digits, '-' and '_' only"))
+}
+
 /// What `/readyz` says of the source (None: it is up).
 fn set_down(health: &Health, why: Option<String>) {
     *health.source_down.lock().expect("not poisoned") = why;

@@ -77,9 +77,7 @@ impl SqlSource {
                 errs.push(format!("sql.query does not use {p} (the watermark's time, its row id, the row limit)"));
             }
         }
-        if self.name.is_empty() || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            errs.push(format!("sql.name {:?}: letters, digits, '-' and '_' only", self.name));
-        }
+        errs.extend(super::name_problem("sql", &self.name));
         if self.batch_rows < 1 || self.poll_interval_ms == 0 {
             errs.push("sql.batch_rows and sql.poll_interval_ms must be positive".into());
         }
