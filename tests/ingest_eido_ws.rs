@@ -233,17 +233,6 @@ fn config(dir: &Path, kafka: &str, name: &str, n: &Notifier, certs: &Certs, ca: 
     (path, http)
 }
 
-/// `/readyz` until it says `want` (or 30 s).
-fn readyz_saying(port: u16, want: &str) -> String {
-    let by = Instant::now() + Duration::from_secs(30);
-    let mut said = String::new();
-    while !said.contains(want) && Instant::now() < by {
-        said = common::http_get(port, "/readyz").unwrap_or_default();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    said
-}
-
 #[test]
 fn a_notifier_that_drops_replays_and_resends_gets_each_revision_once_over_mutual_tls() {
     let Some(broker) = common::Broker::apache() else { return };
@@ -361,7 +350,7 @@ fn a_notifier_or_a_subscriber_without_the_right_certificate_is_refused_by_name()
         let (cfg, port) = config(dir.path(), &kafka, name, &notifier, &certs, ca, client);
         let log = dir.path().join(format!("{name}.log"));
         let _child = common::ingest(&cfg, &log, &[]);
-        let said = readyz_saying(port, "EIDO notifier");
+        let said = common::readyz_saying(port, "EIDO notifier", Duration::from_secs(30));
         let logged = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(said.contains(" 503 ") && said.contains(want), "{name}: {said}\nlog:\n{logged}");
     }
@@ -372,4 +361,76 @@ fn a_notifier_or_a_subscriber_without_the_right_certificate_is_refused_by_name()
         "{:?}",
         s.refused
     );
+}
+
+#[test]
+fn a_broker_outage_longer_than_a_transaction_waits_loses_no_event_and_writes_none_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker_dir = dir.path().join("kafka");
+    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
+    let mut settings = trigger_kafka::KafkaSettings {
+        bootstrap_servers: bootstrap,
+        group_id: "eido-outage".into(),
+        ..Default::default()
+    };
+    settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
+    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1).unwrap();
+    let certs = Certs::make(dir.path());
+    let notifier = Notifier::start(&certs);
+    let template = common::eido_template();
+    let base = common::now_ms() / 1000 * 1000 - 600_000;
+    let mut sent = BTreeSet::new();
+    let mut doc = |n: usize, step: i64| -> String {
+        let at = base + step * 1000;
+        sent.insert((common::eido_incident(n), common::revision_of(at)));
+        common::eido_document(&template, n, at)
+    };
+    let (cfg, http) =
+        config(dir.path(), &common::kafka_section(&settings), "eido-ws", &notifier, &certs, "ca.pem", "client");
+    let log = dir.path().join("ingest.log");
+    let _child = common::ingest(&cfg, &log, &[]);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    for n in 0..5 {
+        notifier.push(vec![doc(n, 0)]);
+    }
+    assert!(notifier.settled(Duration::from_secs(60)), "not answered; log:\n{}", logged());
+    let before = common::revisions_on_topic(&settings);
+
+    // The broker stops while events arrive, for longer than a transaction's commit waits (60 s: it is aborted,
+    // the sink opened anew, the notifier subscribed to again and its unanswered events sent again). /readyz
+    // names Kafka once a write has waited `broker_grace_ms` (10 s), and still at 75 s.
+    common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
+    let stopped = Instant::now();
+    for step in 1..3 {
+        for n in 0..5 {
+            notifier.push(vec![doc(n, step)]);
+        }
+    }
+    let said = common::readyz_saying(http, "Kafka", Duration::from_secs(40));
+    let noticed = stopped.elapsed();
+    std::thread::sleep(Duration::from_secs(75).saturating_sub(stopped.elapsed()));
+    let later = common::http_get(http, "/readyz").unwrap_or_default();
+    common::kafka_sh(&broker_dir, "resume").expect("SIGCONT");
+    assert!(said.contains(" 503 ") && said.contains("Kafka brokers have not acknowledged"), "{said}");
+    eprintln!("/readyz named Kafka {noticed:?} into the outage; at 75 s: {later}");
+    assert!(later.contains(" 503 ") && later.contains("Kafka"), "{later}");
+    assert!(notifier.settled(Duration::from_secs(180)), "not answered after the outage; log:\n{}", logged());
+
+    // Every revision at most once, nothing the notifier did not send, each incident's in order up to its last
+    // (a replay of an incident's latest state may come before the resend of an older event, then out of date).
+    let got = common::revisions_on_topic(&settings);
+    let distinct: BTreeSet<(String, u32)> = got.iter().cloned().collect();
+    assert_eq!(distinct.len(), got.len(), "a revision written twice: {got:?}");
+    assert!(distinct.is_subset(&sent), "the topic holds revisions the notifier never sent: {got:?}");
+    assert_eq!(before.len(), 5, "before the outage: {before:?}");
+    assert_eq!(got[..5], before[..], "what was on the topic before the outage stays first");
+    let mut last: BTreeMap<&str, u32> = BTreeMap::new();
+    for (id, rev) in &got {
+        assert!(last.insert(id, *rev).is_none_or(|b| b < *rev), "{id}: out of order on the topic: {got:?}");
+    }
+    for (id, rev) in &sent {
+        assert!(last[id.as_str()] >= *rev, "{id}: its last revision {rev} is not on the topic: {got:?}");
+    }
+    let s = notifier.state();
+    assert!(s.answers.iter().all(|a| a.1 == 200), "{:?}", s.answers);
 }

@@ -1,12 +1,14 @@
-//! `ingest` with its `sql` source against a real PostgreSQL server (Debian's package, started by the test)
-//! and Apache Kafka, exactly-once: rows inserted and updated while the source runs, the source SIGKILLed at
-//! random moments and restarted (`ADVERSARY_SEED` replays a run), then the database stopped and started
-//! again. The oracle reads the table and the CFS and dead-letter topics (read_committed) itself: every row's
-//! revisions on the topic once each, in order, ending at the row's last update; a bad row dead-lettered once;
-//! nothing lost while the database was down; SIGTERM exits 0.
+//! `ingest` with its `sql` source against real database servers (Debian's PostgreSQL and MariaDB, started by
+//! the test) and Apache Kafka, exactly-once: rows inserted and updated while the source runs, the source
+//! SIGKILLed at random moments and restarted (`ADVERSARY_SEED` replays a run), then the database stopped and
+//! started again; the same on both engines, one configuration apart. The oracle reads the table and the CFS and
+//! dead-letter topics (read_committed) itself: every row's revisions on the topic once each, in order, ending
+//! at the row's last update; a bad row dead-lettered once; nothing lost while the database was down; SIGTERM
+//! exits 0. A third test stops Apache Kafka itself mid-stream for longer than a transaction waits.
 
 mod common;
 
+use common::mariadb::MariaDb;
 use common::postgres::Postgres;
 use prost::Message as _;
 use rand::{Rng, SeedableRng};
@@ -34,93 +36,237 @@ dispatched = "dispatched"
 closed = "closed"
 "#;
 
-const TABLE: &str = "CREATE TABLE calls (
+/// A CAD reporting database as the test drives it: its statements, its clock, the table as it ends, an
+/// outage, and the `[sql]` section (and environment) that reads it.
+trait CadDb: Sync {
+    /// A connection that runs statements (values written into them by the test).
+    fn session(&self) -> Box<dyn FnMut(&str) + '_>;
+    /// The SQL for the current time, read anew at each use.
+    fn now(&self) -> &'static str;
+    /// The table as it ends: event number -> (revision of its last update, closed).
+    fn table(&self) -> BTreeMap<String, (u32, bool)>;
+    fn down(&self);
+    fn up(&self);
+    /// The `[sql]` lines past the common ones, and the source's environment.
+    fn source(&self) -> (String, Env);
+}
+
+const PG_TABLE: &str = "CREATE TABLE calls (
     id bigserial PRIMARY KEY, event_number text NOT NULL, tencode text, tencode_desc text,
     lat double precision, lon double precision, received timestamptz, dispatched timestamptz,
     closed timestamptz, updated_at timestamptz NOT NULL DEFAULT clock_timestamp())";
 
-const QUERY: &str = "SELECT id::text AS row_id, updated_at, event_number, tencode, tencode_desc, lat, lon, \
+const PG_QUERY: &str = "SELECT id::text AS row_id, updated_at, event_number, tencode, tencode_desc, lat, lon, \
     received, dispatched, closed FROM calls \
     WHERE (updated_at, id::text) > ($1, $2) AND updated_at < clock_timestamp() - interval '300 milliseconds' \
     ORDER BY updated_at, id::text LIMIT $3";
 
+impl CadDb for Postgres {
+    fn session(&self) -> Box<dyn FnMut(&str) + '_> {
+        let mut db = self.client();
+        Box::new(move |sql| {
+            db.batch_execute(sql).unwrap();
+        })
+    }
+
+    fn now(&self) -> &'static str {
+        "clock_timestamp()"
+    }
+
+    fn table(&self) -> BTreeMap<String, (u32, bool)> {
+        let mut db = self.client();
+        db.query("SELECT event_number, updated_at, closed IS NOT NULL FROM calls", &[])
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let at: chrono::DateTime<chrono::Utc> = r.get(1);
+                (r.get::<_, String>(0), (common::revision_of(at.timestamp_millis()), r.get::<_, bool>(2)))
+            })
+            .collect()
+    }
+
+    fn down(&self) {
+        Postgres::down(self)
+    }
+
+    fn up(&self) {
+        Postgres::up(self)
+    }
+
+    fn source(&self) -> (String, Env) {
+        self.client().batch_execute(PG_TABLE).unwrap();
+        (format!("connection = \"{}\"\nquery = {PG_QUERY:?}\n", self.connection()), Vec::new())
+    }
+}
+
+const MARIADB_TABLE: &str = "CREATE TABLE cad.calls (
+    id bigint AUTO_INCREMENT PRIMARY KEY, event_number varchar(32) NOT NULL, tencode varchar(16),
+    tencode_desc varchar(64), lat double, lon double, received timestamp(6) NULL DEFAULT NULL,
+    dispatched timestamp(6) NULL DEFAULT NULL, closed timestamp(6) NULL DEFAULT NULL,
+    updated_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), KEY (updated_at, id))";
+
+/// The same query as PostgreSQL's, in MariaDB's words (`$1`..`$3` as on every engine).
+const MARIADB_QUERY: &str = "SELECT CAST(id AS CHAR) AS row_id, updated_at, event_number, tencode, \
+    tencode_desc, lat, lon, received, dispatched, closed FROM calls \
+    WHERE (updated_at, CAST(id AS CHAR)) > ($1, $2) AND updated_at < SYSDATE(6) - INTERVAL 300000 MICROSECOND \
+    ORDER BY updated_at, CAST(id AS CHAR) LIMIT $3";
+
+const READER_PASSWORD: &str = "reader-secret-7";
+
+impl CadDb for MariaDb {
+    fn session(&self) -> Box<dyn FnMut(&str) + '_> {
+        use mysql::prelude::Queryable as _;
+        let mut db = self.root();
+        db.query_drop("USE cad").unwrap();
+        Box::new(move |sql| db.query_drop(sql).unwrap_or_else(|e| panic!("{sql}: {e}")))
+    }
+
+    fn now(&self) -> &'static str {
+        "SYSDATE(6)"
+    }
+
+    fn table(&self) -> BTreeMap<String, (u32, bool)> {
+        use mysql::prelude::Queryable as _;
+        let rows: Vec<(String, i64, i64)> = self
+            .root()
+            .query(
+                "SELECT event_number, CAST(FLOOR(UNIX_TIMESTAMP(updated_at) * 1000) AS SIGNED), \
+                 closed IS NOT NULL FROM cad.calls",
+            )
+            .unwrap();
+        rows.into_iter().map(|(id, at, closed)| (id, (common::revision_of(at), closed == 1))).collect()
+    }
+
+    fn down(&self) {
+        MariaDb::down(self)
+    }
+
+    fn up(&self) {
+        MariaDb::up(self)
+    }
+
+    fn source(&self) -> (String, Env) {
+        use mysql::prelude::Queryable as _;
+        let mut root = self.root();
+        for sql in [
+            "CREATE DATABASE cad".to_string(),
+            MARIADB_TABLE.to_string(),
+            format!("CREATE USER 'reader'@'127.0.0.1' IDENTIFIED BY '{READER_PASSWORD}'"),
+            "GRANT SELECT ON cad.* TO 'reader'@'127.0.0.1'".to_string(),
+        ] {
+            root.query_drop(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        let lines = format!(
+            "engine = \"mariadb\"\nconnection = \"{}\"\nquery = {MARIADB_QUERY:?}\n",
+            self.url("reader", "cad")
+        );
+        (lines, vec![("DT_INGEST_SQL__PASSWORD", READER_PASSWORD)])
+    }
+}
+
 /// Insert `n` calls (one of them without an incident number: a reject), then dispatch each, then close each:
 /// every row updated at least a second after its last update (a revision is a whole second).
-fn write_calls(pg: &Postgres, n: usize) {
-    let mut db = pg.client();
+fn write_calls(db: &dyn CadDb, n: usize) {
+    let mut run = db.session();
+    let now = db.now();
     let pause = Duration::from_millis(150);
     for i in 0..n {
         let (id, text) = if i == 7 { (String::new(), "BAD ROW") } else { (format!("E{i:03}"), "SHOTS FIRED") };
-        db.execute(
-            "INSERT INTO calls (event_number, tencode, tencode_desc, lat, lon, received) \
-             VALUES ($1, '83', $2, $3, -86.78, clock_timestamp())",
-            &[&id, &text, &(36.16 + i as f64 * 0.001)],
-        )
-        .unwrap();
+        let lat = 36.16 + i as f64 * 0.001;
+        run(&format!(
+            "INSERT INTO calls (event_number, tencode, tencode_desc, lat, lon, received, updated_at) \
+             VALUES ('{id}', '83', '{text}', {lat}, -86.78, {now}, {now})"
+        ));
         std::thread::sleep(pause);
     }
     for step in ["dispatched", "closed"] {
         std::thread::sleep(Duration::from_millis(1200));
         for i in 0..n {
-            let sql = format!(
-                "UPDATE calls SET {step} = clock_timestamp(), updated_at = clock_timestamp() WHERE event_number = $1"
-            );
-            db.execute(&sql, &[&format!("E{i:03}")]).unwrap();
+            run(&format!("UPDATE calls SET {step} = {now}, updated_at = {now} WHERE event_number = 'E{i:03}'"));
             std::thread::sleep(pause);
         }
     }
 }
 
+/// Each incident's (revision, status) in topic order.
+type ByIncident = BTreeMap<String, Vec<(u32, Status)>>;
+
 /// Every incident's (revision, status) in topic order, read back committed; and how many records.
-fn on_topic(settings: &trigger_kafka::KafkaSettings) -> (BTreeMap<String, Vec<(u32, Status)>>, usize) {
-    let records =
-        trigger_kafka::inspect::read_topic(settings, &settings.topics.cfs, true, Duration::from_secs(30)).unwrap();
-    let mut out: BTreeMap<String, Vec<(u32, Status)>> = BTreeMap::new();
+fn on_topic(settings: &trigger_kafka::KafkaSettings) -> (ByIncident, usize) {
+    try_on_topic(settings).unwrap()
+}
+
+/// [`on_topic`], or the reader's error (a broker just back may not know its partitions yet).
+fn try_on_topic(settings: &trigger_kafka::KafkaSettings) -> Result<(ByIncident, usize), trigger_kafka::KafkaError> {
+    let records = trigger_kafka::inspect::read_topic(settings, &settings.topics.cfs, true, Duration::from_secs(30))?;
+    let mut out = ByIncident::new();
     for r in &records {
         let m = trigger_proto::v1::CallForService::decode(r.payload.as_deref().unwrap_or_default()).expect("protobuf");
         let ev = trigger_cad::pb::from_pb(m).expect("a valid call");
         out.entry(ev.incident_id).or_default().push((ev.revision, ev.status));
     }
-    (out, records.len())
+    Ok((out, records.len()))
 }
 
-/// The table as it ends: event number -> (revision of its last update, closed).
-fn in_table(pg: &Postgres) -> BTreeMap<String, (u32, bool)> {
-    let mut db = pg.client();
-    db.query("SELECT event_number, updated_at, closed IS NOT NULL FROM calls", &[])
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let at: chrono::DateTime<chrono::Utc> = r.get(1);
-            (r.get::<_, String>(0), (common::revision_of(at.timestamp_millis()), r.get::<_, bool>(2)))
-        })
-        .collect()
-}
+/// The source's environment.
+type Env = Vec<(&'static str, &'static str)>;
 
-#[test]
-fn rows_written_while_the_source_is_killed_and_the_database_stops_arrive_once_each() {
-    let Some(pg) = Postgres::start() else { return };
-    let Some(broker) = common::Broker::apache() else { return };
-    let mut settings = broker.settings(1);
-    settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
-    pg.client().batch_execute(TABLE).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("test-city.toml");
+/// The `ingest` configuration reading `db` (its table created) into `kafka`: its file, the port of its
+/// endpoints, its environment.
+fn config(dir: &std::path::Path, kafka: &str, db: &dyn CadDb) -> (std::path::PathBuf, u16, Env) {
+    let profile = dir.join("test-city.toml");
     std::fs::write(&profile, PROFILE).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("ingest.toml");
+    let config = dir.join("ingest.toml");
+    let (lines, env) = db.source();
     std::fs::write(
         &config,
         format!(
-            "{}[http]\nlisten = \"127.0.0.1:{port}\"\n[ingest]\nretry_backoff_max_ms = 500\n\
-             [sql]\nconnection = \"{}\"\nprofile = {:?}\nquery = {:?}\npoll_interval_ms = 200\nbatch_rows = 7\n",
-            common::kafka_section(&settings),
-            pg.connection(),
+            "{kafka}[http]\nlisten = \"127.0.0.1:{port}\"\n[ingest]\nretry_backoff_max_ms = 500\n\
+             [sql]\n{lines}profile = {:?}\npoll_interval_ms = 200\nbatch_rows = 7\n",
             profile.display().to_string(),
-            QUERY
         ),
     )
     .unwrap();
+    (config, port, env)
+}
+
+/// Whether every row of `want` (with an incident number) has its last revision on the topic.
+fn arrived(settings: &trigger_kafka::KafkaSettings, want: &BTreeMap<String, (u32, bool)>) -> bool {
+    let Ok((got, _)) = try_on_topic(settings) else { return false };
+    want.iter()
+        .filter(|(id, _)| !id.is_empty())
+        .all(|(id, (rev, _))| got.get(id).and_then(|v| v.last()).is_some_and(|l| l.0 == *rev))
+}
+
+/// Wait (up to `within`) until every row of the table has arrived; how long it took.
+fn until_arrived(settings: &trigger_kafka::KafkaSettings, db: &dyn CadDb, within: Duration) -> Duration {
+    let want = db.table();
+    let t = Instant::now();
+    while !arrived(settings, &want) && t.elapsed() < within {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    t.elapsed()
+}
+
+#[test]
+fn postgresql_rows_written_while_the_source_is_killed_and_the_database_stops_arrive_once_each() {
+    let Some(pg) = Postgres::start() else { return };
+    adversary(&pg);
+}
+
+#[test]
+fn mariadb_rows_written_while_the_source_is_killed_and_the_database_stops_arrive_once_each() {
+    let Some(db) = MariaDb::start() else { return };
+    adversary(&db);
+}
+
+fn adversary(db: &dyn CadDb) {
+    let Some(broker) = common::Broker::apache() else { return };
+    let mut settings = broker.settings(1);
+    settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port, env) = config(dir.path(), &common::kafka_section(&settings), db);
     let log = dir.path().join("ingest.log");
     let seed: u64 = std::env::var("ADVERSARY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     eprintln!("ADVERSARY_SEED={seed}");
@@ -128,59 +274,37 @@ fn rows_written_while_the_source_is_killed_and_the_database_stops_arrive_once_ea
     const N: usize = 30;
 
     // The writer runs while the source is killed at random moments and restarted.
-    let mut child = common::ingest(&config, &log, &[]);
+    let mut child = common::ingest(&config, &log, &env);
     std::thread::scope(|s| {
-        let writer = s.spawn(|| write_calls(&pg, N));
+        let writer = s.spawn(|| write_calls(db, N));
         let mut kills = 0;
         while !writer.is_finished() {
             std::thread::sleep(Duration::from_millis(rng.random_range(300..2500)));
             child.0.kill().unwrap();
             child.0.wait().unwrap();
             kills += 1;
-            child = common::ingest(&config, &log, &[]);
+            child = common::ingest(&config, &log, &env);
         }
         writer.join().unwrap();
         eprintln!("{kills} SIGKILLs");
     });
-    let done = |want: &BTreeMap<String, (u32, bool)>| {
-        let (got, _) = on_topic(&settings);
-        want.iter()
-            .filter(|(id, _)| !id.is_empty())
-            .all(|(id, (rev, _))| got.get(id).and_then(|v| v.last()).is_some_and(|l| l.0 == *rev))
-    };
-    let want = in_table(&pg);
-    let t = Instant::now();
-    let by = t + Duration::from_secs(90);
-    while !done(&want) && Instant::now() < by {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    eprintln!("every row's last revision on the topic after {:?}", t.elapsed());
+    let took = until_arrived(&settings, db, Duration::from_secs(90));
+    eprintln!("every row's last revision on the topic after {took:?}");
     // The database stops: /readyz says so; rows written once it is back arrive.
-    pg.down();
-    let by = Instant::now() + Duration::from_secs(30);
-    let mut said = String::new();
-    while !said.contains("database") && Instant::now() < by {
-        said = common::http_get(port, "/readyz").unwrap_or_default();
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    db.down();
+    let said = common::readyz_saying(port, "database", Duration::from_secs(30));
     assert!(said.contains(" 503 ") && said.contains("the CAD database does not answer"), "{said}");
-    pg.up();
-    let mut db = pg.client();
+    db.up();
+    let mut run = db.session();
+    let now = db.now();
     for i in 0..3 {
-        db.execute(
-            "INSERT INTO calls (event_number, tencode, tencode_desc, lat, lon, received) \
-             VALUES ($1, '83', 'SHOTS FIRED', 36.2, -86.7, clock_timestamp())",
-            &[&format!("AFTER{i}")],
-        )
-        .unwrap();
+        run(&format!(
+            "INSERT INTO calls (event_number, tencode, tencode_desc, lat, lon, received, updated_at) \
+             VALUES ('AFTER{i}', '83', 'SHOTS FIRED', 36.2, -86.7, {now}, {now})"
+        ));
     }
-    let want = in_table(&pg);
-    let t = Instant::now();
-    let by = t + Duration::from_secs(60);
-    while !done(&want) && Instant::now() < by {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    eprintln!("the rows written after the outage on the topic after {:?}", t.elapsed());
+    let took = until_arrived(&settings, db, Duration::from_secs(60));
+    eprintln!("the rows written after the outage on the topic after {took:?}");
     let ready = common::http_get(port, "/readyz").unwrap_or_default();
     assert!(ready.contains(" 200 "), "{ready}");
 
@@ -189,6 +313,8 @@ fn rows_written_while_the_source_is_killed_and_the_database_stops_arrive_once_ea
     let status = child.0.wait().unwrap();
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "exit {status}; log:\n{logged}");
+    let want = db.table();
+    assert_eq!(want.len(), N + 3, "the table: {want:?}");
 
     // The oracle: the table and the topics, read here.
     let (got, records) = on_topic(&settings);
@@ -218,4 +344,49 @@ fn rows_written_while_the_source_is_killed_and_the_database_stops_arrive_once_ea
     assert_eq!(bad.len(), 1, "the bad row's dead letters: {bad:?}");
     assert_eq!(bad[0].header("dt.reject.reason"), Some(&b"missing_incident_id"[..]), "{bad:?}");
     assert_eq!(letters.len(), 1, "nothing else is dead-lettered: {letters:?}");
+}
+
+#[test]
+fn a_broker_outage_longer_than_a_transaction_waits_loses_no_row_and_writes_none_twice() {
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let broker_dir = dir.path().join("kafka");
+    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
+    let mut settings = trigger_kafka::KafkaSettings {
+        bootstrap_servers: bootstrap,
+        group_id: "sql-outage".into(),
+        ..Default::default()
+    };
+    settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
+    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1).unwrap();
+    let (config, port, env) = config(dir.path(), &common::kafka_section(&settings), &pg);
+    let log = dir.path().join("ingest.log");
+    let _child = common::ingest(&config, &log, &env);
+    assert!(common::readyz_saying(port, " 200 ", Duration::from_secs(60)).contains(" 200 "), "never ready");
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| write_calls(&pg, 12));
+        // The broker stops mid-stream: /readyz says so once a write has waited `broker_grace_ms` (10 s), long
+        // before the transaction gives up (60 s); it stays stopped past that, so the sink is opened anew.
+        std::thread::sleep(Duration::from_millis(1500));
+        common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
+        let stopped = Instant::now();
+        let said = common::readyz_saying(port, "Kafka", Duration::from_secs(40));
+        let noticed = stopped.elapsed();
+        std::thread::sleep(Duration::from_secs(75).saturating_sub(stopped.elapsed()));
+        let later = common::http_get(port, "/readyz").unwrap_or_default();
+        common::kafka_sh(&broker_dir, "resume").expect("SIGCONT");
+        assert!(said.contains(" 503 ") && said.contains("Kafka brokers have not acknowledged"), "{said}");
+        eprintln!("/readyz named Kafka {noticed:?} into the outage; at 75 s: {later}");
+        assert!(later.contains(" 503 ") && later.contains("Kafka"), "{later}");
+        writer.join().unwrap();
+    });
+    let took = until_arrived(&settings, &pg, Duration::from_secs(120));
+    eprintln!("every row's last revision on the topic {took:?} after the broker came back");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(arrived(&settings, &pg.table()), "rows missing after the outage; log:\n{logged}");
+    let got = common::revisions_on_topic(&settings);
+    let distinct: BTreeSet<&(String, u32)> = got.iter().collect();
+    assert_eq!(distinct.len(), got.len(), "a revision written twice: {got:?}");
+    let ready = common::readyz_saying(port, " 200 ", Duration::from_secs(30));
+    assert!(ready.contains(" 200 "), "{ready}");
 }

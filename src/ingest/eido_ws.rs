@@ -204,9 +204,9 @@ pub(super) fn run(cfg: &IngestConfig, src: &EidoWsSource, health: &Health, shutd
         };
         let out =
             Out { source: &src.name, cfs: &cfg.kafka.topics.cfs, dead_letter: &cfg.kafka.topics.dead_letter, rule };
-        let mut session = Session { src, out, memory: Memory::from_seen(seen), requests: 0 };
+        let mut session = Session { src, out, health, memory: Memory::from_seen(seen), requests: 0 };
         while !shutdown.load(Relaxed) {
-            match session.run(&tls, &mut sink, &mut written, health, shutdown) {
+            match session.run(&tls, &mut sink, &mut written, shutdown) {
                 Ended::Stopped => break 'sink,
                 Ended::Notifier(e) => {
                     source_fault(health, &src.name, format!("the EIDO notifier: {e:#}"));
@@ -229,6 +229,7 @@ pub(super) fn run(cfg: &IngestConfig, src: &EidoWsSource, health: &Health, shutd
 struct Session<'a> {
     src: &'a EidoWsSource,
     out: Out<'a>,
+    health: &'a Health,
     memory: Memory,
     requests: u64,
 }
@@ -240,7 +241,6 @@ impl Session<'_> {
         tls: &Arc<rustls::ClientConfig>,
         sink: &mut IngestSink,
         written: &mut Written,
-        health: &Health,
         shutdown: &AtomicBool,
     ) -> Ended {
         let mut ws = match connect(self.src, tls) {
@@ -250,7 +250,7 @@ impl Session<'_> {
         let (subscription, expires) = match self.subscribe(&mut ws) {
             Ok((id, expires)) => {
                 tracing::info!(source = %self.src.name, subscription = %id, expires_s = expires, "subscribed");
-                set_down(health, None);
+                set_down(self.health, None);
                 (id, expires)
             }
             Err(e) => return Ended::Notifier(e),
@@ -352,7 +352,8 @@ impl Session<'_> {
         let mut after = self.memory.clone();
         let (a, status) = handle_event(self.src, self.out, &mut after, horizon, event);
         if !a.records.is_empty() {
-            match sink.commit(&a.records, &after.watermark(horizon), &|| shutdown.load(Relaxed)) {
+            let mark = after.watermark(horizon);
+            match super::commit(sink, self.health, &a.records, &mark, &|| shutdown.load(Relaxed)) {
                 Ok(true) => {}
                 Ok(false) => return Err(Ended::Stopped),
                 Err(e) => return Err(Ended::Kafka(e.into())),
@@ -387,7 +388,7 @@ impl Session<'_> {
         let letter =
             source_dead_letter(self.out.dead_letter, &self.src.name, "message", bytes, reason, why, self.out.rule);
         let mark = self.memory.watermark(memory::horizon(self.src.remember_hours));
-        match sink.commit(&[letter], &mark, &|| shutdown.load(Relaxed)) {
+        match super::commit(sink, self.health, &[letter], &mark, &|| shutdown.load(Relaxed)) {
             Ok(true) => {
                 written.dead_letters += 1;
                 count_written(&self.src.name, 0, 1);

@@ -305,7 +305,7 @@ fn write(
             let Ok(first) = queue.recv_timeout(Duration::from_millis(200)) else { continue };
             let mut jobs = vec![first];
             jobs.extend(std::iter::from_fn(|| queue.try_recv().ok()).take(src.batch_requests - 1));
-            if let Err(e) = commit(&mut sink, &mut memory, jobs, src, out, &mut written, shutdown) {
+            if let Err(e) = commit(&mut sink, &mut memory, jobs, (src, out, health), &mut written, shutdown) {
                 tracing::warn!(error = %e, "Kafka did not take the records; starting again from the stored watermark");
                 set_down(health, Some(format!("Kafka does not acknowledge the records: {e}")));
                 backoff.wait(shutdown);
@@ -324,8 +324,7 @@ fn commit(
     sink: &mut IngestSink,
     memory: &mut Memory,
     jobs: Vec<Job>,
-    src: &HttpPushSource,
-    out: Out<'_>,
+    (src, out, health): (&HttpPushSource, Out<'_>, &Health),
     written: &mut Written,
     shutdown: &AtomicBool,
 ) -> Result<(), String> {
@@ -343,7 +342,8 @@ fn commit(
     let outcome = if records.is_empty() {
         Ok(true)
     } else {
-        sink.commit(&records, &after.watermark(horizon), &|| shutdown.load(Relaxed)).map_err(|e| e.to_string())
+        let mark = after.watermark(horizon);
+        super::commit(sink, health, &records, &mark, &|| shutdown.load(Relaxed)).map_err(|e| e.to_string())
     };
     match outcome {
         Ok(true) => {

@@ -32,11 +32,14 @@ pub struct IngestOptions {
     pub retry_backoff_max_ms: u64,
     /// What a dead letter keeps of the refused input (`original`, `redacted`, `digest`).
     pub dead_letter_payload: DeadLetterPayload,
+    /// How long a write may wait for the brokers' acknowledgement before `/readyz` says Kafka is not taking
+    /// records (the write itself goes on waiting, up to the transaction's own limit).
+    pub broker_grace_ms: u64,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { retry_backoff_max_ms: 5000, dead_letter_payload: DeadLetterPayload::Original }
+        Self { retry_backoff_max_ms: 5000, dead_letter_payload: DeadLetterPayload::Original, broker_grace_ms: 10_000 }
     }
 }
 
@@ -123,6 +126,7 @@ impl IngestConfig {
 /// Run the configured source until `shutdown` is set; returns what it wrote.
 pub fn run(cfg: &IngestConfig, policy: &Path, health: &Health, shutdown: &AtomicBool) -> Result<Written> {
     health.partitionless.store(true, Relaxed);
+    health.broker_grace_ms.store(cfg.ingest.broker_grace_ms as i64, Relaxed);
     match cfg.source().map_err(anyhow::Error::msg)? {
         Source::Sql => sql::run(cfg, &cfg.sql, policy, health, shutdown),
         Source::EidoWs => eido_ws::run(cfg, &cfg.eido_ws, health, shutdown),
@@ -204,6 +208,21 @@ fn open_sink<T: DeserializeOwned + std::fmt::Debug>(
     None
 }
 
+/// `sink.commit`, with `/readyz` told while it waits: a write the brokers do not acknowledge within
+/// `[ingest] broker_grace_ms` makes the process not ready until it ends.
+fn commit(
+    sink: &mut IngestSink,
+    health: &Health,
+    records: &[trigger_kafka::OutRecord],
+    watermark: &[u8],
+    stop: &dyn Fn() -> bool,
+) -> Result<bool, trigger_kafka::KafkaError> {
+    health.awaiting_brokers_since_ms.store(trigger_kafka::wall_ms(), Relaxed);
+    let done = sink.commit(records, watermark, stop);
+    health.awaiting_brokers_since_ms.store(0, Relaxed);
+    done
+}
+
 /// A source's name is the key of its watermark and part of its transactional id: letters, digits, '-', '_'.
 fn name_problem(section: &str, name: &str) -> Option<String> {
     let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -276,7 +295,8 @@ mod tests {
     #[test]
     fn the_shipped_file_loads_and_every_problem_is_named() {
         let env = || Env::prefixed("DT_TEST_NOTHING_");
-        for file in ["config/ingest.toml", "config/ingest-eido-ws.toml", "config/ingest-http-push.toml"] {
+        let files = ["config/ingest.toml", "config/ingest-mariadb.toml", "config/ingest-eido-ws.toml"];
+        for file in files.into_iter().chain(["config/ingest-http-push.toml"]) {
             let shipped = IngestConfig::load_with_env(Path::new(file), env());
             assert!(shipped.is_ok(), "{file}: {shipped:?}");
         }
@@ -297,5 +317,12 @@ mod tests {
         std::fs::write(&f, "[kafka]\nbootstrap_servers = \"x:9092\"\n").unwrap();
         let e = IngestConfig::load_with_env(&f, env()).unwrap_err().to_string();
         assert!(e.contains("no source"), "{e}");
+        let url = "engine = \"mariadb\"\nprofile = \"p\"\nquery = \"$1 $2 $3\"\nconnection = \"mysql://r:pw@h/cad\"\n";
+        std::fs::write(&f, format!("[sql]\n{url}")).unwrap();
+        let e = IngestConfig::load_with_env(&f, env()).unwrap_err().to_string();
+        assert!(e.contains("holds a password"), "{e}");
+        std::fs::write(&f, format!("[sql]\n{}", url.replace("mysql://r:pw@h", "postgres://h"))).unwrap();
+        let e = IngestConfig::load_with_env(&f, env()).unwrap_err().to_string();
+        assert!(e.contains("sql.connection"), "{e}");
     }
 }

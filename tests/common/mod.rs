@@ -1,6 +1,7 @@
 //! Shared by the Kafka tests: cameras and calls around one spot in Nashville, and reading commands back.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub(crate) mod mariadb;
 pub(crate) mod postgres;
 pub(crate) mod tls;
 
@@ -336,6 +337,17 @@ pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 /// `serve --config CONFIG` as a child process (standard error to `log`, `env` added), returned once its
+/// `/readyz` until it says `want` (or `within` passes): what it said last.
+pub(crate) fn readyz_saying(port: u16, want: &str, within: Duration) -> String {
+    let by = std::time::Instant::now() + within;
+    let mut said = String::new();
+    while !said.contains(want) && std::time::Instant::now() < by {
+        said = http_get(port, "/readyz").unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    said
+}
+
 /// `/readyz` on `port` answers 200. Fails the test if it exits or is not ready within 60 s.
 pub(crate) fn serve_until_ready(
     config: &std::path::Path,

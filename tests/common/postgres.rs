@@ -26,7 +26,7 @@ fn bin_dir() -> Option<PathBuf> {
     dirs.pop().map(|(_, b)| b)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
@@ -85,7 +85,11 @@ impl Postgres {
 
     /// Start the server (again, after [`Postgres::down`]), on the same port and data.
     pub(crate) fn up(&self) {
-        let opts = format!("-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off", self.port);
+        // A server that keeps the CAD's local time, as a city's would: the source must not depend on it.
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off -c timezone=America/Chicago",
+            self.port
+        );
         let log = self.dir.join("server.log");
         let data = self.data();
         self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);

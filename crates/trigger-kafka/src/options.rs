@@ -174,6 +174,10 @@ pub struct Health {
     pub broker_seen_ms: AtomicI64,
     /// How long without an answer `/readyz` tolerates, ms (0: not checked).
     pub broker_grace_ms: AtomicI64,
+    /// Since when (Unix ms) the process has been waiting for the brokers to acknowledge what it wrote (0: it
+    /// waits for nothing). Waiting longer than `broker_grace_ms` is not ready: an `ingest` source learns the
+    /// brokers are gone only from a write that does not end.
+    pub awaiting_brokers_since_ms: AtomicI64,
     /// Leadership-group consumers the membership watchdog closed and created anew.
     pub consumers_recreated: AtomicU64,
     /// Where the service stands in the leadership group (None: a process without one, such as the bridge).
@@ -194,10 +198,15 @@ impl Health {
         if !self.ready.load(Relaxed) {
             return Err("not ready: reading the camera registry or stopping".into());
         }
+        let (seen, grace) = (self.broker_seen_ms.load(Relaxed), self.broker_grace_ms.load(Relaxed));
+        let waiting = self.awaiting_brokers_since_ms.load(Relaxed);
+        if grace > 0 && waiting > 0 && now_ms.saturating_sub(waiting) > grace {
+            let s = now_ms.saturating_sub(waiting) / 1000;
+            return Err(format!("not ready: the Kafka brokers have not acknowledged the records for {s} s"));
+        }
         if let Some(why) = self.source_down.lock().expect("not poisoned").as_ref() {
             return Err(format!("not ready: {why}"));
         }
-        let (seen, grace) = (self.broker_seen_ms.load(Relaxed), self.broker_grace_ms.load(Relaxed));
         let silent = now_ms.saturating_sub(seen);
         if grace > 0 && seen > 0 && silent > grace {
             return Err(format!("not ready: no answer from the Kafka brokers for {} s", silent / 1000));

@@ -1,15 +1,19 @@
-//! The `sql` source: a CAD reporting database (PostgreSQL), polled. Every new or changed row since the
+//! The `sql` source: a CAD reporting database (PostgreSQL, or MariaDB and MySQL), polled. Every new or changed row since the
 //! watermark (the last row's update time and id) becomes one revision of its incident: the row read through
 //! the city's CSV profile, as the incident stands in it ([`trigger_cad::csv_profile::row_state`]), its revision
 //! the row's update time ([`trigger_cad::eido::revision_at`]). A row the profile refuses goes to the dead
 //! letters, as the source read it (its columns as JSON), and never stops the source. The watermark advances
-//! only with the records' acknowledgement ([`trigger_kafka::ingest::IngestSink`]).
+//! only with the records' acknowledgement ([`trigger_kafka::ingest::IngestSink`]). Each engine is a
+//! [`Replica`] ([`postgres`], [`mariadb`]): it connects, runs the query and gives the rows back as text; all
+//! the rest is this module's, the same on every engine.
+
+mod mariadb;
+mod postgres;
 
 use super::{cfs_bytes, count_written, open_sink, register, set_down, source_fault, Backoff, IngestConfig, Written};
 use crate::runtime::sleep_unless;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
-use postgres::types::Type;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,18 +31,21 @@ use trigger_kafka::{wall_ms, Health, OutRecord};
 pub struct SqlSource {
     /// The source's name: the key of its watermark, the origin named in its dead letters.
     pub name: String,
-    /// A libpq connection string (`host=replica.cad.local port=5432 user=reader dbname=cad`) or URL, without
-    /// the password.
+    /// The database engine: `postgresql` (the default) or `mariadb` (MariaDB and MySQL).
+    pub engine: Engine,
+    /// `postgresql`: a libpq connection string (`host=replica.cad.local port=5432 user=reader dbname=cad`) or
+    /// URL; `mariadb`: a URL (`mysql://reader@replica.cad.local:3306/cad`). Without the password.
     pub connection: String,
     /// From the environment: `DT_INGEST_SQL__PASSWORD`. Never printed.
     pub password: Option<Secret>,
     /// The CSV profile that reads a row (a name in `profiles/` beside the policy, or a path): the columns of
     /// the query's result are the profile's columns.
     pub profile: String,
-    /// Every row changed since the watermark, oldest first: `$1` the watermark's update time (timestamptz),
-    /// `$2` its row id (text), `$3` the most rows to return (bigint). See docs/connecting-a-cad.md.
+    /// Every row changed since the watermark, oldest first: `$1` the watermark's update time (timestamptz;
+    /// MariaDB: a UTC time), `$2` its row id (text), `$3` the most rows to return (bigint), on either engine.
+    /// See docs/connecting-a-cad.md.
     pub query: String,
-    /// The result column holding the row's last update (timestamptz).
+    /// The result column holding the row's last update (PostgreSQL: timestamptz; MariaDB: TIMESTAMP).
     pub updated_at_column: String,
     /// The result column holding the row's id (text), the tie-break of rows updated at the same instant.
     pub id_column: String,
@@ -52,6 +59,7 @@ impl Default for SqlSource {
     fn default() -> Self {
         Self {
             name: "sql".into(),
+            engine: Engine::Postgresql,
             connection: String::new(),
             password: None,
             profile: String::new(),
@@ -78,11 +86,22 @@ impl SqlSource {
             }
         }
         errs.extend(super::name_problem("sql", &self.name));
+        if self.engine == Engine::Mariadb && !self.connection.trim().is_empty() {
+            errs.extend(mariadb::options(&self.connection).err().map(|e| e.to_string()));
+        }
         if self.batch_rows < 1 || self.poll_interval_ms == 0 {
             errs.push("sql.batch_rows and sql.poll_interval_ms must be positive".into());
         }
         errs
     }
+}
+
+/// The database engines the source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgresql,
+    Mariadb,
 }
 
 /// How far the source has read: the last row taken, by update time and id.
@@ -102,6 +121,30 @@ impl Watermark {
     }
 }
 
+/// One poll's rows as text: the result's column names, and each row's update time, id and columns.
+struct Table {
+    names: Vec<String>,
+    rows: Vec<TextRow>,
+}
+
+struct TextRow {
+    updated_at_us: i64,
+    id: String,
+    /// Every column as the profile reads it (None: null).
+    fields: Vec<Option<String>>,
+}
+
+/// A database engine: a connection with the query prepared, the rows changed since a watermark, and those
+/// rows as text. An error of `connect` or `fetch` is the database not answering (retried); of `read`, a
+/// result the source cannot read (a configuration fault, said until the query is fixed).
+trait Replica: Sized {
+    type Row;
+    fn connect(src: &SqlSource) -> Result<Self>;
+    /// At most `limit` rows changed after `mark`, oldest first.
+    fn fetch(&mut self, mark: &Watermark, limit: i64) -> Result<Vec<Self::Row>>;
+    fn read(rows: &[Self::Row], src: &SqlSource, profile: &CsvProfile) -> Result<Table>;
+}
+
 /// The records of one poll, its watermark after them, and each row's update time.
 struct Polled {
     records: Vec<OutRecord>,
@@ -119,6 +162,19 @@ pub(super) fn run(
     health: &Health,
     shutdown: &AtomicBool,
 ) -> Result<Written> {
+    match src.engine {
+        Engine::Postgresql => run_on::<postgres::Postgres>(cfg, src, policy, health, shutdown),
+        Engine::Mariadb => run_on::<mariadb::MariaDb>(cfg, src, policy, health, shutdown),
+    }
+}
+
+fn run_on<R: Replica>(
+    cfg: &IngestConfig,
+    src: &SqlSource,
+    policy: &Path,
+    health: &Health,
+    shutdown: &AtomicBool,
+) -> Result<Written> {
     let profile = crate::config::load_profile(&src.profile, policy)?;
     register(&src.name);
     let mut written = Written::default();
@@ -129,7 +185,7 @@ pub(super) fn run(
         let Some((mut sink, mark)) = opened else { break };
         let topics = (cfg.kafka.topics.cfs.as_str(), cfg.kafka.topics.dead_letter.as_str());
         let letters = DeadLetterRule { payload: cfg.ingest.dead_letter_payload, ..DeadLetterRule::default() };
-        let mut reader = Reader { src, profile: &profile, topics, letters, db: None, mark };
+        let mut reader = Reader::<R> { src, profile: &profile, topics, letters, db: None, mark };
         if !reader.pump(&mut sink, &mut written, health, &mut backoff, shutdown) {
             break;
         }
@@ -138,18 +194,18 @@ pub(super) fn run(
     Ok(written)
 }
 
-/// The database side of a run: the connection and its prepared query, the profile, where it stands.
-struct Reader<'a> {
+/// The database side of a run: the connection, the profile, where it stands.
+struct Reader<'a, R> {
     src: &'a SqlSource,
     profile: &'a CsvProfile,
     /// The CFS and dead-letter topics.
     topics: (&'a str, &'a str),
     letters: DeadLetterRule,
-    db: Option<(postgres::Client, postgres::Statement)>,
+    db: Option<R>,
     mark: Watermark,
 }
 
-impl Reader<'_> {
+impl<R: Replica> Reader<'_, R> {
     /// Poll and write until `shutdown` (false) or a failed commit (true: the caller opens a new sink and
     /// starts again from the stored watermark).
     fn pump(
@@ -172,7 +228,7 @@ impl Reader<'_> {
             };
             set_down(health, None);
             let full = rows.len() as i64 >= self.src.batch_rows;
-            if !rows.is_empty() && !self.write(rows, sink, written, health, shutdown) {
+            if !rows.is_empty() && !self.write(&rows, sink, written, health, shutdown) {
                 return !shutdown.load(Relaxed);
             }
             backoff.reset();
@@ -184,34 +240,25 @@ impl Reader<'_> {
     }
 
     /// The rows changed since the watermark, connecting (and preparing the query) first if need be.
-    fn poll(&mut self) -> Result<Vec<postgres::Row>> {
+    fn poll(&mut self) -> Result<Vec<R::Row>> {
         if self.db.is_none() {
-            let mut config: postgres::Config = self.src.connection.parse().context("sql.connection")?;
-            if let Some(p) = &self.src.password {
-                config.password(p.expose());
-            }
-            // A database that hangs is a database that does not answer: connecting and each query are bounded.
-            config.connect_timeout(Duration::from_secs(10)).keepalives(true).options("-c statement_timeout=30000");
-            let mut client = config.connect(postgres::NoTls).context("connecting")?;
-            let statement = client.prepare(&self.src.query).context("preparing sql.query")?;
-            self.db = Some((client, statement));
+            self.db = Some(R::connect(self.src)?);
         }
-        let (client, statement) = self.db.as_mut().expect("connected");
-        let (time, id) = (self.mark.time(), self.mark.id.clone());
-        client.query(statement, &[&time, &id, &self.src.batch_rows]).context("running sql.query")
+        self.db.as_mut().expect("connected").fetch(&self.mark, self.src.batch_rows)
     }
 
     /// The rows as records (or dead letters) and the watermark after them, committed. False: the commit
     /// failed or was stopped (the watermark stays where it was).
     fn write(
         &mut self,
-        rows: Vec<postgres::Row>,
+        rows: &[R::Row],
         sink: &mut IngestSink,
         written: &mut Written,
         health: &Health,
         shutdown: &AtomicBool,
     ) -> bool {
-        let Polled { records, mark, dead_letters: letters, updated_us } = match self.records(&rows) {
+        let read = R::read(rows, self.src, self.profile).and_then(|table| self.records(table));
+        let Polled { records, mark, dead_letters: letters, updated_us } = match read {
             Ok(x) => x,
             Err(e) => {
                 // A column the query does not return as the source needs it: a configuration fault, said and
@@ -224,9 +271,8 @@ impl Reader<'_> {
         };
         let stop = || shutdown.load(Relaxed);
         let mark_json = serde_json::to_vec(&mark).expect("serialisable");
-        match sink.commit(&records, &mark_json, &stop) {
+        match super::commit(sink, health, &records, &mark_json, &stop) {
             Ok(true) => {
-                health.broker_seen_ms.store(wall_ms(), Relaxed);
                 written.acknowledged(&updated_us);
                 health.handled.fetch_add(rows.len() as u64, Relaxed);
                 written.rows += rows.len() as u64;
@@ -246,28 +292,19 @@ impl Reader<'_> {
     }
 
     /// Each row as its CFS record, or as a dead letter; the watermark after the last.
-    fn records(&self, rows: &[postgres::Row]) -> Result<Polled> {
+    fn records(&self, table: Table) -> Result<Polled> {
         let topics = self.topics;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut out = Vec::with_capacity(table.rows.len());
         let mut mark = self.mark.clone();
         let mut letters = 0;
-        let mut updated_us = Vec::with_capacity(rows.len());
+        let mut updated_us = Vec::with_capacity(table.rows.len());
         // Every row of one result has the same columns: found, and checked against the profile, once.
-        let names: Vec<String> =
-            rows.first().map(|r| r.columns().iter().map(|c| c.name().to_string()).collect()).unwrap_or_default();
-        let index: HashMap<String, usize> = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let index: HashMap<String, usize> = table.names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
         let missing = self.profile.missing_columns(&index);
         anyhow::ensure!(missing.is_empty(), "the result lacks the profile's columns {missing:?}");
-        for row in rows {
-            let updated_at: DateTime<Utc> = row
-                .try_get(self.src.updated_at_column.as_str())
-                .with_context(|| format!("column {:?} (timestamptz) of the result", self.src.updated_at_column))?;
-            let id: String = row
-                .try_get(self.src.id_column.as_str())
-                .with_context(|| format!("column {:?} (text) of the result", self.src.id_column))?;
-            let fields = columns_as_text(row, self.profile)?;
+        for TextRow { updated_at_us, id, fields } in table.rows {
             let fields_ref: Vec<&str> = fields.iter().map(|f| f.as_deref().unwrap_or("")).collect();
-            let ms = updated_at.timestamp_millis();
+            let ms = updated_at_us.div_euclid(1000);
             let revision = trigger_cad::eido::revision_at(ms);
             let opts = trigger_cad::DecodeOptions::default();
             match trigger_cad::csv_profile::row_state(self.profile, &index, fields_ref, revision, ms, &opts) {
@@ -276,14 +313,14 @@ impl Reader<'_> {
                     letters += 1;
                     metrics::counter!("dispatch_trigger_ingest_rejects_total", "reason" => r.reason.as_str())
                         .increment(1);
-                    let original = row_json(&names, &fields);
+                    let original = row_json(&table.names, &fields);
                     let position = format!("row {id}");
                     let (reason, name) = (r.reason.as_str(), &self.src.name);
                     out.push(source_dead_letter(topics.1, name, &position, &original, reason, &r.detail, self.letters));
                 }
             }
-            updated_us.push(updated_at.timestamp_micros());
-            mark = Watermark { updated_at_us: updated_at.timestamp_micros(), id };
+            updated_us.push(updated_at_us);
+            mark = Watermark { updated_at_us, id };
         }
         Ok(Polled { records: out, mark, dead_letters: letters, updated_us })
     }
@@ -299,40 +336,9 @@ fn row_json(names: &[String], fields: &[Option<String>]) -> Vec<u8> {
     serde_json::to_vec(&m).expect("serialisable")
 }
 
-/// Every column of a row as the text the profile reads: text as it is, numbers and booleans written out,
-/// timestamps in the profile's `timestamp_format` and time zone. Any other type is an error that says to cast it.
-fn columns_as_text(row: &postgres::Row, profile: &CsvProfile) -> Result<Vec<Option<String>>> {
-    let mut fields = Vec::with_capacity(row.len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let t = col.type_();
-        let text: Option<String> = if [Type::TEXT, Type::VARCHAR, Type::BPCHAR, Type::NAME].contains(t) {
-            row.try_get(i)?
-        } else if *t == Type::INT2 {
-            row.try_get::<_, Option<i16>>(i)?.map(|v| v.to_string())
-        } else if *t == Type::INT4 {
-            row.try_get::<_, Option<i32>>(i)?.map(|v| v.to_string())
-        } else if *t == Type::INT8 {
-            row.try_get::<_, Option<i64>>(i)?.map(|v| v.to_string())
-        } else if *t == Type::FLOAT4 {
-            row.try_get::<_, Option<f32>>(i)?.map(|v| v.to_string())
-        } else if *t == Type::FLOAT8 {
-            row.try_get::<_, Option<f64>>(i)?.map(|v| v.to_string())
-        } else if *t == Type::BOOL {
-            row.try_get::<_, Option<bool>>(i)?.map(|v| v.to_string())
-        } else if *t == Type::TIMESTAMPTZ {
-            row.try_get::<_, Option<DateTime<Utc>>>(i)?
-                .map(|v| local_time(profile, v.with_timezone(&profile.time_zone)))
-        } else if *t == Type::TIMESTAMP {
-            row.try_get::<_, Option<chrono::NaiveDateTime>>(i)?.map(|v| naive_time(profile, v))
-        } else {
-            anyhow::bail!("column {:?} is of type {t}: cast it to text in sql.query", col.name());
-        };
-        fields.push(text);
-    }
-    Ok(fields)
-}
-
-fn local_time(profile: &CsvProfile, t: DateTime<chrono_tz::Tz>) -> String {
+/// An instant in the profile's time zone and `timestamp_format`.
+fn local_time(profile: &CsvProfile, t: DateTime<Utc>) -> String {
+    let t = t.with_timezone(&profile.time_zone);
     if profile.timestamp_format == "rfc3339" {
         t.to_rfc3339()
     } else {

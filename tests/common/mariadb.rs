@@ -1,0 +1,125 @@
+//! A MariaDB server of a test's own, from Debian's packages (`mariadb-server`): `mariadb-install-db` into a fresh
+//! folder, `mariadbd` started on a free loopback port (and a socket in that folder, where the test's `root`
+//! connects without a password), killed when dropped. Run as root, the server runs as the `mysql` user the
+//! package creates. Without the package the caller skips and says so, unless `MARIADB_REQUIRED=1` (CI).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub(crate) struct MariaDb {
+    dir: PathBuf,
+    pub(crate) port: u16,
+    as_mysql: bool,
+    server: Mutex<Option<Child>>,
+}
+
+const SERVER: &str = "/usr/sbin/mariadbd";
+const INSTALL: &str = "/usr/bin/mariadb-install-db";
+
+impl MariaDb {
+    /// A started server, or None (skipped, said on stderr) when the package is missing and not required.
+    pub(crate) fn start() -> Option<Self> {
+        if !Path::new(SERVER).exists() || !Path::new(INSTALL).exists() {
+            assert!(
+                std::env::var("MARIADB_REQUIRED").is_err(),
+                "MARIADB_REQUIRED is set but MariaDB is not installed (apt-get install mariadb-server)"
+            );
+            eprintln!("skipped: MariaDB is not installed (Debian's mariadb-server package)");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("dt-mariadb-{}-{}", std::process::id(), trigger_kafka::wall_ms()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let as_mysql = super::postgres::is_root();
+        let db = Self { dir, port: free_port(), as_mysql, server: Mutex::new(None) };
+        let mut install = Command::new(INSTALL);
+        install.args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"]);
+        install.arg(format!("--datadir={}", db.data().display()));
+        if as_mysql {
+            install.arg("--user=mysql");
+            assert!(Command::new("chown").args(["-R", "mysql:mysql"]).arg(&db.dir).status().unwrap().success());
+        }
+        let out = install.output().unwrap();
+        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        db.up();
+        Some(db)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The socket the test's `root` connects through.
+    fn socket(&self) -> PathBuf {
+        self.dir.join("mariadb.sock")
+    }
+
+    /// Start the server (again, after [`MariaDb::down`]) on the same port and data; returns once it answers.
+    pub(crate) fn up(&self) {
+        let mut c = Command::new(SERVER);
+        c.arg("--no-defaults")
+            .arg(format!("--datadir={}", self.data().display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--pid-file={}", self.dir.join("mariadb.pid").display()))
+            .arg(format!("--log-error={}", self.dir.join("server.log").display()))
+            .args([&format!("--port={}", self.port), "--bind-address=127.0.0.1", "--skip-log-bin"])
+            .args(["--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=32M", "--skip-name-resolve"])
+            // A server that keeps the CAD's local time, as a city's would: the source must not depend on it.
+            .arg("--default-time-zone=-06:00")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.as_mysql {
+            c.arg("--user=mysql");
+        }
+        *self.server.lock().unwrap() = Some(c.spawn().expect("mariadbd starts"));
+        let by = Instant::now() + Duration::from_secs(60);
+        while mysql::Conn::new(self.root_opts()).is_err() {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            assert!(Instant::now() < by, "MariaDB did not answer within 60 s:\n{log}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Kill the server (connections cut, as a crashed or unreachable database).
+    pub(crate) fn down(&self) {
+        if let Some(mut child) = self.server.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn root_opts(&self) -> mysql::Opts {
+        mysql::OptsBuilder::new()
+            .socket(Some(self.socket().to_string_lossy()))
+            .user(Some("root"))
+            .prefer_socket(true)
+            .into()
+    }
+
+    /// A `root` connection, through the socket.
+    pub(crate) fn root(&self) -> mysql::Conn {
+        mysql::Conn::new(self.root_opts()).expect("the test's own MariaDB answers")
+    }
+
+    /// The URL the source connects to: `user` over TCP, in database `db` (the password comes apart).
+    pub(crate) fn url(&self, user: &str, db: &str) -> String {
+        format!("mysql://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
