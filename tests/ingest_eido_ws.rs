@@ -336,7 +336,7 @@ fn a_notifier_that_drops_replays_and_resends_gets_each_revision_once_over_mutual
 }
 
 #[test]
-fn a_notifier_or_a_subscriber_without_the_right_certificate_is_refused_by_name() {
+fn a_notifier_that_is_not_there_or_without_the_right_certificate_is_named_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let certs = Certs::make(dir.path());
     let notifier = Notifier::start(&certs);
@@ -354,6 +354,20 @@ fn a_notifier_or_a_subscriber_without_the_right_certificate_is_refused_by_name()
         let logged = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(said.contains(" 503 ") && said.contains(want), "{name}: {said}\nlog:\n{logged}");
     }
+    // A notifier that is not there: named on /readyz, each failed attempt counted, retried.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nobody = Notifier { state: Arc::default(), port: closed };
+    let (cfg, port) = config(dir.path(), &kafka, "unreachable", &nobody, &certs, "ca.pem", "client");
+    let _child = common::ingest(&cfg, &dir.path().join("unreachable.log"), &[]);
+    let said = common::readyz_saying(port, "EIDO notifier", Duration::from_secs(30));
+    assert!(said.contains(" 503 ") && said.to_lowercase().contains("refused"), "{said}");
+    std::thread::sleep(Duration::from_secs(1));
+    let metrics = common::http_get(port, "/metrics").unwrap_or_default();
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dispatch_trigger_ingest_source_errors_total{source=\"unreachable\"} "))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(counted.is_some_and(|n| n >= 2), "the failed attempts are not counted and retried: {counted:?}");
     let s = notifier.state();
     assert_eq!(s.subscriptions, 0, "a subscriber without the right certificate subscribed");
     assert!(

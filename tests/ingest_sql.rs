@@ -1,10 +1,11 @@
 //! `ingest` with its `sql` source against real database servers (Debian's PostgreSQL and MariaDB, started by
 //! the test) and Apache Kafka, exactly-once: rows inserted and updated while the source runs, the source
 //! SIGKILLed at random moments and restarted (`ADVERSARY_SEED` replays a run), then the database stopped and
-//! started again; the same on both engines, one configuration apart. The oracle reads the table and the CFS and
-//! dead-letter topics (read_committed) itself: every row's revisions on the topic once each, in order, ending
-//! at the row's last update; a bad row dead-lettered once; nothing lost while the database was down; SIGTERM
-//! exits 0. A third test stops Apache Kafka itself mid-stream for longer than a transaction waits.
+//! started again, then the query failing until a renamed column is back; the same on both engines, one
+//! configuration apart. The oracle reads the table and the CFS and dead-letter topics (read_committed) itself:
+//! every row's revisions on the topic once each, in order, ending at the row's last update; a bad row
+//! dead-lettered once; nothing lost while the database was down or the query failed; SIGTERM exits 0. A third
+//! test stops Apache Kafka itself mid-stream for longer than a transaction waits.
 
 mod common;
 
@@ -295,14 +296,23 @@ fn adversary(db: &dyn CadDb) {
     let said = common::readyz_saying(port, "database", Duration::from_secs(30));
     assert!(said.contains(" 503 ") && said.contains("the CAD database does not answer"), "{said}");
     db.up();
+    // The query fails (a column it reads renamed by the CAD's upgrade): named on /readyz and counted, retried;
+    // the rows written meanwhile arrive once the column is back.
     let mut run = db.session();
     let now = db.now();
+    run("ALTER TABLE calls RENAME COLUMN tencode TO tencode_v2");
     for i in 0..3 {
         run(&format!(
-            "INSERT INTO calls (event_number, tencode, tencode_desc, lat, lon, received, updated_at) \
+            "INSERT INTO calls (event_number, tencode_v2, tencode_desc, lat, lon, received, updated_at) \
              VALUES ('AFTER{i}', '83', 'SHOTS FIRED', 36.2, -86.7, {now}, {now})"
         ));
     }
+    let said = common::readyz_saying(port, "tencode", Duration::from_secs(30));
+    assert!(said.contains(" 503 ") && said.contains("sql.query") && said.contains("tencode"), "{said}");
+    let metrics = common::http_get(port, "/metrics").unwrap_or_default();
+    let errors = metrics.lines().find(|l| l.starts_with("dispatch_trigger_ingest_source_errors_total{source=\"sql\"}"));
+    assert!(errors.is_some_and(|l| !l.ends_with(" 0")), "the failed polls are not counted: {errors:?}");
+    run("ALTER TABLE calls RENAME COLUMN tencode_v2 TO tencode");
     let took = until_arrived(&settings, db, Duration::from_secs(60));
     eprintln!("the rows written after the outage on the topic after {took:?}");
     let ready = common::http_get(port, "/readyz").unwrap_or_default();
