@@ -173,6 +173,9 @@ async fn serve(listener: std::net::TcpListener, acceptor: tokio_rustls::TlsAccep
     };
     loop {
         let Ok((tcp, peer)) = listener.accept().await else { continue };
+        // An answer is written as it is ready: without this, its last segment waits for the client's delayed
+        // acknowledgement of the one before (Nagle), some 40 ms.
+        let _ = tcp.set_nodelay(true);
         let (acceptor, front) = (acceptor.clone(), front.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {

@@ -1,11 +1,14 @@
 //! dispatch-trigger-bench: the benchmark tools, kept out of the product's command line. `kafka` measures the
 //! engine next to a bare consume -> produce relay on one broker; `bootstrap` measures `serve`'s start-up on a
-//! registry of N cameras next to a bare consumer. BENCHMARKS.md gives the commands and today's figures.
+//! registry of N cameras next to a bare consumer; `ingest` and `push` measure the live CAD sources (a polled
+//! database row, a vendor's HTTPS push) to their records acknowledged. BENCHMARKS.md gives the commands and
+//! today's figures.
 
 mod bootstrap;
 mod breakdown;
 mod ingest;
 mod kafka;
+mod push;
 mod to_camera;
 
 use anyhow::{Context, Result};
@@ -34,6 +37,24 @@ enum Command {
     /// `ingest`'s `sql` source: a row committed in a PostgreSQL table to its CFS record acknowledged, at a
     /// poll interval and settle margin (a table and topics of its own, dropped after).
     Ingest(IngestArgs),
+    /// `ingest`'s `http_push` source: a vendor's HTTPS push (bearer token) to its 200, which comes once Kafka
+    /// acknowledged the record (topics of its own, deleted after).
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// The cluster (Apache Kafka: `scripts/kafka.sh bootstrap`).
+    #[arg(long, value_name = "BOOTSTRAP")]
+    bootstrap: String,
+    #[arg(long, default_value_t = 300)]
+    pushes: u64,
+    /// Pushes per second, each a request of its own.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// At-least-once instead of exactly-once.
+    #[arg(long)]
+    at_least_once: bool,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +161,7 @@ fn main() {
         Command::Kafka(a) => kafka::run(&policy, a),
         Command::Bootstrap(a) => bootstrap::run(&policy, a),
         Command::Ingest(a) => ingest::run(a),
+        Command::Push(a) => push::run(a),
     };
     if let Err(e) = done {
         eprintln!("error: {e:#}");
