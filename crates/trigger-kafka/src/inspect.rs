@@ -127,13 +127,23 @@ pub fn read_topic_since(
     let found = c.offsets_for_times(ask, Duration::from_secs(10))?;
     let mut out = Vec::new();
     for e in found.elements() {
-        // No record that recent in this partition: the broker answers the end (-1).
-        if let Offset::Offset(from) = e.offset() {
-            out.extend(
+        // A partition the broker could not look up is an error, never an empty partition: what a takeover
+        // reads here (the commands already sent) is what keeps a camera within its owner's cap.
+        e.error()?;
+        match e.offset() {
+            Offset::Offset(from) => out.extend(
                 read(&c, topic, &[e.partition()], Offset::Offset(from), timeout)?
                     .into_iter()
                     .filter(|r| r.offset >= from),
-            );
+            ),
+            // No record that recent in this partition: the broker answers the end.
+            Offset::End => {}
+            other => {
+                return Err(KafkaError::Internal(format!(
+                    "{topic} partition {}: the broker answered {other:?} for a time",
+                    e.partition()
+                )))
+            }
         }
     }
     Ok(out)
@@ -234,4 +244,36 @@ pub fn topic_config(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::EmbeddedCluster;
+    use crate::settings::Topics;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    /// A time lookup the broker refuses is an error: never read as a topic with nothing that recent (a takeover
+    /// would go on without the commands already sent). librdkafka reports every refusal injected here for the
+    /// whole request; the per-partition check in `read_topic_since` covers one it reports per partition.
+    #[test]
+    fn a_time_lookup_the_broker_refuses_is_an_error_not_an_empty_topic() {
+        let cluster = EmbeddedCluster::start(1).expect("mock cluster");
+        let topics = Topics::default();
+        cluster.create_topics(&topics, 1).expect("topics");
+        let settings = KafkaSettings { bootstrap_servers: cluster.bootstrap_servers(), topics, ..Default::default() };
+        let mut p = crate::Publisher::new(&settings).expect("publisher");
+        p.raw(&settings.topics.commands, b"k", b"a command").expect("enqueued");
+        p.wait().expect("acknowledged");
+        let since = crate::wall_ms() - 60_000;
+        // (The mock cluster answers a time lookup with the end: what it reads here is no evidence either way.)
+        let found = read_topic_since(&settings, &settings.topics.commands, since, false, Duration::from_secs(30));
+        assert!(found.is_ok(), "{found:?}");
+        cluster.mock().request_errors(
+            RDKafkaApiKey::ListOffsets,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 8],
+        );
+        let refused = read_topic_since(&settings, &settings.topics.commands, since, false, Duration::from_secs(30));
+        assert!(refused.is_err(), "a refused lookup read as nothing: {refused:?}");
+    }
 }
