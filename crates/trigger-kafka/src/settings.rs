@@ -219,6 +219,10 @@ impl KafkaSettings {
                 c.set("acks", "all");
                 if self.delivery == Delivery::ExactlyOnce && role == Role::Producer {
                     c.set("transactional.id", self.transactional_id());
+                    // A transaction begun while the coordinator still writes the last one's markers is told
+                    // CONCURRENT_TRANSACTIONS and retried after this back-off (librdkafka's default: 100 ms);
+                    // back-to-back transactions wait it out, so it is kept at the Java client's 20 ms.
+                    c.set("retry.backoff.ms", "20");
                 }
             }
         }

@@ -344,6 +344,20 @@ pub fn produce_transaction<'r>(
     transaction(producer, records, |_| Ok(()))
 }
 
+/// How long a transaction's records and commit may take before it is aborted.
+const COMMIT_WITHIN: Duration = Duration::from_secs(60);
+
+/// Until librdkafka holds nothing of the transaction unacknowledged (or `deadline`). rust-rdkafka's
+/// `commit_transaction` flushes first, and its flush, while anything is in flight, polls the producer's queue
+/// for 100 ms at a time; the delivery reports go to the producer's own polling thread instead, so each commit
+/// waited ~100 ms for nothing. Waiting here (the reports arrive within a round trip) leaves that flush nothing
+/// to wait for. A delivery that fails fails the commit, as before.
+fn acknowledged(producer: &FutureProducer, deadline: std::time::Instant) {
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 /// Begin, enqueue `records`, `before_commit`, commit; abort on any failure and return it.
 fn transaction<'r>(
     producer: &FutureProducer,
@@ -357,7 +371,10 @@ fn transaction<'r>(
             drop(enqueue(producer, r)?);
         }
         before_commit(producer)?;
-        producer.commit_transaction(Duration::from_secs(60))?;
+        let deadline = std::time::Instant::now() + COMMIT_WITHIN;
+        acknowledged(producer, deadline);
+        let left = deadline.saturating_duration_since(std::time::Instant::now()).max(Duration::from_secs(1));
+        producer.commit_transaction(left)?;
         Ok::<(), KafkaError>(())
     })();
     if let Err(e) = &result {
