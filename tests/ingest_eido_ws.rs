@@ -380,15 +380,7 @@ fn a_notifier_that_is_not_there_or_without_the_right_certificate_is_named_and_re
 #[test]
 fn a_broker_outage_longer_than_a_transaction_waits_loses_no_event_and_writes_none_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let broker_dir = dir.path().join("kafka");
-    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
-    let mut settings = trigger_kafka::KafkaSettings {
-        bootstrap_servers: bootstrap,
-        group_id: "eido-outage".into(),
-        ..Default::default()
-    };
-    settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
-    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1).unwrap();
+    let Some((broker, settings)) = common::own_eos_cluster(dir.path(), "eido-outage") else { return };
     let certs = Certs::make(dir.path());
     let notifier = Notifier::start(&certs);
     let template = common::eido_template();
@@ -413,21 +405,13 @@ fn a_broker_outage_longer_than_a_transaction_waits_loses_no_event_and_writes_non
     // The broker stops while events arrive, for longer than a transaction's commit waits (60 s: it is aborted,
     // the sink opened anew, the notifier subscribed to again and its unanswered events sent again). /readyz
     // names Kafka once a write has waited `broker_grace_ms` (10 s), and still at 75 s.
-    common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
-    let stopped = Instant::now();
-    for step in 1..3 {
-        for n in 0..5 {
-            notifier.push(vec![doc(n, step)]);
+    common::ingest_broker_outage(&broker, http, || {
+        for step in 1..3 {
+            for n in 0..5 {
+                notifier.push(vec![doc(n, step)]);
+            }
         }
-    }
-    let said = common::readyz_saying(http, "Kafka", Duration::from_secs(40));
-    let noticed = stopped.elapsed();
-    std::thread::sleep(Duration::from_secs(75).saturating_sub(stopped.elapsed()));
-    let later = common::http_get(http, "/readyz").unwrap_or_default();
-    common::kafka_sh(&broker_dir, "resume").expect("SIGCONT");
-    assert!(said.contains(" 503 ") && said.contains("Kafka brokers have not acknowledged"), "{said}");
-    eprintln!("/readyz named Kafka {noticed:?} into the outage; at 75 s: {later}");
-    assert!(later.contains(" 503 ") && later.contains("Kafka"), "{later}");
+    });
     assert!(notifier.settled(Duration::from_secs(180)), "not answered after the outage; log:\n{}", logged());
 
     // Every revision at most once, nothing the notifier did not send, each incident's in order up to its last

@@ -360,34 +360,16 @@ fn adversary(db: &dyn CadDb) {
 fn a_broker_outage_longer_than_a_transaction_waits_loses_no_row_and_writes_none_twice() {
     let Some(pg) = Postgres::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let broker_dir = dir.path().join("kafka");
-    let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
-    let mut settings = trigger_kafka::KafkaSettings {
-        bootstrap_servers: bootstrap,
-        group_id: "sql-outage".into(),
-        ..Default::default()
-    };
-    settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
-    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1).unwrap();
+    let Some((broker, settings)) = common::own_eos_cluster(dir.path(), "sql-outage") else { return };
     let (config, port, env) = config(dir.path(), &common::kafka_section(&settings), &pg);
     let log = dir.path().join("ingest.log");
     let _child = common::ingest(&config, &log, &env);
     assert!(common::readyz_saying(port, " 200 ", Duration::from_secs(60)).contains(" 200 "), "never ready");
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_calls(&pg, 12));
-        // The broker stops mid-stream: /readyz says so once a write has waited `broker_grace_ms` (10 s), long
-        // before the transaction gives up (60 s); it stays stopped past that, so the sink is opened anew.
+        // The broker stops mid-stream, past the point where the transaction gives up.
         std::thread::sleep(Duration::from_millis(1500));
-        common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
-        let stopped = Instant::now();
-        let said = common::readyz_saying(port, "Kafka", Duration::from_secs(40));
-        let noticed = stopped.elapsed();
-        std::thread::sleep(Duration::from_secs(75).saturating_sub(stopped.elapsed()));
-        let later = common::http_get(port, "/readyz").unwrap_or_default();
-        common::kafka_sh(&broker_dir, "resume").expect("SIGCONT");
-        assert!(said.contains(" 503 ") && said.contains("Kafka brokers have not acknowledged"), "{said}");
-        eprintln!("/readyz named Kafka {noticed:?} into the outage; at 75 s: {later}");
-        assert!(later.contains(" 503 ") && later.contains("Kafka"), "{later}");
+        common::ingest_broker_outage(&broker, port, || {});
         writer.join().unwrap();
     });
     let took = until_arrived(&settings, &pg, Duration::from_secs(120));

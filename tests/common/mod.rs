@@ -311,6 +311,34 @@ pub(crate) fn own_broker(dir: &std::path::Path) -> Option<(OwnBroker, String)> {
     Some((OwnBroker(dir.to_path_buf()), bootstrap))
 }
 
+/// An Apache Kafka of the test's own in `dir/kafka`, its topics made (one partition each), and exactly-once
+/// settings of consumer group `group` on it (None: skipped, as [`own_broker`]).
+pub(crate) fn own_eos_cluster(dir: &std::path::Path, group: &str) -> Option<(OwnBroker, KafkaSettings)> {
+    let (broker, bootstrap) = own_broker(&dir.join("kafka"))?;
+    let mut settings = KafkaSettings { bootstrap_servers: bootstrap, group_id: group.into(), ..Default::default() };
+    settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
+    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1).unwrap();
+    Some((broker, settings))
+}
+
+/// Stop `broker`'s Apache Kafka (SIGSTOP) for 75 s, longer than a transaction's commit waits (60 s: it is
+/// aborted and the sink opened anew), while `during` runs, then let it go on. The `ingest` process whose
+/// endpoints are on `port` names Kafka on `/readyz` within 40 s (once a write has waited `broker_grace_ms`,
+/// 10 s) and still at 75 s.
+pub(crate) fn ingest_broker_outage(broker: &OwnBroker, port: u16, during: impl FnOnce()) {
+    kafka_sh(&broker.0, "pause").expect("SIGSTOP");
+    let stopped = std::time::Instant::now();
+    during();
+    let said = readyz_saying(port, "Kafka", Duration::from_secs(40));
+    let noticed = stopped.elapsed();
+    std::thread::sleep(Duration::from_secs(75).saturating_sub(stopped.elapsed()));
+    let later = http_get(port, "/readyz").unwrap_or_default();
+    kafka_sh(&broker.0, "resume").expect("SIGCONT");
+    assert!(said.contains(" 503 ") && said.contains("Kafka brokers have not acknowledged"), "{said}");
+    eprintln!("/readyz named Kafka {noticed:?} into the outage; at 75 s: {later}");
+    assert!(later.contains(" 503 ") && later.contains("Kafka"), "{later}");
+}
+
 /// The shipped policy with one setting changed (`from` -> `to`), written into `dir` beside links to the
 /// shipped code tables and jurisdictions.
 pub(crate) fn policy_replacing(dir: &std::path::Path, from: &str, to: &str) -> std::path::PathBuf {

@@ -9,7 +9,7 @@ use dispatch_trigger::ingest::{sql::SqlSource, IngestConfig};
 use dispatch_trigger::kafka_tools::{delete_topics_or_warn, Percentiles};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-use trigger_kafka::{wall_ms, Delivery, Health, KafkaSettings, Topics};
+use trigger_kafka::{wall_ms, Health, KafkaSettings};
 
 const PROFILE: &str = r#"
 name = "bench-city"
@@ -41,14 +41,7 @@ pub(crate) fn run(a: IngestArgs) -> Result<()> {
              updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
         ))?;
     }
-    let settings = KafkaSettings {
-        bootstrap_servers: a.bootstrap.clone(),
-        group_id: tag.clone(),
-        topics: Topics::tagged(&tag),
-        delivery: if a.at_least_once { Delivery::AtLeastOnce } else { Delivery::ExactlyOnce },
-        ..KafkaSettings::default()
-    };
-    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1)?;
+    let settings = crate::tagged_cluster(&a.bootstrap, &tag, a.at_least_once)?;
     let measured = if a.to_camera {
         crate::to_camera::measure(&a, &settings, &table).map(|(w, b)| (w.rows, w.row_to_ack_us, Some(b)))
     } else {

@@ -169,6 +169,21 @@ fn main() {
     }
 }
 
+/// Settings on topics of the run's own (named after `tag`, one partition each, made here) and its own
+/// consumer group, in the delivery mode asked.
+fn tagged_cluster(bootstrap: &str, tag: &str, at_least_once: bool) -> Result<trigger_kafka::KafkaSettings> {
+    use trigger_kafka::{Delivery, KafkaSettings, Topics};
+    let settings = KafkaSettings {
+        bootstrap_servers: bootstrap.to_string(),
+        group_id: tag.to_string(),
+        topics: Topics::tagged(tag),
+        delivery: if at_least_once { Delivery::AtLeastOnce } else { Delivery::ExactlyOnce },
+        ..KafkaSettings::default()
+    };
+    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1)?;
+    Ok(settings)
+}
+
 /// Write `value` as JSON to `out`, its folder made first.
 fn write_json(out: &Path, value: &impl serde::Serialize) -> Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -13,21 +13,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use trigger_core::{CallForService, Location, Secret, Status};
-use trigger_kafka::{wall_ms, Delivery, Health, KafkaSettings, Topics};
+use trigger_kafka::{wall_ms, Health, KafkaSettings};
 
 const TOKEN: &str = "dispatch-trigger-bench";
 
 /// `dispatch-trigger-bench push`: one row of figures.
 pub(crate) fn run(a: PushArgs) -> Result<()> {
     let tag = format!("push-{}", wall_ms());
-    let settings = KafkaSettings {
-        bootstrap_servers: a.bootstrap.clone(),
-        group_id: tag.clone(),
-        topics: Topics::tagged(&tag),
-        delivery: if a.at_least_once { Delivery::AtLeastOnce } else { Delivery::ExactlyOnce },
-        ..KafkaSettings::default()
-    };
-    trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1)?;
+    let settings = crate::tagged_cluster(&a.bootstrap, &tag, a.at_least_once)?;
     let dir = std::env::temp_dir().join(format!("dispatch-trigger-{tag}"));
     std::fs::create_dir_all(&dir)?;
     let measured = certificate(&dir).and_then(|()| measure(&a, &settings, &dir));
