@@ -65,7 +65,9 @@ impl MariaDb {
             .arg(format!("--pid-file={}", self.dir.join("mariadb.pid").display()))
             .arg(format!("--log-error={}", self.dir.join("server.log").display()))
             .args([&format!("--port={}", self.port), "--bind-address=127.0.0.1", "--skip-log-bin"])
-            .args(["--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=32M", "--skip-name-resolve"])
+            // Each commit's log written to the OS (2): a killed server keeps what it committed, as a real one
+            // does (0 would lose the last second's commits, and the table would go back in time).
+            .args(["--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=32M", "--skip-name-resolve"])
             // A server that keeps the CAD's local time, as a city's would: the source must not depend on it.
             .arg("--default-time-zone=-06:00")
             .stdout(Stdio::null())

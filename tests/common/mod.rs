@@ -205,7 +205,11 @@ impl Broker {
     /// registry): its own consumer group and its own topic names (the Apache Kafka broker is shared).
     pub(crate) fn settings(&self, partitions: i32) -> KafkaSettings {
         let n = TEST_NO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tag = format!("{}-{n}", std::process::id());
+        // The process id and its start: a long-lived broker outlives many test processes, and process ids are
+        // reused (a reused tag would read an earlier run's records).
+        static STARTED_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        let started = STARTED_MS.get_or_init(trigger_kafka::wall_ms);
+        let tag = format!("{}-{started}-{n}", std::process::id());
         let settings = KafkaSettings {
             bootstrap_servers: self.bootstrap(),
             group_id: format!("test-{tag}"),
