@@ -102,14 +102,8 @@ fn config(dir: &Path, kafka: &str, certs: &Certs) -> (std::path::PathBuf, u16, u
 }
 
 fn ready(port: u16) {
-    let by = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < by {
-        if common::http_get(port, "/readyz").is_some_and(|r| r.contains(" 200 ")) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the push source never became ready");
+    let said = common::readyz_saying(port, " 200 ", Duration::from_secs(60));
+    assert!(said.contains(" 200 "), "the push source never became ready: {said}");
 }
 
 #[test]
