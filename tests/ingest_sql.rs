@@ -382,3 +382,44 @@ fn a_broker_outage_longer_than_a_transaction_waits_loses_no_row_and_writes_none_
     let ready = common::readyz_saying(port, " 200 ", Duration::from_secs(30));
     assert!(ready.contains(" 200 "), "{ready}");
 }
+
+/// `AT_ONCE` calls of `start` from as many threads released together (parallel tests of one binary start
+/// their servers in the same millisecond).
+fn started_at_once<T: Send>(start: fn() -> Option<T>) -> Vec<T> {
+    const AT_ONCE: usize = 4;
+    let gate = std::sync::Barrier::new(AT_ONCE);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..AT_ONCE)
+            .map(|_| {
+                s.spawn(|| {
+                    gate.wait();
+                    start()
+                })
+            })
+            .collect();
+        threads.into_iter().filter_map(|t| t.join().expect("a database fixture started")).collect()
+    })
+}
+
+/// Test servers started at the same moment each get a folder, a port and a server of their own: none fails
+/// because another took its folder or port.
+#[test]
+fn database_fixtures_started_in_the_same_millisecond_are_each_their_own() {
+    let pgs = started_at_once(Postgres::start);
+    let dirs: BTreeSet<_> = pgs.iter().map(|pg| pg.dir().to_path_buf()).collect();
+    let ports: BTreeSet<_> = pgs.iter().map(|pg| pg.port).collect();
+    assert!(dirs.len() == pgs.len() && ports.len() == pgs.len(), "PostgreSQL: folders {dirs:?}, ports {ports:?}");
+    for pg in &pgs {
+        let port: String = pg.client().query_one("SHOW port", &[]).unwrap().get(0);
+        assert_eq!(port, pg.port.to_string(), "each client reaches its own PostgreSQL");
+    }
+    let dbs = started_at_once(MariaDb::start);
+    let dirs: BTreeSet<_> = dbs.iter().map(|db| db.dir().to_path_buf()).collect();
+    let ports: BTreeSet<_> = dbs.iter().map(|db| db.port).collect();
+    assert!(dirs.len() == dbs.len() && ports.len() == dbs.len(), "MariaDB: folders {dirs:?}, ports {ports:?}");
+    for db in &dbs {
+        use mysql::prelude::Queryable as _;
+        let port: Option<u16> = db.root().query_first("SELECT @@port").unwrap();
+        assert_eq!(port, Some(db.port), "each client reaches its own MariaDB");
+    }
+}

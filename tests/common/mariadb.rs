@@ -1,6 +1,6 @@
-//! A MariaDB server of a test's own, from Debian's packages (`mariadb-server`): `mariadb-install-db` into a fresh
-//! folder, `mariadbd` started on a free loopback port (and a socket in that folder, where the test's `root`
-//! connects without a password), killed when dropped. Run as root, the server runs as the `mysql` user the
+//! A MariaDB server of a test's own, from Debian's packages (`mariadb-server`): `mariadb-install-db` into a folder
+//! of its own, `mariadbd` started on a loopback port of its own (both from `unique`) and a socket in that folder
+//! (where the test's `root` connects without a password), killed when dropped. Run as root, the server runs as the `mysql` user the
 //! package creates. Without the package the caller skips and says so, unless `MARIADB_REQUIRED=1` (CI).
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub(crate) struct MariaDb {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     pub(crate) port: u16,
     as_mysql: bool,
     server: Mutex<Option<Child>>,
@@ -30,16 +30,19 @@ impl MariaDb {
             eprintln!("skipped: MariaDB is not installed (Debian's mariadb-server package)");
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("dt-mariadb-{}-{}", std::process::id(), trigger_kafka::wall_ms()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let (dir, port) = (super::unique::dir("mariadb"), super::unique::port());
         let as_mysql = super::postgres::is_root();
-        let db = Self { dir, port: free_port(), as_mysql, server: Mutex::new(None) };
+        let db = Self { dir, port, as_mysql, server: Mutex::new(None) };
         let mut install = Command::new(INSTALL);
         install.args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"]);
         install.arg(format!("--datadir={}", db.data().display()));
+        // Its own temporary folder too: servers bootstrapping at once in a shared /tmp lose each other's
+        // temporary tables ("Unknown table 'mysql.tmp_user_sys'").
+        std::fs::create_dir_all(db.tmp()).unwrap();
+        install.arg(format!("--tmpdir={}", db.tmp().display()));
         if as_mysql {
             install.arg("--user=mysql");
-            assert!(Command::new("chown").args(["-R", "mysql:mysql"]).arg(&db.dir).status().unwrap().success());
+            assert!(Command::new("chown").args(["-R", "mysql:mysql"]).arg(db.dir()).status().unwrap().success());
         }
         let out = install.output().unwrap();
         assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
@@ -48,12 +51,16 @@ impl MariaDb {
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.join("data")
+        self.dir().join("data")
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.dir().join("tmp")
     }
 
     /// The socket the test's `root` connects through.
     fn socket(&self) -> PathBuf {
-        self.dir.join("mariadb.sock")
+        self.dir().join("mariadb.sock")
     }
 
     /// Start the server (again, after [`MariaDb::down`]) on the same port and data; returns once it answers.
@@ -62,8 +69,9 @@ impl MariaDb {
         c.arg("--no-defaults")
             .arg(format!("--datadir={}", self.data().display()))
             .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!("--pid-file={}", self.dir.join("mariadb.pid").display()))
-            .arg(format!("--log-error={}", self.dir.join("server.log").display()))
+            .arg(format!("--tmpdir={}", self.tmp().display()))
+            .arg(format!("--pid-file={}", self.dir().join("mariadb.pid").display()))
+            .arg(format!("--log-error={}", self.dir().join("server.log").display()))
             .args([&format!("--port={}", self.port), "--bind-address=127.0.0.1", "--skip-log-bin"])
             // Each commit's log written to the OS (2): a killed server keeps what it committed, as a real one
             // does (0 would lose the last second's commits, and the table would go back in time).
@@ -78,7 +86,7 @@ impl MariaDb {
         *self.server.lock().unwrap() = Some(c.spawn().expect("mariadbd starts"));
         let by = Instant::now() + Duration::from_secs(60);
         while mysql::Conn::new(self.root_opts()).is_err() {
-            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(self.dir().join("server.log")).unwrap_or_default();
             assert!(Instant::now() < by, "MariaDB did not answer within 60 s:\n{log}");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -111,17 +119,12 @@ impl MariaDb {
     }
 
     pub(crate) fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 }
 
 impl Drop for MariaDb {
     fn drop(&mut self) {
         self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -4,6 +4,7 @@
 pub(crate) mod mariadb;
 pub(crate) mod postgres;
 pub(crate) mod tls;
+pub(crate) mod unique;
 
 use std::time::Duration;
 use trigger_core::{CallForService, CameraCommand, CameraRecord, Category, Consent, Location, Status};

@@ -1,5 +1,5 @@
-//! A PostgreSQL server of a test's own, from Debian's packages (`postgresql`): initdb into a fresh folder,
-//! started on a free loopback port with trust authentication, stopped (immediately) when dropped. Run as root,
+//! A PostgreSQL server of a test's own, from Debian's packages (`postgresql`): initdb into a folder of its own,
+//! started on a loopback port of its own (both from `unique`) with trust authentication, stopped (immediately) when dropped. Run as root,
 //! the server runs as the `postgres` user the package creates (PostgreSQL refuses to run as root). Without the
 //! package the caller skips and says so, unless `POSTGRES_REQUIRED=1` (CI).
 
@@ -9,7 +9,7 @@ use std::process::Command;
 #[derive(Debug)]
 pub(crate) struct Postgres {
     bin: PathBuf,
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     pub(crate) port: u16,
     as_postgres: bool,
 }
@@ -41,13 +41,9 @@ impl Postgres {
             eprintln!("skipped: PostgreSQL is not installed (Debian's postgresql package)");
             return None;
         };
-        let n = std::sync::atomic::AtomicU32::new(0).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("dt-postgres-{}-{n}-{}", std::process::id(), trigger_kafka::wall_ms()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pg = Self { bin, port: free_port(), as_postgres: is_root(), dir };
+        let pg = Self { bin, port: super::unique::port(), as_postgres: is_root(), dir: super::unique::dir("postgres") };
         if pg.as_postgres {
-            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&pg.dir).status().unwrap().success());
+            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir()).status().unwrap().success());
         }
         let data = pg.data();
         pg.run("initdb", &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
@@ -56,7 +52,7 @@ impl Postgres {
     }
 
     fn data(&self) -> PathBuf {
-        self.dir.join("data")
+        self.dir().join("data")
     }
 
     /// One of the server's tools, as the user the server runs as.
@@ -69,7 +65,7 @@ impl Postgres {
         } else {
             Command::new(&exe)
         };
-        c.current_dir(&self.dir);
+        c.current_dir(self.dir());
         c
     }
 
@@ -90,7 +86,7 @@ impl Postgres {
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off -c timezone=America/Chicago",
             self.port
         );
-        let log = self.dir.join("server.log");
+        let log = self.dir().join("server.log");
         let data = self.data();
         self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "start"]);
     }
@@ -112,7 +108,7 @@ impl Postgres {
     }
 
     pub(crate) fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 }
 
@@ -120,10 +116,5 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.data();
         let _ = self.tool("pg_ctl").args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"]).output();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
