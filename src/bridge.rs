@@ -76,6 +76,8 @@ pub struct BridgeStats {
     pub delivered: u64,
     pub failed: u64,
     pub expired: u64,
+    /// Sent once without an answer to a target that cannot be asked: never sent again.
+    pub in_doubt: u64,
     pub refused: BTreeMap<String, u64>,
 }
 
@@ -85,25 +87,28 @@ impl BridgeStats {
             Outcome::Delivered { .. } => self.delivered += 1,
             Outcome::Failed { .. } => self.failed += 1,
             Outcome::Expired { .. } => self.expired += 1,
+            Outcome::InDoubt { .. } => self.in_doubt += 1,
             Outcome::Refused { reason, .. } => *self.refused.entry(reason.as_str().to_string()).or_default() += 1,
             Outcome::Interrupted => {}
         }
     }
 }
 
-/// Records read ahead of the oldest unfinished one, at most (their offsets wait for it).
-const MAX_IN_FLIGHT: usize = 10_000;
-
 /// A record taken from the feed, in the order read, and what became of it (None: its lane has it).
 struct InFlight {
     record: trigger_kafka::command_feed::CommandRecord,
     ticket: Option<u64>,
     outcome: Option<Outcome>,
+    /// Parked in the journal: its offset may be stored although its lane still has it.
+    parked: bool,
 }
 
 /// Run the bridge until `shutdown` is set: hand records to the target lanes as they come, store each record's
-/// offset once it and every record before it finished, and at shutdown end the retries still running (those
-/// records are read again by the next run). Returns counts.
+/// offset once it and every record before it finished or was parked, and at shutdown end the retries still
+/// running (those records are read again by the next run, or taken up from the journal if parked). No count of
+/// records caps the reading: when more than `park_after_records` wait behind an unfinished record, that one is
+/// parked in the journal and the offsets move past it, so one stuck target never holds up another. Returns
+/// counts.
 pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result<BridgeStats> {
     let keys = crate::keys::command_keys(&cfg.verify.key)?;
     let mut bridge = Bridge::new(keys, &cfg.target, &cfg.camera, cfg.bridge.clone(), wall_ms)?;
@@ -113,19 +118,24 @@ pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result
     tracing::info!(cameras = cfg.camera.len(), targets = cfg.target.len(), topic = %cfg.kafka.topics.commands, "bridge ready");
     let mut stats = BridgeStats::default();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let park_after = cfg.bridge.park_after_records.max(1);
     while !shutdown.load(Relaxed) {
-        if in_flight.len() < MAX_IN_FLIGHT {
-            let wait = if in_flight.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(5) };
-            if let Some(record) = feed.poll(wait, health) {
-                health.broker_seen_ms.store(wall_ms(), Relaxed);
-                let (ticket, outcome) = match bridge.submit(&record.payload) {
-                    Submitted::Finished(o) => (None, Some(o)),
-                    Submitted::Queued(t) => (Some(t), None),
-                };
-                in_flight.push_back(InFlight { record, ticket, outcome });
-            }
+        let wait = if in_flight.is_empty() { Duration::from_millis(100) } else { Duration::from_millis(5) };
+        if let Some(record) = feed.poll(wait, health) {
+            health.broker_seen_ms.store(wall_ms(), Relaxed);
+            let (ticket, outcome) = match bridge.submit(&record.payload) {
+                Submitted::Finished(o) => (None, Some(o)),
+                Submitted::Queued(t) => (Some(t), None),
+            };
+            in_flight.push_back(InFlight { record, ticket, outcome, parked: false });
         }
-        collect(&mut bridge, &mut in_flight, Duration::ZERO);
+        collect(&mut bridge, &mut in_flight, Duration::ZERO, &mut stats);
+        if in_flight.len() > park_after && !park_head(&mut bridge, &mut in_flight) {
+            bail!(
+                "the bridge's journal in {} cannot be written (see the log): stopping",
+                cfg.bridge.state_dir.display()
+            );
+        }
         if !store_finished(&feed, &mut in_flight, health, &mut stats)? {
             // Not a shutdown: the journal could not be written. Delivering without it would lose the dedup.
             bail!(
@@ -139,8 +149,8 @@ pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result
     // A lane answers within its attempt in progress; a lane that never does (its thread died) is not waited for:
     // its records stay unfinished and are read again.
     let deadline = std::time::Instant::now() + Duration::from_millis(cfg.bridge.attempt_timeout_ms + 5_000);
-    while in_flight.iter().any(|r| r.outcome.is_none()) && std::time::Instant::now() < deadline {
-        collect(&mut bridge, &mut in_flight, Duration::from_millis(100));
+    while in_flight.iter().any(|r| r.outcome.is_none() && !r.parked) && std::time::Instant::now() < deadline {
+        collect(&mut bridge, &mut in_flight, Duration::from_millis(100), &mut stats);
     }
     store_finished(&feed, &mut in_flight, health, &mut stats)?;
     health.ready.store(false, Relaxed);
@@ -148,13 +158,41 @@ pub fn run(cfg: &BridgeConfig, health: &Health, shutdown: &AtomicBool) -> Result
     Ok(stats)
 }
 
-/// Put the lanes' outcomes on their records.
-fn collect(bridge: &mut Bridge, in_flight: &mut VecDeque<InFlight>, wait: Duration) {
+/// Put the lanes' outcomes on their records; a parked record's (its offset stored already), or a record's the
+/// last run parked, is counted here.
+fn collect(bridge: &mut Bridge, in_flight: &mut VecDeque<InFlight>, wait: Duration, stats: &mut BridgeStats) {
     for (ticket, outcome) in bridge.finished(wait) {
-        if let Some(r) = in_flight.iter_mut().find(|r| r.ticket == Some(ticket)) {
-            r.outcome = Some(outcome);
+        match in_flight.iter_mut().find(|r| r.ticket == Some(ticket)) {
+            Some(r) if !r.parked => r.outcome = Some(outcome),
+            _ => stats.count(&outcome),
         }
     }
+}
+
+/// Park the unfinished records at the head of the queue until one has finished or fewer than the bound
+/// wait: their lanes keep them, the journal holds their records, and their offsets may be stored. False: the
+/// journal could not be written.
+fn park_head(bridge: &mut Bridge, in_flight: &mut VecDeque<InFlight>) -> bool {
+    for r in in_flight.iter_mut() {
+        match (r.outcome.is_some() || r.parked, r.ticket) {
+            (true, _) => {}
+            (false, Some(ticket)) => {
+                match bridge.park(ticket, &r.record.payload) {
+                    Ok(true) => r.parked = true,
+                    // Finished meanwhile: its outcome is on its way.
+                    Ok(false) => return true,
+                    Err(_) => return false,
+                }
+                tracing::info!(
+                    offset = r.record.offset,
+                    "an unfinished command parked in the journal: offsets move past it"
+                );
+                return true;
+            }
+            (false, None) => return true,
+        }
+    }
+    true
 }
 
 /// Store the offsets of the finished records at the head of the queue, in order, up to the first one still in
@@ -167,6 +205,12 @@ fn store_finished(
     stats: &mut BridgeStats,
 ) -> Result<bool> {
     while let Some(head) = in_flight.front() {
+        if head.parked {
+            feed.done(&head.record)?;
+            health.handled.fetch_add(1, Relaxed);
+            in_flight.pop_front();
+            continue;
+        }
         match &head.outcome {
             None => return Ok(true),
             Some(Outcome::Interrupted) => return Ok(false),

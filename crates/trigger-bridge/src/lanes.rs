@@ -10,6 +10,7 @@
 
 use crate::journal::{EventIds, Journal};
 use crate::targets::{Target, TargetError};
+use crate::telemetry::Doubt;
 use crate::Outcome;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -81,6 +82,10 @@ struct Camera {
     backoff: Duration,
     /// The head command was tried at least once (its doubt, if any, was resolved).
     tried: bool,
+    /// The head command's last attempt left it in doubt (sent, no answer): why.
+    doubt: Option<String>,
+    /// The head command's last failure.
+    last_error: Option<String>,
 }
 
 /// Run a lane until the bridge drops its sender.
@@ -99,6 +104,8 @@ pub(crate) fn run(mut target: Box<dyn Target>, jobs: Receiver<Job>, done: Sender
                     due: Instant::now(),
                     backoff: FIRST_BACKOFF,
                     tried: false,
+                    doubt: None,
+                    last_error: None,
                 });
                 c.queue.push_back(job);
                 continue;
@@ -130,30 +137,65 @@ fn interrupt_all(cameras: &mut BTreeMap<String, Camera>, done: &Sender<Done>) {
 }
 
 /// One attempt at the camera's head command: `Some` when it finished.
+///
+/// The command's expiry is checked immediately before anything is sent: a command reaches its camera only
+/// while it is valid. An attempt that leaves it in doubt (sent, no answer) is never simply repeated: the target
+/// is asked first where it can be (Frigate looks its sub label up); where it cannot, the command ends in doubt
+/// (at most once wins), unless a second copy changes nothing there.
 fn attempt(target: &mut dyn Target, camera: &mut Camera, shared: &Shared) -> Option<Done> {
     let job = camera.queue.front().expect("a due camera has a command");
     let kind = target.kind();
     let mut events = Events(&shared.journal);
     let first = !std::mem::replace(&mut camera.tried, true);
-    let resolved = (first && job.in_doubt).then(|| resolve_doubt(target, &job.cmd, &job.name, &mut events)).flatten();
-    let outcome = match resolved {
-        Some(o) => o,
-        None => match target.deliver(&job.cmd, &job.name, &mut events) {
+    let outcome = 'outcome: {
+        if first && job.in_doubt {
+            if let Some(o) = resolve_doubt(target, &job.cmd, &job.name, &mut events) {
+                break 'outcome o;
+            }
+        }
+        if let Some(doubt) = camera.doubt.take() {
+            match target.already_has(&job.cmd, &job.name, &mut events) {
+                Some(true) => {
+                    crate::telemetry::in_doubt(Doubt::AlreadyDelivered, &job.cmd.command_id, kind);
+                    break 'outcome Outcome::Delivered { kind };
+                }
+                Some(false) => crate::telemetry::in_doubt(Doubt::NotDelivered, &job.cmd.command_id, kind),
+                None if target.resend_is_harmless(&job.cmd) => {}
+                None => {
+                    crate::telemetry::in_doubt(Doubt::NotSentAgain, &job.cmd.command_id, kind);
+                    break 'outcome Outcome::InDoubt { kind, error: doubt };
+                }
+            }
+        }
+        if (shared.now)() >= job.cmd.expires_at {
+            let last_error = camera.last_error.take().unwrap_or_else(|| "expired before it could be sent".into());
+            break 'outcome Outcome::Expired { kind, last_error };
+        }
+        match target.deliver(&job.cmd, &job.name, &mut events) {
             Ok(()) => Outcome::Delivered { kind },
             Err(TargetError::Permanent(error)) => Outcome::Failed { kind, error },
-            Err(TargetError::Retriable(last_error)) => {
+            Err(e @ (TargetError::Retriable(_) | TargetError::InDoubt(_))) => {
+                let (last_error, doubt) = match e {
+                    TargetError::InDoubt(d) => (d.clone(), Some(d)),
+                    TargetError::Retriable(r) | TargetError::Permanent(r) => (r, None),
+                };
                 crate::telemetry::retry(kind, &job.cmd.command_id, &last_error);
-                if (shared.now)() + camera.backoff.as_millis() as Millis <= job.cmd.expires_at {
+                let worth_waiting = (shared.now)() + camera.backoff.as_millis() as Millis <= job.cmd.expires_at;
+                if doubt.is_some() || worth_waiting {
+                    // In doubt: asked after the backoff even past the expiry (a lookup sends nothing).
+                    camera.doubt = doubt;
+                    camera.last_error = Some(last_error);
                     camera.due = Instant::now() + camera.backoff;
                     camera.backoff = (camera.backoff * 2).min(shared.backoff_max.max(FIRST_BACKOFF));
                     return None;
                 }
                 Outcome::Expired { kind, last_error }
             }
-        },
+        }
     };
     let job = camera.queue.pop_front().expect("the head command");
-    (camera.due, camera.backoff, camera.tried) = (Instant::now(), FIRST_BACKOFF, false);
+    (camera.due, camera.backoff, camera.tried, camera.doubt, camera.last_error) =
+        (Instant::now(), FIRST_BACKOFF, false, None, None);
     Some(Done { ticket: job.ticket, cmd: job.cmd, outcome })
 }
 
@@ -166,7 +208,6 @@ fn resolve_doubt(
     events: &mut dyn EventIds,
 ) -> Option<Outcome> {
     let kind = target.kind();
-    use crate::telemetry::Doubt;
     let (resolution, outcome) = match target.already_has(cmd, name, events) {
         Some(true) => (Doubt::AlreadyDelivered, Some(Outcome::Delivered { kind })),
         Some(false) => (Doubt::NotDelivered, None),

@@ -33,8 +33,8 @@ use trigger_core::{CameraCommand, CommandKeys, Millis};
 pub struct BridgeOptions {
     /// The journal of finished commands (dedup across restarts) and open Frigate events.
     pub state_dir: PathBuf,
-    /// How many finished command ids are remembered (size above the commands one bridge sees while a command
-    /// is valid: a command older than that has expired anyway).
+    /// How many finished command ids are kept beyond their time (each id is kept, by time, at least
+    /// `max_command_life_s` plus `clock_skew_ms` after it finished, whatever this says).
     pub dedup_window: usize,
     /// fsync the journal after each entry (a power cut then loses nothing; a SIGKILL never does).
     pub fsync: bool,
@@ -42,6 +42,15 @@ pub struct BridgeOptions {
     pub attempt_timeout_ms: u64,
     /// Longest pause between attempts (doubling from 50 ms).
     pub retry_backoff_max_ms: u64,
+    /// The longest life a command may have, `expires_at - issued_at`: the engine's record window and delivery
+    /// TTL fit well inside. A validly signed command that would live longer is refused as `too_long_lived`.
+    pub max_command_life_s: u64,
+    /// How far ahead of this bridge's clock a command's `issued_at` may lie (clocks differ); further is refused
+    /// as `issued_in_future`.
+    pub clock_skew_ms: u64,
+    /// Records the binary holds behind an unfinished one before it parks that one in the journal and stores
+    /// offsets past it: a stuck target's backlog waits in its own lane, never in front of other targets.
+    pub park_after_records: usize,
 }
 
 impl Default for BridgeOptions {
@@ -52,6 +61,9 @@ impl Default for BridgeOptions {
             fsync: true,
             attempt_timeout_ms: 3_000,
             retry_backoff_max_ms: 5_000,
+            max_command_life_s: 3_600,
+            clock_skew_ms: 30_000,
+            park_after_records: 1_000,
         }
     }
 }
@@ -80,6 +92,8 @@ pub enum Outcome {
     Expired { kind: TargetKind, last_error: String },
     /// A permanent error (another try would fail the same way).
     Failed { kind: TargetKind, error: String },
+    /// Sent once without an answer, to a target that cannot be asked whether it has it: never sent again.
+    InDoubt { kind: TargetKind, error: String },
     /// Shutdown came while retrying, or the journal could not be written: not finished, its offset must not
     /// be stored (the next run retries it).
     Interrupted,
@@ -92,6 +106,7 @@ impl Outcome {
             Self::Refused { .. } => "refused",
             Self::Expired { .. } => "expired",
             Self::Failed { .. } => "failed",
+            Self::InDoubt { .. } => "in_doubt",
             Self::Interrupted => "interrupted",
         }
     }
@@ -112,12 +127,17 @@ pub enum Refusal {
     Expired,
     /// A camera this bridge does not serve.
     UnknownCamera,
-    /// Already finished: a record read again after a restart, or a replay.
+    /// Already finished, or in flight: a record read again after a restart, a second copy of a record, a
+    /// replay.
     Replayed,
+    /// Validly signed, but `expires_at - issued_at` exceeds `max_command_life_s`.
+    TooLongLived,
+    /// Validly signed, but issued further ahead of this bridge's clock than `clock_skew_ms` allows.
+    IssuedInFuture,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Malformed,
         Refusal::Unsigned,
         Refusal::UnknownKey,
@@ -125,6 +145,8 @@ impl Refusal {
         Refusal::Expired,
         Refusal::UnknownCamera,
         Refusal::Replayed,
+        Refusal::TooLongLived,
+        Refusal::IssuedInFuture,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +158,8 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::UnknownCamera => "unknown_camera",
             Refusal::Replayed => "replayed",
+            Refusal::TooLongLived => "too_long_lived",
+            Refusal::IssuedInFuture => "issued_in_future",
         }
     }
 
@@ -187,6 +211,11 @@ pub struct Bridge {
     shared: lanes::Shared,
     next_ticket: u64,
     opts: BridgeOptions,
+    /// Commands handed to a lane and not finished, by id: the ticket, and the tickets of later copies of the
+    /// same command waiting for its outcome (at most one copy of a command is ever in a lane).
+    in_flight: HashMap<String, (u64, Vec<u64>)>,
+    /// The command id of each ticket in a lane.
+    tickets: HashMap<u64, String>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -224,7 +253,9 @@ fn plain_id(id: &str) -> bool {
 }
 
 impl Bridge {
-    /// A bridge whose lanes read the time from `now` (Unix ms; the wall clock in the service).
+    /// A bridge whose lanes read the time from `now` (Unix ms; the wall clock in the service). Commands the
+    /// last run parked (their offsets stored, not finished) are taken up again at once; their outcomes come
+    /// from [`Bridge::finished`] under tickets no record of this run holds.
     pub fn new(
         keys: CommandKeys,
         targets: &[TargetConfig],
@@ -253,7 +284,7 @@ impl Bridge {
                 return Err(SetupError::DuplicateCamera(c.id.clone()));
             }
         }
-        let journal = Journal::open(&opts.state_dir, opts.dedup_window, opts.fsync)
+        let journal = Journal::open_with_clock(&opts.state_dir, opts.dedup_window, opts.fsync, now)
             .map_err(|error| SetupError::Journal { dir: opts.state_dir.display().to_string(), error })?;
         if journal.in_doubt_count() > 0 {
             tracing::warn!(
@@ -261,6 +292,7 @@ impl Bridge {
                 "commands begun by the last run and not finished (it stopped mid-delivery): delivered again when re-read"
             );
         }
+        let parked = journal.parked();
         let shared = lanes::Shared {
             journal: Arc::new(Mutex::new(journal)),
             stop: Arc::new(AtomicBool::new(false)),
@@ -278,11 +310,35 @@ impl Bridge {
                 .map_err(|e| SetupError::Target { name: targets[i].name().into(), error: e.to_string() })?;
             lanes.push(lanes::Lane { jobs: Some(tx), thread: Some(handle) });
         }
-        Ok(Self { keys, cameras: map, lanes, done, shared, next_ticket: 0, opts })
+        let mut bridge = Self {
+            keys,
+            cameras: map,
+            lanes,
+            done,
+            shared,
+            next_ticket: 0,
+            opts,
+            in_flight: HashMap::new(),
+            tickets: HashMap::new(),
+        };
+        if !parked.is_empty() {
+            tracing::info!(commands = parked.len(), "taking up the commands the last run parked");
+        }
+        for (_, record) in parked {
+            // Refused now (expired since): ended in the journal by submit; else back in its lane.
+            let _ = bridge.submit(&record);
+        }
+        Ok(bridge)
     }
 
     fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
         self.shared.journal.lock().expect("not poisoned")
+    }
+
+    /// How long a finished id is remembered from now: past any command's longest allowed life.
+    fn keep_until(&self) -> Millis {
+        let life = self.opts.max_command_life_s.saturating_mul(1000).saturating_add(self.opts.clock_skew_ms);
+        (self.shared.now)().saturating_add(Millis::try_from(life).unwrap_or(Millis::MAX))
     }
 
     /// Everything between decoding and a delivery: the command's target and camera name, or why it is refused.
@@ -296,6 +352,24 @@ impl Bridge {
             return Err(refused(Refusal::Malformed, format!("command id {:?} is not plain ASCII", cmd.command_id)));
         }
         self.keys.verify(cmd, sig, now).map_err(|r| refused(Refusal::of(&r), r.to_string()))?;
+        let max_life = Millis::try_from(self.opts.max_command_life_s.saturating_mul(1000)).unwrap_or(Millis::MAX);
+        let life = cmd.expires_at.saturating_sub(cmd.issued_at);
+        if life > max_life {
+            return Err(refused(
+                Refusal::TooLongLived,
+                format!("command {} would live {life} ms, more than the {max_life} ms allowed", cmd.command_id),
+            ));
+        }
+        let skew = Millis::try_from(self.opts.clock_skew_ms).unwrap_or(Millis::MAX);
+        if cmd.issued_at > now.saturating_add(skew) {
+            return Err(refused(
+                Refusal::IssuedInFuture,
+                format!(
+                    "command {} issued at {}, more than {skew} ms after this bridge's clock ({now})",
+                    cmd.command_id, cmd.issued_at
+                ),
+            ));
+        }
         let Some((target, name)) = self.cameras.get(&cmd.camera_id).cloned() else {
             return Err(refused(
                 Refusal::UnknownCamera,
@@ -311,16 +385,27 @@ impl Bridge {
     /// A command left in doubt by the last run and refused now (it has expired since): it ends here, so the
     /// journal does not carry it forever.
     fn end_doubt(&mut self, command_id: &str, o: &Outcome) {
+        if self.in_flight.contains_key(command_id) {
+            return;
+        }
+        let keep_until = self.keep_until();
         let mut journal = self.journal();
         if journal.in_doubt(command_id) {
-            if let Err(e) = journal.done(command_id, o.label()) {
+            if let Err(e) = journal.done(command_id, o.label(), keep_until) {
                 tracing::error!(error = %e, "journal write failed");
             }
         }
     }
 
+    fn ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket - 1
+    }
+
     /// Take one record of the commands topic: refuse it at once, or hand it to its target's lane (see the crate
-    /// documentation). A command is recorded as begun in the journal before any delivery.
+    /// documentation). A command is recorded as begun in the journal before any delivery. A second copy of a
+    /// command still in a lane is never handed to one: it waits for the first's outcome and is then refused as
+    /// `replayed` (or interrupted with it).
     pub fn submit(&mut self, bytes: &[u8]) -> Submitted {
         let (cmd, sig) = match trigger_cad::commands::decode_command(bytes) {
             Ok(x) => x,
@@ -333,6 +418,11 @@ impl Bridge {
                 return Submitted::Finished(self.count(o, None));
             }
         };
+        if self.in_flight.contains_key(&cmd.command_id) {
+            let ticket = self.ticket();
+            self.in_flight.get_mut(&cmd.command_id).expect("in flight").1.push(ticket);
+            return Submitted::Queued(ticket);
+        }
         let in_doubt = self.journal().in_doubt(&cmd.command_id);
         if !in_doubt {
             if let Err(e) = self.journal().begin(&cmd.command_id) {
@@ -340,18 +430,33 @@ impl Bridge {
                 return Submitted::Finished(Outcome::Interrupted);
             }
         }
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
+        let ticket = self.ticket();
+        let id = cmd.command_id.clone();
         let job = lanes::Job { ticket, cmd, name, in_doubt };
         match self.lanes[target].jobs.as_ref().map(|tx| tx.send(job).is_ok()) {
-            Some(true) => Submitted::Queued(ticket),
+            Some(true) => {
+                self.in_flight.insert(id.clone(), (ticket, vec![]));
+                self.tickets.insert(ticket, id);
+                Submitted::Queued(ticket)
+            }
             // A lane that is gone (its thread panicked): nothing is delivered, the record is retried next run.
             _ => Submitted::Finished(Outcome::Interrupted),
         }
     }
 
+    /// Park the command under `ticket` (still in its lane): its record is written to the journal, so its offset
+    /// may be stored now; a restart takes it up from the journal. `Ok(false)`: not in a lane (it finished, its
+    /// outcome is on its way); an error: the journal could not be written.
+    pub fn park(&mut self, ticket: u64, record: &[u8]) -> std::io::Result<bool> {
+        let Some(id) = self.tickets.get(&ticket).cloned() else { return Ok(false) };
+        self.journal().park(&id, record).inspect_err(|e| {
+            tracing::error!(error = %e, command_id = %id, "journal write failed: not parked");
+        })?;
+        Ok(true)
+    }
+
     /// The commands the lanes finished since the last call, waiting up to `wait` for the first: each recorded
-    /// in the journal (but `Interrupted`), counted and logged.
+    /// in the journal (but `Interrupted`), counted and logged; with them, the copies that waited for them.
     pub fn finished(&mut self, wait: Duration) -> Vec<(u64, Outcome)> {
         let first = match self.done.recv_timeout(wait) {
             Ok(d) => d,
@@ -359,10 +464,23 @@ impl Bridge {
         };
         let mut out = Vec::new();
         for d in std::iter::once(first).chain(std::iter::from_fn(|| self.done.try_recv().ok())) {
+            self.tickets.remove(&d.ticket);
+            let copies = self.in_flight.remove(&d.cmd.command_id).map(|(_, c)| c).unwrap_or_default();
             if d.outcome != Outcome::Interrupted {
-                if let Err(e) = self.journal().done(&d.cmd.command_id, d.outcome.label()) {
+                let keep_until = self.keep_until();
+                if let Err(e) = self.journal().done(&d.cmd.command_id, d.outcome.label(), keep_until) {
                     tracing::error!(error = %e, command_id = %d.cmd.command_id, "journal write failed");
                 }
+            }
+            for copy in copies {
+                let o = match d.outcome {
+                    Outcome::Interrupted => Outcome::Interrupted,
+                    _ => refused(
+                        Refusal::Replayed,
+                        format!("a second copy of command {}, read while the first was in flight", d.cmd.command_id),
+                    ),
+                };
+                out.push((copy, self.count(o, None)));
             }
             let at = (self.shared.now)();
             out.push((d.ticket, self.count(d.outcome, Some((&d.cmd, at)))));

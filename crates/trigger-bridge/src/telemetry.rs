@@ -21,7 +21,7 @@ pub fn register() {
         metrics::counter!("dispatch_trigger_bridge_failed_total", "kind" => kind).increment(0);
         metrics::counter!("dispatch_trigger_bridge_retries_total", "kind" => kind).increment(0);
     }
-    for d in [Doubt::AlreadyDelivered, Doubt::NotDelivered, Doubt::DeliveredAgain] {
+    for d in [Doubt::AlreadyDelivered, Doubt::NotDelivered, Doubt::DeliveredAgain, Doubt::NotSentAgain] {
         metrics::counter!("dispatch_trigger_bridge_in_doubt_total", "resolution" => d.as_str()).increment(0);
     }
 }
@@ -58,6 +58,10 @@ pub(crate) fn outcome(o: &Outcome, cmd: Option<(&CameraCommand, trigger_core::Mi
             metrics::counter!("dispatch_trigger_bridge_failed_total", "kind" => kind).increment(1);
             tracing::warn!(kind, error, "failed");
         }
+        Outcome::InDoubt { kind, error } => {
+            let kind = kind.as_str();
+            tracing::warn!(kind, error, "ended in doubt: sent once, never again");
+        }
         Outcome::Interrupted => {}
     }
 }
@@ -68,15 +72,18 @@ pub(crate) fn retry(kind: TargetKind, command_id: &str, error: &str) {
     tracing::debug!(command_id, error, "delivery failed; retrying");
 }
 
-/// How a command the last run began and did not finish was settled.
+/// How a command in doubt was settled: one the last run began and did not finish, or one whose attempt got
+/// no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Doubt {
     /// The target has it: nothing is sent again.
     AlreadyDelivered,
     /// The target has not: it is delivered.
     NotDelivered,
-    /// The target cannot be asked: it is delivered again.
+    /// Left by the last run, the target cannot be asked: it is delivered again.
     DeliveredAgain,
+    /// Sent by this run without an answer, the target cannot be asked: not sent again, it ends in doubt.
+    NotSentAgain,
 }
 
 impl Doubt {
@@ -85,6 +92,7 @@ impl Doubt {
             Doubt::AlreadyDelivered => "already_delivered",
             Doubt::NotDelivered => "not_delivered",
             Doubt::DeliveredAgain => "delivered_again",
+            Doubt::NotSentAgain => "not_sent_again",
         }
     }
 }
@@ -98,8 +106,14 @@ pub(crate) fn in_doubt(resolution: Doubt, command_id: &str, kind: TargetKind) {
             kind,
             "delivering again a command the last run began and did not finish (the target cannot be asked)"
         );
+    } else if resolution == Doubt::NotSentAgain {
+        tracing::warn!(
+            command_id,
+            kind,
+            "an attempt got no answer and the target cannot be asked: not sent again (it may or may not have it)"
+        );
     } else {
         let resolution = resolution.as_str();
-        tracing::info!(command_id, kind, resolution, "a command the last run began and did not finish");
+        tracing::info!(command_id, kind, resolution, "a command in doubt, looked up");
     }
 }

@@ -51,13 +51,17 @@ impl Streams {
     pub(crate) fn plan(&self, camera: &str, now: Millis, seconds: u32) -> Plan {
         let want = now + i64::from(seconds) * 1000;
         let map = self.0.lock().expect("not poisoned");
-        let Some((running, next)) = map.get(camera).filter(|(until, _)| *until > now) else { return Plan::Record };
-        let covered = next.as_ref().filter(|c| !c.cancelled.load(Relaxed)).map_or(*running, |c| c.until.max(*running));
-        if covered >= want {
+        let Some((running, next)) = map.get(camera) else { return Plan::Record };
+        // Busy until the running recording ends, or the continuation due after it does: a continuation not taken
+        // yet (its recording not started) keeps the stream busy too, so a START never asks beside it.
+        let busy = next.as_ref().filter(|c| !c.cancelled.load(Relaxed)).map_or(*running, |c| c.until.max(*running));
+        if busy <= now {
+            return Plan::Record;
+        }
+        if busy >= want {
             return Plan::Covered;
         }
-        let at = next.as_ref().filter(|c| !c.cancelled.load(Relaxed)).map_or(*running, |c| c.until.max(*running));
-        Plan::Continue { at, seconds: ((want - at + 999) / 1000) as u32 }
+        Plan::Continue { at: busy, seconds: ((want - busy + 999) / 1000) as u32 }
     }
 
     /// A recording of `camera` started at `now` for `seconds`.

@@ -1,7 +1,8 @@
 //! HTTP targets: Frigate's events API and Home Assistant's `camera.record` service.
 //!
-//! Status rule: 2xx delivered; 408, 429 and 5xx retriable; any other status permanent; no answer (refused,
-//! reset, timeout) retriable.
+//! Status rule: 2xx delivered; 408, 429 and 5xx retriable; any other status permanent. No answer: a connection
+//! never made (refused, unresolvable, a TLS handshake that failed, a connect timeout) is retriable, nothing was
+//! sent; a request that left and got no answer (a timeout, a connection reset after sending) is in doubt.
 
 use super::ha_stream::{wall_ms, Plan, Streams};
 use super::{Target, TargetError};
@@ -15,8 +16,22 @@ use trigger_core::{Action, CameraCommand};
 
 /// The target's HTTP client: HTTPS (its `[target.tls]` trust, its peer probed at start-up) for an https://
 /// URL, plain HTTP for http:// (a target on the bridge's own host or a trusted network).
-fn agent(name: &str, url: &str, tls: &trigger_tls::TlsFiles, timeout: Duration) -> Result<ureq::Agent, String> {
-    let config = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false);
+fn agent(
+    name: &str,
+    url: &str,
+    tls: &trigger_tls::TlsFiles,
+    timeout: Duration,
+    pooled: bool,
+) -> Result<ureq::Agent, String> {
+    let mut config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout / 2))
+        .http_status_as_error(false);
+    if !pooled {
+        // A fresh connection per request: a connection the peer closed meanwhile can never swallow a request
+        // (a peer that cannot be asked afterwards needs "not sent" told apart from "no answer").
+        config = config.max_idle_connections(0).max_idle_connections_per_host(0);
+    }
     let config = if url.starts_with("https://") {
         if tls.ca_bundle.is_none() {
             return Err(format!(
@@ -34,9 +49,28 @@ fn agent(name: &str, url: &str, tls: &trigger_tls::TlsFiles, timeout: Duration) 
     Ok(config.build().into())
 }
 
+/// A request that got no answer: never sent (retriable) or sent and unanswered (in doubt).
+fn unanswered(e: ureq::Error) -> TargetError {
+    use ureq::{Error as E, Timeout as T};
+    let not_sent = match &e {
+        E::HostNotFound | E::ConnectionFailed | E::BadUri(_) | E::Tls(_) | E::Rustls(_) | E::TlsRequired => true,
+        E::Timeout(T::Resolve | T::Connect) => true,
+        E::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::NotFound
+        ),
+        _ => false,
+    };
+    if not_sent {
+        TargetError::Retriable(e.to_string())
+    } else {
+        TargetError::InDoubt(format!("no answer: {e}"))
+    }
+}
+
 /// The answer's body, or the failure by the status rule.
 fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<String, TargetError> {
-    let mut r = r.map_err(|e| TargetError::Retriable(e.to_string()))?;
+    let mut r = r.map_err(unanswered)?;
     let status = r.status().as_u16();
     let body = r.body_mut().read_to_string().unwrap_or_default();
     match status {
@@ -85,7 +119,7 @@ pub(crate) struct Frigate {
 
 impl Frigate {
     pub(crate) fn new(c: &FrigateConfig, timeout: Duration) -> Result<Self, String> {
-        let agent = agent(&c.name, &c.url, &c.tls, timeout)?;
+        let agent = agent(&c.name, &c.url, &c.tls, timeout, true)?;
         let url = c.url.trim_end_matches('/').to_string();
         let session = match (&c.user, &c.password_env) {
             (None, None) => None,
@@ -108,17 +142,27 @@ impl Frigate {
 
     /// A request with the session's token (logged in or refreshed first when due), logged in again and sent
     /// once more when Frigate answers 401.
+    /// `cmd`: the command the request delivers (None for a lookup), checked to be still valid immediately
+    /// before each request that carries it.
     fn send(
         &mut self,
+        cmd: Option<&CameraCommand>,
         request: impl Fn(&ureq::Agent, Option<&str>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<String, TargetError> {
-        let Some(session) = self.session.as_mut() else { return answer(request(&self.agent, None)) };
+        let valid = || cmd.map_or(Ok(()), super::still_valid);
+        let Some(session) = self.session.as_mut() else {
+            valid()?;
+            return answer(request(&self.agent, None));
+        };
         let token = session.token(&self.agent, &self.url)?;
+        valid()?;
         let r = request(&self.agent, Some(&token));
         if matches!(&r, Ok(resp) if resp.status().as_u16() == 401) {
+            // Refused before it was acted on: sent again once, logged in again, while still valid.
             tracing::info!("frigate: 401, logging in again");
             session.login(&self.agent, &self.url)?;
             let token = session.token(&self.agent, &self.url)?;
+            valid()?;
             return answer(request(&self.agent, Some(&token)));
         }
         answer(r)
@@ -134,14 +178,16 @@ impl Frigate {
             "draw": {},
         });
         let url = format!("{}/api/events/{camera}/{label}/create", self.url);
-        let text = self.send(|agent, token| {
+        let text = self.send(Some(cmd), |agent, token| {
             with_token(agent.post(&url), token).header("Content-Type", "application/json").send(body.to_string())
         })?;
         let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         if let Some(id) = reply.get("event_id").and_then(|v| v.as_str()) {
+            // Frigate has the event: a journal that cannot say so leaves the command in doubt (looked up, never
+            // simply created again).
             events
                 .event_started(&cmd.camera_id, &cmd.incident_ref, id)
-                .map_err(|e| TargetError::Retriable(e.to_string()))?;
+                .map_err(|e| TargetError::InDoubt(format!("created, not journaled: {e}")))?;
         }
         Ok(())
     }
@@ -150,7 +196,7 @@ impl Frigate {
     fn find_event(&mut self, cmd: &CameraCommand, camera: &str) -> Result<Option<String>, TargetError> {
         let url = format!("{}/api/events", self.url);
         let label = format!("dispatch-trigger {}", cmd.command_id);
-        let text = self.send(|agent, token| {
+        let text = self.send(None, |agent, token| {
             let req = with_token(agent.get(&url), token);
             req.query("cameras", camera).query("sub_label", &label).query("limit", "1").call()
         })?;
@@ -166,7 +212,7 @@ impl Frigate {
         };
         let url = format!("{}/api/events/{id}/end", self.url);
         let body = serde_json::json!({ "end_time": cmd.issued_at as f64 / 1000.0 });
-        let sent = self.send(|agent, token| {
+        let sent = self.send(Some(cmd), |agent, token| {
             with_token(agent.put(&url), token).header("Content-Type", "application/json").send(body.to_string())
         });
         match sent {
@@ -192,7 +238,7 @@ impl Target for Frigate {
     }
 
     /// A START in doubt is looked up (`GET /api/events?cameras=..&sub_label=dispatch-trigger <command_id>`); a
-    /// STOP is not (ending an event twice ends it once).
+    /// STOP is not (ending an event twice ends it once: [`Target::resend_is_harmless`]).
     fn already_has(&mut self, cmd: &CameraCommand, camera: &str, events: &mut dyn EventIds) -> Option<bool> {
         if cmd.action == Action::Stop {
             return None;
@@ -205,6 +251,10 @@ impl Target for Frigate {
                 None
             }
         }
+    }
+
+    fn resend_is_harmless(&self, cmd: &CameraCommand) -> bool {
+        cmd.action == Action::Stop
     }
 }
 
@@ -374,7 +424,7 @@ impl RecordCall {
                 }
                 match self.record(&cmd, &camera, seconds) {
                     Ok(()) => {
-                        streams.started(&camera, now, seconds);
+                        streams.started(&camera, wall_ms(), seconds);
                         return tracing::info!(camera, seconds, incident_ref = %cmd.incident_ref, "home assistant: the extension's continuation records");
                     }
                     Err(e) => tracing::debug!(camera, error = %e, "home assistant: continuation not taken yet"),
@@ -402,7 +452,7 @@ impl HomeAssistant {
             format!("home_assistant target {}: environment variable {} is not set", c.name, c.token_env)
         })?;
         let call = RecordCall {
-            agent: agent(&c.name, &c.url, &c.tls, timeout)?,
+            agent: agent(&c.name, &c.url, &c.tls, timeout, false)?,
             url: c.url.trim_end_matches('/').to_string(),
             token: trigger_core::Secret::new(token),
             filename: c.filename.clone(),
@@ -426,8 +476,18 @@ impl Target for HomeAssistant {
         }
         match self.streams.plan(camera, now, cmd.record_seconds) {
             Plan::Record => {
-                self.call.record(cmd, camera, cmd.record_seconds)?;
-                self.streams.started(camera, now, cmd.record_seconds);
+                super::still_valid(cmd)?;
+                match self.call.record(cmd, camera, cmd.record_seconds) {
+                    // Running from no later than the answer: the end is reckoned from then, so the bridge never
+                    // asks again before Home Assistant's recording is over.
+                    Ok(()) => self.streams.started(camera, wall_ms(), cmd.record_seconds),
+                    Err(e @ TargetError::InDoubt(_)) => {
+                        // It may be recording: treated as recording, so no START asks again meanwhile.
+                        self.streams.started(camera, wall_ms(), cmd.record_seconds);
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Plan::Covered => {
                 tracing::info!(camera, command_id = %cmd.command_id, "home assistant: an extension the running recording covers");

@@ -19,12 +19,18 @@ pub use zm::ZmTriggerConfig;
 /// Why a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
-    /// Worth another try (connection refused or reset, timeout, HTTP 408/429/5xx, no MQTT acknowledgement).
+    /// Not delivered, and worth another try: the peer cannot have acted on it (the connection was refused or
+    /// never made, or the peer answered HTTP 408/429/5xx).
     #[error("retriable: {0}")]
     Retriable(String),
     /// Another try would fail the same way (HTTP 4xx other than 408/429: bad token, unknown camera).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The request left and no answer came (a timeout, a connection lost after sending, a publish the broker
+    /// did not acknowledge): the peer may have acted on it. Never simply sent again: the target is asked
+    /// first where it can be ([`Target::already_has`]), and where it cannot the command ends in doubt.
+    #[error("in doubt: {0}")]
+    InDoubt(String),
 }
 
 /// What protocol a target speaks: a closed set, named by [`TargetKind::as_str`] in metrics and logs.
@@ -59,6 +65,26 @@ pub trait Target: Send + std::fmt::Debug {
     fn already_has(&mut self, _cmd: &CameraCommand, _camera: &str, _events: &mut dyn EventIds) -> Option<bool> {
         None
     }
+
+    /// Whether `cmd` may be sent again after an attempt left it in doubt and the target cannot be asked: only
+    /// where a second copy changes nothing (Frigate's STOP: ending an event twice ends it once).
+    fn resend_is_harmless(&self, _cmd: &CameraCommand) -> bool {
+        false
+    }
+}
+
+/// The wall clock, Unix ms.
+pub(crate) fn wall_ms() -> trigger_core::Millis {
+    ha_stream::wall_ms()
+}
+
+/// Checked immediately before every request or publish a target makes for `cmd`: nothing leaves once the
+/// command has expired (the lane then ends it `expired`).
+pub(crate) fn still_valid(cmd: &CameraCommand) -> Result<(), TargetError> {
+    if wall_ms() >= cmd.expires_at {
+        return Err(TargetError::Retriable(format!("expired at {} before it could be sent", cmd.expires_at)));
+    }
+    Ok(())
 }
 
 /// `[[target]]`: a name the cameras refer to, and its kind with the kind's settings.

@@ -1,12 +1,13 @@
-//! MQTT: one QoS 1 publish per command, acknowledged by the broker (PUBACK) before it counts as delivered.
+//! MQTT: one QoS 1 publish per command, acknowledged by the broker (PUBACK) before it counts as delivered. The
+//! bridge owns the session: a clean one, driven only while it delivers, dropped whole on any failure, so the
+//! client library holds no copy it could send on its own.
 //! Defaults follow Frigate's conventions: topics under `frigate/<camera name>/`, lower-case, JSON payloads.
 
 use super::{fill, payload, Target, TargetError};
 use crate::journal::EventIds;
-use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{Client, ConnectReturnCode, Connection, Event, MqttOptions, Outgoing, Packet, QoS, RecvTimeoutError};
 use serde::{Deserialize, Serialize};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use trigger_core::{Action, CameraCommand};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,19 +41,42 @@ fn default_client_id() -> String {
     format!("dispatch-trigger-bridge-{}", std::process::id())
 }
 
-/// What the event loop tells the deliverer.
-#[derive(Debug)]
-enum Loop {
-    /// A publish left with this packet id.
-    Sent(u16),
-    /// The broker acknowledged this packet id.
-    Acked(u16),
-    Error(String),
+/// The broker closes a connection that says nothing for one and a half keep-alives; the bridge drives its
+/// connection only while it delivers, so a connection idle longer than this is replaced before it is used.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+const IDLE_LIMIT: Duration = Duration::from_secs(20);
+
+/// One connection to the broker: a clean session with its own client and event loop, driven only by the
+/// deliverer (no thread of its own). Nothing in it outlives a failure: a connection that fails, or a publish
+/// that is not acknowledged in time, drops the whole session, client queue and unacknowledged state with it,
+/// so the library can never send a copy of its own later (on a reconnect, after the command expired).
+struct Session {
+    client: Client,
+    conn: Connection,
+    used: Instant,
+}
+
+impl Session {
+    /// Events already waiting (a broker that closed the connection, a ping due): false when the connection is
+    /// gone.
+    fn alive(&mut self) -> bool {
+        if self.used.elapsed() > IDLE_LIMIT {
+            return false;
+        }
+        // A short wait, not a bare poll: the connection's runtime must turn to learn what the socket says.
+        loop {
+            match self.conn.recv_timeout(Duration::from_millis(2)) {
+                Err(RecvTimeoutError::Timeout) => return true,
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+    }
 }
 
 pub(crate) struct Mqtt {
-    client: Client,
-    acks: Receiver<Loop>,
+    options: MqttOptions,
+    session: Option<Session>,
     topic: String,
     switch: bool,
     timeout: Duration,
@@ -70,7 +94,9 @@ impl Mqtt {
             c.broker.rsplit_once(':').ok_or_else(|| format!("mqtt broker {:?}: not host:port", c.broker))?;
         let port: u16 = port.parse().map_err(|_| format!("mqtt broker {:?}: bad port", c.broker))?;
         let mut o = MqttOptions::new(&c.client_id, host, port);
-        o.set_keep_alive(Duration::from_secs(15));
+        o.set_keep_alive(KEEP_ALIVE);
+        // A clean session: the broker keeps nothing of the bridge's between connections either.
+        o.set_clean_session(true);
         if c.tls.is_set() {
             let config = super::tls::checked(&c.name, &c.tls, host, port, timeout)?;
             o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(config)));
@@ -82,54 +108,75 @@ impl Mqtt {
             };
             o.set_credentials(user, pass);
         }
-        let (client, mut connection) = Client::new(o, 64);
-        let (tx, acks) = mpsc::channel();
-        // The event loop: acknowledgements to the deliverer; connection errors reported, then reconnected.
-        std::thread::Builder::new()
-            .name("mqtt".into())
-            .spawn(move || {
-                for ev in connection.iter() {
-                    let sent = match ev {
-                        Ok(Event::Outgoing(Outgoing::Publish(id))) => tx.send(Loop::Sent(id)),
-                        Ok(Event::Incoming(Packet::PubAck(a))) => tx.send(Loop::Acked(a.pkid)),
-                        Ok(_) => Ok(()),
-                        Err(e) => {
-                            let r = tx.send(Loop::Error(e.to_string()));
-                            std::thread::sleep(Duration::from_millis(200));
-                            r
-                        }
-                    };
-                    if sent.is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(Self { client, acks, topic: c.topic.clone(), switch: c.frigate_recordings_switch, timeout })
+        Ok(Self { options: o, session: None, topic: c.topic.clone(), switch: c.frigate_recordings_switch, timeout })
     }
 
-    /// Publish at QoS 1 and wait for the broker's acknowledgement of that very packet.
-    fn publish_acked(&mut self, topic: String, body: Vec<u8>) -> Result<(), TargetError> {
-        while self.acks.try_recv().is_ok() {} // news of earlier, timed-out attempts
-                                              // try_: while the broker is away, requests queue up to the client's capacity; never block on a full queue.
-        self.client
-            .try_publish(topic, QoS::AtLeastOnce, false, body)
-            .map_err(|e| TargetError::Retriable(e.to_string()))?;
-        let deadline = std::time::Instant::now() + self.timeout;
-        let mut sent = None;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.acks.recv_timeout(left) {
-                Ok(Loop::Sent(id)) if sent.is_none() => sent = Some(id),
-                Ok(Loop::Acked(id)) if sent == Some(id) => return Ok(()),
-                Ok(Loop::Error(e)) => return Err(TargetError::Retriable(format!("mqtt connection: {e}"))),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => return Err(TargetError::Retriable("no PUBACK in time".into())),
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(TargetError::Retriable("mqtt event loop ended".into()))
+    /// The connection to publish on: the current one if it is still up, else a new one, its CONNACK received.
+    /// Nothing has been sent for a command when this fails.
+    fn session(&mut self) -> Result<&mut Session, TargetError> {
+        if !self.session.as_mut().is_some_and(Session::alive) {
+            self.session = None;
+            let (client, mut conn) = Client::new(self.options.clone(), 4);
+            let deadline = Instant::now() + self.timeout;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match conn.recv_timeout(left) {
+                    Ok(Ok(Event::Incoming(Packet::ConnAck(a)))) if a.code == ConnectReturnCode::Success => break,
+                    Ok(Ok(Event::Incoming(Packet::ConnAck(a)))) => {
+                        let refusal = format!("mqtt: the broker refused the connection: {:?}", a.code);
+                        return Err(match a.code {
+                            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => {
+                                TargetError::Permanent(refusal)
+                            }
+                            _ => TargetError::Retriable(refusal),
+                        });
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(TargetError::Retriable(format!("mqtt connect: {e}"))),
+                    Err(_) => return Err(TargetError::Retriable("mqtt connect: no CONNACK in time".into())),
                 }
             }
+            self.session = Some(Session { client, conn, used: Instant::now() });
         }
+        Ok(self.session.as_mut().expect("just made"))
+    }
+
+    /// Publish at QoS 1 and wait for the broker's acknowledgement of that very packet, the command still valid
+    /// immediately before. Anything short of the acknowledgement drops the session (and what it queued):
+    /// before the publish was handed to the connection that is `Retriable` (nothing left), after it `InDoubt`.
+    fn publish_acked(&mut self, cmd: &CameraCommand, topic: String, body: Vec<u8>) -> Result<(), TargetError> {
+        super::still_valid(cmd)?;
+        let timeout = self.timeout;
+        let s = self.session()?;
+        super::still_valid(cmd)?;
+        if let Err(e) = s.client.try_publish(topic, QoS::AtLeastOnce, false, body) {
+            self.session = None;
+            return Err(TargetError::Retriable(format!("mqtt: {e}")));
+        }
+        let deadline = Instant::now() + timeout;
+        let mut sent = None;
+        let failure = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match s.conn.recv_timeout(left) {
+                Ok(Ok(Event::Outgoing(Outgoing::Publish(id)))) if sent.is_none() => sent = Some(id),
+                Ok(Ok(Event::Incoming(Packet::PubAck(a)))) if sent == Some(a.pkid) => {
+                    s.used = Instant::now();
+                    return Ok(());
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => break format!("mqtt connection: {e}"),
+                Err(RecvTimeoutError::Timeout) => break "no PUBACK in time".to_string(),
+                Err(RecvTimeoutError::Disconnected) => break "mqtt event loop ended".to_string(),
+            }
+        };
+        // The session goes, and with it every copy the library held: it is never flushed on a reconnect.
+        self.session = None;
+        // A failure inside the very step that wrote the publish hides its event: only a publish the event loop
+        // never took (the broker had closed the connection before) is known not to have left.
+        Err(TargetError::InDoubt(match sent {
+            Some(id) => format!("{failure} (publish {id} sent)"),
+            None => format!("{failure} (the publish may have been written)"),
+        }))
     }
 }
 
@@ -140,10 +187,14 @@ impl Target for Mqtt {
 
     fn deliver(&mut self, cmd: &CameraCommand, camera: &str, _: &mut dyn EventIds) -> Result<(), TargetError> {
         let body = serde_json::to_vec(&payload(cmd, camera)).expect("serialisable");
-        self.publish_acked(fill(&self.topic, cmd, camera), body)?;
+        self.publish_acked(cmd, fill(&self.topic, cmd, camera), body)?;
         if self.switch {
             let on = if cmd.action == Action::Start { "ON" } else { "OFF" };
-            self.publish_acked(format!("frigate/{camera}/recordings/set"), on.as_bytes().to_vec())?;
+            // The command is delivered; its switch is sent only while the command is still valid, and once.
+            if let Err(e) = self.publish_acked(cmd, format!("frigate/{camera}/recordings/set"), on.as_bytes().to_vec())
+            {
+                tracing::warn!(command_id = %cmd.command_id, error = %e, "mqtt: the recordings switch was not confirmed");
+            }
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! ZoneMinder's zmtrigger (`kind = "zmtrigger"`): one line per command on a TCP connection to zmtrigger.pl,
 //! `monitor|on+N|score|cause|text` on START (record for N seconds), `monitor|off|score|cause|text` on STOP.
 //! zmtrigger does not answer; a line is delivered once written. The connection is kept and re-opened after a
-//! failure.
+//! failure. A write that fails did not end its line (zmtrigger acts on whole lines only): nothing was
+//! delivered, it is retried.
 
 use super::{Target, TargetError};
 use crate::journal::EventIds;
@@ -96,6 +97,7 @@ impl Target for ZmTrigger {
             Some(c) => c,
             None => self.connect()?,
         };
+        super::still_valid(cmd)?;
         conn.write_all(text.as_bytes())
             .and_then(|_| conn.flush())
             .map_err(|e| TargetError::Retriable(e.to_string()))?;
