@@ -2,14 +2,16 @@
 //!
 //! Each command record goes through [`Bridge::submit`]: decode (named `malformed` if it is not a command the
 //! engine writes), verify the engine's signature and key id ([`trigger_core::CommandKeys`]), look the camera
-//! up among the ones this bridge serves, refuse it if it has expired, skip it if it already reached an end
-//! (the [`journal::Journal`] of finished command ids, persisted across restarts), then hand it to its target's
-//! lane ([`lanes`]), which drives the target, retrying retriable failures with backoff until the command
-//! expires. Lanes run concurrently, one per target, keeping each camera's commands in order: a failing target
-//! delays only its own commands. [`Bridge::finished`] collects what the lanes finished. Every outcome is
-//! counted; no bad record stops the bridge. No Kafka here: the binary feeds records in (trigger-kafka's
-//! `CommandFeed`) and stores a record's offset once it and every record before it finished with an outcome
-//! other than `Interrupted`.
+//! up among the ones this bridge serves, refuse it if it has expired or would live longer than allowed, skip it
+//! if it already reached an end (the [`journal::Journal`] of finished command ids, persisted across restarts,
+//! kept by time), hold it back while a copy of the same command is still being delivered, then hand it to its
+//! target's lane ([`lanes`]), which drives the target: the expiry checked before every attempt, retriable
+//! failures retried with backoff while the command is valid, an attempt without an answer looked up or ended
+//! in doubt, never simply repeated. Lanes run concurrently, one per target, keeping each camera's commands in
+//! order: a failing target delays only its own commands. [`Bridge::finished`] collects what the lanes
+//! finished. Every outcome is counted; no bad record stops the bridge. No Kafka here: the binary feeds records
+//! in (trigger-kafka's `CommandFeed`) and stores a record's offset once it and every record before it finished
+//! with an outcome other than `Interrupted`, or were parked ([`Bridge::park`]).
 
 pub mod journal;
 mod lanes;
