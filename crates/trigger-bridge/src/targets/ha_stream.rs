@@ -64,6 +64,11 @@ impl Streams {
         Plan::Continue { at: busy, seconds: ((want - busy + 999) / 1000) as u32 }
     }
 
+    /// When the recording this bridge started last on `camera` ends (0: none).
+    pub(crate) fn running_until(&self, camera: &str) -> Millis {
+        self.0.lock().expect("not poisoned").get(camera).map_or(0, |(until, _)| *until)
+    }
+
     /// A recording of `camera` started at `now` for `seconds`.
     pub(crate) fn started(&self, camera: &str, now: Millis, seconds: u32) {
         let mut map = self.0.lock().expect("not poisoned");

@@ -413,7 +413,9 @@ impl RecordCall {
         streams: Streams,
     ) {
         let run = move || {
-            while wall_ms() < at && !stop.load(Relaxed) {
+            // Not before `at`, nor before the recording running then has ended as this bridge reckons it (from
+            // Home Assistant's answer to the call that started it, which may have come after `at` was set).
+            while wall_ms() < at.max(streams.running_until(&camera)) && !stop.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             for _ in 0..60 {
