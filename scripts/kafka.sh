@@ -83,8 +83,34 @@ pid() { [ -f "$dir/pid" ] && cat "$dir/pid"; }
 alive() { local p; p=$(pid) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 bootstrap() { echo "127.0.0.1:$(cat "$dir/port")"; }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+# Ports as the tests take theirs (tests/common/unique.rs): below the kernel's ephemeral range (so no outgoing
+# connection takes a broker's port while it is down and restarted on it), and a lock file per port that the
+# broker holds for as long as it runs (it inherits the descriptors), so no test process picks it meanwhile.
+port_locks=${TMPDIR:-/tmp}/dt-test-ports
+held=" "
+
+# Hold port $1's lock (from now until the broker exits); false if another process holds it.
+hold_port() {
+  case "$held" in *" $1 "*) return 0 ;; esac
+  mkdir -p "$port_locks"
+  local fd
+  exec {fd}>"$port_locks/$1.lock"
+  if flock -n "$fd"; then held="$held$1 "; return 0; fi
+  exec {fd}>&-
+  return 1
+}
+
+# A port nothing listens on and no test process holds, held from now on: in $picked.
+pick_port() {
+  local p
+  for _ in $(seq 1 1000); do
+    p=$((20000 + RANDOM % 12000))
+    case "$held" in *" $p "*) continue ;; esac
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then continue; fi
+    if hold_port "$p"; then picked=$p; return; fi
+  done
+  say "no free port in 20000-31999"
+  exit 1
 }
 
 up() {
@@ -95,14 +121,15 @@ up() {
 
 format_storage() {
   local port cport
-  port=$(free_port); cport=$(free_port)
-  while [ "$cport" = "$port" ]; do cport=$(free_port); done
+  pick_port; port=$picked
+  pick_port; cport=$picked
   echo "$port" > "$dir/port"
+  echo "$port $cport" > "$dir/ports"
   local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport" advertised="PLAINTEXT://127.0.0.1:$port"
   if [ -n "${KAFKA_SASL_SSL:-}" ]; then
-    local sport; sport=$(free_port)
-    while [ "$sport" = "$port" ] || [ "$sport" = "$cport" ]; do sport=$(free_port); done
+    local sport; pick_port; sport=$picked
     echo "$sport" > "$dir/sasl_ssl_port"
+    echo "$port $cport $sport" > "$dir/ports"
     listeners="$listeners,SASL_SSL://127.0.0.1:$sport"; advertised="$advertised,SASL_SSL://127.0.0.1:$sport"
   fi
   cat > "$dir/server.properties" <<PROPS
@@ -140,6 +167,10 @@ start() {
     rm -rf "$dir/data"
     format_storage
   fi
+  local p
+  for p in $(cat "$dir/ports" 2>/dev/null); do
+    hold_port "$p" || say "warning: port $p is held by another process (a test picked it while the broker was down?)"
+  done
   say "starting Apache Kafka $KAFKA_VERSION (KRaft, broker+controller) at $(bootstrap), data in $dir/data"
   : > "$dir/server.log"
   # setsid: the broker outlives the shell (and the test) that started it; stop/kill end it. It must not

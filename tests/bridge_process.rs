@@ -21,10 +21,6 @@ fn signer() -> CommandSigner {
     CommandSigner::from_seed(KEY_ID, [7; 32])
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let t = Instant::now();
     while !ok() {
@@ -61,6 +57,9 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
 
 impl Mosquitto {
     fn start() -> Option<Self> {
+        if common::fast_tier_skips("the MQTT part (Mosquitto)") {
+            return None;
+        }
         let (Some(bin), Some(sub_bin), Some(pub_bin)) =
             (which("mosquitto"), which("mosquitto_sub"), which("mosquitto_pub"))
         else {
@@ -72,7 +71,7 @@ impl Mosquitto {
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = common::unique::port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
         let broker = std::process::Command::new(bin)
@@ -350,7 +349,7 @@ fn the_bridge_drives_every_target_and_refuses_bad_commands(broker: &Broker) {
     let refused: BTreeMap<String, u64> = [
         ("bad_signature", 2), ("expired", 1), ("malformed", 1), ("replayed", 1), ("unknown_camera", unknown_camera), ("unknown_key", 1), ("unsigned", 1),
     ].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    assert_eq!(stats, BridgeStats { delivered, failed: 1, expired: 1, in_doubt: 0, refused }, "{stats:?}");
+    assert_eq!(stats, BridgeStats { delivered, failed: 1, expired: 1, refused }, "{stats:?}");
 
     // MQTT: QoS 1 messages on Frigate-style topics, JSON payloads.
     if let Some(mqtt) = &mqtt {
@@ -507,11 +506,14 @@ fn the_engine_signs_every_command_and_the_bridge_delivers_it(broker: &Broker) {
 /// looked up where the target can be asked (Frigate: never repeated) and delivered again, logged, where it
 /// cannot (zmtrigger: the only repeats allowed, at most one per kill).
 fn a_bridge_killed_mid_stream_loses_no_command_and_repeats_none(broker: &Broker) {
+    if common::fast_tier_skips("a fault test (the bridge SIGKILLed mid-stream)") {
+        return;
+    }
     let settings = broker.settings(2);
     let http = HttpPeer::start(HashMap::new(), Duration::from_millis(8));
     let (zm_port, zm) = zm_listener();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::unique::port();
     let target = |i: usize| if i < 10 { "fr" } else { "zm" };
     let cameras: String =
         (0..20).map(|i| format!("[[camera]]\nid = \"cam-{i}\"\ntarget = \"{}\"\nname = \"cam{i}\"\n", target(i))).collect();

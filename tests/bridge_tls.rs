@@ -20,10 +20,6 @@ use trigger_tls::TlsFiles;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default() + ":/usr/sbin:/usr/local/sbin";
     path.split(':').map(|d| std::path::Path::new(d).join(name)).find(|p| p.is_file())
@@ -41,12 +37,15 @@ impl Drop for Broker {
 /// Mosquitto with one TLS listener presenting `server` (a certificate name) and requiring a client
 /// certificate from `ca.pem`; None when Mosquitto is not installed (and not required).
 fn mosquitto(certs: &Certs, server: &str) -> Option<Broker> {
+    if common::fast_tier_skips("Mosquitto with a TLS listener") {
+        return None;
+    }
     let Some(bin) = which("mosquitto") else {
         assert!(std::env::var("MOSQUITTO_REQUIRED").is_err(), "mosquitto is required (apt-get install mosquitto)");
         eprintln!("skipped: mosquitto is not installed");
         return None;
     };
-    let port = free_port();
+    let port = common::unique::port();
     let conf = certs.path(&format!("mosquitto-{server}.conf"));
     let p = |f: &str| certs.path(f).display().to_string();
     std::fs::write(
@@ -92,7 +91,7 @@ fn mqtt(port: u16, tls: TlsFiles) -> TargetConfig {
         broker: format!("127.0.0.1:{port}"),
         topic: "frigate/{camera}/dispatch_trigger".into(),
         frigate_recordings_switch: false,
-        client_id: format!("bridge-tls-test-{}", free_port()),
+        client_id: common::unique::name("bridge-tls-test"),
         username: None,
         password_env: None,
         tls,

@@ -214,7 +214,7 @@ fn incident_of(v: &serde_json::Value) -> Option<String> {
 
 /// An ingest.toml for the notifier: `ca` trusted, `client` presented (a certificate and key name in `certs`).
 fn config(dir: &Path, kafka: &str, name: &str, n: &Notifier, certs: &Certs, ca: &str, client: &str) -> (PathBuf, u16) {
-    let http = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let http = common::unique::port();
     let path = dir.join(format!("{name}.toml"));
     let p = |f: String| certs.path(&f).display().to_string();
     std::fs::write(
@@ -355,7 +355,7 @@ fn a_notifier_that_is_not_there_or_without_the_right_certificate_is_named_and_re
         assert!(said.contains(" 503 ") && said.contains(want), "{name}: {said}\nlog:\n{logged}");
     }
     // A notifier that is not there: named on /readyz, each failed attempt counted, retried.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = common::unique::port();
     let nobody = Notifier { state: Arc::default(), port: closed };
     let (cfg, port) = config(dir.path(), &kafka, "unreachable", &nobody, &certs, "ca.pem", "client");
     let _child = common::ingest(&cfg, &dir.path().join("unreachable.log"), &[]);

@@ -10,7 +10,6 @@ use common::tls::Certs;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -82,8 +81,7 @@ fn push_until_ok(
 }
 
 fn config(dir: &Path, kafka: &str, certs: &Certs) -> (std::path::PathBuf, u16, u16) {
-    let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (http, listen) = (free(), free());
+    let (http, listen) = (common::unique::port(), common::unique::port());
     let path = dir.join("push.toml");
     let p = |f: &str| certs.path(f).display().to_string();
     std::fs::write(

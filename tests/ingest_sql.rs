@@ -217,7 +217,7 @@ type Env = Vec<(&'static str, &'static str)>;
 fn config(dir: &std::path::Path, kafka: &str, db: &dyn CadDb) -> (std::path::PathBuf, u16, Env) {
     let profile = dir.join("test-city.toml");
     std::fs::write(&profile, PROFILE).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::unique::port();
     let config = dir.join("ingest.toml");
     let (lines, env) = db.source();
     std::fs::write(

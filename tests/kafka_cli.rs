@@ -59,7 +59,7 @@ fn topics_create_gives_commands_and_notices_their_own_partition_count() {
     let Some(broker) = common::Broker::apache() else { return };
     let settings = trigger_kafka::KafkaSettings {
         bootstrap_servers: broker.bootstrap(),
-        topics: trigger_kafka::Topics::tagged(&format!("fanout-{}-{}", std::process::id(), trigger_kafka::wall_ms())),
+        topics: trigger_kafka::Topics::tagged(&common::unique::name("fanout")),
         ..Default::default()
     };
     let dir = tempfile::tempdir().unwrap();

@@ -37,6 +37,9 @@ fn spawn(config: &std::path::Path) -> Child {
 
 crate::on_every_broker! {
 fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id(b: &Broker) {
+    if common::fast_tier_skips("a fault test (the service SIGKILLed three times)") {
+        return;
+    }
     let settings = b.settings(3);
     let mut p = Publisher::new(&settings).unwrap();
     for i in 0..CAMERAS {
@@ -46,7 +49,7 @@ fn sigkill_at_several_points_loses_no_command_and_duplicates_share_their_id(b: &
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("serve.toml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::unique::port();
     std::fs::write(
         &config,
         format!(

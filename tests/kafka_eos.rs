@@ -52,10 +52,13 @@ fn exactly_once_through_ten_sigkills_and_a_broker_kill_on_apache_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let broker_dir = dir.path().join("kafka");
     let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
-    let mut settings =
-        KafkaSettings { bootstrap_servers: bootstrap, group_id: "eos-proof".into(), ..Default::default() };
+    let mut settings = KafkaSettings {
+        bootstrap_servers: bootstrap,
+        group_id: common::unique::name("eos-proof"),
+        ..Default::default()
+    };
     settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
-    settings.transactional_id = Some("eos-proof-1".into());
+    settings.transactional_id = Some(format!("{}-eos", settings.group_id));
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 3, 1, 1).unwrap();
     // A backlog guard long enough that no event is refused as stale, however long the kills and restarts
     // take: what the uninterrupted run decides must not depend on timing.

@@ -8,7 +8,6 @@ mod common;
 
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use trigger_core::Status;
@@ -39,14 +38,15 @@ fn a_stalled_and_a_killed_broker_lose_no_event_and_start_nothing_late_on_apache_
     let dir = tempfile::tempdir().unwrap();
     let broker_dir = dir.path().join("kafka");
     let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
-    let settings = KafkaSettings { bootstrap_servers: bootstrap, group_id: "faults".into(), ..Default::default() };
+    let settings =
+        KafkaSettings { bootstrap_servers: bootstrap, group_id: common::unique::name("faults"), ..Default::default() };
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 2, 1, 1).unwrap();
     let mut p = Publisher::new(&settings).unwrap();
     for i in 0..3 {
         p.camera(&settings.topics.registry, &common::camera(&format!("cam-{i}"), 20.0 + 30.0 * i as f64)).unwrap();
     }
     p.wait().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::unique::port();
     let config = dir.path().join("serve.toml");
     std::fs::write(
         &config,

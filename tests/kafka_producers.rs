@@ -70,20 +70,26 @@ fn replay_to_kafka(csv: &std::path::Path, bootstrap: &str, config: &std::path::P
         .unwrap()
 }
 
-/// A broker of the test's own, `replay --to-kafka` of the slice started, and the broker SIGSTOPped 1.5 s later
-/// (a few events sent and acknowledged, the rest waiting): the broker (stopped with the guard), its folder, the
+/// A broker of the test's own, `replay --to-kafka` of the slice started, and the broker SIGSTOPped once its
+/// first 3 events are on the topic (a few events sent and acknowledged, the rest waiting): the broker (stopped with the guard), its folder, the
 /// settings, the slice's Event Numbers and the replay process.
 fn replaying_into_a_stopped_broker(
     dir: &std::path::Path,
 ) -> Option<(common::OwnBroker, std::path::PathBuf, KafkaSettings, BTreeSet<String>, std::process::Child)> {
     let broker_dir = dir.join("kafka");
     let (broker, bootstrap) = common::own_broker(&broker_dir)?;
-    let settings =
-        KafkaSettings { bootstrap_servers: bootstrap.clone(), group_id: "producers".into(), ..Default::default() };
+    let settings = KafkaSettings {
+        bootstrap_servers: bootstrap.clone(),
+        group_id: common::unique::name("producers"),
+        ..Default::default()
+    };
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 2, 1, 1).unwrap();
     let (csv, ids) = slice(dir);
     let child = replay_to_kafka(&csv, &bootstrap, &config(dir, &settings));
-    std::thread::sleep(Duration::from_millis(1500));
+    // Stopped once the replay is delivering: connected, its first events acknowledged, the rest to come.
+    common::wait_for("the replay's first 3 events on the topic", Duration::from_secs(60), || {
+        inspect::topic_record_count(&settings, &settings.topics.cfs).is_ok_and(|n| n >= 3)
+    });
     common::kafka_sh(&broker_dir, "pause").expect("SIGSTOP");
     Some((broker, broker_dir, settings, ids, child))
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -35,6 +34,9 @@ impl Drop for Stop {
 
 /// Start the secured broker; None when Java or Maven is missing (and Apache Kafka is not required).
 fn secured_broker(dir: &Path) -> Option<(Stop, String)> {
+    if common::fast_tier_skips("a SASL_SSL Apache Kafka broker of the test's own") {
+        return None;
+    }
     let kafka = dir.join("kafka");
     std::fs::create_dir_all(&kafka).unwrap();
     std::fs::write(
@@ -126,7 +128,7 @@ fn tls_and_scram_on_apache_kafka_for_the_service_and_every_command() {
     let settings = secure(&b, &ca, PASSWORD);
     trigger_kafka::connect::check_connection(&settings, Duration::from_secs(30)).expect("TLS + SCRAM connect");
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 2, 1, 1).expect("topics over SASL_SSL");
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::unique::port();
     let cfg_path = config(d, "serve.toml", &b, &ca, port);
     let cfg = cfg_path.to_str().unwrap();
     let mut seen = Vec::new();

@@ -8,7 +8,7 @@ use common::{camera, shots_fired};
 use dispatch_trigger::serve::{self, ServeConfig};
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use trigger_core::{Action, CameraCommand, Category, Engine, Location, Status};
 use trigger_kafka::codec::CameraStatus;
@@ -16,13 +16,11 @@ use trigger_kafka::service::{H_OFFSET, H_REASON, H_TOPIC};
 use trigger_kafka::{inspect, EmbeddedCluster, Health, KafkaSettings, Publisher, RunStats};
 use trigger_proto::v1 as pb;
 
-static GROUP: AtomicUsize = AtomicUsize::new(0);
-
 fn setup(partitions: i32) -> (EmbeddedCluster, KafkaSettings) {
     let cluster = EmbeddedCluster::start(1).expect("mock cluster");
     let settings = KafkaSettings {
         bootstrap_servers: cluster.bootstrap_servers(),
-        group_id: format!("test-{}-{}", std::process::id(), GROUP.fetch_add(1, Relaxed)),
+        group_id: common::unique::name("test"),
         ..KafkaSettings::default()
     };
     cluster.create_topics(&settings.topics, partitions).expect("topics");
@@ -124,6 +122,9 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 
 #[test]
 fn a_broker_outage_loses_no_event() {
+    if common::fast_tier_skips("a fault test (the broker down)") {
+        return;
+    }
     let (cluster, settings) = setup(2);
     let cfg = config(&settings);
     publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap());
@@ -167,6 +168,9 @@ fn a_broker_outage_loses_no_event() {
 /// coordinator accepts joins again the instance decides again.
 #[test]
 fn a_lost_membership_is_not_ready_and_the_watchdog_creates_the_consumer_anew() {
+    if common::fast_tier_skips("a fault test (the group membership lost)") {
+        return;
+    }
     let (cluster, settings) = setup(1);
     let mut cfg = config(&settings);
     cfg.service.membership_watchdog_ms = 2_000;
@@ -553,6 +557,9 @@ crate::on_every_broker! {
     }
 
     fn two_instances_one_decides_the_standby_takes_over_when_it_stops_and_every_event_is_decided(b: &Broker) {
+        if common::fast_tier_skips("a fault test (a failover)") {
+            return;
+        }
         let settings = b.settings(4);
         let cfg = config(&settings);
         publish(&settings, |p, s| p.camera(&s.topics.registry, &camera("cam-0", 50.0)).unwrap());
@@ -612,6 +619,9 @@ crate::on_every_broker! {
     }
 
     fn exactly_once_through_a_handover_decides_every_revision_once_and_commands_nothing_twice(b: &Broker) {
+        if common::fast_tier_skips("a fault test (a handover)") {
+            return;
+        }
         let mut settings = b.settings(4);
         settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
         let cfg = config(&settings);

@@ -19,7 +19,6 @@ mod common;
 use prost::Message as _;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,7 +37,7 @@ struct Instance {
 
 impl Instance {
     fn new(dir: &Path, name: &str, settings: &KafkaSettings, policy: &Path, service: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = common::unique::port();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
@@ -323,8 +322,12 @@ const INCIDENTS: usize = 24;
 fn three_instances_killed_at_random(delivery: Delivery) {
     let dir = tempfile::tempdir().unwrap();
     let Some((_broker, bootstrap)) = common::own_broker(&dir.path().join("kafka")) else { return };
-    let mut settings =
-        KafkaSettings { bootstrap_servers: bootstrap, group_id: "adversary".into(), delivery, ..Default::default() };
+    let mut settings = KafkaSettings {
+        bootstrap_servers: bootstrap,
+        group_id: common::unique::name("adversary"),
+        delivery,
+        ..Default::default()
+    };
     settings.topics.cfs = "adversary.cfs".into();
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 3, 1, 1).unwrap();
     let seed: u64 =

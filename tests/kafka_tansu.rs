@@ -9,7 +9,7 @@ mod common;
 
 use dispatch_trigger::serve::{self, ServeConfig};
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -37,7 +37,7 @@ impl Drop for Broker {
 }
 
 fn start_tansu(bin: &PathBuf) -> (Broker, String) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::unique::port();
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(bin)
         .args([
@@ -64,14 +64,20 @@ fn start_tansu(bin: &PathBuf) -> (Broker, String) {
 
 #[test]
 fn at_least_once_end_to_end_on_tansu() {
+    if common::fast_tier_skips("the tansu broker") {
+        return;
+    }
     let Some(bin) = tansu_bin() else {
         assert!(std::env::var("TANSU_REQUIRED").is_err(), "TANSU_REQUIRED is set but no tansu binary was found");
         eprintln!("tansu is not installed (cargo install tansu --features dynostore,libsql): not run here");
         return;
     };
     let (_broker, bootstrap) = start_tansu(&bin);
-    let settings =
-        KafkaSettings { bootstrap_servers: bootstrap, group_id: "tansu-e2e".into(), ..KafkaSettings::default() };
+    let settings = KafkaSettings {
+        bootstrap_servers: bootstrap,
+        group_id: common::unique::name("tansu-e2e"),
+        ..KafkaSettings::default()
+    };
     let created = trigger_kafka::admin::create_topics(&settings, &settings.topics, 3, 1, 1).expect("topics created");
     assert_eq!(created.len(), settings.topics.all().len(), "every topic created: {created:?}");
 

@@ -204,7 +204,10 @@ fn demo_runs_its_bundled_configuration_wherever_it_starts_and_ref_knows_its_agen
 fn replay_says_what_it_needs() {
     let help = run(&["replay", "--help"]);
     assert!(help.contains("Required: FILE and --format"), "{help}");
-    let err = run_fails(&["replay", WEEK, "--format", "csv", "--profile", "nashville-mnpd", "--out", "/tmp/dt-x"]);
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("out");
+    let err =
+        run_fails(&["replay", WEEK, "--format", "csv", "--profile", "nashville-mnpd", "--out", out.to_str().unwrap()]);
     assert!(err.contains("--cameras FILE") && err.contains("--generate-cameras N"), "{err}");
 }
 

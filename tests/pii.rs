@@ -12,7 +12,6 @@ mod common;
 
 use common::run;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -142,7 +141,7 @@ fn the_kafka_service_passes_on_no_caller_data_in_outputs_headers_logs_or_metrics
     let (policy, cams) = (policy(dir.path()), cameras(dir.path()));
     let settings = broker.settings(3);
     let (b, t) = (settings.bootstrap_servers.clone(), settings.topics.clone());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::unique::port();
     let config = dir.path().join("serve.toml");
     std::fs::write(
         &config,

@@ -106,10 +106,6 @@ fn series(port: u16, query: &str) -> usize {
     v["data"]["result"].as_array().map_or(0, Vec::len)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A Frigate stand-in: answers every request as Frigate's events API does.
 fn frigate() -> u16 {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
@@ -142,7 +138,8 @@ fn a_real_prometheus_scraping_the_processes_answers_every_query_of_the_kit() {
     p.camera(&settings.topics.registry, &near).unwrap();
     p.wait().unwrap();
 
-    let (serve_port, bridge_port, ingest_port, prom_port) = (free_port(), free_port(), free_port(), free_port());
+    let (serve_port, bridge_port, ingest_port, prom_port) =
+        (common::unique::port(), common::unique::port(), common::unique::port(), common::unique::port());
     let section = common::kafka_section(&settings);
     let serve_cfg = dir.path().join("serve.toml");
     std::fs::write(&serve_cfg, format!("{section}[http]\nlisten = \"127.0.0.1:{serve_port}\"\n")).unwrap();

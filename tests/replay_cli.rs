@@ -436,9 +436,11 @@ fn all_formats_decide_alike() {
 
 #[test]
 fn clear_errors_for_bad_invocations() {
+    let dir = tmp();
     let out = Command::new(BIN)
         .current_dir(root())
-        .args(["replay", FIXTURE, "--format", "csv", "--generate-cameras", "10", "--out", "/tmp/x"])
+        .args(["replay", FIXTURE, "--format", "csv", "--generate-cameras", "10", "--out"])
+        .arg(dir.path().join("out"))
         .output()
         .unwrap();
     assert!(!out.status.success());

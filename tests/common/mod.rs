@@ -10,6 +10,35 @@ use std::time::Duration;
 use trigger_core::{CallForService, CameraCommand, CameraRecord, Category, Consent, Location, Status};
 use trigger_kafka::{codec, inspect, KafkaSettings};
 
+/// The fast tier (`TEST_TIER=fast`, README "Layout and CI"): a test that needs a server of its own (Apache
+/// Kafka, PostgreSQL, MariaDB, Mosquitto, tansu, Prometheus) skips that part and says so on standard error
+/// (shown, not captured), as it does when the server is not installed. Unset (or `full`), everything runs and CI's `*_REQUIRED`
+/// variables make a missing server a failure. True when `what` is skipped.
+pub(crate) fn fast_tier_skips(what: &str) -> bool {
+    match std::env::var("TEST_TIER").as_deref() {
+        Ok("fast") => {
+            // Straight to standard error, not through the test harness's capture: a skip is seen in the
+            // run's output although the test counts as passed.
+            use std::io::Write as _;
+            let test = std::thread::current().name().unwrap_or("a test").to_string();
+            let _ = writeln!(std::io::stderr(), "skipped in the fast tier (TEST_TIER=fast): {test}: {what}");
+            true
+        }
+        Ok("full") | Err(_) => false,
+        Ok(other) => panic!("TEST_TIER={other:?}: the tiers are \"fast\" and \"full\""),
+    }
+}
+
+/// Wait until `ok` holds, looking every 50 ms: a wait for an event, never for a length of time. Fails the test,
+/// naming `what` it waited for, if `within` passes first.
+pub(crate) fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let by = std::time::Instant::now() + within;
+    while !ok() {
+        assert!(std::time::Instant::now() < by, "waited {within:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Downtown Nashville, inside the MNPD jurisdiction.
 pub(crate) const SPOT: (f64, f64) = (36.1627, -86.7816);
 
@@ -154,8 +183,6 @@ pub(crate) enum Broker {
     Apache { bootstrap: String },
 }
 
-static TEST_NO: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 impl Broker {
     pub(crate) fn mock() -> Self {
         Broker::Mock(trigger_kafka::EmbeddedCluster::start(1).expect("mock cluster"))
@@ -165,6 +192,9 @@ impl Broker {
     /// cached) and starts one broker shared by every test binary (it keeps running: `scripts/kafka.sh stop`).
     /// Without Java or Maven the test is skipped, saying so, unless `KAFKA_REQUIRED=1` (CI), where it fails.
     pub(crate) fn apache() -> Option<Self> {
+        if fast_tier_skips("the Apache Kafka run") {
+            return None;
+        }
         static BOOTSTRAP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
         let b = BOOTSTRAP.get_or_init(|| {
             if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
@@ -205,15 +235,12 @@ impl Broker {
     /// Settings for one test, its topics created (`partitions` for the CFS topic and its outputs, one for the
     /// registry): its own consumer group and its own topic names (the Apache Kafka broker is shared).
     pub(crate) fn settings(&self, partitions: i32) -> KafkaSettings {
-        let n = TEST_NO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // The process id and its start: a long-lived broker outlives many test processes, and process ids are
-        // reused (a reused tag would read an earlier run's records).
-        static STARTED_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-        let started = STARTED_MS.get_or_init(trigger_kafka::wall_ms);
-        let tag = format!("{}-{started}-{n}", std::process::id());
+        // A long-lived broker outlives many test processes, and process ids are reused: a tag met again would
+        // read an earlier run's records.
+        let tag = unique::name("test");
         let settings = KafkaSettings {
             bootstrap_servers: self.bootstrap(),
-            group_id: format!("test-{tag}"),
+            group_id: tag.clone(),
             topics: trigger_kafka::Topics::tagged(&tag),
             ..KafkaSettings::default()
         };
@@ -307,6 +334,9 @@ impl Drop for OwnBroker {
 /// Start a broker of the test's own in `dir`: its guard and bootstrap address. None (the test skips) when
 /// Apache Kafka cannot start here, unless `KAFKA_REQUIRED=1`, where that fails the test.
 pub(crate) fn own_broker(dir: &std::path::Path) -> Option<(OwnBroker, String)> {
+    if fast_tier_skips("an Apache Kafka broker of the test's own") {
+        return None;
+    }
     let Some(started) = kafka_sh(dir, "start") else {
         assert!(std::env::var("KAFKA_REQUIRED").is_err(), "Apache Kafka is required (scripts/kafka.sh start failed)");
         eprintln!("skipped: Apache Kafka could not be started here");
@@ -317,10 +347,11 @@ pub(crate) fn own_broker(dir: &std::path::Path) -> Option<(OwnBroker, String)> {
 }
 
 /// An Apache Kafka of the test's own in `dir/kafka`, its topics made (one partition each), and exactly-once
-/// settings of consumer group `group` on it (None: skipped, as [`own_broker`]).
+/// settings of a consumer group named after `group` on it (None: skipped, as [`own_broker`]).
 pub(crate) fn own_eos_cluster(dir: &std::path::Path, group: &str) -> Option<(OwnBroker, KafkaSettings)> {
     let (broker, bootstrap) = own_broker(&dir.join("kafka"))?;
-    let mut settings = KafkaSettings { bootstrap_servers: bootstrap, group_id: group.into(), ..Default::default() };
+    let group_id = unique::name(group);
+    let mut settings = KafkaSettings { bootstrap_servers: bootstrap, group_id, ..Default::default() };
     settings.delivery = trigger_kafka::Delivery::ExactlyOnce;
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1).unwrap();
     Some((broker, settings))

@@ -33,6 +33,9 @@ pub(crate) fn is_root() -> bool {
 impl Postgres {
     /// A started server, or None (skipped, said on stderr) when the package is missing and not required.
     pub(crate) fn start() -> Option<Self> {
+        if super::fast_tier_skips("a PostgreSQL server of the test's own") {
+            return None;
+        }
         let Some(bin) = bin_dir() else {
             assert!(
                 std::env::var("POSTGRES_REQUIRED").is_err(),
