@@ -11,7 +11,6 @@
 mod common;
 
 use prost::Message as _;
-use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use trigger_core::Status;
@@ -25,7 +24,7 @@ struct Instance {
 
 impl Instance {
     fn start(dir: &std::path::Path, settings: &KafkaSettings, name: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = common::unique::port();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
@@ -41,12 +40,27 @@ impl Instance {
         Self { child, port }
     }
 
-    /// /readyz status, and whether the gauge scraped right after says the same.
+    fn readyz(&self) -> Option<u16> {
+        common::http_get(self.port, "/readyz")?.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// /readyz status, and whether the `dispatch_trigger_ready` gauge says the same. /readyz and /metrics are
+    /// two requests and the instance's state moves between them (a rebalance, a takeover), so the gauge is
+    /// read between two /readyz answers and counts only when both say the same: the state did not move while
+    /// it was read. Readings are taken again until two agree (within 10 s); None if the instance does not
+    /// answer.
     fn readiness(&self) -> Option<(u16, bool)> {
-        let code: u16 = common::http_get(self.port, "/readyz")?.split_whitespace().nth(1)?.parse().ok()?;
-        let metrics = common::http_get(self.port, "/metrics")?;
-        let gauge = metrics.lines().find(|l| l.starts_with("dispatch_trigger_ready "))?.ends_with(" 1");
-        Some((code, gauge == (code == 200)))
+        let by = Instant::now() + Duration::from_secs(10);
+        loop {
+            let before = self.readyz()?;
+            let metrics = common::http_get(self.port, "/metrics")?;
+            let gauge = metrics.lines().find(|l| l.starts_with("dispatch_trigger_ready "))?.ends_with(" 1");
+            let after = self.readyz()?;
+            if before == after {
+                return Some((before, gauge == (before == 200)));
+            }
+            assert!(Instant::now() < by, "/readyz kept changing for 10 s ({before}, then {after})");
+        }
     }
 
     fn signal(&self, sig: &str) {
@@ -105,7 +119,8 @@ fn readiness_names_the_instance_that_decides_and_a_survivor_takes_over_on_apache
     let dir = tempfile::tempdir().unwrap();
     let broker_dir = dir.path().join("kafka");
     let Some((_broker, bootstrap)) = common::own_broker(&broker_dir) else { return };
-    let settings = KafkaSettings { bootstrap_servers: bootstrap, group_id: "failover".into(), ..Default::default() };
+    let group_id = common::unique::name("failover");
+    let settings = KafkaSettings { bootstrap_servers: bootstrap, group_id, ..Default::default() };
     trigger_kafka::admin::create_topics(&settings, &settings.topics, 1, 1, 1).unwrap();
     let mut p = Publisher::new(&settings).unwrap();
     p.camera(&settings.topics.registry, &common::camera("cam-0", 30.0)).unwrap();
