@@ -605,6 +605,81 @@ fn a_command_that_expires_while_the_broker_is_down_never_arrives() {
     assert_eq!(got.iter().filter(|id| *id == "next").count(), 1, "{got:?}");
 }
 
+/// An MQTT broker that accepts the connection and every publish but never acknowledges one (no PUBACK): it
+/// records each PUBLISH it reads (and answers pings).
+fn broker_without_pubacks() -> (u16, Received) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got: Received = Default::default();
+    let out = got.clone();
+    std::thread::spawn(move || {
+        for mut conn in l.incoming().map_while(Result::ok) {
+            let out = out.clone();
+            std::thread::spawn(move || loop {
+                let mut first = [0u8; 1];
+                if conn.read_exact(&mut first).is_err() {
+                    return;
+                }
+                let (mut len, mut shift) = (0usize, 0);
+                loop {
+                    let mut b = [0u8; 1];
+                    if conn.read_exact(&mut b).is_err() {
+                        return;
+                    }
+                    len |= ((b[0] & 0x7f) as usize) << shift;
+                    shift += 7;
+                    if b[0] & 0x80 == 0 {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; len];
+                if conn.read_exact(&mut body).is_err() {
+                    return;
+                }
+                match first[0] >> 4 {
+                    1 => drop(conn.write_all(&[0x20, 0x02, 0x00, 0x00])), // CONNECT → CONNACK accepted
+                    3 => {
+                        let topic_len = u16::from_be_bytes([body[0], body[1]]) as usize;
+                        let qos = (first[0] >> 1) & 3;
+                        let payload = &body[2 + topic_len + if qos > 0 { 2 } else { 0 }..];
+                        let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+                        out.lock().unwrap().push((now_ms(), v["command_id"].as_str().unwrap_or_default().to_string()));
+                    }
+                    12 => drop(conn.write_all(&[0xd0, 0x00])), // PINGREQ → PINGRESP
+                    _ => {}
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+/// A broker that takes every publish and acknowledges none: each command is published once, in doubt, and
+/// never again (no retry, no copy flushed by a reconnect), and never after its expiry.
+#[test]
+fn a_broker_that_never_acknowledges_gets_each_command_once() {
+    let (port, got) = broker_without_pubacks();
+    let dir = tempfile::tempdir().unwrap();
+    let mq = target(serde_json::json!({"kind": "mqtt", "name": "mq", "broker": format!("127.0.0.1:{port}")}));
+    let mut bridge =
+        Bridge::new(keys(), &[mq], &cameras("mq", &["cam-1", "cam-2"]), options(dir.path(), 500), now_ms).unwrap();
+    let commands: Vec<_> = (0..4)
+        .map(|i| command(&format!("noack-{i}"), if i % 2 == 0 { "cam-1" } else { "cam-2" }, Action::Start, 2_000))
+        .collect();
+    let outcomes = run(&mut bridge, &commands.iter().map(signed).collect::<Vec<_>>(), Duration::ZERO);
+    // Past every expiry, with a fresh command through the same target: a queue would flush now.
+    std::thread::sleep(Duration::from_millis(2_000));
+    let after = command("noack-after", "cam-1", Action::Start, 5_000);
+    run(&mut bridge, &[signed(&after)], Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut all = commands.clone();
+    all.push(after);
+    assert_at_most_once_never_late("mqtt without PUBACKs", &got, &all);
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::InDoubt { .. } | Outcome::Expired { .. })), "{outcomes:?}");
+    assert!(!got.lock().unwrap().is_empty(), "published at all");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // A timeout is in doubt, not a failure.
 
