@@ -349,7 +349,7 @@ fn the_bridge_drives_every_target_and_refuses_bad_commands(broker: &Broker) {
     let refused: BTreeMap<String, u64> = [
         ("bad_signature", 2), ("expired", 1), ("malformed", 1), ("replayed", 1), ("unknown_camera", unknown_camera), ("unknown_key", 1), ("unsigned", 1),
     ].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    assert_eq!(stats, BridgeStats { delivered, failed: 1, expired: 1, refused }, "{stats:?}");
+    assert_eq!(stats, BridgeStats { delivered, failed: 1, expired: 1, in_doubt: 0, refused }, "{stats:?}");
 
     // MQTT: QoS 1 messages on Frigate-style topics, JSON payloads.
     if let Some(mqtt) = &mqtt {
