@@ -361,13 +361,15 @@ fn a_notifier_that_is_not_there_or_without_the_right_certificate_is_named_and_re
     let _child = common::ingest(&cfg, &dir.path().join("unreachable.log"), &[]);
     let said = common::readyz_saying(port, "EIDO notifier", Duration::from_secs(30));
     assert!(said.contains(" 503 ") && said.to_lowercase().contains("refused"), "{said}");
-    std::thread::sleep(Duration::from_secs(1));
-    let metrics = common::http_get(port, "/metrics").unwrap_or_default();
-    let counted = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("dispatch_trigger_ingest_source_errors_total{source=\"unreachable\"} "))
-        .and_then(|n| n.trim().parse::<u64>().ok());
-    assert!(counted.is_some_and(|n| n >= 2), "the failed attempts are not counted and retried: {counted:?}");
+    let counted = || {
+        let metrics = common::http_get(port, "/metrics").unwrap_or_default();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("dispatch_trigger_ingest_source_errors_total{source=\"unreachable\"} "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    let retried = "a second failed attempt, counted (the failed attempts are counted and retried)";
+    common::wait_for(retried, Duration::from_secs(30), || counted().is_some_and(|n| n >= 2));
     let s = notifier.state();
     assert_eq!(s.subscriptions, 0, "a subscriber without the right certificate subscribed");
     assert!(

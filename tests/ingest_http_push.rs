@@ -250,8 +250,11 @@ fn a_broker_outage_mid_push_loses_nothing_and_writes_nothing_twice() {
                 })
             })
             .collect();
-        // The broker stops mid-stream for longer than a client waits and than a transaction's commit waits.
-        std::thread::sleep(Duration::from_millis(1500));
+        // The broker stops mid-stream (once the first pushes are on the topic) for longer than a client waits
+        // and than a transaction's commit waits.
+        common::wait_for("the first pushes on the CFS topic", Duration::from_secs(60), || {
+            trigger_kafka::inspect::topic_record_count(&settings, &settings.topics.cfs).is_ok_and(|n| n > 0)
+        });
         common::ingest_broker_outage(&broker, http, || {});
         for c in clients {
             c.join().unwrap();

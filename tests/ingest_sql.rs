@@ -367,8 +367,11 @@ fn a_broker_outage_longer_than_a_transaction_waits_loses_no_row_and_writes_none_
     assert!(common::readyz_saying(port, " 200 ", Duration::from_secs(60)).contains(" 200 "), "never ready");
     std::thread::scope(|s| {
         let writer = s.spawn(|| write_calls(&pg, 12));
-        // The broker stops mid-stream, past the point where the transaction gives up.
-        std::thread::sleep(Duration::from_millis(1500));
+        // The broker stops mid-stream (once the first rows are on the topic), past the point where the
+        // transaction gives up.
+        common::wait_for("the first rows on the CFS topic", Duration::from_secs(60), || {
+            trigger_kafka::inspect::topic_record_count(&settings, &settings.topics.cfs).is_ok_and(|n| n > 0)
+        });
         common::ingest_broker_outage(&broker, port, || {});
         writer.join().unwrap();
     });
