@@ -43,6 +43,8 @@ fn bench(c: &mut Criterion) {
         location: Some(Location { lat: 36.1627, lon: -86.7816, uncertainty_m: 71.0 }),
         received_at: 1_720_000_000_000,
         emitted_at: 1_720_000_000_000,
+        blocked: None,
+        type_fields: vec![],
     };
     decide_one(c, &policy, &index, &ev);
     replay(c, &policy, &profile, &index, &log, &data, &decoded);

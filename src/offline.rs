@@ -143,8 +143,20 @@ pub struct Summary {
     pub rows_refused: BTreeMap<&'static str, u64>,
     /// Decisions whose type text corroborated a trigger category (whatever came of them after).
     pub corroborated_decisions: u64,
+    /// Every distinct type text a rule maps to a trigger category that can never fire as the CAD writes
+    /// it (uncorroborated): its category, the words nothing explains (none: no phrase of the category at
+    /// all) and how many decisions it took. What a city asks to have added to the vocabularies.
+    pub never_fire: BTreeMap<String, NeverFires>,
     /// Agency -> digest of the classification in force (classification.json holds what each digests).
     pub classification: BTreeMap<String, String>,
+}
+
+/// A type text that cannot start a camera (see [`Summary::never_fire`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NeverFires {
+    pub category: String,
+    pub unexplained: String,
+    pub decisions: u64,
 }
 
 /// The run's silent partial failures, made loud: more than half of the rows refused for one reason; every
@@ -285,6 +297,7 @@ struct Counts {
     triggered: BTreeSet<String>,
     decide_us: Vec<f64>,
     corroborated: u64,
+    never_fire: BTreeMap<String, NeverFires>,
     /// Per row (source position): whether any of its events was decided, else the first refusal's reason.
     rows: BTreeMap<String, Result<(), RejectReason>>,
 }
@@ -297,6 +310,7 @@ impl Counts {
             triggered: BTreeSet::new(),
             decide_us: Vec::with_capacity(events),
             corroborated: 0,
+            never_fire: BTreeMap::new(),
             rows: BTreeMap::new(),
         }
     }
@@ -322,6 +336,15 @@ impl Counts {
         let rec = &d.record;
         if rec.category.is_some() && rec.outcome != Outcome::Uncorroborated {
             self.corroborated += 1;
+        }
+        if let (Outcome::Uncorroborated, Some(c)) = (rec.outcome, rec.category) {
+            let unexplained = rec.rule.as_deref().and_then(|r| r.split_once(";unexplained:")).map(|(_, w)| w);
+            let n = self.never_fire.entry(rec.type_text.clone()).or_insert_with(|| NeverFires {
+                category: c.as_str().to_string(),
+                unexplained: unexplained.unwrap_or_default().to_string(),
+                decisions: 0,
+            });
+            n.decisions += 1;
         }
         if let Some(c) = rec.category {
             let cs = self.by_category.get_mut(c.as_str()).expect("all categories");
@@ -386,6 +409,7 @@ pub fn run(
         rows: counts.rows.len() as u64,
         rows_refused: counts.rows_refused(),
         corroborated_decisions: counts.corroborated,
+        never_fire: std::mem::take(&mut counts.never_fire),
         classification,
         by_category: counts.by_category,
         audit_head: sink.finish()?,

@@ -351,7 +351,8 @@ fn nena_eido_samples() {
     let d = lines(&out.path().join("sample-civil-unrest-2020.json"), "decisions.jsonl");
     assert_eq!(d.len(), 1);
     assert_eq!(d[0]["outcome"], "blocked_type");
-    assert_eq!(d[0]["rule"], "builtin:first_amendment:CIVIL UNREST");
+    // Read from the raw document: the term and the field it stood in.
+    assert_eq!(d[0]["rule"], "raw:first_amendment:CIVIL UNREST@incidentComponent[0].incidentTypeInternalText");
     assert_eq!(d[0]["agency_id"], "psap.allegheny.pa.us");
     assert!(lines(&out.path().join("sample-civil-unrest-2020.json"), "commands.jsonl").is_empty());
     // 2021+ generation: a call transfer has no incident type (and only a civic address): a named reject.

@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         location: Some(Location { lat: cam.lat, lon: cam.lon, uncertainty_m: 0.0 }),
         received_at: dispatch_trigger_fuzz::T,
         emitted_at: dispatch_trigger_fuzz::T,
+        blocked: None,
+        type_fields: vec![],
     };
     let mut e = Engine::new(dispatch_trigger_fuzz::policy().clone());
     if let Ok(d) = e.decide(&ev, &index, dispatch_trigger_fuzz::T) {

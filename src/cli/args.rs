@@ -146,6 +146,20 @@ pub(crate) struct RefArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct CheckConfigArgs {
+    /// A city's export: list every distinct type text a rule maps to a trigger category that can never
+    /// start a camera as the CAD writes it, with the words the vocabularies do not explain.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) export: Option<PathBuf>,
+    /// The export's format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub(crate) format: super::InputFormat,
+    /// The CSV profile that reads the export.
+    #[arg(long)]
+    pub(crate) profile: Option<String>,
+}
+
+#[derive(Args)]
 pub(crate) struct ClassificationArgs {
     /// The CSV profile whose type columns feed the engine (as `replay --profile`); without it, the service's
     /// input (the CallForService fields).

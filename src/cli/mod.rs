@@ -64,8 +64,9 @@ pub(crate) enum Command {
     Replay(ReplayArgs),
     /// Load and validate the policy, code tables, jurisdictions and every CSV profile beside it; print
     /// warnings (a development key, a category no rule maps to, a label outside the vocabularies, ...) and
-    /// fail on a profile that can never start a camera (it reads no type text).
-    CheckConfig,
+    /// fail on a profile that can never start a camera (it reads no type text). With --export, list the
+    /// export's type texts that can never fire and the words no vocabulary explains.
+    CheckConfig(CheckConfigArgs),
     /// Print the classification in force for every agency (shipped vocabularies, code tables as matched,
     /// the input's type columns), keyed by the digest every audit record carries.
     Classification(ClassificationArgs),

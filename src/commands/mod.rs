@@ -28,7 +28,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     };
     let policy = policy.as_path();
     match cli.command {
-        Command::CheckConfig => reports::check_config(policy),
+        Command::CheckConfig(a) => reports::check_config(policy, a),
         Command::Classification(a) => reports::classification(policy, a),
         Command::Ref(a) => reports::incident_refs(policy, a),
         Command::Cameras(CamerasCmd::Generate(a)) => cameras::generate(policy, a),

@@ -1,7 +1,9 @@
 //! `check-config`, `ref`, `report transparency`, `report owner`, `simulate`.
 
 use super::{decode_file, event_points};
-use crate::cli::{ClassificationArgs, InputFormat, OwnerArgs, RefArgs, SimulateArgs, TransparencyArgs};
+use crate::cli::{
+    CheckConfigArgs, ClassificationArgs, InputFormat, OwnerArgs, RefArgs, SimulateArgs, TransparencyArgs,
+};
 use anyhow::{bail, Context, Result};
 use dispatch_trigger::{cameras, config};
 use std::io::IsTerminal;
@@ -9,8 +11,11 @@ use std::path::Path;
 use trigger_cad::DecodeOptions;
 use trigger_core::Engine;
 
-pub(super) fn check_config(policy: &Path) -> Result<()> {
+pub(super) fn check_config(policy: &Path, a: CheckConfigArgs) -> Result<()> {
     let p = config::load_policy(policy)?;
+    if let Some(export) = &a.export {
+        never_fire(&p, policy, export, &a)?;
+    }
     let checked = config::check_profiles(policy, &p)?;
     for w in p.warnings().iter().chain(&checked.warnings) {
         eprintln!("warning: {w}");
@@ -33,6 +38,27 @@ pub(super) fn check_config(policy: &Path) -> Result<()> {
         checked.profiles.len(),
         checked.profiles.join(", ")
     );
+    Ok(())
+}
+
+/// The export's distinct type texts that a rule maps to a trigger category and that can never fire.
+fn never_fire(p: &trigger_core::Policy, policy: &Path, export: &Path, a: &CheckConfigArgs) -> Result<()> {
+    let profile = a.profile.as_deref().map(|n| config::load_profile(n, policy)).transpose()?;
+    let decoded = decode_file(export, a.format, profile.as_ref(), &DecodeOptions::default())?;
+    let mut found: std::collections::BTreeMap<(String, &str), (Vec<String>, u64)> = Default::default();
+    for d in &decoded.events {
+        if let Some(trigger_core::Classification::Uncorroborated { category, unexplained, .. }) =
+            p.classify_event(&d.event)
+        {
+            let e = found.entry((d.event.call_type_text.clone(), category.as_str())).or_insert((unexplained, 0));
+            e.1 += 1;
+        }
+    }
+    println!("{}: {} type text(s) that can never fire:", export.display(), found.len());
+    for ((text, category), (words, n)) in &found {
+        let why = if words.is_empty() { "no phrase of the category".to_string() } else { words.join(" ") };
+        println!("  {text:?} ({category}, {n} events): unexplained: {why}");
+    }
     Ok(())
 }
 

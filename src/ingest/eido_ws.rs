@@ -513,6 +513,29 @@ mod tests {
         assert_eq!((a.written, a.skipped, status.0), (1, 1, 200), "{a:?}");
     }
 
+    /// The decoded CFS record of a written record.
+    fn cfs_of(r: &trigger_kafka::OutRecord) -> trigger_core::CallForService {
+        trigger_cad::pb::decode_one(r.payload.as_deref().unwrap(), &trigger_cad::DecodeOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_blocked_term_in_a_field_no_decoder_maps_travels_as_the_verdict_and_a_retype_is_never_skipped() {
+        let src = EidoWsSource { agency_id: "A".into(), ..Default::default() };
+        let out = Out { source: "s", cfs: "cfs", dead_letter: "dlq", rule: DeadLetterRule::default() };
+        let first = eido("I1", "2026-12-03T10:00:00Z");
+        // The same second (the same revision), retyped: its notes name a protest.
+        let retyped =
+            first.replacen('{', r#"{"notesComponent":[{"notesActionComment":"caller: PROTESTERS blocking road"}],"#, 1);
+        let mut memory = Memory::default();
+        let (a, status) = handle_event(&src, out, &mut memory, 0, &event(&[&first, &retyped]));
+        assert_eq!((a.written, a.skipped, status.0), (2, 0, 200), "{a:?}");
+        let ev = cfs_of(&a.records[1]);
+        let b = ev.blocked.expect("the verdict travels with the revision");
+        assert_eq!((b.term.as_str(), b.field.as_str()), ("PROTEST", "notesComponent[0].notesActionComment"));
+        assert!(!String::from_utf8_lossy(a.records[1].payload.as_deref().unwrap()).contains("caller"));
+        assert_eq!(cfs_of(&a.records[0]).blocked, None);
+    }
+
     #[test]
     fn the_schemas_messages_read() {
         let m: FromNotifier = serde_json::from_str(

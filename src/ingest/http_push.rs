@@ -390,6 +390,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_push_naming_a_blocked_type_in_a_field_no_decoder_maps_is_written_with_the_verdict() {
+        let body = br#"{"incident_id":"I9","agency_id":"A","revision":3,"status":"dispatched","call_type_code":"83","call_type_text":"SHOTS FIRED","location":{"lat":36.16,"lon":-86.78},"received_at":1764756000000,"emitted_at":1764756000000,"vendor_remarks":"ICE agents on scene"}"#;
+        let decoded = decode(body, Format::Cfs, &DecodeOptions::default());
+        let out = memory::Out { source: "s", cfs: "cfs", dead_letter: "dlq", rule: DeadLetterRule::default() };
+        let mut m = memory::Memory::default();
+        let a = memory::admit(&mut m, 0, decoded, out);
+        // Pushed again at the same revision: a block is never skipped as a repeat.
+        let again = memory::admit(&mut m, 0, decode(body, Format::Cfs, &DecodeOptions::default()), out);
+        assert_eq!((a.written, again.written, again.skipped), (1, 1, 0));
+        let ev =
+            trigger_cad::pb::decode_one(a.records[0].payload.as_deref().unwrap(), &DecodeOptions::default()).unwrap();
+        let b = ev.blocked.expect("the verdict travels");
+        assert_eq!((b.term.as_str(), b.field.as_str()), ("ICE", "vendor_remarks"));
+    }
+
+    #[test]
     fn a_token_is_required_when_configured_and_compared_whole() {
         let mut h = hyper::HeaderMap::new();
         let t = Secret::new("s3cret-token");

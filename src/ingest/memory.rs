@@ -85,18 +85,23 @@ impl Admitted {
 }
 
 /// Decoded input against `memory`: each revision newer than the one remembered becomes a record (and is
-/// remembered); an older or repeated one is skipped; each refusal becomes a dead letter with the input's bytes.
+/// remembered); an older or repeated one is skipped — unless it names a blocked type, which is always
+/// written (the engine marks the incident whatever the revision: a retyped revision must not hide its
+/// block behind the number of the one before); each refusal becomes a dead letter with the input's bytes.
 pub(super) fn admit(memory: &mut Memory, horizon: u32, decoded: Decoded, out: Out<'_>) -> Admitted {
     let mut a = Admitted::default();
     for d in decoded.events {
         let ev = d.event;
         let key = (ev.agency_id.clone(), ev.incident_id.clone());
         let at = trigger_cad::eido::revision_at(ev.emitted_at);
-        if at < horizon || memory.0.get(&key).is_some_and(|(r, _)| *r >= ev.revision) {
+        let known = at < horizon || memory.0.get(&key).is_some_and(|(r, _)| *r >= ev.revision);
+        if known && ev.blocked.is_none() {
             a.skipped += 1;
             continue;
         }
-        memory.0.insert(key, (ev.revision, at));
+        if !known {
+            memory.0.insert(key, (ev.revision, at));
+        }
         a.written += 1;
         a.updated_us.push(ev.emitted_at * 1000);
         a.records.push(OutRecord::keyed(out.cfs, cfs_key(&ev), Some(super::cfs_bytes(&ev))));

@@ -79,6 +79,8 @@ pub(crate) fn shots_fired(incident: &str, revision: u32, status: Status) -> Call
         location: Some(Location { lat: SPOT.0, lon: SPOT.1, uncertainty_m: 10.0 }),
         received_at: t - 5_000,
         emitted_at: t,
+        blocked: None,
+        type_fields: vec![],
     }
 }
 

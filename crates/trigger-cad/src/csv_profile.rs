@@ -3,7 +3,9 @@
 //! written. Each status timestamp present in a row becomes one revision (created -> NEW, dispatched,
 //! on scene, closed, cancelled), in that order. Another city's export needs a profile, not code.
 //!
-//! Columns not named in the profile (caller names, phone numbers, narratives, ...) are never read.
+//! Every column of a row is read once, each value on its own, for a blocked term (`trigger_core::scan`): the
+//! revision carries the verdict (the term and the column), never the value. Beyond that scan, columns not
+//! named in the profile (caller names, phone numbers, narratives, ...) are never read.
 
 use crate::error::{InputError, ProfileError, ProfileProblem};
 use crate::{oversized, DecodeOptions, Decoded, DecodedEvent, Rejected, Source};
@@ -126,6 +128,9 @@ impl CsvProfile {
         if !p.delimiter.is_ascii() {
             errs.push(ProfileProblem::Delimiter(p.delimiter));
         }
+        if !join_is_punctuation(&p.join) {
+            errs.push(ProfileProblem::JoinHoldsWords(p.join.clone()));
+        }
         if errs.is_empty() {
             Ok(p)
         } else {
@@ -216,6 +221,18 @@ impl CsvProfile {
     }
 }
 
+/// A join of nothing but white space and punctuation: it separates the CAD's values and says nothing.
+pub fn join_is_punctuation(join: &str) -> bool {
+    join.chars().all(|c| {
+        c.is_whitespace() || c.is_ascii_punctuation() || (!c.is_alphanumeric() && !c.is_control() && !is_format(c))
+    })
+}
+
+/// Characters that read as nothing (zero-width, soft hyphen, joiners): never a separator of words.
+fn is_format(c: char) -> bool {
+    trigger_core::text::canon_words(&format!("A{c}A")) == ["AA"]
+}
+
 fn parse_wkt_point(s: &str) -> Result<Option<(f64, f64)>, Reject> {
     let t = s.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("POINT EMPTY") {
@@ -239,10 +256,42 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn get(&self, col: &str) -> &str {
-        self.idx.get(col).map_or("", |&i| self.fields[i].trim())
+        self.idx.get(col).map_or("", |&i| self.fields.get(i).map_or("", |f| f.trim()))
+    }
+    /// The non-empty values of `cols`, each as the CAD sent it.
+    fn values(&self, cols: &Cols) -> Vec<String> {
+        cols.names().into_iter().map(|c| self.get(c)).filter(|s| !s.is_empty()).map(str::to_string).collect()
     }
     fn joined(&self, cols: &Cols) -> String {
-        cols.names().into_iter().map(|c| self.get(c)).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(self.join)
+        self.values(cols).join(self.join)
+    }
+
+    /// Every value of the row read for a blocked term, each on its own, named by its column (a column the
+    /// profile maps as a code is also read for the shipped standards' blocked codes).
+    fn scan(&self, p: &CsvProfile) -> Option<trigger_core::RawBlock> {
+        let c = &p.columns;
+        let codes: Vec<&str> = c.type_code.names().into_iter().chain(c.final_type_code.names()).collect();
+        let mut names: Vec<(&str, usize)> = self.idx.iter().map(|(n, i)| (n.as_str(), *i)).collect();
+        names.sort_by_key(|(_, i)| *i);
+        let mut scanner = trigger_core::Scanner::default();
+        for (i, value) in self.fields.iter().enumerate() {
+            let name = names.iter().find(|(_, j)| *j == i).map_or("", |(n, _)| *n);
+            if codes.contains(&name) {
+                scanner.code(name, value);
+            } else {
+                scanner.text(name, value);
+            }
+        }
+        scanner.finish()
+    }
+}
+
+/// The type text's values for `type_fields`: kept only when there are several (one is `call_type_text`).
+fn several(values: Vec<String>) -> Vec<String> {
+    if values.len() > 1 {
+        values
+    } else {
+        vec![]
     }
 }
 
@@ -286,8 +335,12 @@ fn row_events(
     })?;
     let (code0, text0) = (row.joined(&c.type_code), row.joined(&c.type_text));
     let (code1, text1) = (row.joined(&c.final_type_code), row.joined(&c.final_type_text));
-    let (code1, text1) =
-        if code1.is_empty() && text1.is_empty() { (code0.clone(), text0.clone()) } else { (code1, text1) };
+    let (fields0, fields1) = (several(row.values(&c.type_text)), several(row.values(&c.final_type_text)));
+    let (code1, text1, fields1) = if code1.is_empty() && text1.is_empty() {
+        (code0.clone(), text0.clone(), fields0.clone())
+    } else {
+        (code1, text1, fields1)
+    };
     let first = CallForService {
         incident_id,
         agency_id,
@@ -299,8 +352,39 @@ fn row_events(
         location,
         received_at,
         emitted_at: received_at,
+        blocked: row.scan(p),
+        type_fields: fields0,
     };
-    Ok(later_revisions(p, row, first, &code1, &text1))
+    Ok(later_revisions(p, row, first, (&code1, &text1, &fields1)))
+}
+
+/// What a row says when it cannot be decoded but names a blocked type: its incident, marked (no location,
+/// type or time is needed to block). None without an incident id or a blocked term.
+fn blocked_only(p: &CsvProfile, row: &Row<'_>, opts: &DecodeOptions) -> Option<CallForService> {
+    let blocked = row.scan(p)?;
+    let c = &p.columns;
+    let incident_id = row.get(&c.incident_id).to_string();
+    let agency_id = opts
+        .agency_id
+        .clone()
+        .or_else(|| c.agency.as_deref().map(|a| row.get(a).to_string()))
+        .or_else(|| p.agency_id.clone())
+        .unwrap_or_default();
+    let at = p.parse_time(row.get(&p.lifecycle.created)).ok().flatten().unwrap_or(0);
+    (!incident_id.is_empty()).then(|| CallForService {
+        incident_id,
+        agency_id,
+        revision: 1,
+        status: Status::Updated,
+        call_type_code: String::new(),
+        call_type_text: String::new(),
+        priority: 0,
+        location: None,
+        received_at: at,
+        emitted_at: at,
+        blocked: Some(blocked),
+        type_fields: vec![],
+    })
 }
 
 /// A row's location: a WKT point, or a latitude and a longitude column (both or neither).
@@ -327,8 +411,7 @@ fn later_revisions(
     p: &CsvProfile,
     row: &Row<'_>,
     first: CallForService,
-    code1: &str,
-    text1: &str,
+    (code1, text1, fields1): (&str, &str, &[String]),
 ) -> (Vec<CallForService>, Vec<Reject>) {
     let l = &p.lifecycle;
     let later = [
@@ -362,6 +445,7 @@ fn later_revisions(
             status,
             call_type_code: code1.to_string(),
             call_type_text: text1.to_string(),
+            type_fields: fields1.to_vec(),
             emitted_at: t,
             ..prev
         });
@@ -383,9 +467,17 @@ pub fn row_state(
     opts: &DecodeOptions,
 ) -> Result<CallForService, Reject> {
     let row = Row { fields, idx: columns, join: &p.join };
-    let (events, _bad_later_times) = row_events(p, &row, opts, &mut Vec::new())?;
-    let latest = events.into_iter().last().expect("a row yields its first revision at least");
-    Ok(CallForService { revision, emitted_at, ..latest })
+    match row_events(p, &row, opts, &mut Vec::new()) {
+        Ok((events, _bad_later_times)) => {
+            let latest = events.into_iter().last().expect("a row yields its first revision at least");
+            Ok(CallForService { revision, emitted_at, ..latest })
+        }
+        // A row that names a blocked type is decided as blocked, whatever else is wrong with it.
+        Err(r) => match blocked_only(p, &row, opts) {
+            Some(ev) => Ok(CallForService { revision, emitted_at, received_at: emitted_at, ..ev }),
+            None => Err(r),
+        },
+    }
 }
 
 impl CsvProfile {
@@ -442,6 +534,7 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
     let mut out = Decoded::default();
     let mut rec = csv::ByteRecord::new();
     let mut row_no = 1usize; // the header is row 1
+    let mut blocked: Option<CallForService> = None;
     loop {
         let start = rdr.position().byte() as usize;
         let more = rdr.read_byte_record(&mut rec);
@@ -461,10 +554,22 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
             )),
             Ok(true) => match rec.iter().map(std::str::from_utf8).collect::<Result<Vec<_>, _>>() {
                 Err(e) => Err(Reject::new(RejectReason::MalformedCsv, format!("not UTF-8: {e}"))),
-                Ok(fields) => row_events_warned(p, &Row { fields, idx: &idx, join: &p.join }, opts, &mut out),
+                Ok(fields) => {
+                    let row = Row { fields, idx: &idx, join: &p.join };
+                    let r = row_events_warned(p, &row, opts, &mut out);
+                    if r.is_err() {
+                        // A row that names a blocked type is decided as blocked, whatever else is wrong with it.
+                        blocked = blocked_only(p, &row, opts);
+                    }
+                    r
+                }
             },
         };
         let source = Arc::new(source);
+        if let Some(event) = blocked.take() {
+            out.events.push(DecodedEvent { event, source: source.clone() });
+            continue;
+        }
         match result {
             Ok((events, bad)) => {
                 out.events.extend(events.into_iter().map(|event| DecodedEvent { event, source: source.clone() }));

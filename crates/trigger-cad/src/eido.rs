@@ -5,8 +5,11 @@
 //! Read: the incident id, owning agency, last update time, call start time, incident type and priority
 //! (`incidentComponent`), status, and the location from the PIDF-LO in `locationByValue` (`gml:pos`
 //! "lat lon [alt]"; uncertainty from a circle's `radius` or an ellipse's `semiMajorAxis`).
-//! Never read: `personComponent`, `callbackComponent`, `vehicleComponent`, `additionalDataComponent`,
-//! `notesComponent`, agent identities — they are dropped at ingest.
+//! Every string of the document (every component's, notes and person components' included) is read once, on
+//! its own, for a blocked term (`trigger_core::scan`); the revision keeps only the verdict. Beyond that scan,
+//! `personComponent`, `callbackComponent`, `vehicleComponent`, `additionalDataComponent`, `notesComponent`
+//! and agent identities are never read — they are dropped at ingest. A document that names a blocked type is
+//! decided as blocked whatever else is wrong with it (only its incident id is needed).
 //!
 //! EIDO has no revision number: the revision is the document's last-update time in whole seconds since
 //! 2020-01-01T00:00:00Z, which is monotonic per incident (two updates within one second collide and the
@@ -145,8 +148,60 @@ fn location_of(doc: &Value) -> Result<Option<Location>, Reject> {
     Ok(None)
 }
 
-/// One EIDO document -> one CallForService revision.
+/// Every string value of a field of every incident component (a string or an array of strings).
+fn component_strings<'a>(doc: &'a Value, names: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {
+    components(doc, &["incidentComponent"]).iter().flat_map(move |c| {
+        names.iter().flat_map(move |n| match c.get(*n) {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        })
+    })
+}
+
+const TYPE_TEXT_FIELDS: &[&str] = &["incidentTypeInternalText", "incidentTypeCommonRegistryText"];
+const TYPE_CODE_FIELDS: &[&str] = &["incidentTypeInternalCode", "incidentTypeCommonRegistryCode"];
+
+/// The whole document read for a blocked term: every string (and key), then the type codes of every incident
+/// component for the shipped standards' blocked codes.
+fn scan_document(doc: &Value) -> Option<trigger_core::RawBlock> {
+    let mut scanner = trigger_core::Scanner::default();
+    trigger_core::scan::scan_json(&mut scanner, &mut String::new(), doc);
+    for code in component_strings(doc, TYPE_CODE_FIELDS) {
+        scanner.code("incidentComponent.incidentTypeInternalCode", code);
+    }
+    scanner.finish()
+}
+
+/// One EIDO document -> one CallForService revision (a document that names a blocked type: its incident,
+/// marked, whatever else it lacks).
 pub fn decode_document(doc: &Value, opts: &DecodeOptions) -> Result<CallForService, Reject> {
+    let blocked = scan_document(doc);
+    match (decode_fields(doc, opts), blocked) {
+        (Ok(ev), blocked) => Ok(CallForService { blocked, ..ev }),
+        (Err(r), None) => Err(r),
+        (Err(r), Some(blocked)) => {
+            let Some(incident_id) = text(doc, &["incidentTrackingIdentifier", "$id"]) else { return Err(r) };
+            let at = time(doc, &["lastUpdateTimeStamp", "LastUpdateTimeStamp"], "").ok().flatten().unwrap_or(0);
+            Ok(CallForService {
+                incident_id: incident_id.to_string(),
+                agency_id: opts.agency_id.clone().or_else(|| agency_of(doc)).unwrap_or_default(),
+                revision: revision_at(at),
+                status: Status::Updated,
+                call_type_code: String::new(),
+                call_type_text: String::new(),
+                priority: 0,
+                location: None,
+                received_at: at,
+                emitted_at: at,
+                blocked: Some(blocked),
+                type_fields: vec![],
+            })
+        }
+    }
+}
+
+fn decode_fields(doc: &Value, opts: &DecodeOptions) -> Result<CallForService, Reject> {
     if !doc.is_object() {
         return Err(Reject::new(RejectReason::MalformedJson, "an EIDO document is a JSON object"));
     }
@@ -176,6 +231,8 @@ pub fn decode_document(doc: &Value, opts: &DecodeOptions) -> Result<CallForServi
     let priority = field(inc, &["incidentCommonPriorityNumber"]).and_then(Value::as_u64).unwrap_or(0) as u32;
     let location = location_of(doc)?;
     let revision = revision_at(emitted_at);
+    let values: Vec<String> =
+        component_strings(doc, TYPE_TEXT_FIELDS).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
     Ok(CallForService {
         incident_id,
         agency_id,
@@ -187,6 +244,8 @@ pub fn decode_document(doc: &Value, opts: &DecodeOptions) -> Result<CallForServi
         location,
         received_at,
         emitted_at,
+        blocked: None,
+        type_fields: if values.len() > 1 { values } else { vec![] },
     })
 }
 

@@ -23,6 +23,8 @@ pub enum ProfileProblem {
     NoAgency,
     #[error("delimiter {0:?} must be one ASCII character")]
     Delimiter(char),
+    #[error("join {0:?} may hold only spaces and punctuation: no configuration contributes a word to the CAD's text")]
+    JoinHoldsWords(String),
 }
 
 fn join(problems: &[ProfileProblem]) -> String {

@@ -1,4 +1,6 @@
-//! JSONL: one `CallForService` as JSON per line (the serde form of the domain type). Unknown fields are
+//! JSONL: one `CallForService` as JSON per line (the serde form of the domain type). Every string of the
+//! line (unknown fields' included) is read for a blocked term first (`trigger_core::scan`), and a line that
+//! names one is its incident marked, whatever else is wrong with it; beyond that scan, unknown fields are
 //! ignored, which is how narrative or caller fields a producer adds are dropped at ingest.
 
 use crate::{oversized, DecodeOptions, Decoded, Source};
@@ -8,12 +10,42 @@ pub fn decode_line(line: &[u8], opts: &DecodeOptions) -> Result<CallForService, 
     if line.len() > opts.max_message_bytes {
         return Err(oversized(line.len(), opts.max_message_bytes));
     }
-    let mut ev: CallForService = serde_json::from_slice(line)
-        .map_err(|e| Reject::new(RejectReason::MalformedJson, format!("{e} (column {})", e.column())))?;
+    let value: Option<serde_json::Value> = serde_json::from_slice(line).ok();
+    let mut scanner = trigger_core::Scanner::default();
+    if let Some(v) = &value {
+        trigger_core::scan::scan_json(&mut scanner, &mut String::new(), v);
+    }
+    let found = scanner.finish();
+    let mut ev: CallForService = match (serde_json::from_slice::<CallForService>(line), &found, &value) {
+        (Ok(ev), _, _) => ev,
+        (Err(_), Some(_), Some(v)) if v.get("incident_id").and_then(|i| i.as_str()).is_some() => blocked_only(v),
+        (Err(e), _, _) => return Err(Reject::new(RejectReason::MalformedJson, format!("{e} (column {})", e.column()))),
+    };
+    ev.blocked = ev.blocked.or(found);
     if let Some(a) = &opts.agency_id {
         ev.agency_id = a.clone();
     }
     Ok(ev)
+}
+
+/// A line that does not decode but names a blocked type: its incident, to be marked.
+fn blocked_only(v: &serde_json::Value) -> CallForService {
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    CallForService {
+        incident_id: s("incident_id"),
+        agency_id: s("agency_id"),
+        revision: u32::try_from(n("revision")).unwrap_or(0),
+        status: trigger_core::Status::Updated,
+        call_type_code: String::new(),
+        call_type_text: String::new(),
+        priority: 0,
+        location: None,
+        received_at: n("received_at"),
+        emitted_at: n("emitted_at"),
+        blocked: None,
+        type_fields: vec![],
+    }
 }
 
 pub fn decode(data: &[u8], opts: &DecodeOptions) -> Decoded {

@@ -41,14 +41,48 @@ pub fn to_pb(ev: &CallForService) -> pb::CallForService {
         location: ev.location.map(|l| pb::GeoPoint { lat: l.lat, lon: l.lon, uncertainty_m: l.uncertainty_m }),
         received_at_ms: ev.received_at,
         emitted_at_ms: ev.emitted_at,
+        blocked: ev.blocked.as_ref().map(|b| pb::RawBlock {
+            kind: b.kind.as_str().to_string(),
+            term: b.term.clone(),
+            field: b.field.clone(),
+        }),
+        type_fields: ev.type_fields.clone(),
     }
 }
 
+/// This message's own strings read for a blocked term, with the verdict it carries.
+fn scan_message(m: &pb::CallForService) -> Option<trigger_core::RawBlock> {
+    let mut scanner = trigger_core::Scanner::default();
+    scanner.merge(m.blocked.as_ref().map(|b| trigger_core::RawBlock {
+        kind: trigger_core::vocabulary::BlockKind::parse(&b.kind),
+        term: b.term.chars().take(64).collect(),
+        field: b.field.chars().take(trigger_core::scan::MAX_FIELD_NAME).collect(),
+    }));
+    scanner.code("call_type_code", &m.call_type_code);
+    scanner.text("call_type_text", &m.call_type_text);
+    for (i, v) in m.type_fields.iter().enumerate() {
+        scanner.text(&format!("type_fields[{i}]"), v);
+    }
+    scanner.text("incident_id", &m.incident_id);
+    scanner.text("agency_id", &m.agency_id);
+    scanner.finish()
+}
+
 /// Wire -> domain. Structural checks happen in the engine; this only refuses what has no domain meaning.
+/// A message that names a blocked type (its verdict, or its own strings) is its incident marked, whatever
+/// else is wrong with it.
 pub fn from_pb(m: pb::CallForService) -> Result<CallForService, Reject> {
-    let status = status_from_pb(m.status).ok_or_else(|| {
-        Reject::new(RejectReason::InvalidRevision, format!("status {} is not a lifecycle status", m.status))
-    })?;
+    let blocked = scan_message(&m);
+    let status = match (status_from_pb(m.status), &blocked) {
+        (Some(s), _) => s,
+        (None, Some(_)) => Status::Updated,
+        (None, None) => {
+            return Err(Reject::new(
+                RejectReason::InvalidRevision,
+                format!("status {} is not a lifecycle status", m.status),
+            ))
+        }
+    };
     Ok(CallForService {
         incident_id: m.incident_id,
         agency_id: m.agency_id,
@@ -60,6 +94,8 @@ pub fn from_pb(m: pb::CallForService) -> Result<CallForService, Reject> {
         location: m.location.map(|l| Location { lat: l.lat, lon: l.lon, uncertainty_m: l.uncertainty_m }),
         received_at: m.received_at_ms,
         emitted_at: m.emitted_at_ms,
+        blocked,
+        type_fields: m.type_fields,
     })
 }
 
@@ -121,6 +157,8 @@ mod tests {
             location: Some(Location { lat: 36.1, lon: -86.7, uncertainty_m: 10.0 }),
             received_at: 1_700_000_000_000,
             emitted_at: 1_700_000_001_000,
+            blocked: None,
+            type_fields: vec![],
         }
     }
 

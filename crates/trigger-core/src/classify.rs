@@ -27,13 +27,12 @@ pub use crate::vocabulary::HARD_BLOCKED_CODES;
 /// `KIND:PHRASE` for a blocked phrase in the code or in any of `texts` (KIND is `first_amendment` or
 /// `immigration`).
 pub fn hard_block(code: &str, texts: &[&str]) -> Option<String> {
-    let c = code.trim().to_uppercase();
-    if let Some((_, kind, _)) = HARD_BLOCKED_CODES.iter().find(|(x, _, _)| *x == c) {
+    if let Some((kind, c)) = vocabulary::blocked_code(code) {
         return Some(format!("{}:code:{c}", kind.as_str()));
     }
     std::iter::once(code)
         .chain(texts.iter().copied())
-        .find_map(|t| vocabulary::blocked(&vocabulary::normalize(t)))
+        .find_map(vocabulary::blocked_in)
         .map(|(kind, phrase)| format!("{}:{phrase}", kind.as_str()))
 }
 
@@ -279,9 +278,15 @@ pub enum Classification {
     /// A trigger category, corroborated by the event's type text; `rule` names what matched, e.g.
     /// `nashville-mnpd:code:70`.
     Trigger { category: Category, rule: String },
-    /// A rule maps the call to a trigger category, but the event's type text holds no phrase of the
-    /// category's vocabulary: it starts nothing.
-    Uncorroborated { category: Category, rule: String },
+    /// A rule maps the call to a trigger category, but no value of the event's type text is made of the
+    /// category's vocabulary and the neutral qualifiers: it starts nothing. `unexplained`: the words that
+    /// neither explains (empty: no value holds a phrase of the category at all).
+    Uncorroborated {
+        category: Category,
+        rule: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unexplained: Vec<String>,
+    },
     /// Never triggers (`builtin:first_amendment:PROTEST`, `TABLE:blocked`, ...).
     Blocked { rule: String },
     /// A known type that does not trigger.
@@ -451,11 +456,21 @@ impl Classifier {
         tables.iter().flat_map(|t| t.problems(tables)).collect()
     }
 
+    /// Classify a call type whose text is one value.
     pub fn classify(&self, code: &str, text: &str) -> Classification {
+        self.classify_values(code, text, &[text])
+    }
+
+    /// Classify an event: its code, its type text and the text's values, each read on its own.
+    pub fn classify_event(&self, ev: &crate::CallForService) -> Classification {
+        self.classify_values(&ev.call_type_code, &ev.call_type_text, &ev.type_values())
+    }
+
+    /// Classify a call type: `text` is the whole type text (what text rules match), `values` its values as
+    /// the CAD sent them (what blocks and corroborates, each on its own).
+    pub fn classify_values(&self, code: &str, text: &str, values: &[&str]) -> Classification {
         let (code, text) = (norm(code), norm(text));
-        let words = vocabulary::normalize(&text);
-        let builtin = hard_block(&code, &[])
-            .or_else(|| vocabulary::blocked(&words).map(|(kind, phrase)| format!("{}:{phrase}", kind.as_str())));
+        let builtin = hard_block(&code, values).or_else(|| hard_block("", &[&text]));
         if let Some(why) = builtin {
             return Classification::Blocked { rule: format!("builtin:{why}") };
         }
@@ -495,10 +510,17 @@ impl Classifier {
             category = Category::Alarm;
         }
         let rule = if alarm { format!("{rule}+alarm") } else { rule };
-        // Evidence from the CAD, not from the operator: only the event's own type text corroborates.
-        match vocabulary::corroborates(category, &words) {
-            Some(_) => Classification::Trigger { category, rule },
-            None => Classification::Uncorroborated { category, rule },
+        // Evidence from the CAD, not from the operator: only the event's own type text corroborates, one
+        // value at a time, every word of it explained.
+        match vocabulary::explain(category, values) {
+            Ok(_) => Classification::Trigger { category, rule },
+            Err(why) => {
+                let unexplained = match why {
+                    vocabulary::NotExplained::NoPhrase => vec![],
+                    vocabulary::NotExplained::Words(w) => w,
+                };
+                Classification::Uncorroborated { category, rule, unexplained }
+            }
         }
     }
 }
@@ -540,12 +562,25 @@ category = "shots_fired"
         // The code alone classifies; without the CAD's own words for the category it starts nothing.
         assert_eq!(
             c.classify("70", "whatever"),
-            Classification::Uncorroborated { category: Category::Burglary, rule: "t:code:70".into() }
+            Classification::Uncorroborated {
+                category: Category::Burglary,
+                rule: "t:code:70".into(),
+                unexplained: vec![]
+            }
         );
         assert!(matches!(
-            c.classify("", "Shots Fired near park"),
+            c.classify("", "Shots Fired"),
             Classification::Trigger { category: Category::ShotsFired, .. }
         ));
+        // Every word of the value must be explained: unknown ones are named, and nothing starts.
+        assert_eq!(
+            c.classify("", "Shots Fired near park"),
+            Classification::Uncorroborated {
+                category: Category::ShotsFired,
+                rule: "t:text:SHOTS FIRED".into(),
+                unexplained: vec!["NEAR".into(), "PARK".into()]
+            }
+        );
         assert_eq!(c.classify("99", "SUSPICIOUS PERSON"), Classification::Unknown, "PERSON must not match ARSON");
     }
 

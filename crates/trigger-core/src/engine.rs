@@ -203,6 +203,10 @@ pub struct IncidentState {
     /// The rule and revision that first named a blocked type: from then on nothing starts for the incident.
     #[serde(default)]
     pub blocked: Option<String>,
+    /// When it was first named (the clock value of that decision): the mark outlives this state
+    /// ([`BLOCK_MARK_MS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_at: Option<Millis>,
 }
 
 impl IncidentState {
@@ -214,8 +218,19 @@ impl IncidentState {
             started: BTreeMap::new(),
             break_glass: None,
             blocked: None,
+            blocked_at: None,
         }
     }
+}
+
+/// How long an incident that named a blocked type stays marked, whatever the state TTL: 30 days.
+pub const BLOCK_MARK_MS: Millis = 30 * 24 * 3600 * 1000;
+
+/// The sticky block of one incident, kept apart from its state so that it outlives it.
+#[derive(Debug, Clone, PartialEq)]
+struct Mark {
+    rule: String,
+    at: Millis,
 }
 
 /// One incident's planner state, for a changelog: enough to resume deciding its later revisions exactly
@@ -270,6 +285,8 @@ pub struct Engine {
     /// Cameras the commands topic says were started for incidents not in state yet (incident_ref -> camera ->
     /// started): taken into the incident when it is first seen ([`Engine::restore_sent`]).
     sent: HashMap<String, BTreeMap<String, Started>>,
+    /// Incidents that named a blocked type, kept [`BLOCK_MARK_MS`] (or the state TTL, if longer).
+    marks: HashMap<(String, String), Mark>,
     next_sweep: Millis,
 }
 
@@ -301,7 +318,14 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     pub fn new(policy: Policy) -> Self {
-        Self { policy, incidents: HashMap::new(), caps: HashMap::new(), sent: HashMap::new(), next_sweep: Millis::MIN }
+        Self {
+            policy,
+            incidents: HashMap::new(),
+            caps: HashMap::new(),
+            sent: HashMap::new(),
+            marks: HashMap::new(),
+            next_sweep: Millis::MIN,
+        }
     }
 
     pub fn policy(&self) -> &Policy {
@@ -339,12 +363,19 @@ impl Engine {
         for (id, (day, n)) in s.caps {
             merge_cap(&mut self.caps, id, day, n);
         }
-        self.incidents.insert((s.agency_id, s.incident_id), s.state);
+        let key = (s.agency_id, s.incident_id);
+        if let Some(rule) = &s.state.blocked {
+            let at = s.state.blocked_at.unwrap_or(s.state.last_seen);
+            self.marks.entry(key.clone()).or_insert(Mark { rule: rule.clone(), at });
+        }
+        self.incidents.insert(key, s.state);
     }
 
     /// Drop an incident's state (its partition moved to another instance).
     pub fn forget_incident(&mut self, agency_id: &str, incident_id: &str) {
-        self.incidents.remove(&(agency_id.to_string(), incident_id.to_string()));
+        let key = (agency_id.to_string(), incident_id.to_string());
+        self.incidents.remove(&key);
+        self.marks.remove(&key);
     }
 
     /// Drop every incident, cap counter and restored command (this instance no longer decides).
@@ -352,6 +383,7 @@ impl Engine {
         self.incidents.clear();
         self.caps.clear();
         self.sent.clear();
+        self.marks.clear();
     }
 
     /// Take the commands that were sent (read back from the commands topic, oldest first) into the state, after
@@ -453,6 +485,8 @@ impl Engine {
         // Owner-local days are within a day of UTC's: anything older than yesterday is finished.
         self.caps.retain(|_, (day, _)| *day >= today_utc - 1);
         self.sent.retain(|_, cams| cams.values().any(|s| s.until.saturating_add(ttl) >= now));
+        let keep = ttl.max(BLOCK_MARK_MS);
+        self.marks.retain(|_, m| m.at.saturating_add(keep) >= now);
     }
 
     /// Decide one event at clock value `now`. `Err` is bad input (to the dead-letter destination).
@@ -468,20 +502,26 @@ impl Engine {
         cams: &(impl CameraSource + ?Sized),
         now: Millis,
     ) -> Result<Decision, Reject> {
-        validate(ev, now, (self.policy.config.max_future_skew_s as i64).saturating_mul(1000))?;
-        if now >= self.next_sweep {
-            self.expire(now);
-            self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
+        if let Some(found) = &ev.blocked {
+            return self.decide_raw_block(ev, found, cams, now);
         }
+        validate(ev, now, (self.policy.config.max_future_skew_s as i64).saturating_mul(1000))?;
+        self.sweep(now);
         let loc = ev.location.expect("validated");
         let mut d = Draft::new(self.record(ev, loc, now), now, &self.policy.config);
-        let Engine { policy, incidents, caps, sent, .. } = self;
+        let Engine { policy, incidents, caps, sent, marks, .. } = self;
         let Some(agency) = policy.agencies.get(&ev.agency_id) else {
             return Ok(d.finish(Outcome::NotPartner));
         };
-        let (class, st) = admit(agency, incidents, sent, &d.record.incident_ref, ev, now)?;
+        let (class, st) = admit(agency, incidents, sent, marks, &d.record.incident_ref, ev, now)?;
         let category = class.category();
         (d.record.category, d.record.rule) = (category, class.rule().map(str::to_string));
+        if let Classification::Uncorroborated { rule, unexplained, .. } = &class {
+            if !unexplained.is_empty() {
+                // The words of the CAD's type text that nothing explains: what a city asks to have reviewed.
+                d.record.rule = Some(format!("{rule};unexplained:{}", unexplained.join(" ")));
+            }
+        }
         let cat_policy = enabled_policy(policy, &class);
         if let Some((why, outcome)) = terminal(ev, &class, cat_policy) {
             d.stop_active(st, loc.point(), category.or(st.category).unwrap_or(Category::Burglary), why, cams);
@@ -507,6 +547,57 @@ impl Engine {
         Ok(d.finish(outcome))
     }
 
+    fn sweep(&mut self, now: Millis) {
+        if now >= self.next_sweep {
+            self.expire(now);
+            self.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
+        }
+    }
+
+    /// A revision whose raw record named a blocked type, decided before anything else reads it: whatever its
+    /// revision (a duplicate, an older one), its times or its location, the incident is marked, nothing
+    /// starts for it again, and every camera still recording for it gets STOP. Only an incident id and an
+    /// agency are needed (without them there is no incident to mark: a reject, as any record).
+    fn decide_raw_block(
+        &mut self,
+        ev: &CallForService,
+        found: &crate::scan::RawBlock,
+        cams: &(impl CameraSource + ?Sized),
+        now: Millis,
+    ) -> Result<Decision, Reject> {
+        if ev.incident_id.trim().is_empty() {
+            return Err(Reject::new(RejectReason::MissingIncidentId, "incident_id is empty"));
+        }
+        if ev.agency_id.trim().is_empty() {
+            return Err(Reject::new(RejectReason::MissingAgencyId, "agency_id is empty"));
+        }
+        self.sweep(now);
+        let loc = ev.location.filter(|l| crate::reject::check_coordinates(l.lat, l.lon).is_ok());
+        let mut record = self.record(ev, loc.unwrap_or(Location { lat: 0.0, lon: 0.0, uncertainty_m: 0.0 }), now);
+        if loc.is_none() {
+            record.area_h3 = None;
+        }
+        let mut d = Draft::new(record, now, &self.policy.config);
+        let rule = found.rule();
+        let key = (ev.agency_id.clone(), ev.incident_id.clone());
+        let first =
+            self.marks.entry(key.clone()).or_insert(Mark { rule: format!("{rule}@revision:{}", ev.revision), at: now });
+        let first = first.rule.clone();
+        let Engine { incidents, sent, .. } = self;
+        let st = incidents.entry(key).or_insert_with(|| new_incident(sent, &d.record.incident_ref, now));
+        st.last_revision = st.last_revision.max(ev.revision);
+        st.last_seen = now;
+        if st.blocked.is_none() {
+            st.blocked = Some(first.clone());
+            st.blocked_at = Some(now);
+        }
+        let rule = if first.starts_with(&rule) { rule } else { format!("{rule};sticky:{first}") };
+        (d.record.category, d.record.rule) = (None, Some(rule));
+        let category = st.category.unwrap_or(Category::Burglary);
+        d.stop_active_anywhere(st, loc.map(|l| l.point()), category, StopReason::Reclassified, cams);
+        Ok(d.finish(Outcome::BlockedType))
+    }
+
     /// Whether deciding `ev` next may read the camera registry. False only where the decision cannot depend
     /// on any camera: the event is not a partner's, its call type is unknown (a reject), or it starts nothing
     /// (closed, blocked, not a trigger type, a disabled category) for an incident that has no camera to stop.
@@ -516,12 +607,13 @@ impl Engine {
     /// camera, so no incident in it gains one either.
     pub fn may_use_cameras(&self, ev: &CallForService) -> bool {
         let Some(agency) = self.policy.agencies.get(&ev.agency_id) else { return false };
-        let class = agency.classifier.classify(&ev.call_type_code, &ev.call_type_text);
+        let class = agency.classifier.classify_event(ev);
         if class == Classification::Unknown {
             return false;
         }
         let st = self.incident(&ev.agency_id, &ev.incident_id);
-        let sticky = st.is_some_and(|st| st.blocked.is_some());
+        let marked = self.marks.contains_key(&(ev.agency_id.clone(), ev.incident_id.clone()));
+        let sticky = ev.blocked.is_some() || marked || st.is_some_and(|st| st.blocked.is_some());
         let starts_nothing = sticky || terminal(ev, &class, enabled_policy(&self.policy, &class)).is_some();
         !starts_nothing || st.is_some_and(|st| !st.started.is_empty())
     }
@@ -562,11 +654,12 @@ fn admit<'s>(
     agency: &crate::policy::Agency,
     incidents: &'s mut HashMap<(String, String), IncidentState>,
     sent: &mut HashMap<String, BTreeMap<String, Started>>,
+    marks: &mut HashMap<(String, String), Mark>,
     incident_ref: &str,
     ev: &CallForService,
     now: Millis,
 ) -> Result<(Classification, &'s mut IncidentState), Reject> {
-    let class = agency.classifier.classify(&ev.call_type_code, &ev.call_type_text);
+    let class = agency.classifier.classify_event(ev);
     if class == Classification::Unknown {
         return Err(Reject::new(
             RejectReason::UnknownCallType,
@@ -588,12 +681,19 @@ fn admit<'s>(
             ));
         }
     }
-    let st = incidents.entry(key).or_insert_with(|| new_incident(sent, incident_ref, now));
+    let mark = marks.get(&key).map(|m| (m.rule.clone(), m.at));
+    let st = incidents.entry(key.clone()).or_insert_with(|| new_incident(sent, incident_ref, now));
     st.last_revision = ev.revision;
     st.last_seen = now;
+    if let (None, Some((rule, at))) = (&st.blocked, mark) {
+        // The incident's state expired, or was never restored; its mark did not.
+        (st.blocked, st.blocked_at) = (Some(rule), Some(at));
+    }
     let class = match (&st.blocked, class) {
         (None, Classification::Blocked { rule }) => {
-            st.blocked = Some(format!("{rule}@revision:{}", ev.revision));
+            let first = format!("{rule}@revision:{}", ev.revision);
+            marks.insert(key, Mark { rule: first.clone(), at: now });
+            (st.blocked, st.blocked_at) = (Some(first), Some(now));
             Classification::Blocked { rule }
         }
         (Some(first), Classification::Blocked { rule }) => {
@@ -804,10 +904,23 @@ impl Draft {
         why: StopReason,
         cams: &(impl CameraSource + ?Sized),
     ) {
+        self.stop_active_anywhere(st, Some(at), category, why, cams);
+    }
+
+    /// [`Draft::stop_active`] where the event may have no readable location: distances from the camera then
+    /// stay unknown.
+    fn stop_active_anywhere(
+        &mut self,
+        st: &mut IncidentState,
+        at: Option<LatLon>,
+        category: Category,
+        why: StopReason,
+        cams: &(impl CameraSource + ?Sized),
+    ) {
         let now = self.now;
         for (id, s) in st.started.iter_mut().filter(|(_, s)| !s.stopped && s.until > now) {
             s.stopped = true;
-            let dist = cams.get(id).map(|c| crate::geodesy::distance_m(at, c.point()));
+            let dist = at.and_then(|at| cams.get(id).map(|c| crate::geodesy::distance_m(at, c.point())));
             self.push_stop(id, dist, why, category);
         }
     }

@@ -16,9 +16,11 @@ pub mod engine;
 pub mod geodesy;
 pub mod policy;
 pub mod reject;
+pub mod scan;
 pub mod secret;
 pub mod signing;
 pub mod tally;
+pub mod text;
 pub mod types;
 pub mod vocabulary;
 
@@ -31,6 +33,7 @@ pub use engine::{
 };
 pub use policy::{Jurisdiction, JurisdictionError, Policy, PolicyConfig, PolicyError, PolicyProblem};
 pub use reject::{Reject, RejectReason};
+pub use scan::{RawBlock, Scanner};
 pub use secret::Secret;
 pub use signing::{CommandKeys, CommandRefusal, CommandSignature, CommandSigner, SeenWindow};
 pub use tally::{counts, pass_on, Count, DecisionSink, Tally};

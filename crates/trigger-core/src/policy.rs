@@ -196,6 +196,11 @@ pub enum PolicyProblem {
     ZeroRecordSeconds(Category),
     #[error("categories.{0}.window_s must be > 0")]
     ZeroWindow(Category),
+    #[error(
+        "state_ttl_s {ttl_s} is below the incident window of {category} ({window_s} s): an incident's state must \
+         last as long as a revision of it may still start cameras"
+    )]
+    StateTtlBelowWindow { ttl_s: u64, category: Category, window_s: u64 },
     #[error("no [[agency]]: at least one partner agency is needed")]
     NoAgency,
     #[error("{who}: code table {table:?} is not loaded (loaded: {loaded:?})")]
@@ -440,14 +445,17 @@ impl Policy {
         c.and_then(|c| self.category(c)).map_or(0, |p| p.priority)
     }
 
+    /// How the event's agency classifies it (None: not a partner's).
+    pub fn classify_event(&self, ev: &CallForService) -> Option<Classification> {
+        self.agencies.get(&ev.agency_id).map(|a| a.classifier.classify_event(ev))
+    }
+
     /// Priority of an event under backlog: its agency's classification of the call type, then
     /// [`Policy::priority_of`]. Non-partner agencies and non-trigger types are 0.
     pub fn priority_of_event(&self, ev: &CallForService) -> u8 {
-        let category = self.agencies.get(&ev.agency_id).and_then(|a| {
-            match a.classifier.classify(&ev.call_type_code, &ev.call_type_text) {
-                Classification::Trigger { category, .. } => Some(category),
-                _ => None,
-            }
+        let category = self.agencies.get(&ev.agency_id).and_then(|a| match a.classifier.classify_event(ev) {
+            Classification::Trigger { category, .. } => Some(category),
+            _ => None,
         });
         self.priority_of(category)
     }
@@ -504,6 +512,13 @@ fn value_problems(config: &PolicyConfig) -> Vec<PolicyProblem> {
     }
     if config.agencies.is_empty() {
         errs.push(PolicyProblem::NoAgency);
+    }
+    let windows = Category::ALL
+        .map(|c| (c, config.categories.get(&c).and_then(|p| p.window_s).unwrap_or_else(|| default_window_s(c))));
+    if let Some((category, window_s)) = windows.into_iter().max_by_key(|(_, w)| *w) {
+        if config.state_ttl_s < window_s {
+            errs.push(PolicyProblem::StateTtlBelowWindow { ttl_s: config.state_ttl_s, category, window_s });
+        }
     }
     errs
 }

@@ -83,6 +83,25 @@ pub struct CallForService {
     pub received_at: Millis,
     /// This revision left the CAD.
     pub emitted_at: Millis,
+    /// The raw record's scan ([`crate::scan`]): a blocked term in any value the CAD sent for this revision,
+    /// with the field it was in. Set by the decoder that read the raw record; never the value itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<crate::scan::RawBlock>,
+    /// The type text's values as the CAD sent them, one per field, when it sent several (`call_type_text`
+    /// is them joined, for reading): corroboration reads each value on its own, never across a join.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub type_fields: Vec<String>,
+}
+
+impl CallForService {
+    /// The type text's values, each on its own: `type_fields`, else `call_type_text` as one value.
+    pub fn type_values(&self) -> Vec<&str> {
+        if self.type_fields.is_empty() {
+            vec![self.call_type_text.as_str()]
+        } else {
+            self.type_fields.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// Trigger categories. `Alarm` is an alarm-only call (e.g. an unverified burglar alarm) and is off by default.

@@ -1,28 +1,35 @@
-//! The shipped vocabularies: the words of the CAD's own call-type text that block a call, and the words that
-//! must be in it before a call may start a camera. They ship with the product; configuration cannot widen
-//! them (it can only narrow: disable a category, map a code to `none`, add `[blocked]` markers).
+//! The shipped vocabularies: the words that block a call wherever the CAD wrote them, and the words its type
+//! text must be made of before a call may start a camera. They ship with the product; configuration cannot
+//! widen them (it can only narrow: disable a category, map a code to `none`, add `[blocked]` markers).
 //!
-//! **Fail closed.** A START needs positive evidence: the type text the CAD sent for the revision being decided
-//! holds a phrase of the category's [`CORROBORATING`] vocabulary. A code, or the label an operator wrote for a
-//! code, classifies, but never corroborates. A blocked term ([`BLOCKED`]) anywhere in the text, the code or the
-//! matched rule's label blocks, whatever else matches; "unless" phrases excuse only the exact contexts listed
-//! (ICE ON ROADWAY), so an ambiguous word blocks in every context nobody reviewed.
+//! **The block reads what the CAD sent.** Every text value of the raw record (every CSV column, every string
+//! of an EIDO document, every text field of JSONL and protobuf) is read on its own for a blocked term
+//! ([`BLOCKED`], [`blocked_in`]) where the record is decoded (`trigger_cad`); the verdict travels with the
+//! revision, the text does not. "Unless" phrases excuse only the exact contexts listed (ICE ON ROADWAY), and
+//! only inside one value, so an ambiguous word blocks in every context nobody reviewed.
 //!
-//! **Matching.** Text is [`normalize`]d into words: accents removed, upper case, any character that is not a
-//! letter or a digit separates words, apostrophes are dropped, runs of single letters join (`I.C.E.` is
-//! `ICE`), and common CAD abbreviations expand ([`ABBREVIATIONS`]: `DEMO`, `CIV UNREST`, `CIV DISTURB`). A
-//! phrase matches a contiguous run of whole words: `PATRIOT` is not `RIOT`, `PRICE` is not `ICE`.
+//! **Fail closed.** A START needs positive evidence: one value of the CAD's type text whose every word the
+//! category's [`CORROBORATING`] vocabulary or the shipped [`NEUTRAL`] qualifiers explain ([`explain`]). Any
+//! other word in it (BLOCK PARTY, a gathering nobody listed) makes the call `uncorroborated`, named. A code,
+//! or the label an operator wrote for a code, classifies, but never corroborates.
 //!
-//! **Reviewed like code.** Every phrase is checked when this crate compiles (`review`, a `const` evaluation): written as
-//! normal words (A-Z, 0-9, single spaces), every corroborating word holds a letter (no bare code numbers), and
-//! no corroborating phrase contains a blocked phrase. docs/adding-a-city.md lists both vocabularies and their sources.
+//! **Matching.** A value is read as words ([`crate::text`]: entities, compatibility forms, format characters,
+//! look-alike letters, digits for letters, ordinals, split letters, [`ABBREVIATIONS`]). A blocked term
+//! matches its phrases word for word, its stems with their endings (`PROTEST` + `ED`, `ERS`; [`VERB`]), the
+//! truncations CADs write ([`TRUNCATED`]: `DEMONST`, `PUBLIC GATH`), and a word split by a space or hyphen
+//! (`PRO TEST`). Whole words only: `PATRIOT` is not `RIOT`, `PRICE` is not `ICE`.
+//!
+//! **Reviewed like code.** Every phrase is checked when this crate compiles (`review`, a `const` evaluation):
+//! written as normal words (A-Z, 0-9, single spaces), every corroborating word and neutral qualifier holds a
+//! letter (no bare code numbers), and no corroborating phrase or qualifier contains a blocked phrase (unit
+//! tests check the same against the stems). docs/adding-a-city.md lists the vocabularies and their sources.
 
+use crate::text::Word;
 use crate::types::Category;
 use serde::Serialize;
-use unicode_normalization::UnicodeNormalization;
 
 /// Why a type is blocked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockKind {
     /// Protest and other First Amendment activity, civil unrest.
@@ -49,6 +56,15 @@ pub const HARD_BLOCKED_CODES: &[(&str, BlockKind, &str)] = &[
 ];
 
 impl BlockKind {
+    /// The kind a verdict on the wire names; a name this build does not know still blocks (fail closed).
+    pub fn parse(s: &str) -> BlockKind {
+        if s == "immigration" {
+            BlockKind::Immigration
+        } else {
+            BlockKind::FirstAmendment
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             BlockKind::FirstAmendment => "first_amendment",
@@ -57,62 +73,104 @@ impl BlockKind {
     }
 }
 
-/// One blocked type: the phrases that name it, and the longer phrases holding one of them that name
-/// something else.
+/// One blocked type: the phrases that name it, the stems of its words as CADs inflect them, and the longer
+/// phrases holding one of them that name something else.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockedTerm {
     pub kind: BlockKind,
     pub phrases: &'static [&'static str],
+    /// A stem and the endings it takes (`""` for the stem alone): `PROTEST` + `ED`, `ING`, `ER`, `ORS`, ...
+    /// Inflections, agent nouns and other languages' forms of one word.
+    pub stems: &'static [(&'static str, &'static [&'static str])],
     pub unless: &'static [&'static str],
 }
 
-const fn fa(phrases: &'static [&'static str]) -> BlockedTerm {
-    BlockedTerm { kind: BlockKind::FirstAmendment, phrases, unless: &[] }
+const fn fa(
+    phrases: &'static [&'static str],
+    stems: &'static [(&'static str, &'static [&'static str])],
+) -> BlockedTerm {
+    BlockedTerm { kind: BlockKind::FirstAmendment, phrases, stems, unless: &[] }
 }
-const fn im(phrases: &'static [&'static str]) -> BlockedTerm {
-    BlockedTerm { kind: BlockKind::Immigration, phrases, unless: &[] }
+const fn im(
+    phrases: &'static [&'static str],
+    stems: &'static [(&'static str, &'static [&'static str])],
+) -> BlockedTerm {
+    BlockedTerm { kind: BlockKind::Immigration, phrases, stems, unless: &[] }
 }
+
+/// English verb and agent-noun endings (and their Spanish and French forms) that the blocked stems take.
+const VERB: &[&str] = &["", "S", "ED", "ING", "ER", "ERS", "OR", "ORS"];
 
 /// The blocked vocabulary. Sources: the First Amendment activities named by civil-liberties reviews of
 /// camera programs (protest, demonstration, rally, march, picket, vigil, assembly, parade, procession, sit-in,
-/// strike, boycott), APCO ANS 2.103 CIVIL DISTURBANCE and IMMIGRATION types, California PC 404-409 (riot,
-/// rout, unlawful assembly, failure to disperse), New Orleans' SECOND LINE, and the federal immigration
-/// agencies by name (ICE, CBP, Border Patrol, HSI, ERO).
+/// teach-in, die-in, strike, boycott, activism), APCO ANS 2.103 CIVIL DISTURBANCE and IMMIGRATION types,
+/// California PC 404-409 (riot, rout, unlawful assembly, failure to disperse), Illinois' MOB ACTION, New
+/// Orleans' SECOND LINE, the Spanish and French words for them (protesta, manifestación, marcha, huelga,
+/// redada, grève), and the federal immigration agencies by name and initials (ICE, CBP, USBP, Border Patrol,
+/// HSI, ERO, USCIS).
 pub const BLOCKED: &[BlockedTerm] = &[
-    fa(&["PROTEST", "PROTESTS", "PROTESTER", "PROTESTERS", "PROTESTOR", "PROTESTORS", "PROTESTING"]),
-    fa(&["PROTESTA", "PROTESTAS", "MANIFESTACION", "MANIFESTACIONES", "MANIFESTANTES"]),
-    fa(&["DEMONSTRATION", "DEMONSTRATIONS", "DEMONSTRATOR", "DEMONSTRATORS"]),
-    fa(&["RALLY", "RALLIES", "RALLYING"]),
-    fa(&["MARCH", "MARCHES", "MARCHER", "MARCHERS", "MARCHING", "MARCHA", "MARCHAS"]),
-    fa(&["PICKET", "PICKETS", "PICKETER", "PICKETERS", "PICKETING"]),
-    fa(&["VIGIL", "VIGILS"]),
-    fa(&["GATHERING", "GATHERINGS"]),
-    fa(&["ASSEMBLY", "ASSEMBLIES"]),
-    fa(&["CROWD", "CROWDS"]),
-    fa(&["PARADE", "PARADES"]),
-    fa(&["PROCESSION", "PROCESSIONS"]),
-    fa(&["SECOND LINE", "SECONDLINE"]),
-    fa(&["SIT IN", "SITIN", "SIT INS", "SITINS"]),
+    fa(
+        &["PROTEST", "COUNTER PROTEST"],
+        &[
+            ("PROTEST", &["", "S", "ED", "ING", "ER", "ERS", "OR", "ORS", "A", "AS", "ANTE", "ANTES"]),
+            ("COUNTERPROTEST", VERB),
+        ],
+    ),
+    fa(
+        &["MANIFESTACION", "MANIFESTATION"],
+        &[("MANIFESTACION", &["", "ES"]), ("MANIFESTANT", &["", "S", "E", "ES"]), ("MANIFESTATION", &["", "S"])],
+    ),
+    fa(&["DEMONSTRATION"], &[("DEMONSTRAT", &["E", "ES", "ED", "ING", "ION", "IONS", "OR", "ORS"])]),
+    fa(&["RALLY"], &[("RALL", &["Y", "IES", "IED", "YING", "YS"])]),
+    fa(&["MARCH"], &[("MARCH", &["", "ES", "ED", "ER", "ERS", "ING", "A", "AS"])]),
+    fa(&["PICKET", "PICKET LINE"], &[("PICKET", VERB)]),
+    fa(&["VIGIL"], &[("VIGIL", &["", "S"])]),
+    fa(&["GATHERING"], &[("GATHER", &["ING", "INGS"])]),
+    fa(&["ASSEMBLY"], &[("ASSEMBL", &["Y", "IES"])]),
+    fa(&["CROWD"], &[("CROWD", &["", "S"])]),
+    fa(&["PARADE"], &[("PARADE", &["", "S", "R", "RS"]), ("PARADING", &[""])]),
+    fa(&["PROCESSION"], &[("PROCESSION", &["", "S", "AL"])]),
+    fa(&["SECOND LINE", "SECOND LINER", "SECOND LINERS"], &[("SECONDLINE", &["", "S", "R", "RS"])]),
+    fa(
+        &["SIT IN", "SIT INS", "TEACH IN", "TEACH INS", "DIE IN", "DIE INS", "LIE IN", "SLEEP IN", "KNEEL IN"],
+        &[("SITIN", &["", "S"]), ("TEACHIN", &["", "S"]), ("DIEIN", &["", "S"]), ("KNEELIN", &["", "S"])],
+    ),
     BlockedTerm {
         kind: BlockKind::FirstAmendment,
-        phrases: &["STRIKE", "STRIKES", "STRIKERS", "STRIKING WORKERS", "WALKOUT", "WALK OUT"],
+        phrases: &["STRIKE", "STRIKES", "STRIKERS", "STRIKING WORKERS", "WALKOUT", "WALK OUT", "SIT DOWN STRIKE"],
+        stems: &[("HUELGA", &["", "S"]), ("HUELGUISTA", &["", "S"]), ("GREVE", &["", "S"]), ("GREVISTE", &["", "S"])],
         unless: &["LIGHTNING STRIKE", "LIGHTNING STRIKES", "BIRD STRIKE", "BIRD STRIKES"],
     },
-    fa(&["BOYCOTT", "BOYCOTTS"]),
-    fa(&["RIOT", "RIOTS", "RIOTING", "RIOTER", "RIOTERS", "ROUT"]),
-    fa(&["CIVIL UNREST", "UNREST"]),
-    fa(&["CIVIL DISTURBANCE", "CIVIL DISTURBANCES", "CIVIL DISORDER"]),
-    fa(&["FAILURE TO DISPERSE", "DISPERSAL ORDER", "DISPERSE", "DISPERSAL"]),
-    fa(&["FREE SPEECH", "FIRST AMENDMENT"]),
-    im(&["IMMIGRATION", "IMMIGRANT", "IMMIGRANTS", "MIGRANT", "MIGRANTS", "INMIGRACION", "MIGRA"]),
-    im(&["DEPORT", "DEPORTS", "DEPORTED", "DEPORTATION", "DEPORTATIONS", "DEPORTEE", "DEPORTACION"]),
-    im(&["ALIEN", "ALIENS"]),
-    im(&["UNDOCUMENTED"]),
-    im(&["BORDER PATROL", "CBP", "CUSTOMS ENFORCEMENT", "CUSTOMS AND BORDER"]),
-    im(&["HOMELAND SECURITY INVESTIGATIONS", "HSI", "ENFORCEMENT AND REMOVAL", "ERO"]),
+    fa(&["BOYCOTT"], &[("BOYCOTT", VERB)]),
+    fa(&["RIOT", "ROUT"], &[("RIOT", &["", "S", "ED", "ING", "ER", "ERS", "OUS"])]),
+    fa(&["CIVIL UNREST", "UNREST"], &[]),
+    fa(&["CIVIL DISTURBANCE", "CIVIL DISTURBANCES", "CIVIL DISORDER", "CIVIL DISOBEDIENCE", "MOB ACTION"], &[]),
+    fa(&["FAILURE TO DISPERSE", "DISPERSAL ORDER", "DISPERSE", "DISPERSAL"], &[("DISPERS", &["E", "ED", "AL", "ING"])]),
+    fa(&["FREE SPEECH", "FIRST AMENDMENT"], &[]),
+    fa(&["ACTIVIST"], &[("ACTIVIS", &["T", "TS", "M"])]),
+    im(
+        &["IMMIGRATION", "MIGRANT", "MIGRA"],
+        &[
+            ("IMMIGRA", &["TION", "TIONS", "NT", "NTS", "TE", "TED", "NTE", "NTES"]),
+            ("INMIGRA", &["CION", "NTE", "NTES"]),
+            ("MIGRANT", &["", "S", "E", "ES"]),
+            ("MIGRACION", &[""]),
+            ("NATURALIZATION", &[""]),
+        ],
+    ),
+    im(
+        &["DEPORTATION"],
+        &[("DEPORT", &["", "S", "ED", "ING", "ATION", "ATIONS", "EE", "EES", "ACION", "ACIONES", "ADO", "ADOS"])],
+    ),
+    im(&["ALIEN", "ALIENS"], &[]),
+    im(&["UNDOCUMENTED"], &[("INDOCUMENTADO", &["", "S"])]),
+    im(&["REDADA"], &[("REDADA", &["", "S"])]),
+    im(&["BORDER PATROL", "CBP", "USBP", "CUSTOMS ENFORCEMENT", "CUSTOMS AND BORDER"], &[("BORDERPATROL", &[""])]),
+    im(&["HOMELAND SECURITY INVESTIGATIONS", "HSI", "ENFORCEMENT AND REMOVAL", "ERO", "USCIS"], &[]),
     BlockedTerm {
         kind: BlockKind::Immigration,
         phrases: &["ICE"],
+        stems: &[],
         unless: &[
             "ICE ON ROAD",
             "ICE ON ROADWAY",
@@ -134,6 +192,30 @@ pub const BLOCKED: &[BlockedTerm] = &[
             "ICE RESCUE",
         ],
     },
+];
+
+/// Truncations CADs write of the blocked words, and the fewest letters that still name the word: a word of a
+/// value that is the first letters of one of these (at least that many) reads as it (`DEMONST`, `PUBLIC
+/// GATH`, `CIV DIST`, `1ST AMEND`, `BORDER PAT`).
+pub const TRUNCATED: &[(&str, usize)] = &[
+    ("PROTEST", 6),
+    ("PROTESTERS", 6),
+    ("DEMONSTRATION", 6),
+    ("DEMONSTRATORS", 6),
+    ("GATHERING", 4),
+    ("ASSEMBLY", 5),
+    ("PROCESSION", 8),
+    ("PICKETING", 6),
+    ("BOYCOTT", 5),
+    ("DISTURBANCE", 4),
+    ("DISORDER", 4),
+    ("DISOBEDIENCE", 5),
+    ("AMENDMENT", 5),
+    ("IMMIGRATION", 5),
+    ("DEPORTATION", 5),
+    ("UNDOCUMENTED", 5),
+    ("PATROL", 3),
+    ("ENFORCEMENT", 3),
 ];
 
 /// What a category needs in the type text: every group holds at least one phrase of the text.
@@ -261,10 +343,143 @@ pub const CORROBORATING: &[Evidence] = &[
     },
 ];
 
+/// Words that qualify a type without changing what it is: where, how, how sure, how bad, when. A START
+/// needs one type-text value whose every word is its category's vocabulary or one of these. Sources: the
+/// qualifiers of the same code books as the vocabularies — APCO ANS 2.103 (IN PROGRESS, JUST OCCURRED,
+/// ATTEMPTED), NIBRS (AGGRAVATED, ATTEMPTED, RESIDENCE/HOME, COMMERCIAL, the premises types), Metro Nashville
+/// PD (RESIDENCE, NON-RESIDENCE, BANK, PROGRESS, REPORT), Seattle PD, Dallas PD and the California PC
+/// descriptions (FIRST/SECOND DEGREE, INHABITED DWELLING, OCCUPIED).
+pub const NEUTRAL: &[&str] = &[
+    "RESIDENCE",
+    "RESIDENTIAL",
+    "NON RESIDENCE",
+    "NON RESIDENTIAL",
+    "NONRESIDENCE",
+    "RES",
+    "HOME",
+    "HOUSE",
+    "DWELLING",
+    "INHABITED DWELLING",
+    "INHABITED",
+    "OCCUPIED",
+    "UNOCCUPIED",
+    "APARTMENT",
+    "APT",
+    "GARAGE",
+    "SHED",
+    "BUSINESS",
+    "COMMERCIAL",
+    "COMM",
+    "BANK",
+    "STORE",
+    "RETAIL",
+    "CONVENIENCE STORE",
+    "GAS STATION",
+    "PHARMACY",
+    "SCHOOL",
+    "CHURCH",
+    "WAREHOUSE",
+    "CONSTRUCTION SITE",
+    "OFFICE",
+    "RESTAURANT",
+    "VEHICLE",
+    "VEH",
+    "MOTOR VEHICLE",
+    "AUTO",
+    "CAR",
+    "TRUCK",
+    "PERSON",
+    "PERSONS",
+    "VICTIM",
+    "SUBJECT",
+    "SUSPECT",
+    "SUSP",
+    "ARMED",
+    "UNARMED",
+    "AGGRAVATED",
+    "AGG",
+    "ATTEMPT",
+    "ATTEMPTED",
+    "ATT",
+    "ATTEMPTS",
+    "IN PROGRESS",
+    "PROGRESS",
+    "INPROGRESS",
+    "JUST OCCURRED",
+    "OCCURRED",
+    "REPORT",
+    "REPORTED",
+    "RPT",
+    "PRIOR",
+    "DELAYED",
+    "COLD",
+    "HOT",
+    "NOW",
+    "FIRST DEGREE",
+    "SECOND DEGREE",
+    "THIRD DEGREE",
+    "DEGREE",
+    "FELONY",
+    "MISDEMEANOR",
+    "INJURY",
+    "INJURIES",
+    "INJURED",
+    "NO INJURY",
+    "NO INJURIES",
+    "WITH",
+    "W",
+    "OF",
+    "A",
+    "AN",
+    "THE",
+    "AT",
+    "IN",
+    "ON",
+    "FROM",
+    "TO",
+    "INTO",
+    "AND",
+    "OR",
+    "BY",
+    "POSSIBLE",
+    "POSS",
+    "PROBABLE",
+    "UNKNOWN",
+    "UNK",
+    "OTHER",
+    "MULTIPLE",
+    "SINGLE",
+    "DEADLY WEAPON",
+    "WEAPON",
+    "FIREARM",
+    "GUN",
+    "HANDGUN",
+    "KNIFE",
+    "FORCE",
+    "FORCED ENTRY",
+    "NO FORCE",
+    "ENTRY",
+    "AUDIBLE",
+    "SILENT",
+    "PANIC",
+    "VERIFIED",
+    "UNVERIFIED",
+    "DURESS",
+    "INTRUSION",
+];
+
 /// CAD abbreviations, expanded before matching (a word of the text equal to the first becomes the second).
 pub const ABBREVIATIONS: &[(&str, &str)] = &[
     ("DEMO", "DEMONSTRATION"),
     ("DEMOS", "DEMONSTRATIONS"),
+    ("DMNSTR", "DEMONSTRATION"),
+    ("DEMSTR", "DEMONSTRATION"),
+    ("PRTST", "PROTEST"),
+    ("PROTST", "PROTEST"),
+    ("GTHRNG", "GATHERING"),
+    ("GATHRG", "GATHERING"),
+    ("ASSMBLY", "ASSEMBLY"),
+    ("UNLWFL", "UNLAWFUL"),
     ("CIV", "CIVIL"),
     ("CIVDIS", "CIVIL DISTURBANCE"),
     ("DISTURB", "DISTURBANCE"),
@@ -277,97 +492,153 @@ pub const ABBREVIATIONS: &[(&str, &str)] = &[
     ("ROBB", "ROBBERY"),
 ];
 
-/// Text as words for matching (see the module documentation).
+/// Text as words for matching, each as read ([`crate::text`]).
 pub fn normalize(text: &str) -> Vec<String> {
-    let folded: String = if text.is_ascii() {
-        // Most CAD text: nothing to decompose.
-        text.chars().filter(|c| *c != '\'').map(|c| c.to_ascii_uppercase()).collect()
-    } else {
-        text.nfkd()
-            .filter(|c| !unicode_normalization::char::is_combining_mark(*c) && *c != '\'' && *c != '\u{2019}')
-            .flat_map(char::to_uppercase)
-            .collect()
-    };
-    let mut words: Vec<String> = Vec::new();
-    let mut letters = String::new();
-    for w in folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        if w.chars().count() == 1 && w.chars().all(char::is_alphabetic) {
-            letters.push_str(w);
-            continue;
-        }
-        flush_letters(&mut letters, &mut words);
-        expand(w, &mut words);
-    }
-    flush_letters(&mut letters, &mut words);
-    words
+    crate::text::canon_words(text)
 }
 
-fn flush_letters(letters: &mut String, words: &mut Vec<String>) {
-    if !letters.is_empty() {
-        expand(&std::mem::take(letters), words);
-    }
+/// The words as [`Word`]s that show what they read as (for callers holding plain words).
+fn as_words(words: &[String]) -> Vec<Word> {
+    words.iter().map(|w| Word { shown: w.clone(), canon: w.clone(), alt: None }).collect()
 }
 
-fn expand(word: &str, words: &mut Vec<String>) {
-    match ABBREVIATIONS.iter().find(|(a, _)| *a == word) {
-        Some((_, long)) => words.extend(long.split(' ').map(String::from)),
-        None => words.push(word.to_string()),
-    }
-}
-
-/// Start indexes of the phrase (space-separated words) in `words`.
-fn occurrences<'a>(words: &'a [String], phrase: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
+/// Start indexes of the phrase (space-separated words) in `words`, each word read exactly.
+fn occurrences<'a>(words: &'a [Word], phrase: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
     let n = phrase.split(' ').count();
     (0..words.len().saturating_sub(n - 1))
-        .filter(move |&i| words[i..i + n].iter().zip(phrase.split(' ')).all(|(w, p)| w == p))
+        .filter(move |&i| words[i..i + n].iter().zip(phrase.split(' ')).all(|(w, p)| w.is(p)))
         .map(move |i| (i, i + n))
 }
 
 /// True when `words` hold the phrase.
 pub fn holds(words: &[String], phrase: &str) -> bool {
-    occurrences(words, phrase).next().is_some()
+    occurrences(&as_words(words), phrase).next().is_some()
 }
 
-/// A blocked phrase as matched: which term, its place among the term's phrases, and its words.
-struct BlockedPhrase {
-    term: usize,
-    index: usize,
-    phrase: &'static str,
-    words: Vec<&'static str>,
+/// The fewest letters that name a blocked word when it is truncated ([`TRUNCATED`]).
+fn truncation_min(word: &str) -> Option<usize> {
+    TRUNCATED.iter().find(|(w, _)| *w == word).map(|(_, n)| *n)
 }
 
-/// Every blocked phrase, by its first word: a text is scanned once, a hash look-up per word.
-static BLOCKED_BY_FIRST_WORD: std::sync::LazyLock<std::collections::HashMap<&'static str, Vec<BlockedPhrase>>> =
-    std::sync::LazyLock::new(|| {
-        let mut m: std::collections::HashMap<&'static str, Vec<BlockedPhrase>> = std::collections::HashMap::new();
-        for (term, t) in BLOCKED.iter().enumerate() {
-            for (index, phrase) in t.phrases.iter().enumerate() {
-                let words: Vec<&'static str> = phrase.split(' ').collect();
-                m.entry(words[0]).or_default().push(BlockedPhrase { term, index, phrase, words });
-            }
+/// A reading of a value's word(s) reads as the phrase's word `p`: the same, a truncation of it that CADs
+/// write, or an abbreviation of it.
+fn reads_str(r: &str, p: &str) -> bool {
+    r == p
+        || (r.len() < p.len() && p.starts_with(r) && truncation_min(p).is_some_and(|n| r.len() >= n))
+        || ABBREVIATIONS.iter().any(|(a, long)| *a == r && *long == p)
+}
+
+/// The phrase's words `ps` stand in `words` from `i` on, each as one word of the value or as two or three
+/// read together (a word split by a space or a hyphen inside it, pieces of two letters or more): where the
+/// match ends.
+fn phrase_at(ps: &[&str], words: &[Word], i: usize) -> Option<usize> {
+    let Some((p, rest)) = ps.split_first() else { return Some(i) };
+    let mut joined = String::new();
+    for n in 1..=3 {
+        let Some(w) = words.get(i + n - 1) else { break };
+        if n > 1 && (w.canon.len() < 2 || words[i].canon.len() < 2) {
+            break;
         }
-        m
-    });
+        joined.push_str(&w.canon);
+        let here = if n == 1 { w.readings().any(|r| reads_str(r, p)) } else { reads_str(&joined, p) };
+        if let Some(end) = here.then(|| phrase_at(rest, words, i + n)).flatten() {
+            return Some(end);
+        }
+    }
+    None
+}
 
-/// The blocked term the words name, if any: its kind and the phrase found (the first term of [`BLOCKED`] that
-/// matches). An occurrence inside one of the term's "unless" phrases does not count; any other does.
-pub fn blocked(words: &[String]) -> Option<(BlockKind, &'static str)> {
-    let mut found: Option<&BlockedPhrase> = None;
-    for (i, w) in words.iter().enumerate() {
-        for p in BLOCKED_BY_FIRST_WORD.get(w.as_str()).into_iter().flatten() {
-            let (s, e) = (i, i + p.words.len());
-            let here = e <= words.len() && words[s..e].iter().zip(&p.words).all(|(a, b)| a == b);
-            let excused =
-                || BLOCKED[p.term].unless.iter().any(|u| occurrences(words, u).any(|(us, ue)| us <= s && e <= ue));
-            if here && found.is_none_or(|f| (p.term, p.index) < (f.term, f.index)) && !excused() {
-                found = Some(p);
+/// The stem of a term that `reading` is an inflection of (the stem plus one of its endings).
+fn inflection_of(term: &BlockedTerm, reading: &str) -> Option<&'static str> {
+    term.stems.iter().find_map(|(stem, endings)| {
+        reading.strip_prefix(stem).is_some_and(|rest| endings.contains(&rest)).then_some(*stem)
+    })
+}
+
+/// A phrase as its words, and the phrase.
+type SplitPhrase = (Vec<&'static str>, &'static str);
+
+/// Every blocked phrase as its words, by term, split once.
+static PHRASE_WORDS: std::sync::LazyLock<Vec<Vec<SplitPhrase>>> = std::sync::LazyLock::new(|| {
+    BLOCKED.iter().map(|t| t.phrases.iter().map(|p| (p.split(' ').collect(), *p)).collect()).collect()
+});
+
+/// Where term `t` (number `ti` of [`BLOCKED`]) stands in `words` at `i`: (end, the phrase or stem found).
+/// `joined[n]` is words `i..i + n + 1` read together (a word split by a space or a hyphen inside it: `PRO
+/// TEST`, `DEMON-STRATION`), where each piece has two letters or more.
+fn term_at(ti: usize, words: &[Word], i: usize, joined: &[Option<String>; 3]) -> Option<(usize, &'static str)> {
+    let t = &BLOCKED[ti];
+    for (ps, p) in &PHRASE_WORDS[ti] {
+        if let Some(end) = phrase_at(ps, words, i) {
+            return Some((end, *p));
+        }
+    }
+    if let Some(stem) = words[i].readings().find_map(|r| inflection_of(t, r)) {
+        return Some((i + 1, stem));
+    }
+    for (n, j) in joined.iter().enumerate().skip(1) {
+        let Some(j) = j else { break };
+        if let Some(found) = inflection_of(t, j) {
+            return Some((i + n + 1, found));
+        }
+    }
+    None
+}
+
+/// The words at `i` read together, one to three of them.
+fn joined_at(words: &[Word], i: usize) -> [Option<String>; 3] {
+    let mut out: [Option<String>; 3] = [None, None, None];
+    let mut acc = String::new();
+    for (n, slot) in out.iter_mut().enumerate() {
+        let Some(w) = words.get(i + n) else { break };
+        if n > 0 && (w.canon.len() < 2 || words[i].canon.len() < 2) {
+            break;
+        }
+        acc.push_str(&w.canon);
+        *slot = Some(acc.clone());
+    }
+    out
+}
+
+/// The blocked term the words name, if any: its kind and the phrase or stem found (the first term of
+/// [`BLOCKED`] that matches). An occurrence inside one of the term's "unless" phrases does not count; any
+/// other does.
+pub fn blocked_words(words: &[Word]) -> Option<(BlockKind, &'static str)> {
+    let mut best: Option<(usize, &'static str)> = None;
+    for i in 0..words.len() {
+        let joined = joined_at(words, i);
+        for (ti, term) in BLOCKED.iter().enumerate() {
+            if best.is_some_and(|(b, _)| b <= ti) {
+                break;
+            }
+            let Some((e, found)) = term_at(ti, words, i, &joined) else { continue };
+            let excused = term.unless.iter().any(|u| occurrences(words, u).any(|(us, ue)| us <= i && e <= ue));
+            if !excused {
+                best = Some((ti, found));
             }
         }
     }
-    found.map(|p| (BLOCKED[p.term].kind, p.phrase))
+    best.map(|(ti, found)| (BLOCKED[ti].kind, found))
+}
+
+/// [`blocked_words`] of plain words.
+pub fn blocked(words: &[String]) -> Option<(BlockKind, &'static str)> {
+    blocked_words(&as_words(words))
+}
+
+/// The blocked term one value names, read on its own ([`crate::text::words`]).
+pub fn blocked_in(value: &str) -> Option<(BlockKind, &'static str)> {
+    blocked_words(&crate::text::words(value))
+}
+
+/// The shipped standards' blocked code `code` is, if any (trimmed, case-insensitive).
+pub fn blocked_code(code: &str) -> Option<(BlockKind, &'static str)> {
+    let c = code.trim().to_uppercase();
+    HARD_BLOCKED_CODES.iter().find(|(x, _, _)| *x == c).map(|(x, kind, _)| (*kind, *x))
 }
 
 /// The phrase of the category's vocabulary that the words hold (the first group's), if every group is held.
+/// The words need not be explained: [`explain`] is what decides a START.
 pub fn corroborates(category: Category, words: &[String]) -> Option<&'static str> {
     let evidence = CORROBORATING.iter().find(|e| e.category == category)?;
     let mut found = None;
@@ -378,13 +649,97 @@ pub fn corroborates(category: Category, words: &[String]) -> Option<&'static str
     found
 }
 
+/// The longest phrase of `phrases` that the words hold at `i`, as its length in words.
+fn longest_at(words: &[Word], i: usize, phrases: &[&'static str]) -> Option<(usize, &'static str)> {
+    phrases
+        .iter()
+        .filter_map(|p| {
+            let n = p.split(' ').count();
+            let here = i + n <= words.len() && words[i..i + n].iter().zip(p.split(' ')).all(|(w, x)| w.is(x));
+            here.then_some((n, *p))
+        })
+        .max_by_key(|(n, _)| *n)
+}
+
+/// One value read against a category: the groups it holds a phrase of, and the words nothing explains.
+fn explain_value(evidence: &Evidence, value: &str) -> (Vec<Option<&'static str>>, Vec<String>) {
+    let words = crate::text::words(value);
+    let mut held = vec![None; evidence.groups.len()];
+    let mut unexplained = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let by_group =
+            evidence.groups.iter().enumerate().filter_map(|(g, ps)| longest_at(&words, i, ps).map(|m| (g, m)));
+        let best = by_group.max_by_key(|(_, (n, _))| *n);
+        let neutral = longest_at(&words, i, NEUTRAL);
+        let group_first = match (best, neutral) {
+            (Some((_, (n, _))), Some((m, _))) => n >= m,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        match (best, neutral) {
+            (Some((g, (n, p))), _) if group_first => {
+                held[g].get_or_insert(p);
+                i += n;
+            }
+            (_, Some((m, _))) => i += m,
+            _ => {
+                unexplained.push(words[i].shown.clone());
+                i += 1;
+            }
+        }
+    }
+    (held, unexplained)
+}
+
+/// Why a type text does not corroborate a category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotExplained {
+    /// No value holds a phrase of the category's vocabulary.
+    NoPhrase,
+    /// Values hold the category's phrases, but also these words, which neither the category's vocabulary nor
+    /// the neutral qualifiers explain.
+    Words(Vec<String>),
+}
+
+/// Whether the CAD's type text corroborates `category`: some value (each read on its own) holds a phrase of
+/// every group of the category's vocabulary, in values whose every word the vocabulary or the shipped
+/// neutral qualifiers ([`NEUTRAL`]) explain. The phrase found, or why not (the unexplained words).
+pub fn explain(category: Category, values: &[&str]) -> Result<&'static str, NotExplained> {
+    let Some(evidence) = CORROBORATING.iter().find(|e| e.category == category) else {
+        return Err(NotExplained::NoPhrase);
+    };
+    let mut held: Vec<Option<&'static str>> = vec![None; evidence.groups.len()];
+    let mut unexplained: Vec<String> = Vec::new();
+    for v in values {
+        let (h, u) = explain_value(evidence, v);
+        if h.iter().all(Option::is_none) {
+            continue;
+        }
+        if u.is_empty() {
+            held.iter_mut().zip(h).for_each(|(a, b)| *a = a.or(b));
+        } else {
+            for w in u {
+                if !unexplained.contains(&w) {
+                    unexplained.push(w);
+                }
+            }
+        }
+    }
+    match held.iter().copied().collect::<Option<Vec<_>>>() {
+        Some(found) => Ok(found[0]),
+        None if unexplained.is_empty() => Err(NotExplained::NoPhrase),
+        None => Err(NotExplained::Words(unexplained)),
+    }
+}
+
 /// The shipped vocabularies and the standards' blocked codes, as published: part of every classification
 /// digest, so an audit record names the vocabulary it was decided under.
 pub fn describe() -> serde_json::Value {
     serde_json::json!({
         "blocked": BLOCKED
             .iter()
-            .map(|t| serde_json::json!({"kind": t.kind, "phrases": t.phrases, "unless": t.unless}))
+            .map(|t| serde_json::json!({"kind": t.kind, "phrases": t.phrases, "stems": t.stems, "unless": t.unless}))
             .collect::<Vec<_>>(),
         "blocked_codes": HARD_BLOCKED_CODES
             .iter()
@@ -394,6 +749,8 @@ pub fn describe() -> serde_json::Value {
             .iter()
             .map(|e| serde_json::json!({"category": e.category, "groups": e.groups}))
             .collect::<Vec<_>>(),
+        "truncated": TRUNCATED,
+        "neutral": NEUTRAL,
         "abbreviations": ABBREVIATIONS,
     })
 }
@@ -481,6 +838,11 @@ const fn review() {
             assert!(is_normal(BLOCKED[t].phrases[i]), "a blocked phrase is not written as normal words");
             i += 1;
         }
+        let mut k = 0;
+        while k < BLOCKED[t].stems.len() {
+            assert!(is_normal(BLOCKED[t].stems[k].0), "a blocked stem is not written as a normal word");
+            k += 1;
+        }
         let mut u = 0;
         while u < BLOCKED[t].unless.len() {
             assert!(is_normal(BLOCKED[t].unless[u]), "an unless phrase is not written as normal words");
@@ -503,6 +865,13 @@ const fn review() {
             g += 1;
         }
         e += 1;
+    }
+    let mut n = 0;
+    while n < NEUTRAL.len() {
+        assert!(is_normal(NEUTRAL[n]), "a neutral qualifier is not written as normal words");
+        assert!(words_have_letters(NEUTRAL[n]), "a neutral qualifier is a bare code number");
+        assert!(!names_blocked(NEUTRAL[n]), "a neutral qualifier holds a blocked phrase");
+        n += 1;
     }
     let mut a = 0;
     while a < ABBREVIATIONS.len() {
@@ -586,6 +955,95 @@ mod tests {
                 let _ = corroborates(c, &words);
             }
         }
+    }
+
+    #[test]
+    fn blocked_terms_survive_inflection_truncation_spelling_and_splitting() {
+        for s in [
+            "PROTESTED",
+            "DEMONSTRATING",
+            "DEMONST",
+            "PUBLIC GATH",
+            "2ND LINE",
+            "1ST AMENDMENT",
+            "1ST AMEND",
+            "TEACH-IN",
+            "DIE-IN",
+            "USBP ASSIST",
+            "REDADA",
+            "ICE'S",
+            "PR0TEST",
+            "\u{0420}ROTEST",
+            "PRO TEST",
+            "PRO-TEST",
+            "DEMON STRATION",
+            "CIV DIST",
+            "RALLIED",
+            "MARCHERS",
+            "PICKETING",
+            "BOYCOTTING",
+            "COUNTER-PROTESTERS",
+            "HUELGA",
+            "MANIFESTANTES",
+            "DEPORTED",
+            "INMIGRANTES",
+            "BORDER PAT",
+            "&#80;ROTEST",
+            "PRO\u{200B}TEST",
+            "\u{0456}CE RAID",
+            "I.C.E.",
+            "RIOTOUS CROWD",
+            "VIGILS",
+        ] {
+            assert!(blocked_in(s).is_some(), "{s}");
+        }
+        for s in [
+            "SHOTS FIRED",
+            "BURGLARY - RESIDENCE",
+            "BLACK ICE",
+            "PROTECTIVE ORDER",
+            "PROCESS SERVER",
+            "PICK UP",
+            "ALLEN RD",
+            "DISPUTE",
+            "DISPATCH",
+            "CROWDER ST",
+            "MARCHANT",
+            "DEMONBREUN ST",
+            "PATRIOT",
+            "PRICE",
+            "ASSIST OTHER AGENCY",
+            "SUSPICIOUS PERSON",
+            "WANT OFFICER FOR INVESTIGATION / ASSISTA",
+        ] {
+            assert_eq!(blocked_in(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn no_corroborating_phrase_or_neutral_qualifier_reads_as_blocked() {
+        let phrases = CORROBORATING.iter().flat_map(|e| e.groups.iter().flat_map(|g| g.iter())).chain(NEUTRAL);
+        for p in phrases {
+            assert_eq!(blocked_in(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn a_start_needs_one_value_explained_by_the_vocabulary_and_the_neutral_qualifiers() {
+        assert_eq!(explain(Category::ShotsFired, &["SHOTS FIRED", "PROGRESS"]), Ok("SHOTS FIRED"));
+        assert_eq!(explain(Category::Burglary, &["BURGLARY - NON-RESIDENCE"]), Ok("BURGLARY"));
+        assert_eq!(explain(Category::Robbery, &["BANK ROBBERY"]), Ok("ROBBERY"));
+        assert_eq!(explain(Category::Stabbing, &["CUTTING / STABBING"]), Ok("CUTTING"));
+        assert_eq!(
+            explain(Category::ShotsFired, &["SHOTS FIRED AT BLOCK PARTY"]),
+            Err(NotExplained::Words(vec!["BLOCK".into(), "PARTY".into()]))
+        );
+        assert_eq!(explain(Category::ShotsFired, &["63P", "2D"]), Err(NotExplained::NoPhrase));
+        // Never across values: each is read on its own.
+        assert_eq!(explain(Category::Shooting, &["PERSON", "SHOT"]), Err(NotExplained::NoPhrase));
+        assert_eq!(explain(Category::Shooting, &["PERSON SHOT"]), Ok("PERSON SHOT"));
+        assert_eq!(explain(Category::Alarm, &["BURGLARY - RESIDENCE", "ALARM"]), Ok("ALARM"));
+        assert_eq!(explain(Category::Alarm, &["ALARM"]), Err(NotExplained::NoPhrase));
     }
 
     #[test]

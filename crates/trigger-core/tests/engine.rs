@@ -107,6 +107,8 @@ fn ev(rev: u32, status: Status, code: &str, at: Millis) -> CallForService {
         location: Some(Location { lat: LAT, lon: LON, uncertainty_m: 0.0 }),
         received_at: T0,
         emitted_at: at,
+        blocked: None,
+        type_fields: vec![],
     }
 }
 
@@ -969,4 +971,59 @@ fn settings_that_void_every_command_or_use_the_old_clock_are_refused() {
         let err = Policy::new(cfg, std::slice::from_ref(&table), &j).expect_err("refused").to_string();
         assert!(err.contains(says), "{extra}: {err}");
     }
+}
+
+/// A raw record's verdict, as a decoder sets it.
+fn named_protest(mut x: CallForService) -> CallForService {
+    x.blocked = Some(RawBlock {
+        kind: vocabulary::BlockKind::FirstAmendment,
+        term: "PROTEST".into(),
+        field: "Disposition".into(),
+    });
+    x
+}
+
+#[test]
+fn a_blocked_record_stops_its_cameras_whatever_its_revision_and_marks_the_incident_beyond_the_state() {
+    let mut e = Engine::new(policy_with("state_ttl_s = 3600"));
+    let cams = vec![cam("a", 50.0)];
+    let d1 = e.decide(&ev(1, Status::New, "70", T0), cams.as_slice(), T0).unwrap();
+    assert_eq!(starts(&d1), ["a"]);
+    // The same revision again, retyped within the CAD's second: a duplicate by number, decided as blocked.
+    let d2 = e.decide(&named_protest(ev(1, Status::Updated, "70", T0 + 500)), cams.as_slice(), T0 + 500).unwrap();
+    assert_eq!((d2.record.outcome, stops(&d2)), (Outcome::BlockedType, vec!["a"]));
+    // Even one with no location or type at all (a row the decoder could not otherwise read) is decided.
+    let mut bare = named_protest(ev(0, Status::Updated, "", 0));
+    bare.location = None;
+    assert_eq!(e.decide(&bare, cams.as_slice(), T0 + 600).unwrap().record.outcome, Outcome::BlockedType);
+    let snapshot = e.snapshot_incident("metro", "PD1").unwrap();
+    // Two days on, the incident's state is gone (TTL one hour) and a new burglary revision arrives: the mark
+    // stands, here and in an engine restored from the changelog.
+    let later = T0 + 2 * 86_400_000;
+    let mut again = ev(2, Status::New, "70", later);
+    again.received_at = later;
+    let mut restored = Engine::new(policy_with("state_ttl_s = 3600"));
+    restored.restore_incident(snapshot);
+    for e in [&mut e, &mut restored] {
+        e.expire(later);
+        assert_eq!(e.incidents_in_state(), 0);
+        let d = e.decide(&again, cams.as_slice(), later).unwrap();
+        assert_eq!((d.record.outcome, starts(&d).len()), (Outcome::BlockedType, 0), "{:?}", d.record.rule);
+    }
+    // The mark is kept 30 days: past them, the incident is a new one.
+    let past = T0 + 31 * 86_400_000;
+    let mut x = ev(3, Status::New, "70", past);
+    x.received_at = past;
+    e.expire(past);
+    assert_eq!(starts(&e.decide(&x, cams.as_slice(), past).unwrap()), ["a"]);
+}
+
+#[test]
+fn a_state_ttl_below_an_incident_window_is_refused() {
+    let cfg = PolicyConfig::from_toml(
+        "state_ttl_s = 60\n[categories.burglary]\nradius_m = 100\nrecord_seconds = 60\n[[agency]]\nid = \"a\"\njurisdiction = \"j\"\n",
+    )
+    .unwrap();
+    let err = Policy::new(cfg, &[], &BTreeMap::new()).unwrap_err().to_string();
+    assert!(err.contains("state_ttl_s 60 is below the incident window"), "{err}");
 }

@@ -239,6 +239,8 @@ fn event(c: &GenConfig, incident: &str, rev: u32, r: &GenRevision) -> (CallForSe
         location: Some(Location { lat: LAT, lon: LON, uncertainty_m: 0.0 }),
         received_at: T0,
         emitted_at: at,
+        blocked: None,
+        type_fields: vec![],
     };
     (ev, blocked, c.columns != 0 && extra_blocked)
 }

@@ -358,6 +358,8 @@ mod tests {
             location: Some(Location { lat: 36.16, lon: -86.78, uncertainty_m: 0.0 }),
             received_at: T0,
             emitted_at: T0,
+            blocked: None,
+            type_fields: vec![],
         }
     }
 

@@ -106,6 +106,8 @@ fn push(a: &PushArgs, agent: &ureq::Agent, port: u16) -> Result<hdrhistogram::Hi
             location: Some(Location { lat: 36.16, lon: -86.78, uncertainty_m: 10.0 }),
             received_at: now,
             emitted_at: now,
+            blocked: None,
+            type_fields: vec![],
         };
         let body = trigger_cad::jsonl::encode([&call]);
         let t = Instant::now();

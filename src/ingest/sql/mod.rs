@@ -362,3 +362,55 @@ fn telemetry(source: &str, rows: usize, letters: u64, mark: &Watermark) {
     let lag = (wall_ms() - mark.updated_at_us / 1000).max(0) as f64 / 1e3;
     metrics::gauge!("dispatch_trigger_ingest_watermark_age_seconds", "source" => source).set(lag);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_naming_a_blocked_type_in_a_column_the_profile_does_not_map_carries_the_verdict() {
+        let profile = CsvProfile::from_toml(include_str!("../../../config/profiles/nashville-mnpd.toml")).unwrap();
+        let src = SqlSource::default();
+        let reader = Reader::<postgres::Postgres> {
+            src: &src,
+            profile: &profile,
+            topics: ("cfs", "dlq"),
+            letters: DeadLetterRule::default(),
+            db: None,
+            mark: Watermark::start(),
+        };
+        let names: Vec<String> = ["Event Number", "Tencode", "Tencode Description", "Tencode Suffix Description"]
+            .into_iter()
+            .chain(["Latitude", "Longitude", "Call_Received", "Disposition Description"])
+            .map(String::from)
+            .collect();
+        let row = |id: &str, disposition: &str| TextRow {
+            updated_at_us: 1_764_756_000_000_000,
+            id: id.into(),
+            fields: ["PD1", "83", "SHOTS FIRED", "PROGRESS", "36.16", "-86.78", "2025-12-03 10:00:00", disposition]
+                .into_iter()
+                .map(|v| Some(v.to_string()))
+                .collect(),
+        };
+        // Two states of one row within a second: the second, retyped in a column no profile maps, blocks.
+        let table = Table { names, rows: vec![row("1", "ASSISTED CITIZEN"), row("1", "CIV DISTURB / CROWD")] };
+        let polled = reader.records(table).unwrap();
+        let evs: Vec<trigger_core::CallForService> = polled
+            .records
+            .iter()
+            .map(|r| {
+                trigger_cad::pb::decode_one(r.payload.as_deref().unwrap(), &trigger_cad::DecodeOptions::default())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].revision, evs[1].revision, "the same revision");
+        assert_eq!(evs[0].blocked, None);
+        let b = evs[1].blocked.clone().expect("the verdict travels with the revision");
+        assert_eq!(b.field, "Disposition Description");
+        assert!(
+            !String::from_utf8_lossy(polled.records[1].payload.as_deref().unwrap()).contains("CIV DISTURB"),
+            "the value stays behind"
+        );
+    }
+}
