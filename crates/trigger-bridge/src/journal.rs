@@ -44,7 +44,7 @@ pub struct Journal {
 impl Journal {
     /// Open (or create) `dir/journal.log`, the wall clock telling when a finished id may be forgotten.
     pub fn open(dir: &Path, window: usize, fsync: bool) -> std::io::Result<Self> {
-        Self::open_with_clock(dir, window, fsync, crate::targets::wall_ms)
+        Self::open_with_clock(dir, window, fsync, crate::wall_ms)
     }
 
     /// Open (or create) `dir/journal.log`; a finished id is forgotten once `now()` is past its `keep_until`

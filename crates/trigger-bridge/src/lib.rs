@@ -29,6 +29,11 @@ use std::time::Duration;
 use targets::{TargetConfig, TargetKind};
 use trigger_core::{CameraCommand, CommandKeys, Millis};
 
+/// The wall clock, Unix ms.
+pub(crate) fn wall_ms() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
 /// `[bridge]`: where the journal lives and how deliveries are tried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -254,6 +259,36 @@ fn plain_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// Each served camera: its target's index and its name there.
+fn camera_map(
+    cameras: &[CameraEntry],
+    by_name: &HashMap<String, usize>,
+) -> Result<HashMap<String, (usize, String)>, SetupError> {
+    let mut map = HashMap::new();
+    for c in cameras {
+        let &t = by_name
+            .get(&c.target)
+            .ok_or_else(|| SetupError::UnknownTarget { camera: c.id.clone(), target: c.target.clone() })?;
+        if map.insert(c.id.clone(), (t, c.name.clone().unwrap_or_else(|| c.id.clone()))).is_some() {
+            return Err(SetupError::DuplicateCamera(c.id.clone()));
+        }
+    }
+    Ok(map)
+}
+
+/// The journal of the state directory, saying what the last run left in doubt.
+fn open_journal(opts: &BridgeOptions, now: fn() -> Millis) -> Result<Journal, SetupError> {
+    let journal = Journal::open_with_clock(&opts.state_dir, opts.dedup_window, opts.fsync, now)
+        .map_err(|error| SetupError::Journal { dir: opts.state_dir.display().to_string(), error })?;
+    if journal.in_doubt_count() > 0 {
+        tracing::warn!(
+            commands = journal.in_doubt_count(),
+            "commands begun by the last run and not finished (it stopped mid-delivery): delivered again when re-read"
+        );
+    }
+    Ok(journal)
+}
+
 impl Bridge {
     /// A bridge whose lanes read the time from `now` (Unix ms; the wall clock in the service). Commands the
     /// last run parked (their offsets stored, not finished) are taken up again at once; their outcomes come
@@ -277,23 +312,8 @@ impl Bridge {
             }
             built.push(t.build(timeout).map_err(|error| SetupError::Target { name: t.name().into(), error })?);
         }
-        let mut map = HashMap::new();
-        for c in cameras {
-            let &t = by_name
-                .get(&c.target)
-                .ok_or_else(|| SetupError::UnknownTarget { camera: c.id.clone(), target: c.target.clone() })?;
-            if map.insert(c.id.clone(), (t, c.name.clone().unwrap_or_else(|| c.id.clone()))).is_some() {
-                return Err(SetupError::DuplicateCamera(c.id.clone()));
-            }
-        }
-        let journal = Journal::open_with_clock(&opts.state_dir, opts.dedup_window, opts.fsync, now)
-            .map_err(|error| SetupError::Journal { dir: opts.state_dir.display().to_string(), error })?;
-        if journal.in_doubt_count() > 0 {
-            tracing::warn!(
-                commands = journal.in_doubt_count(),
-                "commands begun by the last run and not finished (it stopped mid-delivery): delivered again when re-read"
-            );
-        }
+        let map = camera_map(cameras, &by_name)?;
+        let journal = open_journal(&opts, now)?;
         let parked = journal.parked();
         let shared = lanes::Shared {
             journal: Arc::new(Mutex::new(journal)),

@@ -16,9 +16,7 @@ use std::sync::{Arc, Mutex};
 use trigger_core::Millis;
 
 /// The wall clock, Unix ms: Home Assistant's recordings run in real time.
-pub(crate) fn wall_ms() -> Millis {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
-}
+pub(crate) use crate::wall_ms;
 
 /// What to do with a START for a camera (times in Unix ms).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,9 +74,7 @@ pub trait Target: Send + std::fmt::Debug {
 }
 
 /// The wall clock, Unix ms.
-pub(crate) fn wall_ms() -> trigger_core::Millis {
-    ha_stream::wall_ms()
-}
+pub(crate) use crate::wall_ms;
 
 /// Checked immediately before every request or publish a target makes for `cmd`: nothing leaves once the
 /// command has expired (the lane then ends it `expired`).
