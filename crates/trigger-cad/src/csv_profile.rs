@@ -111,7 +111,26 @@ fn slash() -> String {
     " / ".into()
 }
 
+impl Lifecycle {
+    /// The columns that hold times.
+    pub fn columns(&self) -> Vec<&str> {
+        std::iter::once(self.created.as_str())
+            .chain(
+                [&self.dispatched, &self.on_scene, &self.closed, &self.cancelled]
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+            .collect()
+    }
+}
+
 impl CsvProfile {
+    /// True when the time format writes month or weekday names (`%B`, `%b`, `%h`, `%A`, `%a`).
+    fn names_calendar_words(&self) -> bool {
+        ["%B", "%b", "%h", "%A", "%a"].iter().any(|f| self.timestamp_format.contains(f))
+    }
+
     pub fn from_toml(s: &str) -> Result<Self, ProfileError> {
         let p: CsvProfile = toml::from_str(s).map_err(|e| ProfileError::Toml(e.to_string()))?;
         let c = &p.columns;
@@ -125,7 +144,7 @@ impl CsvProfile {
         if p.agency_id.is_none() && c.agency.is_none() {
             errs.push(ProfileProblem::NoAgency);
         }
-        if !p.delimiter.is_ascii() {
+        if !(p.delimiter.is_ascii_punctuation() || p.delimiter == '\t' || p.delimiter == ' ') || p.delimiter == '"' {
             errs.push(ProfileProblem::Delimiter(p.delimiter));
         }
         if !join_is_punctuation(&p.join) {
@@ -252,6 +271,8 @@ struct Row<'a> {
     fields: Vec<&'a str>,
     idx: &'a std::collections::HashMap<String, usize>,
     join: &'a str,
+    /// The row's bytes as read (empty where the row came as values, from a database).
+    raw: &'a [u8],
 }
 
 impl Row<'_> {
@@ -273,17 +294,84 @@ impl Row<'_> {
         let codes: Vec<&str> = c.type_code.names().into_iter().chain(c.final_type_code.names()).collect();
         let mut names: Vec<(&str, usize)> = self.idx.iter().map(|(n, i)| (n.as_str(), *i)).collect();
         names.sort_by_key(|(_, i)| *i);
+        let times = p.lifecycle.columns();
+        let named_months = p.names_calendar_words();
         let mut scanner = trigger_core::Scanner::default();
         for (i, value) in self.fields.iter().enumerate() {
             let name = names.iter().find(|(_, j)| *j == i).map_or("", |(n, _)| *n);
             if codes.contains(&name) {
                 scanner.code(name, value);
+            } else if named_months && times.contains(&name) && matches!(p.parse_time(value), Ok(Some(_))) {
+                // A time the profile's format writes with month or day names: those names are the calendar's.
+                scanner.text(name, &without_calendar_words(value));
             } else {
                 scanner.text(name, value);
             }
         }
+        if named_months {
+            scanner.raw("(row)", without_calendar_words(&String::from_utf8_lossy(self.raw)).as_bytes());
+        } else {
+            scanner.raw("(row)", self.raw);
+        }
         scanner.finish()
     }
+}
+
+/// Month and weekday names, as a time format with `%B`, `%b`, `%A` or `%a` writes them.
+const CALENDAR_WORDS: &[&str] = &[
+    "JANUARY",
+    "FEBRUARY",
+    "MARCH",
+    "APRIL",
+    "MAY",
+    "JUNE",
+    "JULY",
+    "AUGUST",
+    "SEPTEMBER",
+    "OCTOBER",
+    "NOVEMBER",
+    "DECEMBER",
+    "JAN",
+    "FEB",
+    "MAR",
+    "APR",
+    "JUN",
+    "JUL",
+    "AUG",
+    "SEP",
+    "SEPT",
+    "OCT",
+    "NOV",
+    "DEC",
+    "MONDAY",
+    "TUESDAY",
+    "WEDNESDAY",
+    "THURSDAY",
+    "FRIDAY",
+    "SATURDAY",
+    "SUNDAY",
+    "MON",
+    "TUE",
+    "WED",
+    "THU",
+    "FRI",
+    "SAT",
+    "SUN",
+];
+
+/// `value` with its month and weekday names (whole words, any case) blanked.
+fn without_calendar_words(value: &str) -> String {
+    value
+        .split_inclusive(|c: char| !c.is_alphanumeric())
+        .map(|piece| {
+            let word = piece.trim_end_matches(|c: char| !c.is_alphanumeric());
+            if CALENDAR_WORDS.iter().any(|m| m.eq_ignore_ascii_case(word)) {
+                piece.replacen(word, &" ".repeat(word.len()), 1)
+            } else {
+                piece.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The type text's values for `type_fields`: kept only when there are several (one is `call_type_text`).
@@ -466,7 +554,7 @@ pub fn row_state(
     emitted_at: trigger_core::Millis,
     opts: &DecodeOptions,
 ) -> Result<CallForService, Reject> {
-    let row = Row { fields, idx: columns, join: &p.join };
+    let row = Row { fields, idx: columns, join: &p.join, raw: &[] };
     match row_events(p, &row, opts, &mut Vec::new()) {
         Ok((events, _bad_later_times)) => {
             let latest = events.into_iter().last().expect("a row yields its first revision at least");
@@ -522,6 +610,41 @@ fn row_events_warned(
     r
 }
 
+/// What became of one row read: its revisions (and bad later times), or why it is refused; and, when it is
+/// refused but names a blocked type, its incident to mark.
+type RowRead = (Result<(Vec<CallForService>, Vec<Reject>), Reject>, Option<CallForService>);
+
+/// One row the reader took: refused when oversized, of the wrong width or not UTF-8, else decoded; a refused
+/// row that names a blocked type is decided as blocked, whatever else is wrong with it.
+fn read_row(
+    p: &CsvProfile,
+    rec: &csv::ByteRecord,
+    (header, idx): (&[String], &std::collections::HashMap<String, usize>),
+    raw: &[u8],
+    opts: &DecodeOptions,
+    out: &mut Decoded,
+) -> RowRead {
+    let refused = if raw.len() > opts.max_message_bytes {
+        Some(oversized(raw.len(), opts.max_message_bytes))
+    } else if rec.len() != header.len() {
+        Some(Reject::new(RejectReason::MalformedCsv, format!("{} fields, the header has {}", rec.len(), header.len())))
+    } else {
+        rec.iter()
+            .map(std::str::from_utf8)
+            .collect::<Result<Vec<_>, _>>()
+            .err()
+            .map(|e| Reject::new(RejectReason::MalformedCsv, format!("not UTF-8: {e}")))
+    };
+    let lossy: Vec<String> = rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+    let row = Row { fields: lossy.iter().map(String::as_str).collect(), idx, join: &p.join, raw };
+    let r = match refused {
+        Some(r) => Err(r),
+        None => row_events_warned(p, &row, opts, out),
+    };
+    let blocked = if r.is_err() { blocked_only(p, &row, opts) } else { None };
+    (r, blocked)
+}
+
 /// Decode a whole CSV export. `Err` only for a header that does not fit the profile.
 pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decoded, InputError> {
     // A UTF-8 byte-order mark, or one that was itself re-encoded as UTF-8 ("ï»¿", as in the MNPD export).
@@ -545,25 +668,11 @@ pub fn decode(data: &[u8], p: &CsvProfile, opts: &DecodeOptions) -> Result<Decod
         let result = match more {
             Ok(false) => break,
             Err(e) => Err(Reject::new(RejectReason::MalformedCsv, e.to_string())),
-            Ok(true) if source.bytes.len() > opts.max_message_bytes => {
-                Err(oversized(source.bytes.len(), opts.max_message_bytes))
+            Ok(true) => {
+                let (r, b) = read_row(p, &rec, (&header, &idx), &source.bytes, opts, &mut out);
+                blocked = b;
+                r
             }
-            Ok(true) if rec.len() != header.len() => Err(Reject::new(
-                RejectReason::MalformedCsv,
-                format!("{} fields, the header has {}", rec.len(), header.len()),
-            )),
-            Ok(true) => match rec.iter().map(std::str::from_utf8).collect::<Result<Vec<_>, _>>() {
-                Err(e) => Err(Reject::new(RejectReason::MalformedCsv, format!("not UTF-8: {e}"))),
-                Ok(fields) => {
-                    let row = Row { fields, idx: &idx, join: &p.join };
-                    let r = row_events_warned(p, &row, opts, &mut out);
-                    if r.is_err() {
-                        // A row that names a blocked type is decided as blocked, whatever else is wrong with it.
-                        blocked = blocked_only(p, &row, opts);
-                    }
-                    r
-                }
-            },
         };
         let source = Arc::new(source);
         if let Some(event) = blocked.take() {

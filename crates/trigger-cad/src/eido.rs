@@ -249,6 +249,26 @@ fn decode_fields(doc: &Value, opts: &DecodeOptions) -> Result<CallForService, Re
     })
 }
 
+/// The document's bytes read whole as well (a repeated key, a value a parser refuses): a verdict only adds.
+/// A document that does not decode but names a blocked type is its incident marked, when an incident id can
+/// be found in its text.
+fn with_raw_scan(
+    r: Result<CallForService, Reject>,
+    bytes: &[u8],
+    opts: &DecodeOptions,
+) -> Result<Vec<CallForService>, Reject> {
+    let mut scanner = trigger_core::Scanner::default();
+    scanner.raw("(document)", bytes);
+    let Some(found) = scanner.finish() else { return r.map(|e| vec![e]) };
+    match r {
+        Ok(ev) => Ok(vec![CallForService { blocked: ev.blocked.clone().or(Some(found)), ..ev }]),
+        Err(e) => match crate::lenient_string(bytes, &["incidentTrackingIdentifier", "$id"]) {
+            Some(id) => Ok(vec![crate::blocked_only(id, opts.agency_id.clone().unwrap_or_default(), 0, found)]),
+            None => Err(e),
+        },
+    }
+}
+
 /// A document, an array of documents, or one document per line.
 pub fn decode(data: &[u8], opts: &DecodeOptions) -> Decoded {
     let mut out = Decoded::default();
@@ -261,7 +281,7 @@ pub fn decode(data: &[u8], opts: &DecodeOptions) -> Decoded {
                 .map_err(|e| Reject::new(RejectReason::MalformedJson, e.to_string()))
                 .and_then(|v| decode_document(&v, opts))
         };
-        out.push(src, r.map(|e| vec![e]));
+        out.push(src, with_raw_scan(r, bytes, opts));
     };
     match serde_json::from_slice::<Value>(data) {
         Ok(Value::Array(docs)) => {

@@ -15,11 +15,19 @@ pub fn decode_line(line: &[u8], opts: &DecodeOptions) -> Result<CallForService, 
     if let Some(v) = &value {
         trigger_core::scan::scan_json(&mut scanner, &mut String::new(), v);
     }
+    // The line read whole as well: a repeated key, nesting past the parser's depth, a lone surrogate.
+    scanner.raw("(line)", line);
     let found = scanner.finish();
     let mut ev: CallForService = match (serde_json::from_slice::<CallForService>(line), &found, &value) {
         (Ok(ev), _, _) => ev,
         (Err(_), Some(_), Some(v)) if v.get("incident_id").and_then(|i| i.as_str()).is_some() => blocked_only(v),
-        (Err(e), _, _) => return Err(Reject::new(RejectReason::MalformedJson, format!("{e} (column {})", e.column()))),
+        (Err(e), found, _) => match (found, crate::lenient_string(line, &["incident_id"])) {
+            (Some(found), Some(id)) => {
+                let agency = crate::lenient_string(line, &["agency_id"]).unwrap_or_default();
+                crate::blocked_only(id, agency, 0, found.clone())
+            }
+            _ => return Err(Reject::new(RejectReason::MalformedJson, format!("{e} (column {})", e.column()))),
+        },
     };
     ev.blocked = ev.blocked.or(found);
     if let Some(a) = &opts.agency_id {

@@ -136,6 +136,41 @@ impl Default for DecodeOptions {
     }
 }
 
+/// The first string value of one of `keys` in JSON text that a parser may refuse (`"key": "value"`), for a
+/// record whose verdict must find its incident. Escapes are not decoded; at most 256 bytes are taken.
+pub(crate) fn lenient_string(bytes: &[u8], keys: &[&str]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    keys.iter().find_map(|k| {
+        let at = text.find(&format!("\"{k}\""))? + k.len() + 2;
+        let rest = text[at..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+        let value: String = rest.chars().take_while(|c| *c != '"').take(256).collect();
+        (!value.trim().is_empty()).then(|| value.trim().to_string())
+    })
+}
+
+/// A record that names a blocked type and could not be decoded otherwise: its incident, to be marked.
+pub(crate) fn blocked_only(
+    incident_id: String,
+    agency_id: String,
+    at: trigger_core::Millis,
+    found: trigger_core::RawBlock,
+) -> CallForService {
+    CallForService {
+        incident_id,
+        agency_id,
+        revision: 1,
+        status: trigger_core::Status::Updated,
+        call_type_code: String::new(),
+        call_type_text: String::new(),
+        priority: 0,
+        location: None,
+        received_at: at,
+        emitted_at: at,
+        blocked: Some(found),
+        type_fields: vec![],
+    }
+}
+
 pub(crate) fn oversized(len: usize, max: usize) -> Reject {
     Reject::new(RejectReason::OversizedMessage, format!("{len} bytes, limit {max}"))
 }

@@ -99,6 +99,49 @@ pub fn from_pb(m: pb::CallForService) -> Result<CallForService, Reject> {
     })
 }
 
+/// A base-128 varint at `*at`, moving past it.
+fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Every length-delimited field of a protobuf message, and of the messages nested in it (four deep), whose
+/// bytes are text (UTF-8 without control characters): `found(field number, text)`. Reads the wire itself,
+/// so repeated and unknown fields are seen; stops where the bytes stop being a message.
+fn wire_strings(b: &[u8], depth: usize, found: &mut dyn FnMut(u64, &str)) {
+    let mut at = 0;
+    while at < b.len() {
+        let Some(key) = varint(b, &mut at) else { return };
+        let skip = match key & 7 {
+            0 => varint(b, &mut at).map(|_| 0),
+            1 => Some(8),
+            5 => Some(4),
+            2 => varint(b, &mut at).and_then(|n| usize::try_from(n).ok()),
+            _ => None,
+        };
+        let Some(n) = skip.filter(|n| at + n <= b.len()) else { return };
+        if key & 7 == 2 {
+            let body = &b[at..at + n];
+            match std::str::from_utf8(body) {
+                Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) => {
+                    found(key >> 3, text)
+                }
+                _ if depth < 4 => wire_strings(body, depth + 1, found),
+                _ => {}
+            }
+        }
+        at += n;
+    }
+}
+
 /// Decode one message (a Kafka record value).
 pub fn decode_one(bytes: &[u8], opts: &DecodeOptions) -> Result<CallForService, Reject> {
     if bytes.len() > opts.max_message_bytes {
@@ -107,6 +150,12 @@ pub fn decode_one(bytes: &[u8], opts: &DecodeOptions) -> Result<CallForService, 
     let m =
         pb::CallForService::decode(bytes).map_err(|e| Reject::new(RejectReason::MalformedProtobuf, e.to_string()))?;
     let mut ev = from_pb(m)?;
+    // Every string on the wire as well: a repeated field (the decoder keeps the last) and unknown fields hold
+    // text too. A verdict only adds.
+    let mut scanner = trigger_core::Scanner::default();
+    scanner.merge(ev.blocked.take());
+    wire_strings(bytes, 0, &mut |field, text| scanner.text(&format!("field {field}"), text));
+    ev.blocked = scanner.finish();
     if let Some(a) = &opts.agency_id {
         ev.agency_id = a.clone();
     }

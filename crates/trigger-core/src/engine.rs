@@ -486,6 +486,11 @@ impl Engine {
         self.caps.retain(|_, (day, _)| *day >= today_utc - 1);
         self.sent.retain(|_, cams| cams.values().any(|s| s.until.saturating_add(ttl) >= now));
         let keep = ttl.max(BLOCK_MARK_MS);
+        for m in self.marks.values_mut().filter(|m| m.at < crate::reject::MIN_TIMESTAMP_MS) {
+            // Marked at a clock value no CAD sends (a record whose time could not be read, decided at it):
+            // its 30 days start now.
+            m.at = now;
+        }
         self.marks.retain(|_, m| m.at.saturating_add(keep) >= now);
     }
 
@@ -556,8 +561,9 @@ impl Engine {
 
     /// A revision whose raw record named a blocked type, decided before anything else reads it: whatever its
     /// revision (a duplicate, an older one), its times or its location, the incident is marked, nothing
-    /// starts for it again, and every camera still recording for it gets STOP. Only an incident id and an
-    /// agency are needed (without them there is no incident to mark: a reject, as any record).
+    /// starts for it again, and every camera still recording for it gets STOP. Only an incident id is needed
+    /// (without one there is no incident to mark: a reject, as any record); without an agency, the id is
+    /// marked under every agency.
     fn decide_raw_block(
         &mut self,
         ev: &CallForService,
@@ -567,9 +573,6 @@ impl Engine {
     ) -> Result<Decision, Reject> {
         if ev.incident_id.trim().is_empty() {
             return Err(Reject::new(RejectReason::MissingIncidentId, "incident_id is empty"));
-        }
-        if ev.agency_id.trim().is_empty() {
-            return Err(Reject::new(RejectReason::MissingAgencyId, "agency_id is empty"));
         }
         self.sweep(now);
         let loc = ev.location.filter(|l| crate::reject::check_coordinates(l.lat, l.lon).is_ok());
@@ -594,7 +597,19 @@ impl Engine {
         let rule = if first.starts_with(&rule) { rule } else { format!("{rule};sticky:{first}") };
         (d.record.category, d.record.rule) = (None, Some(rule));
         let category = st.category.unwrap_or(Category::Burglary);
-        d.stop_active_anywhere(st, loc.map(|l| l.point()), category, StopReason::Reclassified, cams);
+        let at = loc.map(|l| l.point());
+        d.stop_active_anywhere(st, at, category, StopReason::Reclassified, cams);
+        if ev.agency_id.trim().is_empty() {
+            // No agency: the id is marked under every agency, and what records for it anywhere stops.
+            let id = ev.incident_id.as_str();
+            for (_, st) in incidents.iter_mut().filter(|(k, _)| k.1 == id && !k.0.is_empty()) {
+                if st.blocked.is_none() {
+                    (st.blocked, st.blocked_at) = (Some(first.clone()), Some(now));
+                }
+                let category = st.category.unwrap_or(Category::Burglary);
+                d.stop_active_anywhere(st, at, category, StopReason::Reclassified, cams);
+            }
+        }
         Ok(d.finish(Outcome::BlockedType))
     }
 
@@ -612,7 +627,7 @@ impl Engine {
             return false;
         }
         let st = self.incident(&ev.agency_id, &ev.incident_id);
-        let marked = self.marks.contains_key(&(ev.agency_id.clone(), ev.incident_id.clone()));
+        let marked = mark_of(&self.marks, &(ev.agency_id.clone(), ev.incident_id.clone())).is_some();
         let sticky = ev.blocked.is_some() || marked || st.is_some_and(|st| st.blocked.is_some());
         let starts_nothing = sticky || terminal(ev, &class, enabled_policy(&self.policy, &class)).is_some();
         !starts_nothing || st.is_some_and(|st| !st.started.is_empty())
@@ -681,7 +696,7 @@ fn admit<'s>(
             ));
         }
     }
-    let mark = marks.get(&key).map(|m| (m.rule.clone(), m.at));
+    let mark = mark_of(marks, &key).map(|m| (m.rule.clone(), m.at));
     let st = incidents.entry(key.clone()).or_insert_with(|| new_incident(sent, incident_ref, now));
     st.last_revision = ev.revision;
     st.last_seen = now;
@@ -703,6 +718,12 @@ fn admit<'s>(
         (None, class) => class,
     };
     Ok((class, st))
+}
+
+/// The mark of an incident: its own, or one made by a record of its id that named no agency (a blocked
+/// record whose agency could not be read marks the id under every agency).
+fn mark_of<'m>(marks: &'m HashMap<(String, String), Mark>, key: &(String, String)) -> Option<&'m Mark> {
+    marks.get(key).or_else(|| marks.get(&(String::new(), key.1.clone())))
 }
 
 /// Terminal: a closed incident, a blocked type, a type that is not (or no longer) a trigger, or a disabled

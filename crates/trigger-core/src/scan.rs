@@ -3,26 +3,11 @@
 //! carries only the verdict — the term and the field it was in — never the value, so no other text of the
 //! record leaves ingest.
 
+pub use crate::types::RawBlock;
 use crate::vocabulary::{self, BlockKind};
-use serde::{Deserialize, Serialize};
 
 /// The longest field name a verdict keeps (a CSV header or a JSON path can be anything a peer sends).
 pub const MAX_FIELD_NAME: usize = 120;
-
-/// A blocked term found in the raw record: what it names, the term, and the field it stood in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RawBlock {
-    pub kind: BlockKind,
-    pub term: String,
-    pub field: String,
-}
-
-impl RawBlock {
-    /// `KIND:TERM@FIELD`, as a decision's rule names it.
-    pub fn rule(&self) -> String {
-        format!("raw:{}:{}@{}", self.kind.as_str(), self.term, self.field)
-    }
-}
 
 /// Collects the first blocked term of a record's values.
 #[derive(Debug, Default)]
@@ -60,6 +45,27 @@ impl Scanner {
         if let Some((kind, term)) = hit {
             self.found = Some(RawBlock { kind, term: term.to_string(), field: bounded(field) });
         }
+    }
+
+    /// The record's bytes as they came, read as one text (not UTF-8: each bad byte a separator; a JSON
+    /// `\uXXXX` escape a separator too). What a parser would drop — a repeated key or field, an unknown
+    /// one, a record it refuses — is still read. Blocks only add: no exception is read across fields here
+    /// that the per-value reading does not also see.
+    pub fn raw(&mut self, field: &str, bytes: &[u8]) {
+        if self.found.is_some() {
+            return;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let mut plain = String::with_capacity(text.len());
+        let mut rest: &str = &text;
+        while let Some(at) = rest.find("\\u") {
+            plain.push_str(&rest[..at]);
+            let hex = rest.get(at + 2..at + 6).is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit()));
+            plain.push(' ');
+            rest = &rest[at + if hex { 6 } else { 2 }..];
+        }
+        plain.push_str(rest);
+        self.text(field, &plain);
     }
 
     /// Take a verdict found earlier (a record already scanned upstream): a verdict only ever adds a block.

@@ -11,11 +11,39 @@
 //!    `SECOND`, `1ST` is `FIRST`); in a word with letters, digits read as the letters they imitate (`PR0TEST`,
 //!    `1CE`; `1` read both as `I` and as `L`).
 //! 5. Runs of single letters joined (`I.C.E.`, `P R O T E S T`), and common CAD abbreviations expanded
-//!    ([`crate::vocabulary::ABBREVIATIONS`]).
+//!    ([`ABBREVIATIONS`]).
 //!
 //! A [`Word`] keeps what the value showed beside what it reads as, so a report can name the word it saw.
 
 use unicode_normalization::UnicodeNormalization;
+
+/// CAD abbreviations, expanded when a value is read as words (a word of the text equal to the first becomes the second).
+pub const ABBREVIATIONS: &[(&str, &str)] = &[
+    ("DEMO", "DEMONSTRATION"),
+    ("DEMOS", "DEMONSTRATIONS"),
+    ("DMNSTR", "DEMONSTRATION"),
+    ("DEMSTR", "DEMONSTRATION"),
+    ("PRTST", "PROTEST"),
+    ("PROTST", "PROTEST"),
+    ("GTHRNG", "GATHERING"),
+    ("GATHRG", "GATHERING"),
+    ("ASSMBLY", "ASSEMBLY"),
+    ("ASSMBL", "ASSEMBLY"),
+    ("DMNST", "DEMONSTRATION"),
+    ("CIVUNREST", "CIVIL UNREST"),
+    ("CIVDIST", "CIVIL DISTURBANCE"),
+    ("UNLWFL", "UNLAWFUL"),
+    ("CIV", "CIVIL"),
+    ("CIVDIS", "CIVIL DISTURBANCE"),
+    ("DISTURB", "DISTURBANCE"),
+    ("DISTRB", "DISTURBANCE"),
+    ("IMMIG", "IMMIGRATION"),
+    ("IMMIGR", "IMMIGRATION"),
+    ("BURG", "BURGLARY"),
+    ("BURGL", "BURGLARY"),
+    ("VEH", "VEHICLE"),
+    ("ROBB", "ROBBERY"),
+];
 
 /// One word of a value: as shown (upper case, accents kept) and as read for matching.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +63,8 @@ impl Word {
 
     /// The readings of this word.
     pub fn readings(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.canon.as_str()).chain(self.alt.as_deref())
+        let shown = (self.shown != self.canon && self.shown.is_ascii()).then_some(self.shown.as_str());
+        std::iter::once(self.canon.as_str()).chain(self.alt.as_deref()).chain(shown)
     }
 }
 
@@ -45,14 +74,125 @@ fn decode_entities(text: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut s = text.to_string();
-    for _ in 0..3 {
-        let next = html_escape::decode_html_entities(&s).into_owned();
+    for _ in 0..6 {
+        let next = numeric_references(&html_escape::decode_html_entities(&s));
         if next == s {
             break;
         }
         s = next;
     }
     std::borrow::Cow::Owned(s)
+}
+
+/// Numeric character references a browser reads without their semicolon (`&#80ROTEST`, `&#x50ROTEST`).
+fn numeric_references(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("&#") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let (hex, digits) = match after.strip_prefix(['x', 'X']) {
+            Some(h) => (true, h),
+            None => (false, after),
+        };
+        let n = digits.chars().take_while(|c| if hex { c.is_ascii_hexdigit() } else { c.is_ascii_digit() }).count();
+        let code = u32::from_str_radix(&digits[..n], if hex { 16 } else { 10 }).ok().and_then(char::from_u32);
+        match code.filter(|_| n > 0 && n <= 7) {
+            Some(c) => {
+                out.push(c);
+                rest = digits[n..].strip_prefix(';').unwrap_or(&digits[n..]);
+            }
+            None => {
+                out.push_str("&#");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Latin letters written as small capitals (which the confusable skeleton leaves as they are).
+const SMALL_CAPITALS: &[(char, char)] = &[
+    ('\u{1D00}', 'A'),
+    ('\u{0299}', 'B'),
+    ('\u{1D04}', 'C'),
+    ('\u{1D05}', 'D'),
+    ('\u{1D07}', 'E'),
+    ('\u{A730}', 'F'),
+    ('\u{0262}', 'G'),
+    ('\u{029C}', 'H'),
+    ('\u{026A}', 'I'),
+    ('\u{1D0A}', 'J'),
+    ('\u{1D0B}', 'K'),
+    ('\u{029F}', 'L'),
+    ('\u{1D0D}', 'M'),
+    ('\u{0274}', 'N'),
+    ('\u{1D0F}', 'O'),
+    ('\u{1D18}', 'P'),
+    ('\u{A7AF}', 'Q'),
+    ('\u{0280}', 'R'),
+    ('\u{A731}', 'S'),
+    ('\u{1D1B}', 'T'),
+    ('\u{1D1C}', 'U'),
+    ('\u{1D20}', 'V'),
+    ('\u{1D21}', 'W'),
+    ('\u{028F}', 'Y'),
+    ('\u{1D22}', 'Z'),
+];
+
+/// Other readings of a value for the block only (never for corroboration): symbols written for letters
+/// (`R@LLY`, `PROTE$T`, `!CE`, `|CE`), small capitals, letters drawn from others (`RN` for M, `VV` for W, `II`
+/// for LL) and percent-encoded bytes (`%50ROTEST`). Each is read as well as the value itself.
+pub fn other_readings(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let pair = |x: u8, y: u8| b.windows(2).any(|w| w[0].eq_ignore_ascii_case(&x) && w[1].eq_ignore_ascii_case(&y));
+    let symbols_in = !text.is_ascii() || b.iter().any(|c| matches!(c, b'@' | b'$' | b'!' | b'|'));
+    let drawn_in = pair(b'R', b'N') || pair(b'V', b'V') || pair(b'I', b'I');
+    if !(symbols_in || drawn_in || text.contains('%')) {
+        return out;
+    }
+    let symbols: String = text
+        .chars()
+        .map(|c| match c {
+            '@' => 'A',
+            '$' => 'S',
+            '!' | '|' => 'I',
+            '\u{20AC}' => 'E',
+            c => SMALL_CAPITALS.iter().find(|(s, _)| *s == c).map_or(c, |(_, l)| *l),
+        })
+        .collect();
+    if symbols != text {
+        out.push(symbols);
+    }
+    let upper = text.to_uppercase();
+    let drawn = upper.replace("RN", "M").replace("VV", "W").replace("II", "LL");
+    if drawn != upper {
+        out.push(drawn);
+    }
+    if text.contains('%') {
+        let bytes = text.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = (bytes[i] == b'%' && i + 2 < bytes.len())
+                .then(|| text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .flatten();
+            match hex {
+                Some(b) => {
+                    decoded.push(b);
+                    i += 3;
+                }
+                None => {
+                    decoded.push(bytes[i]);
+                    i += 1;
+                }
+            }
+        }
+        out.push(String::from_utf8_lossy(&decoded).into_owned());
+    }
+    out
 }
 
 /// One character as Latin capitals (possibly none: a format character, a combining mark).
@@ -181,7 +321,7 @@ fn flush_letters(letters: &mut String, out: &mut Vec<Word>) {
 }
 
 fn expand(word: Word, out: &mut Vec<Word>) {
-    match crate::vocabulary::ABBREVIATIONS.iter().find(|(a, _)| word.is(a)) {
+    match ABBREVIATIONS.iter().find(|(a, _)| word.is(a)) {
         Some((_, long)) => {
             out.extend(long.split(' ').map(|l| Word { shown: word.shown.clone(), canon: l.to_string(), alt: None }))
         }

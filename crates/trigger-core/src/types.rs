@@ -4,6 +4,49 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Why a type is blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// Protest and other First Amendment activity, civil unrest.
+    FirstAmendment,
+    /// Immigration enforcement.
+    Immigration,
+}
+
+impl BlockKind {
+    /// The kind a verdict on the wire names; a name this build does not know still blocks (fail closed).
+    pub fn parse(s: &str) -> BlockKind {
+        if s == "immigration" {
+            BlockKind::Immigration
+        } else {
+            BlockKind::FirstAmendment
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockKind::FirstAmendment => "first_amendment",
+            BlockKind::Immigration => "immigration",
+        }
+    }
+}
+
+/// A blocked term found in the raw record (`crate::scan`): what it names, the term, and the field it stood in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawBlock {
+    pub kind: BlockKind,
+    pub term: String,
+    pub field: String,
+}
+
+impl RawBlock {
+    /// `raw:KIND:TERM@FIELD`, as a decision's rule names it.
+    pub fn rule(&self) -> String {
+        format!("raw:{}:{}@{}", self.kind.as_str(), self.term, self.field)
+    }
+}
+
 /// Unix epoch milliseconds, UTC.
 pub type Millis = i64;
 
@@ -86,7 +129,7 @@ pub struct CallForService {
     /// The raw record's scan ([`crate::scan`]): a blocked term in any value the CAD sent for this revision,
     /// with the field it was in. Set by the decoder that read the raw record; never the value itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blocked: Option<crate::scan::RawBlock>,
+    pub blocked: Option<RawBlock>,
     /// The type text's values as the CAD sent them, one per field, when it sent several (`call_type_text`
     /// is them joined, for reading): corroboration reads each value on its own, never across a join.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

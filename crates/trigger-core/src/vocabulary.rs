@@ -26,17 +26,8 @@
 
 use crate::text::Word;
 use crate::types::Category;
-use serde::Serialize;
 
-/// Why a type is blocked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BlockKind {
-    /// Protest and other First Amendment activity, civil unrest.
-    FirstAmendment,
-    /// Immigration enforcement.
-    Immigration,
-}
+pub use crate::types::BlockKind;
 
 /// Codes of the shipped standards whose types are blocked, whatever a table says: matched exactly
 /// (case-insensitively) on the event's code and on every table rule's code. A city whose own code book reuses
@@ -44,6 +35,7 @@ pub enum BlockKind {
 /// of never triggering.
 pub const HARD_BLOCKED_CODES: &[(&str, BlockKind, &str)] = &[
     ("CIVDIS", BlockKind::FirstAmendment, "APCO ANS 2.103 CIVIL DISTURBANCE"),
+    ("CU1", BlockKind::FirstAmendment, "the NENA EIDO sample's civil-unrest registry code"),
     ("ALIEN", BlockKind::Immigration, "APCO ANS 2.103 IMMIGRATION"),
     ("404", BlockKind::FirstAmendment, "California PC 404 riot"),
     ("404.6", BlockKind::FirstAmendment, "California PC 404.6 incitement to riot"),
@@ -54,24 +46,6 @@ pub const HARD_BLOCKED_CODES: &[(&str, BlockKind, &str)] = &[
     ("408", BlockKind::FirstAmendment, "California PC 408 participation in an unlawful assembly"),
     ("409", BlockKind::FirstAmendment, "California PC 409 remaining present after a dispersal order"),
 ];
-
-impl BlockKind {
-    /// The kind a verdict on the wire names; a name this build does not know still blocks (fail closed).
-    pub fn parse(s: &str) -> BlockKind {
-        if s == "immigration" {
-            BlockKind::Immigration
-        } else {
-            BlockKind::FirstAmendment
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BlockKind::FirstAmendment => "first_amendment",
-            BlockKind::Immigration => "immigration",
-        }
-    }
-}
 
 /// One blocked type: the phrases that name it, the stems of its words as CADs inflect them, and the longer
 /// phrases holding one of them that name something else.
@@ -112,24 +86,39 @@ pub const BLOCKED: &[BlockedTerm] = &[
     fa(
         &["PROTEST", "COUNTER PROTEST"],
         &[
-            ("PROTEST", &["", "S", "ED", "ING", "ER", "ERS", "OR", "ORS", "A", "AS", "ANTE", "ANTES"]),
+            (
+                "PROTEST",
+                &["", "S", "ED", "ING", "ER", "ERS", "OR", "ORS", "A", "AS", "ANTE", "ANTES", "ANDO", "O", "OS"],
+            ),
             ("COUNTERPROTEST", VERB),
         ],
     ),
     fa(
         &["MANIFESTACION", "MANIFESTATION"],
-        &[("MANIFESTACION", &["", "ES"]), ("MANIFESTANT", &["", "S", "E", "ES"]), ("MANIFESTATION", &["", "S"])],
+        &[
+            ("MANIFESTACION", &["", "ES"]),
+            ("MANIFESTACAO", &["", "OES"]),
+            ("MANIFESTANT", &["", "S", "E", "ES"]),
+            ("MANIFESTATION", &["", "S"]),
+            ("MANIF", &["", "S"]),
+        ],
     ),
-    fa(&["DEMONSTRATION"], &[("DEMONSTRAT", &["E", "ES", "ED", "ING", "ION", "IONS", "OR", "ORS"])]),
+    fa(
+        &["DEMONSTRATION"],
+        &[
+            ("DEMONSTRAT", &["E", "ES", "ED", "ING", "ION", "IONS", "OR", "ORS"]),
+            ("DEMONSTRANT", &["", "S", "EN", "E"]),
+        ],
+    ),
     fa(&["RALLY"], &[("RALL", &["Y", "IES", "IED", "YING", "YS"])]),
-    fa(&["MARCH"], &[("MARCH", &["", "ES", "ED", "ER", "ERS", "ING", "A", "AS"])]),
-    fa(&["PICKET", "PICKET LINE"], &[("PICKET", VERB)]),
-    fa(&["VIGIL"], &[("VIGIL", &["", "S"])]),
-    fa(&["GATHERING"], &[("GATHER", &["ING", "INGS"])]),
-    fa(&["ASSEMBLY"], &[("ASSEMBL", &["Y", "IES"])]),
-    fa(&["CROWD"], &[("CROWD", &["", "S"])]),
-    fa(&["PARADE"], &[("PARADE", &["", "S", "R", "RS"]), ("PARADING", &[""])]),
-    fa(&["PROCESSION"], &[("PROCESSION", &["", "S", "AL"])]),
+    fa(&["MARCH"], &[("MARCH", &["", "ES", "ED", "ER", "ERS", "ING", "A", "AS", "ANDO"])]),
+    fa(&["PICKET", "PICKET LINE"], &[("PICKET", VERB), ("PIQUETE", &["", "S", "RO", "ROS"])]),
+    fa(&["VIGIL"], &[("VIGIL", &["", "S"]), ("VIGILIA", &["", "S"])]),
+    fa(&["GATHERING"], &[("GATHER", &["ING", "INGS", "ED"]), ("RASSEMBLEMENT", &["", "S"])]),
+    fa(&["ASSEMBLY"], &[("ASSEMBL", &["Y", "IES", "E", "ED", "ING"]), ("ASAMBLEA", &["", "S"])]),
+    fa(&["CROWD"], &[("CROWD", &["", "S", "ED"]), ("MULTITUD", &["", "ES"])]),
+    fa(&["PARADE"], &[("PARADE", &["", "S", "R", "RS"]), ("PARADING", &[""]), ("DESFILE", &["", "S"])]),
+    fa(&["PROCESSION"], &[("PROCESSION", &["", "S", "AL"]), ("PROCESION", &["", "ES"])]),
     fa(&["SECOND LINE", "SECOND LINER", "SECOND LINERS"], &[("SECONDLINE", &["", "S", "R", "RS"])]),
     fa(
         &["SIT IN", "SIT INS", "TEACH IN", "TEACH INS", "DIE IN", "DIE INS", "LIE IN", "SLEEP IN", "KNEEL IN"],
@@ -138,13 +127,40 @@ pub const BLOCKED: &[BlockedTerm] = &[
     BlockedTerm {
         kind: BlockKind::FirstAmendment,
         phrases: &["STRIKE", "STRIKES", "STRIKERS", "STRIKING WORKERS", "WALKOUT", "WALK OUT", "SIT DOWN STRIKE"],
-        stems: &[("HUELGA", &["", "S"]), ("HUELGUISTA", &["", "S"]), ("GREVE", &["", "S"]), ("GREVISTE", &["", "S"])],
+        stems: &[
+            ("HUELGA", &["", "S"]),
+            ("HUELGUISTA", &["", "S"]),
+            ("GREVE", &["", "S"]),
+            ("GREVISTE", &["", "S"]),
+            ("STREIK", &["", "S", "ENDE"]),
+        ],
         unless: &["LIGHTNING STRIKE", "LIGHTNING STRIKES", "BIRD STRIKE", "BIRD STRIKES"],
     },
     fa(&["BOYCOTT"], &[("BOYCOTT", VERB)]),
-    fa(&["RIOT", "ROUT"], &[("RIOT", &["", "S", "ED", "ING", "ER", "ERS", "OUS"])]),
+    fa(
+        &["RIOT", "ROUT", "INSURRECTION", "LOOTING", "LOOTERS"],
+        &[
+            ("RIOT", &["", "S", "ED", "ING", "ER", "ERS", "OUS"]),
+            ("MOTIN", &["", "ES"]),
+            ("DISTURBIO", &["", "S"]),
+            ("EMEUTE", &["", "S"]),
+        ],
+    ),
     fa(&["CIVIL UNREST", "UNREST"], &[]),
-    fa(&["CIVIL DISTURBANCE", "CIVIL DISTURBANCES", "CIVIL DISORDER", "CIVIL DISOBEDIENCE", "MOB ACTION"], &[]),
+    fa(
+        &[
+            "CIVIL DISTURBANCE",
+            "CIVIL DISTURBANCES",
+            "CIVIL DISORDER",
+            "CIVIL DISOBEDIENCE",
+            "MOB ACTION",
+            "MOB",
+            "FLASH MOB",
+            "BLOCKADE",
+            "OCCUPY",
+        ],
+        &[],
+    ),
     fa(&["FAILURE TO DISPERSE", "DISPERSAL ORDER", "DISPERSE", "DISPERSAL"], &[("DISPERS", &["E", "ED", "AL", "ING"])]),
     fa(&["FREE SPEECH", "FIRST AMENDMENT"], &[]),
     fa(&["ACTIVIST"], &[("ACTIVIS", &["T", "TS", "M"])]),
@@ -155,6 +171,7 @@ pub const BLOCKED: &[BlockedTerm] = &[
             ("INMIGRA", &["CION", "NTE", "NTES"]),
             ("MIGRANT", &["", "S", "E", "ES"]),
             ("MIGRACION", &[""]),
+            ("MIGRATORI", &["A", "O", "AS", "OS"]),
             ("NATURALIZATION", &[""]),
         ],
     ),
@@ -165,11 +182,28 @@ pub const BLOCKED: &[BlockedTerm] = &[
     im(&["ALIEN", "ALIENS"], &[]),
     im(&["UNDOCUMENTED"], &[("INDOCUMENTADO", &["", "S"])]),
     im(&["REDADA"], &[("REDADA", &["", "S"])]),
-    im(&["BORDER PATROL", "CBP", "USBP", "CUSTOMS ENFORCEMENT", "CUSTOMS AND BORDER"], &[("BORDERPATROL", &[""])]),
-    im(&["HOMELAND SECURITY INVESTIGATIONS", "HSI", "ENFORCEMENT AND REMOVAL", "ERO", "USCIS"], &[]),
+    im(
+        &["BORDER PATROL", "CBP", "USBP", "CUSTOMS ENFORCEMENT", "CUSTOMS AND BORDER", "PATRULLA FRONTERIZA"],
+        &[("BORDERPATROL", &[""])],
+    ),
+    im(
+        &[
+            "HOMELAND SECURITY",
+            "HSI",
+            "ENFORCEMENT AND REMOVAL",
+            "ERO",
+            "USCIS",
+            "DHS",
+            "287G",
+            "287 G",
+            "INS AGENT",
+            "INS AGENTS",
+        ],
+        &[],
+    ),
     BlockedTerm {
         kind: BlockKind::Immigration,
-        phrases: &["ICE"],
+        phrases: &["ICE", "ICE RAID", "ICE AGENT", "ICE AGENTS"],
         stems: &[],
         unless: &[
             "ICE ON ROAD",
@@ -199,6 +233,7 @@ pub const BLOCKED: &[BlockedTerm] = &[
 /// GATH`, `CIV DIST`, `1ST AMEND`, `BORDER PAT`).
 pub const TRUNCATED: &[(&str, usize)] = &[
     ("PROTEST", 6),
+    ("UNREST", 3),
     ("PROTESTERS", 6),
     ("DEMONSTRATION", 6),
     ("DEMONSTRATORS", 6),
@@ -468,29 +503,7 @@ pub const NEUTRAL: &[&str] = &[
     "INTRUSION",
 ];
 
-/// CAD abbreviations, expanded before matching (a word of the text equal to the first becomes the second).
-pub const ABBREVIATIONS: &[(&str, &str)] = &[
-    ("DEMO", "DEMONSTRATION"),
-    ("DEMOS", "DEMONSTRATIONS"),
-    ("DMNSTR", "DEMONSTRATION"),
-    ("DEMSTR", "DEMONSTRATION"),
-    ("PRTST", "PROTEST"),
-    ("PROTST", "PROTEST"),
-    ("GTHRNG", "GATHERING"),
-    ("GATHRG", "GATHERING"),
-    ("ASSMBLY", "ASSEMBLY"),
-    ("UNLWFL", "UNLAWFUL"),
-    ("CIV", "CIVIL"),
-    ("CIVDIS", "CIVIL DISTURBANCE"),
-    ("DISTURB", "DISTURBANCE"),
-    ("DISTRB", "DISTURBANCE"),
-    ("IMMIG", "IMMIGRATION"),
-    ("IMMIGR", "IMMIGRATION"),
-    ("BURG", "BURGLARY"),
-    ("BURGL", "BURGLARY"),
-    ("VEH", "VEHICLE"),
-    ("ROBB", "ROBBERY"),
-];
+pub use crate::text::ABBREVIATIONS;
 
 /// Text as words for matching, each as read ([`crate::text`]).
 pub fn normalize(text: &str) -> Vec<String> {
@@ -533,12 +546,14 @@ fn reads_str(r: &str, p: &str) -> bool {
 /// match ends.
 fn phrase_at(ps: &[&str], words: &[Word], i: usize) -> Option<usize> {
     let Some((p, rest)) = ps.split_first() else { return Some(i) };
+    // Every reading, alone or joined to the next words, starts with the word's own first letter.
+    let first = p.as_bytes().first();
+    if !words.get(i)?.readings().any(|r| r.as_bytes().first() == first) {
+        return None;
+    }
     let mut joined = String::new();
     for n in 1..=3 {
         let Some(w) = words.get(i + n - 1) else { break };
-        if n > 1 && (w.canon.len() < 2 || words[i].canon.len() < 2) {
-            break;
-        }
         joined.push_str(&w.canon);
         let here = if n == 1 { w.readings().any(|r| reads_str(r, p)) } else { reads_str(&joined, p) };
         if let Some(end) = here.then(|| phrase_at(rest, words, i + n)).flatten() {
@@ -572,6 +587,10 @@ fn term_at(ti: usize, words: &[Word], i: usize, joined: &[Option<String>; 3]) ->
         if let Some(end) = phrase_at(ps, words, i) {
             return Some((end, *p));
         }
+        // A phrase run together into one word (`CIVILUNREST`, `ICERAID`).
+        if ps.len() > 1 && words[i].readings().any(|r| ps.concat() == r) {
+            return Some((i + 1, *p));
+        }
     }
     if let Some(stem) = words[i].readings().find_map(|r| inflection_of(t, r)) {
         return Some((i + 1, stem));
@@ -591,13 +610,38 @@ fn joined_at(words: &[Word], i: usize) -> [Option<String>; 3] {
     let mut acc = String::new();
     for (n, slot) in out.iter_mut().enumerate() {
         let Some(w) = words.get(i + n) else { break };
-        if n > 0 && (w.canon.len() < 2 || words[i].canon.len() < 2) {
-            break;
-        }
         acc.push_str(&w.canon);
         *slot = Some(acc.clone());
     }
     out
+}
+
+/// Words that make a context exception void: a value that speaks of enforcement ("ASSIST ICE ON ROADWAY")
+/// is not about the weather.
+const ENFORCEMENT_CONTEXT: &[&str] = &[
+    "ASSIST",
+    "ASSISTING",
+    "AGENT",
+    "AGENTS",
+    "OFFICER",
+    "OFFICERS",
+    "OPERATION",
+    "RAID",
+    "DETAIN",
+    "DETAINED",
+    "DETAINER",
+    "ARREST",
+    "ARRESTED",
+    "WARRANT",
+    "ENFORCEMENT",
+    "CUSTODY",
+    "TEAM",
+    "VEHICLES",
+    "UNITS",
+];
+
+fn enforcement_context(words: &[Word]) -> bool {
+    words.iter().any(|w| w.readings().any(|r| ENFORCEMENT_CONTEXT.contains(&r)))
 }
 
 /// The blocked term the words name, if any: its kind and the phrase or stem found (the first term of
@@ -612,7 +656,8 @@ pub fn blocked_words(words: &[Word]) -> Option<(BlockKind, &'static str)> {
                 break;
             }
             let Some((e, found)) = term_at(ti, words, i, &joined) else { continue };
-            let excused = term.unless.iter().any(|u| occurrences(words, u).any(|(us, ue)| us <= i && e <= ue));
+            let excused = !enforcement_context(words)
+                && term.unless.iter().any(|u| occurrences(words, u).any(|(us, ue)| us <= i && e <= ue));
             if !excused {
                 best = Some((ti, found));
             }
@@ -629,6 +674,7 @@ pub fn blocked(words: &[String]) -> Option<(BlockKind, &'static str)> {
 /// The blocked term one value names, read on its own ([`crate::text::words`]).
 pub fn blocked_in(value: &str) -> Option<(BlockKind, &'static str)> {
     blocked_words(&crate::text::words(value))
+        .or_else(|| crate::text::other_readings(value).iter().find_map(|v| blocked_words(&crate::text::words(v))))
 }
 
 /// The shipped standards' blocked code `code` is, if any (trimmed, case-insensitive).
