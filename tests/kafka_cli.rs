@@ -49,6 +49,41 @@ fn cameras_publish_and_replay_to_kafka(broker: &Broker) {
         .count();
     assert!(decodable as i64 >= events, "every event is a protobuf CallForService");
 }
+
+/// `replay --to-kafka` (and `demo`, which sends its CAD log the same way): a blocked term in a column the
+/// profile does not map travels on the CFS topic as the verdict, and the column's value does not.
+fn a_blocked_term_in_an_unmapped_column_reaches_the_cfs_topic_as_its_verdict(broker: &Broker) {
+    let settings = broker.settings(2);
+    let (b, t) = (settings.bootstrap_servers.clone(), settings.topics.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, common::kafka_section(&settings)).unwrap();
+    let csv = dir.path().join("calls.csv");
+    let header = "OBJECTID,Event Number,Complaint Number,Tencode,Tencode Description,Tencode Suffix,\
+                  Tencode Suffix Description,Disposition Code,Disposition Description,Block,Street Name,\
+                  Unit Dispatched,Shift,Sector,Zone,Latitude,Longitude,RPA,Call_Received";
+    let row = |id: &str, street: &str| {
+        format!("1,{id},,83,SHOTS FIRED,P,PROGRESS,5,GONE ON ARRIVAL,300,{street},621C,C,E,623,36.218,-86.834,3105,2024-07-05 01:13:05")
+    };
+    let rows = [header.to_string(), row("B1", "MARCHERS OUTSIDE CITY HALL"), row("B2", "HAYNES PARK DR")];
+    std::fs::write(&csv, rows.join("\n")).unwrap();
+    let csv = csv.to_str().unwrap();
+    let cfg = config.to_str().unwrap();
+    run(&["replay", csv, "--format", "csv", "--profile", "nashville-mnpd", "--to-kafka", &b, "--config", cfg]);
+    let cfs = inspect::read_topic(&settings, &t.cfs, false, Duration::from_secs(30)).unwrap();
+    let evs: Vec<(trigger_core::CallForService, &[u8])> = cfs
+        .iter()
+        .map(|r| {
+            let bytes = r.payload.as_deref().unwrap();
+            (trigger_cad::pb::decode_one(bytes, &Default::default()).unwrap(), bytes)
+        })
+        .collect();
+    let (blocked, bytes) = evs.iter().find(|(e, _)| e.incident_id == "B1").expect("B1 on the topic");
+    let verdict = blocked.blocked.clone().expect("its verdict travels");
+    assert_eq!((verdict.term.as_str(), verdict.field.as_str()), ("MARCH", "Street Name"));
+    assert!(!String::from_utf8_lossy(bytes).contains("CITY HALL"), "the value stays behind");
+    assert!(evs.iter().any(|(e, _)| e.incident_id == "B2" && e.blocked.is_none()));
+}
 }
 
 /// `topics create --fanout-partitions`: the commands and owner notices get their own, smaller partition count;
