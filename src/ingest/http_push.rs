@@ -396,9 +396,14 @@ mod tests {
         let out = memory::Out { source: "s", cfs: "cfs", dead_letter: "dlq", rule: DeadLetterRule::default() };
         let mut m = memory::Memory::default();
         let a = memory::admit(&mut m, 0, decoded, out);
-        // Pushed again at the same revision: a block is never skipped as a repeat.
+        // Pushed again as it was: a repeat, skipped. Retyped at the same revision with a block: written.
         let again = memory::admit(&mut m, 0, decode(body, Format::Cfs, &DecodeOptions::default()), out);
-        assert_eq!((a.written, again.written, again.skipped), (1, 1, 0));
+        assert_eq!((a.written, again.written, again.skipped), (1, 0, 1));
+        let plain = String::from_utf8_lossy(body).replace(r#","vendor_remarks":"ICE agents on scene""#, "");
+        let mut fresh = memory::Memory::default();
+        let first = memory::admit(&mut fresh, 0, decode(plain.as_bytes(), Format::Cfs, &DecodeOptions::default()), out);
+        let retyped = memory::admit(&mut fresh, 0, decode(body, Format::Cfs, &DecodeOptions::default()), out);
+        assert_eq!((first.written, retyped.written), (1, 1));
         let ev =
             trigger_cad::pb::decode_one(a.records[0].payload.as_deref().unwrap(), &DecodeOptions::default()).unwrap();
         let b = ev.blocked.expect("the verdict travels");

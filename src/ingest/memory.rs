@@ -14,15 +14,22 @@ use trigger_kafka::{wall_ms, OutRecord};
 pub(super) struct Seen {
     /// (agency, incident, revision, its time: seconds since 2020-01-01).
     incidents: Vec<(String, String, u32, u32)>,
+    /// (agency, incident) whose record naming a blocked type was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    blocked: Vec<(String, String)>,
 }
 
-/// The memory in use: (agency, incident) -> (last revision written, its time in seconds since 2020-01-01).
+/// The memory in use: (agency, incident) -> (last revision written, its time in seconds since 2020-01-01),
+/// and the incidents whose record naming a blocked type was written.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Memory(HashMap<(String, String), (u32, u32)>);
+pub(super) struct Memory(HashMap<(String, String), (u32, u32)>, std::collections::HashSet<(String, String)>);
 
 impl Memory {
     pub(super) fn from_seen(seen: Seen) -> Self {
-        Self(seen.incidents.into_iter().map(|(a, i, r, t)| ((a, i), (r, t))).collect())
+        Self(
+            seen.incidents.into_iter().map(|(a, i, r, t)| ((a, i), (r, t))).collect(),
+            seen.blocked.into_iter().collect(),
+        )
     }
 
     /// What is stored: the incidents updated at or after `horizon`; older ones are forgotten.
@@ -34,7 +41,10 @@ impl Memory {
             .map(|((a, i), (r, t))| (a.clone(), i.clone(), *r, *t))
             .collect();
         incidents.sort();
-        Seen { incidents }
+        let mut blocked: Vec<_> =
+            self.1.iter().filter(|k| self.0.get(*k).is_some_and(|(_, t)| *t >= horizon)).cloned().collect();
+        blocked.sort();
+        Seen { incidents, blocked }
     }
 
     /// Its stored form, as the watermark's bytes.
@@ -85,9 +95,10 @@ impl Admitted {
 }
 
 /// Decoded input against `memory`: each revision newer than the one remembered becomes a record (and is
-/// remembered); an older or repeated one is skipped — unless it names a blocked type, which is always
-/// written (the engine marks the incident whatever the revision: a retyped revision must not hide its
-/// block behind the number of the one before); each refusal becomes a dead letter with the input's bytes.
+/// remembered); an older or repeated one is skipped — unless it is the first of its incident to name a
+/// blocked type, which is written whatever its revision (the engine marks the incident whatever the
+/// revision: a retyped revision must not hide its block behind the number of the one before); each refusal
+/// becomes a dead letter with the input's bytes.
 pub(super) fn admit(memory: &mut Memory, horizon: u32, decoded: Decoded, out: Out<'_>) -> Admitted {
     let mut a = Admitted::default();
     for d in decoded.events {
@@ -95,9 +106,13 @@ pub(super) fn admit(memory: &mut Memory, horizon: u32, decoded: Decoded, out: Ou
         let key = (ev.agency_id.clone(), ev.incident_id.clone());
         let at = trigger_cad::eido::revision_at(ev.emitted_at);
         let known = at < horizon || memory.0.get(&key).is_some_and(|(r, _)| *r >= ev.revision);
-        if known && ev.blocked.is_none() {
+        let first_block = ev.blocked.is_some() && !memory.1.contains(&key);
+        if known && !first_block {
             a.skipped += 1;
             continue;
+        }
+        if ev.blocked.is_some() {
+            memory.1.insert(key.clone());
         }
         if !known {
             memory.0.insert(key, (ev.revision, at));
