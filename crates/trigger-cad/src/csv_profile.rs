@@ -404,12 +404,7 @@ fn row_events(
     if incident_id.is_empty() {
         return Err(Reject::new(RejectReason::MissingIncidentId, format!("column {:?} is empty", c.incident_id)));
     }
-    let agency_id = opts
-        .agency_id
-        .clone()
-        .or_else(|| c.agency.as_deref().map(|a| row.get(a).to_string()))
-        .or_else(|| p.agency_id.clone())
-        .unwrap_or_default();
+    let agency_id = row_agency(p, row, opts);
     let location = row_location(p, row)?;
     let priority = match c.priority.as_deref().map(|col| row.get(col)) {
         None => 0,
@@ -450,29 +445,18 @@ fn row_events(
 /// type or time is needed to block). None without an incident id or a blocked term.
 fn blocked_only(p: &CsvProfile, row: &Row<'_>, opts: &DecodeOptions) -> Option<CallForService> {
     let blocked = row.scan(p)?;
-    let c = &p.columns;
-    let incident_id = row.get(&c.incident_id).to_string();
-    let agency_id = opts
-        .agency_id
-        .clone()
-        .or_else(|| c.agency.as_deref().map(|a| row.get(a).to_string()))
-        .or_else(|| p.agency_id.clone())
-        .unwrap_or_default();
+    let incident_id = row.get(&p.columns.incident_id).to_string();
     let at = p.parse_time(row.get(&p.lifecycle.created)).ok().flatten().unwrap_or(0);
-    (!incident_id.is_empty()).then(|| CallForService {
-        incident_id,
-        agency_id,
-        revision: 1,
-        status: Status::Updated,
-        call_type_code: String::new(),
-        call_type_text: String::new(),
-        priority: 0,
-        location: None,
-        received_at: at,
-        emitted_at: at,
-        blocked: Some(blocked),
-        type_fields: vec![],
-    })
+    (!incident_id.is_empty()).then(|| crate::blocked_only(incident_id, row_agency(p, row, opts), at, blocked))
+}
+
+/// The agency of a row: the caller's, the profile's column, or the profile's one agency.
+fn row_agency(p: &CsvProfile, row: &Row<'_>, opts: &DecodeOptions) -> String {
+    opts.agency_id
+        .clone()
+        .or_else(|| p.columns.agency.as_deref().map(|a| row.get(a).to_string()))
+        .or_else(|| p.agency_id.clone())
+        .unwrap_or_default()
 }
 
 /// A row's location: a WKT point, or a latitude and a longitude column (both or neither).

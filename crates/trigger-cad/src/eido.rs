@@ -183,20 +183,9 @@ pub fn decode_document(doc: &Value, opts: &DecodeOptions) -> Result<CallForServi
         (Err(r), Some(blocked)) => {
             let Some(incident_id) = text(doc, &["incidentTrackingIdentifier", "$id"]) else { return Err(r) };
             let at = time(doc, &["lastUpdateTimeStamp", "LastUpdateTimeStamp"], "").ok().flatten().unwrap_or(0);
-            Ok(CallForService {
-                incident_id: incident_id.to_string(),
-                agency_id: opts.agency_id.clone().or_else(|| agency_of(doc)).unwrap_or_default(),
-                revision: revision_at(at),
-                status: Status::Updated,
-                call_type_code: String::new(),
-                call_type_text: String::new(),
-                priority: 0,
-                location: None,
-                received_at: at,
-                emitted_at: at,
-                blocked: Some(blocked),
-                type_fields: vec![],
-            })
+            let agency = opts.agency_id.clone().or_else(|| agency_of(doc)).unwrap_or_default();
+            let ev = crate::blocked_only(incident_id.to_string(), agency, at, blocked);
+            Ok(CallForService { revision: revision_at(at), ..ev })
         }
     }
 }

@@ -20,7 +20,13 @@ pub fn decode_line(line: &[u8], opts: &DecodeOptions) -> Result<CallForService, 
     let found = scanner.finish();
     let mut ev: CallForService = match (serde_json::from_slice::<CallForService>(line), &found, &value) {
         (Ok(ev), _, _) => ev,
-        (Err(_), Some(_), Some(v)) if v.get("incident_id").and_then(|i| i.as_str()).is_some() => blocked_only(v),
+        (Err(_), Some(found), Some(v)) if v.get("incident_id").and_then(|i| i.as_str()).is_some() => {
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            let at = v.get("emitted_at").and_then(serde_json::Value::as_i64).unwrap_or(0);
+            let revision = v.get("revision").and_then(serde_json::Value::as_u64).and_then(|r| u32::try_from(r).ok());
+            let ev = crate::blocked_only(s("incident_id"), s("agency_id"), at, found.clone());
+            CallForService { revision: revision.unwrap_or(1), ..ev }
+        }
         (Err(e), found, _) => match (found, crate::lenient_string(line, &["incident_id"])) {
             (Some(found), Some(id)) => {
                 let agency = crate::lenient_string(line, &["agency_id"]).unwrap_or_default();
@@ -34,26 +40,6 @@ pub fn decode_line(line: &[u8], opts: &DecodeOptions) -> Result<CallForService, 
         ev.agency_id = a.clone();
     }
     Ok(ev)
-}
-
-/// A line that does not decode but names a blocked type: its incident, to be marked.
-fn blocked_only(v: &serde_json::Value) -> CallForService {
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
-    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
-    CallForService {
-        incident_id: s("incident_id"),
-        agency_id: s("agency_id"),
-        revision: u32::try_from(n("revision")).unwrap_or(0),
-        status: trigger_core::Status::Updated,
-        call_type_code: String::new(),
-        call_type_text: String::new(),
-        priority: 0,
-        location: None,
-        received_at: n("received_at"),
-        emitted_at: n("emitted_at"),
-        blocked: None,
-        type_fields: vec![],
-    }
 }
 
 pub fn decode(data: &[u8], opts: &DecodeOptions) -> Decoded {
