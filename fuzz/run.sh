@@ -26,7 +26,8 @@ for t in "${targets[@]}"; do
   echo "=== fuzz $t (${FUZZ_RUNS:-${secs}s})"
   cargo fuzz run -s none --debug-assertions "$t" "corpus/$t" -- -dict=extreme.dict "${budget[@]}" \
     -print_final_stats=1 -max_len="$max_len" 2>&1 | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|thread|panicked|Done)|ERROR' || true
-  if ls "artifacts/$t"/crash-* "artifacts/$t"/oom-* >/dev/null 2>&1; then
+  # Either kind alone is a failure (one `ls` of both globs fails whenever only one of them matches).
+  if compgen -G "artifacts/$t/crash-*" >/dev/null || compgen -G "artifacts/$t/oom-*" >/dev/null; then
     echo "fuzz target $t found a failing input: fuzz/artifacts/$t/" >&2
     exit 1
   fi
