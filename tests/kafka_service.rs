@@ -597,7 +597,9 @@ crate::on_every_broker! {
                 std::thread::sleep(Duration::from_millis(5));
             }
             // The decider stops: the standby takes every partition over and decides the rest.
-            let first_decides = h1.assigned_partitions.load(Relaxed) > 0;
+            // The decider is the one that decided the first half (its assignment alone can still show the
+            // partitions it is handing over when the second instance took the lead).
+            let first_decides = h1.handled.load(Relaxed) > h2.handled.load(Relaxed);
             let (stopped, other) = if first_decides { (first, second) } else { (second, first) };
             let s_stopped = stopped.stop();
             send(n / 2, n);
